@@ -1,0 +1,50 @@
+"""The storage engine: versioned repositories of objects, sessions, commits and content-addressed blobs."""
+
+from tilde.server.storage.blobs import BlobStore, BlobWriter, LocalBlobStore
+from tilde.server.storage.engine import ActorLike, StorageEngine
+from tilde.server.storage.errors import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    RangeNotSatisfiable,
+    SessionClosed,
+    StorageError,
+)
+from tilde.server.storage.paths import validate_path
+from tilde.server.storage.types import (
+    Actor,
+    BlobRef,
+    ChangeItem,
+    CommitInfo,
+    CommitOutcome,
+    ListingItem,
+    ObjectVersion,
+    Page,
+    SessionInfo,
+    ViewEntry,
+)
+
+__all__ = [
+    "Actor",
+    "ActorLike",
+    "BlobRef",
+    "BlobStore",
+    "BlobWriter",
+    "ChangeItem",
+    "CommitInfo",
+    "CommitOutcome",
+    "Conflict",
+    "InvalidArgument",
+    "ListingItem",
+    "LocalBlobStore",
+    "NotFound",
+    "ObjectVersion",
+    "Page",
+    "RangeNotSatisfiable",
+    "SessionClosed",
+    "SessionInfo",
+    "StorageEngine",
+    "StorageError",
+    "ViewEntry",
+    "validate_path",
+]

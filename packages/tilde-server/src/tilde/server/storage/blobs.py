@@ -1,0 +1,373 @@
+"""Blob storage: the ``BlobStore`` interface and ``LocalBlobStore`` (content-addressed files on local disk).
+
+Bytes are addressed by their SHA-256. A writer streams into a temporary file inside the store (same
+filesystem), fsyncs it and renames it into place, so a crash can leave stray temporary files but never a
+torn blob.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+from tilde.server.storage.errors import InvalidArgument, NotFound
+from tilde.server.storage.types import BlobRef
+
+__all__ = ["BlobStore", "BlobWriter", "LocalBlobStore", "LocalBlobWriter"]
+
+# Large reads keep hashlib (which drops the GIL) busy and syscall overhead negligible.
+_CHUNK = 8 * 1024 * 1024
+_FILE_MODE = 0o644
+_HEX = frozenset("0123456789abcdef")
+
+
+@runtime_checkable
+class BlobWriter(Protocol):
+    """A stream of bytes on its way into a blob store."""
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Append bytes."""
+        ...
+
+    def commit(self) -> BlobRef:
+        """Make the bytes durable and addressable; returns the reference."""
+        ...
+
+    def abort(self) -> None:
+        """Discard everything written; idempotent."""
+        ...
+
+    def __enter__(self) -> BlobWriter: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Where object bytes live. Blobs are immutable once committed."""
+
+    def open_writer(self) -> BlobWriter:
+        """Start writing a new blob."""
+        ...
+
+    def ingest_file(self, path: Path) -> BlobRef:
+        """Hash a finished file and move (or copy) it into the store."""
+        ...
+
+    def concat(self, parts: Sequence[BlobRef]) -> BlobRef:
+        """Store the concatenation of existing blobs as a new blob."""
+        ...
+
+    def path(self, blob: BlobRef) -> Path:
+        """Return the local file holding the blob's bytes (do not modify it)."""
+        ...
+
+    def exists(self, blob: BlobRef) -> bool:
+        """Whether the blob's bytes are present."""
+        ...
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a directory entry change (rename) across a crash."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBlobWriter:
+    """Writes one blob into a temporary file of a ``LocalBlobStore``; use ``LocalBlobStore.open_writer``."""
+
+    def __init__(self, store: LocalBlobStore) -> None:
+        self._store = store
+        fd, name = tempfile.mkstemp(prefix="w-", suffix=".tmp", dir=store.tmp_dir)
+        self._file = os.fdopen(fd, "wb", buffering=0)
+        self._tmp_path = Path(name)
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._done = False
+        self._ref: BlobRef | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
+
+    def write(self, data: bytes) -> None:
+        """Append bytes to the blob.
+
+        Args:
+            data: The bytes to append.
+
+        Raises:
+            InvalidArgument: When the writer was already committed or aborted.
+
+        """
+        if self._done:
+            raise InvalidArgument("blob writer is closed")
+        view = memoryview(data)
+        self._hash.update(view)
+        while view:
+            written = self._file.write(view)
+            view = view[written:] if written is not None else view[:0]
+        self._size += len(data)
+
+    def commit(self) -> BlobRef:
+        """Fsync the bytes and rename them into their content-addressed place.
+
+        Returns:
+            The reference of the stored blob (the existing one when identical bytes were already stored).
+
+        Raises:
+            InvalidArgument: When the writer was aborted.
+
+        """
+        if self._ref is not None:
+            return self._ref
+        if self._done:
+            raise InvalidArgument("blob writer was aborted")
+        self._done = True
+        try:
+            self._file.flush()
+            os.fchmod(self._file.fileno(), _FILE_MODE)
+            os.fsync(self._file.fileno())
+            self._file.close()
+            digest = self._hash.hexdigest()
+            self._ref = self._store._install(self._tmp_path, digest, self._size)
+        except BaseException:
+            self._discard()
+            raise
+        return self._ref
+
+    def abort(self) -> None:
+        """Discard the bytes; safe to call more than once and after ``commit``."""
+        if self._done:
+            return
+        self._done = True
+        self._discard()
+
+    def _discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp_path.unlink()
+
+    def __enter__(self) -> LocalBlobWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.abort()
+
+
+class LocalBlobStore:
+    """Content-addressed blobs under ``root``: ``root/ab/cd/<sha256>``, temporary files in ``root/tmp``.
+
+    Args:
+        root: Directory of the store; created when missing.
+
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp_dir = self.root / "tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def open_writer(self) -> LocalBlobWriter:
+        """Start writing a new blob.
+
+        Returns:
+            A writer; use it as a context manager so it is aborted unless committed.
+
+        """
+        return LocalBlobWriter(self)
+
+    def path(self, blob: BlobRef) -> Path:
+        """Return the file holding a blob's bytes.
+
+        Args:
+            blob: The blob.
+
+        Returns:
+            Its path (shared and immutable: hard-link or read it, never write to it).
+
+        Raises:
+            InvalidArgument: When the key is not a SHA-256 hex digest.
+
+        """
+        return self._path_for(blob.key)
+
+    def exists(self, blob: BlobRef) -> bool:
+        """Whether a blob's bytes are present.
+
+        Args:
+            blob: The blob.
+
+        Returns:
+            True when the file exists.
+
+        """
+        return self._path_for(blob.key).is_file()
+
+    def ingest_file(self, path: Path) -> BlobRef:
+        """Hash a finished file, then move it into the store (copying when it lives on another filesystem).
+
+        Args:
+            path: The file; it no longer exists at that path afterwards when it could be moved.
+
+        Returns:
+            The stored blob.
+
+        Raises:
+            NotFound: When the file does not exist.
+
+        """
+        path = Path(path)
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with open(path, "rb", buffering=0) as source:
+                buffer = bytearray(_CHUNK)
+                view = memoryview(buffer)
+                while True:
+                    count = source.readinto(view)
+                    if not count:
+                        break
+                    hasher.update(view[:count])
+                    size += count
+                os.fsync(source.fileno())
+        except FileNotFoundError:
+            raise NotFound(f"file '{path}'") from None
+        digest = hasher.hexdigest()
+        target = self._path_for(digest)
+        if target.is_file():
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return BlobRef(key=digest, size=size, sha256=digest)
+        fd, name = tempfile.mkstemp(prefix="i-", suffix=".tmp", dir=self.tmp_dir)
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            # Rename within the store's filesystem first, so the final rename below is atomic.
+            os.replace(path, tmp)
+        except OSError as error:
+            tmp.unlink()
+            if error.errno != errno.EXDEV:
+                raise
+            with self.open_writer() as writer, open(path, "rb", buffering=0) as source:
+                while chunk := source.read(_CHUNK):
+                    writer.write(chunk)
+                ref = writer.commit()
+            path.unlink()
+            return ref
+        os.chmod(tmp, _FILE_MODE)
+        return self._install(tmp, digest, size)
+
+    def concat(self, parts: Sequence[BlobRef]) -> BlobRef:
+        """Store the concatenation of existing blobs as a new blob.
+
+        The bytes are copied kernel-side with ``os.copy_file_range`` where available; the SHA-256 of the
+        result is then computed in one sequential pass over the (page-cache hot) new file.
+
+        Args:
+            parts: The blobs, in order.
+
+        Returns:
+            The stored concatenation.
+
+        Raises:
+            NotFound: When a part's bytes are missing.
+
+        """
+        fd, name = tempfile.mkstemp(prefix="c-", suffix=".tmp", dir=self.tmp_dir)
+        tmp = Path(name)
+        try:
+            offset = 0
+            for part in parts:
+                try:
+                    source_fd = os.open(self.path(part), os.O_RDONLY)
+                except FileNotFoundError:
+                    raise NotFound(f"blob {part.key}") from None
+                try:
+                    offset += _copy_all(source_fd, fd, part.size, offset)
+                finally:
+                    os.close(source_fd)
+            os.fchmod(fd, _FILE_MODE)
+            os.fsync(fd)
+            hasher = hashlib.sha256()
+            buffer = bytearray(_CHUNK)
+            view = memoryview(buffer)
+            position = 0
+            while position < offset:
+                count = os.preadv(fd, [view], position)
+                if not count:
+                    break
+                hasher.update(view[:count])
+                position += count
+            os.close(fd)
+            fd = -1
+            digest = hasher.hexdigest()
+            return self._install(tmp, digest, offset)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+
+    def _path_for(self, key: str) -> Path:
+        if len(key) != 64 or not _HEX.issuperset(key):
+            raise InvalidArgument(f"not a blob key: {key!r}")
+        return self.root / key[:2] / key[2:4] / key
+
+    def _install(self, tmp: Path, digest: str, size: int) -> BlobRef:
+        """Rename a complete, fsynced temporary file to its content address."""
+        target = self._path_for(digest)
+        if target.is_file():
+            # Identical bytes are already stored; keep the existing inode (sandboxes may hard-link it).
+            tmp.unlink()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, target)
+            _fsync_dir(target.parent)
+        return BlobRef(key=digest, size=size, sha256=digest)
+
+
+def _copy_all(source_fd: int, dest_fd: int, size: int, dest_offset: int) -> int:
+    """Append ``size`` bytes of ``source_fd`` at ``dest_offset`` of ``dest_fd``; returns the bytes copied."""
+    copied = 0
+    use_kernel = hasattr(os, "copy_file_range")
+    while copied < size:
+        want = min(size - copied, 1 << 30)
+        count = 0
+        if use_kernel:
+            try:
+                count = os.copy_file_range(source_fd, dest_fd, want, copied, dest_offset + copied)
+            except OSError as error:
+                # Some filesystems refuse kernel-side copies; fall back to plain reads and writes.
+                if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                use_kernel = False
+                continue
+        else:
+            data = os.pread(source_fd, min(want, _CHUNK), copied)
+            count = os.pwrite(dest_fd, data, dest_offset + copied) if data else 0
+        if count == 0:
+            break
+        copied += count
+    return copied
