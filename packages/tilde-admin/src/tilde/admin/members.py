@@ -1,0 +1,173 @@
+"""Members of an organization: ``org.members``.
+
+The member list is a single-shot list (the server returns every member in one ``{"results": [...]}`` body),
+and the add endpoint answers with nothing the SDK reads, so `Members.create` re-reads the list to hand back a
+populated `Member`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from tilde.admin._fields import text_field, timestamp_field
+from tilde.core.errors import api_error_for_status
+
+if TYPE_CHECKING:
+    import tilde.core
+    from tilde.core.pagination import PaginatedIterator
+
+__all__ = ["Member", "Members"]
+
+
+class Member:
+    """A user's membership of an organization.
+
+    Attributes:
+        user_id: The user's id; `Members.delete` and `Member.delete` address members by it.
+        username: The user's login name.
+        full_name: The user's display name (``""`` when unknown).
+        email: The user's e-mail address (``""`` when hidden or unknown).
+        organization_id: The id of the organization.
+        joined_at: When the user joined, if the server says.
+
+    """
+
+    def __init__(
+        self,
+        client: tilde.core.Client,
+        org: str,
+        *,
+        user_id: str = "",
+        username: str = "",
+        full_name: str = "",
+        email: str = "",
+        organization_id: str = "",
+        joined_at: datetime | None = None,
+    ) -> None:
+        self._client = client
+        self._org = org
+        self.user_id = user_id
+        self.username = username
+        self.full_name = full_name
+        self.email = email
+        self.organization_id = organization_id
+        self.joined_at = joined_at
+
+    @classmethod
+    def from_dict(cls, client: tilde.core.Client, org: str, data: Mapping[str, Any]) -> Member:
+        """Build a member from a ``Membership`` response object (``null`` strings become ``""``).
+
+        Args:
+            client: The client that fetched it.
+            org: The organization's name.
+            data: The decoded JSON object.
+
+        Returns:
+            The member.
+
+        """
+        return cls(
+            client,
+            org,
+            user_id=text_field(data, "user_id"),
+            username=text_field(data, "username"),
+            full_name=text_field(data, "full_name"),
+            email=text_field(data, "email"),
+            organization_id=text_field(data, "organization_id"),
+            joined_at=timestamp_field(data, "joined_at"),
+        )
+
+    def delete(self) -> None:
+        """Remove this user from the organization (``DELETE /organizations/{org}/members/{user_id}``)."""
+        Members(self._client, self._org).delete(self.user_id)
+
+    def __repr__(self) -> str:
+        return f"Member({self.username!r})"
+
+
+class Members:
+    """The members of one organization.
+
+    Args:
+        client: The client to send requests with.
+        org: The organization's name.
+
+    """
+
+    def __init__(self, client: tilde.core.Client, org: str) -> None:
+        self._client = client
+        self._org = org
+
+    @property
+    def _path(self) -> str:
+        return f"/organizations/{self._org}/members"
+
+    def list(self, *, amount: int | None = None) -> PaginatedIterator[Member]:
+        """List the members (one request, made on first iteration).
+
+        Args:
+            amount: Stop after this many members.
+
+        Returns:
+            A lazy, single-pass iterator of `Member`.
+
+        """
+        return self._client._list_once(
+            self._path, lambda data: Member.from_dict(self._client, self._org, data), amount=amount
+        )
+
+    def get(self, user_id: str) -> Member:
+        """Find a member by user id or username.
+
+        The server has no single-member endpoint, so this lists the members and picks the match.
+
+        Args:
+            user_id: The member's user id, or their username.
+
+        Returns:
+            The member.
+
+        Raises:
+            NotFoundError: No member has that user id or username.
+
+        """
+        for member in self.list():
+            if user_id in (member.user_id, member.username):
+                return member
+        raise api_error_for_status(
+            404,
+            message=f"no member {user_id!r} in organization {self._org!r}",
+            code="not_found",
+            method="GET",
+            url=self._path,
+        )
+
+    def create(self, username: str) -> Member:
+        """Add a user to the organization by username.
+
+        Args:
+            username: The user to add.
+
+        Returns:
+            The new member, re-read from the member list.
+
+        Raises:
+            NotFoundError: The user was added but does not appear in the member list.
+
+        """
+        self._client._post_json(self._path, json={"username": username})
+        return self.get(username)
+
+    def delete(self, user_id: str) -> None:
+        """Remove a user from the organization.
+
+        Args:
+            user_id: The member's user id.
+
+        """
+        self._client._delete(f"{self._path}/{user_id}")
+
+    def __repr__(self) -> str:
+        return f"Members(org={self._org!r})"

@@ -1,0 +1,164 @@
+"""Organizations: ``client.organizations`` / ``tilde.organizations``.
+
+An `Organization` is the root of every org-scoped collection. This module provides the ones the data layer
+needs (repositories) and membership; groups, policies, roles, agents and connectors hang off the same entity
+as they arrive, one module per resource family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import tilde.data
+from tilde.admin._fields import text_field, timestamp_field
+from tilde.admin.members import Members
+
+if TYPE_CHECKING:
+    import tilde.core
+    from tilde.core.pagination import PaginatedIterator
+
+__all__ = ["Organization", "Organizations"]
+
+
+class Organization:
+    """One organization, the owner of repositories, members and IAM entities.
+
+    Args:
+        client: The client to send requests with.
+        id: The organization's id.
+        name: The organization's slug (what every org-scoped path uses).
+        display_name: The human-readable name.
+        created_at: When the organization was created.
+
+    Attributes:
+        id: The organization's id.
+        name: The organization's slug.
+        display_name: The human-readable name.
+        created_at: When the organization was created.
+
+    """
+
+    def __init__(
+        self,
+        client: tilde.core.Client,
+        *,
+        id: str = "",
+        name: str = "",
+        display_name: str = "",
+        created_at: datetime | None = None,
+    ) -> None:
+        self._client = client
+        self.id = id
+        self.name = name
+        self.display_name = display_name
+        self.created_at = created_at
+
+    @classmethod
+    def from_dict(cls, client: tilde.core.Client, data: Mapping[str, Any]) -> Organization:
+        """Build an organization from an ``Organization`` response object.
+
+        Args:
+            client: The client that fetched it.
+            data: The decoded JSON object.
+
+        Returns:
+            The organization.
+
+        """
+        return cls(
+            client,
+            id=text_field(data, "id"),
+            name=text_field(data, "name"),
+            display_name=text_field(data, "display_name"),
+            created_at=timestamp_field(data, "created_at"),
+        )
+
+    @property
+    def repositories(self) -> tilde.data.Repositories:
+        """The organization's repositories (a new collection object on each access)."""
+        return tilde.data.Repositories(self._client, self.name)
+
+    @property
+    def members(self) -> Members:
+        """The organization's members (a new collection object on each access)."""
+        return Members(self._client, self.name)
+
+    def delete(self) -> None:
+        """Delete the organization (``DELETE /organizations/{name}``)."""
+        Organizations(self._client).delete(self.name)
+
+    def __repr__(self) -> str:
+        return f"Organization({self.name!r})"
+
+
+class Organizations:
+    """The organizations the caller can see.
+
+    Args:
+        client: The client to send requests with.
+
+    """
+
+    def __init__(self, client: tilde.core.Client) -> None:
+        self._client = client
+
+    def list(self, *, amount: int | None = None) -> PaginatedIterator[Organization]:
+        """List the organizations the caller belongs to (one request, made on first iteration).
+
+        Args:
+            amount: Stop after this many organizations.
+
+        Returns:
+            A lazy, single-pass iterator of `Organization`.
+
+        """
+        return self._client._list_once(
+            "/organizations", lambda data: Organization.from_dict(self._client, data), amount=amount
+        )
+
+    def get(self, name: str) -> Organization:
+        """Fetch one organization.
+
+        Args:
+            name: The organization's slug.
+
+        Returns:
+            The organization.
+
+        Raises:
+            NotFoundError: There is no such organization (or the caller may not see it).
+
+        """
+        return Organization.from_dict(self._client, self._client._get_json(f"/organizations/{name}"))
+
+    def create(self, name: str, display_name: str) -> Organization:
+        """Create an organization; the caller becomes its first member.
+
+        Args:
+            name: The slug, matching ``^[a-z0-9][a-z0-9-]{1,62}$``.
+            display_name: The human-readable name.
+
+        Returns:
+            The new organization.
+
+        Raises:
+            ConflictError: The name is taken.
+            BadRequestError: The name is not a valid slug.
+
+        """
+        body = self._client._post_json("/organizations", json={"name": name, "display_name": display_name})
+        return Organization.from_dict(self._client, body or {"name": name, "display_name": display_name})
+
+    def delete(self, name: str) -> None:
+        """Delete an organization.
+
+        Args:
+            name: The organization's slug.
+
+        """
+        self._client._delete(f"/organizations/{name}")
+
+    def __repr__(self) -> str:
+        return "Organizations()"
