@@ -1,0 +1,270 @@
+"""Object access: read-only views of a commit, and read-write access inside a session."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tilde.data.models import CopyObjectResult, ListingEntry, ObjectMetadata, PutObjectResult
+from tilde.data.object_reader import ObjectReader
+from tilde.data.plugins import collect_upload_strategies, make_plugin_manager
+from tilde.data.upload_source import UploadData, UploadSource
+from tilde.data.upload_strategies import UploadRequest, UploadSettings, UploadStrategy, run_upload
+
+if TYPE_CHECKING:
+    from tilde.core import Client as CoreClient
+    from tilde.core.pagination import PaginatedIterator
+
+__all__ = ["ReadOnlyObjects", "SessionObjects"]
+
+#: The most paths one ``POST R/objects/delete`` accepts.
+DELETE_MANY_LIMIT = 1000
+
+
+class _ObjectReads:
+    """Listing and reading, scoped by the extra query parameters of the concrete class."""
+
+    def __init__(self, client: CoreClient, org: str, repo: str) -> None:
+        self._client = client
+        self._org = org
+        self._repo = repo
+        self._repository_path = f"/organizations/{org}/repositories/{repo}"
+
+    def _scope(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def list(
+        self,
+        *,
+        prefix: str | None = None,
+        delimiter: str | None = None,
+        after: str | None = None,
+        amount: int | None = None,
+        page_size: int | None = None,
+    ) -> PaginatedIterator[ListingEntry]:
+        """List objects in path order.
+
+        Args:
+            prefix: Only paths starting with this.
+            delimiter: Collapse paths sharing a prefix up to the next delimiter into one ``"prefix"`` entry.
+            after: Start strictly after this path.
+            amount: Stop after this many entries in total.
+            page_size: Entries per request (server maximum 1000).
+
+        Returns:
+            A lazy, single-pass iterator of `ListingEntry`.
+
+        """
+        params: dict[str, Any] = dict(self._scope())
+        if prefix:
+            params["prefix"] = prefix
+        if delimiter:
+            params["delimiter"] = delimiter
+        return self._client._paginate(
+            f"{self._repository_path}/objects",
+            ListingEntry.from_dict,
+            params=params,
+            amount=amount,
+            page_size=page_size,
+            after=after,
+        )
+
+    def get(
+        self, path: str, *, cache: bool = True, byte_range: tuple[int, int | None] | None = None
+    ) -> ObjectReader:
+        """Open an object for reading; no request is made until the reader is used.
+
+        Args:
+            path: The object path.
+            cache: Keep the whole body in memory after the first full ``read()``.
+            byte_range: ``(start, end)`` inclusive, or ``(start, None)`` to the end.
+
+        Returns:
+            An `ObjectReader`.
+
+        """
+        return ObjectReader(
+            self._client,
+            f"{self._repository_path}/object",
+            {"path": path, **self._scope()},
+            cache=cache,
+            byte_range=byte_range,
+        )
+
+    def head(self, path: str) -> ObjectMetadata:
+        """Fetch an object's metadata without its bytes.
+
+        Args:
+            path: The object path.
+
+        Returns:
+            The ETag, content type, size and reproducibility flag.
+
+        Raises:
+            NotFoundError: No such object.
+
+        """
+        response = self._client._head(
+            f"{self._repository_path}/object", params={"path": path, **self._scope()}
+        )
+        return ObjectMetadata.from_headers(response.headers)
+
+
+class ReadOnlyObjects(_ObjectReads):
+    """Read-only access to a repository's objects, as of one commit.
+
+    Args:
+        client: The client.
+        org: Organization name.
+        repo: Repository name.
+        ref: The commit (or ref) to read; ``None`` reads the latest commit. Unlike the published SDK, a
+            `Commit`'s ``objects`` passes its own id here, so historic reads see that commit's state.
+
+    """
+
+    def __init__(self, client: CoreClient, org: str, repo: str, *, ref: str | None = None) -> None:
+        super().__init__(client, org, repo)
+        self._ref = ref
+
+    @property
+    def ref(self) -> str | None:
+        """The commit this view reads, ``None`` for the latest."""
+        return self._ref
+
+    def _scope(self) -> dict[str, str]:
+        return {"ref": self._ref} if self._ref else {}
+
+    def __repr__(self) -> str:
+        suffix = f", ref={self._ref!r}" if self._ref else ""
+        return f"ReadOnlyObjects({self._org}/{self._repo}{suffix})"
+
+
+class SessionObjects(_ObjectReads):
+    """Objects as seen and changed by one session (reads include the session's staged changes).
+
+    Args:
+        client: The client.
+        org: Organization name.
+        repo: Repository name.
+        session_id: The session.
+
+    """
+
+    def __init__(self, client: CoreClient, org: str, repo: str, session_id: str) -> None:
+        super().__init__(client, org, repo)
+        self._session_id = session_id
+
+    def _scope(self) -> dict[str, str]:
+        return {"session_id": self._session_id}
+
+    def __repr__(self) -> str:
+        return f"SessionObjects(session_id={self._session_id!r})"
+
+    def put(
+        self, path: str, data: UploadData, *, content_type: str = "application/octet-stream"
+    ) -> PutObjectResult:
+        """Upload an object into the session.
+
+        The upload strategy is chosen per object (see `tilde.data.hookspecs`): by default a single presigned
+        PUT for known sizes below the client's threshold (64 MiB), otherwise a parallel multipart upload.
+
+        Args:
+            path: The object path (no leading ``/``).
+            data: ``bytes``/``bytearray``/``memoryview``, a ``pathlib.Path`` (opened and closed here), a
+                binary file object (read from its current position), or an iterable of ``bytes``.
+            content_type: Recorded with the object.
+
+        Returns:
+            The staged object's path and ETag.
+
+        Raises:
+            TransportError: A presigned upload failed.
+            TypeError: ``data`` is not one of the accepted types.
+
+        """
+        source = UploadSource(data)
+        try:
+            request = UploadRequest(
+                client=self._client,
+                repository_path=self._repository_path,
+                session_id=self._session_id,
+                path=path,
+                source=source,
+                content_type=content_type,
+                settings=_upload_settings(self._client),
+            )
+            return run_upload(_upload_strategies(self._client), request)
+        finally:
+            source.close()
+
+    def copy(self, source_path: str, destination_path: str) -> CopyObjectResult:
+        """Copy an object server-side (no bytes move through the client).
+
+        Args:
+            source_path: The object to copy.
+            destination_path: Where the copy goes.
+
+        Returns:
+            Both paths.
+
+        Raises:
+            NotFoundError: The source does not exist.
+
+        """
+        params = {
+            "session_id": self._session_id,
+            "source_path": source_path,
+            "destination_path": destination_path,
+        }
+        data = self._client._post_json(f"{self._repository_path}/object/copy", params=params) or {}
+        result = CopyObjectResult.from_dict(data)
+        return CopyObjectResult(
+            source_path=result.source_path or source_path,
+            destination_path=result.destination_path or destination_path,
+        )
+
+    def delete(self, path: str) -> None:
+        """Stage the deletion of one object.
+
+        Args:
+            path: The object path.
+
+        """
+        self._client._delete(
+            f"{self._repository_path}/object", params={"session_id": self._session_id, "path": path}
+        )
+
+    def delete_many(self, paths: list[str]) -> int:
+        """Stage the deletion of several objects (batched 1000 per request).
+
+        Args:
+            paths: The object paths.
+
+        Returns:
+            How many objects the server reports deleted.
+
+        """
+        deleted = 0
+        for start in range(0, len(paths), DELETE_MANY_LIMIT):
+            batch = paths[start : start + DELETE_MANY_LIMIT]
+            data = self._client._post_json(
+                f"{self._repository_path}/objects/delete",
+                params={"session_id": self._session_id},
+                json={"paths": batch},
+            )
+            value = (data or {}).get("deleted", 0)
+            deleted += int(value) if isinstance(value, int) else 0
+        return deleted
+
+
+def _upload_settings(client: CoreClient) -> UploadSettings:
+    settings = getattr(client, "_upload_settings", None)
+    return settings if isinstance(settings, UploadSettings) else UploadSettings()
+
+
+def _upload_strategies(client: CoreClient) -> list[UploadStrategy]:
+    # A tilde.data.Client caches its strategies; any other client gets a fresh plugin manager per upload.
+    finder = getattr(client, "_upload_strategies", None)
+    if callable(finder):
+        strategies: list[UploadStrategy] = finder()
+        return strategies
+    return collect_upload_strategies(make_plugin_manager())

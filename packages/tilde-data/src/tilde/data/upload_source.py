@@ -1,0 +1,156 @@
+"""Normalise whatever a caller passes to ``put`` into one readable source of known or unknown size."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Union
+
+__all__ = ["UploadData", "UploadSource"]
+
+#: What ``SessionObjects.put`` accepts.
+UploadData = Union[bytes, bytearray, memoryview, "os.PathLike[str]", IO[bytes], Iterable[bytes]]
+
+_READ_CHUNK = 1024 * 1024
+
+
+class UploadSource:
+    """A forward-only byte source with an optional size, rewindable when the underlying data allows it.
+
+    Strategies read it in pieces (``read_block``) or as a chunk iterator (``iter_chunks``); neither ever holds
+    more than the requested block in memory, except for in-memory inputs which are sliced without copying.
+
+    Args:
+        data: ``bytes``-like, a ``pathlib.Path`` (opened here and closed by ``close``), a binary file object
+            (read from its current position; measured by seeking to the end when seekable), or an iterable of
+            ``bytes`` (unknown size).
+
+    Raises:
+        TypeError: ``data`` is a ``str`` or another unsupported type.
+
+    """
+
+    def __init__(self, data: UploadData) -> None:
+        self._owned: IO[bytes] | None = None
+        self._buffer: memoryview | None = None
+        self._file: IO[bytes] | None = None
+        self._iterator: Iterator[bytes] | None = None
+        self._pending = b""
+        self._position = 0
+        self._start = 0
+        self.size: int | None = None
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            self._buffer = memoryview(data).cast("B")
+            self.size = len(self._buffer)
+        elif isinstance(data, os.PathLike):
+            self._owned = self._file = Path(data).open("rb")  # noqa: SIM115 - closed by close()
+            self.size = os.fstat(self._owned.fileno()).st_size
+        elif isinstance(data, str):
+            raise TypeError(
+                "put() takes bytes, a pathlib.Path, a binary file or an iterable of bytes, not str"
+            )
+        elif hasattr(data, "read"):
+            self._file = data  # type: ignore[assignment]
+            self.size = _remaining_size(self._file)
+            self._start = self._file.tell() if self.size is not None else 0
+        elif isinstance(data, Iterable):
+            self._iterator = iter(data)
+        else:
+            raise TypeError(f"cannot upload {type(data).__name__}")
+
+    @property
+    def rewindable(self) -> bool:
+        """Whether ``rewind`` can restart the source from the beginning."""
+        if self._buffer is not None:
+            return True
+        if self._file is not None:
+            return self.size is not None
+        return self._position == 0 and not self._pending
+
+    def rewind(self) -> None:
+        """Go back to where the source started.
+
+        Raises:
+            ValueError: The source is a consumed iterator or an unseekable stream.
+
+        """
+        if self._position == 0 and not self._pending:
+            return
+        if not self.rewindable:
+            raise ValueError("the upload source cannot be rewound")
+        if self._file is not None:
+            self._file.seek(self._start)
+        self._position = 0
+        self._pending = b""
+
+    def read_block(self, size: int) -> bytes:
+        """Read up to ``size`` bytes; fewer only at the end of the source, ``b""`` once exhausted."""
+        if self._buffer is not None:
+            block = self._buffer[self._position : self._position + size].tobytes()
+        elif self._file is not None:
+            block = _read_exactly(self._file, size)
+        else:
+            block = self._read_iterator(size)
+        self._position += len(block)
+        return block
+
+    def iter_chunks(self, chunk_size: int = _READ_CHUNK) -> Iterator[bytes]:
+        """Yield the rest of the source in chunks of at most ``chunk_size`` bytes."""
+        while True:
+            block = self.read_block(chunk_size)
+            if not block:
+                return
+            yield block
+
+    def close(self) -> None:
+        """Close a file this source opened itself (caller-supplied files stay open)."""
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+
+    def _read_iterator(self, size: int) -> bytes:
+        assert self._iterator is not None
+        pieces = [self._pending] if self._pending else []
+        have = len(self._pending)
+        while have < size:
+            chunk = next(self._iterator, None)
+            if chunk is None:
+                break
+            if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                raise TypeError(f"upload iterables must yield bytes, got {type(chunk).__name__}")
+            pieces.append(bytes(chunk))
+            have += len(chunk)
+        joined = b"".join(pieces)
+        self._pending = joined[size:]
+        return joined[:size]
+
+
+def _remaining_size(stream: IO[bytes]) -> int | None:
+    """Bytes left from the current position, or ``None`` for unseekable streams."""
+    try:
+        if not stream.seekable():
+            return None
+        here = stream.tell()
+        end = stream.seek(0, io.SEEK_END)
+        stream.seek(here)
+    except (OSError, AttributeError, ValueError):
+        return None
+    return max(end - here, 0)
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    """Read ``size`` bytes unless the stream ends first (raw streams may return short reads)."""
+    first = stream.read(size)
+    if not first or len(first) == size:
+        return bytes(first or b"")
+    pieces = [bytes(first)]
+    have = len(first)
+    while have < size:
+        more = stream.read(size - have)
+        if not more:
+            break
+        pieces.append(bytes(more))
+        have += len(more)
+    return b"".join(pieces)
