@@ -1,0 +1,230 @@
+"""One command over one ``/exec`` websocket (CONTRACT §7), shared by ``run``, ``stream`` and ``spawn``."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.sync.client import connect
+
+from tilde.compute._frames import (
+    FRAME_EXIT,
+    FRAME_STDERR,
+    FRAME_STDOUT,
+    STDIN_CLOSE,
+    launch_frame,
+    parse_exit,
+    split_frame,
+    stdin_frames,
+)
+from tilde.core.errors import SandboxError, TransportError, api_error_for_status
+
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
+
+    from tilde.core import Client
+
+#: The exit code reported when a ``timeout`` stopped the command (as coreutils' ``timeout`` does).
+TIMEOUT_EXIT_CODE = 124
+#: The exit code reported for a process killed from the client side (``Process.kill``): minus SIGKILL.
+KILLED_EXIT_CODE = -9
+#: Extra seconds the client grants the server to report a timeout itself before giving up on its own.
+TIMEOUT_GRACE_SECONDS = 2.0
+#: The published client's overall limit for one ``run`` without a timeout.
+DEFAULT_COMMAND_LIMIT = 300.0
+#: How long one blocking receive waits before re-checking the deadline.
+_RECV_SLICE = 30.0
+#: Accept larger messages than the 1 MiB a conforming server sends, to be liberal in what we take.
+_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+
+
+@functools.lru_cache(maxsize=1)
+def _connect_options() -> dict[str, Any]:
+    # Frames are small and latency matters more than bandwidth: no per-message compression. Older websockets
+    # releases (13, 14) lack some keyword arguments, so pass only what this one knows.
+    known = inspect.signature(connect).parameters
+    options: dict[str, Any] = {"compression": None, "max_size": _MAX_MESSAGE_SIZE, "open_timeout": 30}
+    return {name: value for name, value in options.items() if name in known}
+
+
+class ExecSession:
+    """Runs one command in a sandbox over a fresh websocket.
+
+    Call :meth:`open`, then iterate :meth:`events` until it ends; afterwards :attr:`exit_code` and
+    :attr:`reason` are set. :meth:`kill` (from any thread) drops the connection, which makes the server
+    stop the command.
+
+    Args:
+        client: The API client (for the websocket URL and the Authorization header).
+        sandbox_path: The sandbox's API path (``R/sandboxes/{id}``).
+        argv: The command's argv.
+        env: Variables merged over the sandbox environment.
+        cwd: The working directory.
+        timeout: Seconds after which the command is stopped (server-side, with a client-side guard).
+        limit: Seconds after which the client gives up when no ``timeout`` applies (None: never).
+
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        sandbox_path: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        limit: float | None = DEFAULT_COMMAND_LIMIT,
+    ):
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self._client = client
+        self._url = client._ws_base_url + sandbox_path + "/exec"
+        self._launch = launch_frame(argv, env=env, cwd=cwd, timeout=timeout)
+        self._timeout = timeout
+        self._limit = timeout + TIMEOUT_GRACE_SECONDS if timeout is not None else limit
+        self._ws: ClientConnection | None = None
+        self._killed = threading.Event()
+        self.exit_code: int | None = None
+        self.reason = ""
+        self.error = ""
+
+    def open(self, stdin: bytes | None = None, *, keep_stdin_open: bool = False) -> None:
+        """Connect, launch the command and send its standard input.
+
+        Args:
+            stdin: Bytes for the command's stdin, followed by end-of-file.
+            keep_stdin_open: Leave stdin open after ``stdin`` (for :meth:`send_stdin` later).
+
+        Raises:
+            APIError: The server refused the handshake (e.g. 410 when the sandbox has finished).
+            TransportError: The server could not be reached.
+
+        """
+        headers = self._client._auth_headers()
+        user_agent = headers.pop("User-Agent", None)
+        try:
+            self._ws = connect(
+                self._url, additional_headers=headers, user_agent_header=user_agent, **_connect_options()
+            )
+        except InvalidStatus as exc:
+            response = exc.response
+            body = response.body.decode("utf-8", "replace") if response.body else ""
+            raise api_error_for_status(
+                response.status_code,
+                message=_error_message(body) or response.reason_phrase,
+                method="GET",
+                url=self._url,
+                response_text=body[:500],
+            ) from exc
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            raise TransportError(f"Could not open {self._url}: {exc}", cause=exc) from exc
+        try:
+            self._ws.send(self._launch)
+            if stdin is not None:
+                for frame in stdin_frames(stdin):
+                    self._ws.send(frame)
+                if not keep_stdin_open:
+                    self._ws.send(STDIN_CLOSE)
+        except ConnectionClosed:
+            # The server may already have answered (e.g. EXIT for a command that could not start);
+            # events() reads whatever arrived.
+            pass
+
+    def send_stdin(self, data: bytes) -> None:
+        """Send more bytes to the command's standard input.
+
+        Args:
+            data: The bytes.
+
+        """
+        for frame in stdin_frames(data):
+            self._connection().send(frame)
+
+    def close_stdin(self) -> None:
+        """Signal end-of-file on the command's standard input."""
+        self._connection().send(STDIN_CLOSE)
+
+    def _connection(self) -> ClientConnection:
+        if self._ws is None:
+            raise RuntimeError("the exec session is not open")
+        return self._ws
+
+    def events(self) -> Iterator[tuple[int, bytes]]:
+        """Yield ``(FRAME_STDOUT | FRAME_STDERR, payload)`` until the command exits.
+
+        Yields:
+            Output frames in arrival order.
+
+        Raises:
+            SandboxError: The connection dropped before the exit status arrived, or (without ``timeout``) the
+                command outlived the session's limit.
+
+        """
+        ws = self._connection()
+        deadline = time.monotonic() + self._limit if self._limit is not None else None
+        try:
+            while True:
+                wait = _RECV_SLICE
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        self._expire()
+                        return
+                try:
+                    message = ws.recv(timeout=wait)
+                except TimeoutError:
+                    continue
+                except ConnectionClosed as exc:
+                    if self._killed.is_set():
+                        self.exit_code, self.reason = KILLED_EXIT_CODE, "killed"
+                        return
+                    raise SandboxError(
+                        "The /exec connection closed before the command's exit status"
+                    ) from exc
+                frame = split_frame(message)
+                if frame is None:
+                    continue
+                kind, payload = frame
+                if kind in (FRAME_STDOUT, FRAME_STDERR):
+                    if payload:
+                        yield kind, payload
+                elif kind == FRAME_EXIT:
+                    self.exit_code, self.reason, self.error = parse_exit(payload)
+                    return
+                # Unknown frame types are ignored, as the contract asks of clients.
+        finally:
+            self.close()
+
+    def _expire(self) -> None:
+        if self._timeout is None:
+            raise SandboxError(f"Command did not finish within {self._limit:g} s")
+        # The server did not report the timeout itself in time: closing the socket stops the command.
+        self.exit_code, self.reason = TIMEOUT_EXIT_CODE, "timeout"
+
+    def kill(self) -> None:
+        """Stop the command by dropping the connection (safe from any thread)."""
+        self._killed.set()
+        self.close()
+
+    def close(self) -> None:
+        """Close the websocket (idempotent)."""
+        if self._ws is not None:
+            self._ws.close()
+
+
+def _error_message(body: str) -> str:
+    """Return the ``message`` of a JSON error body, or the body's first 200 characters."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:200]
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return str(data["message"])
+    return body[:200]
