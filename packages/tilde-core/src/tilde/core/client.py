@@ -1,0 +1,402 @@
+"""The synchronous client: a thin blocking driver around the shared request core."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+import pluggy
+
+from tilde.core._base import ClientBase
+from tilde.core._streams import wrap_sync_stream
+from tilde.core._transport import (
+    UPLOAD_TIMEOUT,
+    CloseResponse,
+    Exchange,
+    NeedToken,
+    ReadBody,
+    Send,
+    Sleep,
+    json_object,
+    optional_json_object,
+)
+from tilde.core.credentials import CredentialsProvider
+from tilde.core.pagination import PageResult, PaginatedIterator, check_amount, check_page_size, parse_page
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+def _pick_injected(http_client: Any, httpx_client: Any) -> Any:
+    if http_client is not None and httpx_client is not None and http_client is not httpx_client:
+        raise ValueError("pass either http_client= or its alias httpx_client=, not both")
+    return http_client if http_client is not None else httpx_client
+
+
+class Client(ClientBase):
+    """A connection to a Tilde server (blocking).
+
+    Settings not passed here are resolved from the environment and ``~/.tilde/config.yaml`` (see
+    `tilde.core.config`); a missing API key only fails at the first request, with `ConfigurationError`.
+
+    Args:
+        endpoint_url: The server root, e.g. ``https://tilde.run``.
+        api_key: A static API key.
+        default_sandbox_image: The image sandboxes use when none is named.
+        credentials_provider: Supplies the token for every request; wins over every other source.
+        extra_user_agent: Appended to the ``User-Agent`` after a space.
+        http_client: An `httpx.Client` to send API requests with; used as is and never closed by this client.
+        httpx_client: Alias of ``http_client``.
+        timeout: Seconds (or an `httpx.Timeout`) per API call; default connect 5 s, read 60 s.
+        max_retries: Retries after a connection failure, 429 or 502/503/504 (idempotent methods only, except
+            failures to connect, which are retried for every method).
+        plugin_manager: The plugin manager to take auth providers from; by default a fresh one from
+            `tilde.core.plugins.make_plugin_manager`.
+
+    Example:
+        ```python
+        with Client(api_key="tuk-...") as client:
+            orgs = client._get_json("/organizations")
+        ```
+
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None = None,
+        api_key: str | None = None,
+        default_sandbox_image: str | None = None,
+        credentials_provider: CredentialsProvider | None = None,
+        extra_user_agent: str | None = None,
+        http_client: httpx.Client | None = None,
+        httpx_client: httpx.Client | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = 2,
+        plugin_manager: pluggy.PluginManager | None = None,
+    ) -> None:
+        injected: httpx.Client | None = _pick_injected(http_client, httpx_client)
+        super().__init__(
+            endpoint_url=endpoint_url,
+            api_key=api_key,
+            default_sandbox_image=default_sandbox_image,
+            credentials_provider=credentials_provider,
+            extra_user_agent=extra_user_agent,
+            timeout=timeout,
+            max_retries=max_retries,
+            plugin_manager=plugin_manager,
+            injected_http=injected is not None,
+        )
+        self._owns_http = injected is None
+        self._http: httpx.Client = (
+            injected
+            if injected is not None
+            else httpx.Client(
+                base_url=self._config.base_url,
+                timeout=self._timeout,
+                follow_redirects=False,
+                headers={"User-Agent": self._user_agent},
+            )
+        )
+        self._upload_http_client: httpx.Client | None = None
+        # Replaceable so tests can observe backoff without waiting.
+        self._sleep: Callable[[float], None] = time.sleep
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection pools this client made, and its credentials provider. Idempotent.
+
+        An HTTP client passed in by the caller is left open.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_http:
+            self._http.close()
+        if self._upload_http_client is not None and self._upload_http_client is not self._http:
+            self._upload_http_client.close()
+        self._close_credentials_provider()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- credentials -------------------------------------------------------------------------------------
+
+    def _token(self) -> str:
+        """Return the bearer token to send now (`ConfigurationError` when there is no token source)."""
+        return self._require_provider().get_token()
+
+    _ensure_api_key = _token
+
+    def _auth_headers(self) -> dict[str, str]:
+        """Return ``Authorization`` and ``User-Agent`` headers, for connections made outside `_request`."""
+        return {"Authorization": f"Bearer {self._token()}", "User-Agent": self._user_agent}
+
+    # -- the driver --------------------------------------------------------------------------------------
+
+    @property
+    def _upload_http(self) -> httpx.Client:
+        """The client for presigned URLs: separate pool and timeouts, never an Authorization header.
+
+        When the caller injected an HTTP client, uploads go through it too (it may carry a proxy or a mock).
+        """
+        if self._upload_http_client is None:
+            self._upload_http_client = (
+                self._http
+                if not self._owns_http
+                else httpx.Client(timeout=UPLOAD_TIMEOUT, follow_redirects=False)
+            )
+        return self._upload_http_client
+
+    def _drive(self, exchange: Exchange, http: httpx.Client) -> httpx.Response:
+        """Perform the actions the request core yields until it returns a response or raises."""
+        value: Any = None
+        error: httpx.RequestError | None = None
+        try:
+            while True:
+                try:
+                    action = exchange.throw(error) if error is not None else exchange.send(value)
+                except StopIteration as stop:
+                    response: httpx.Response = stop.value
+                    return response
+                value, error = None, None
+                if isinstance(action, NeedToken):
+                    value = self._token()
+                elif isinstance(action, Send):
+                    try:
+                        value = http.send(
+                            action.request, stream=action.stream, follow_redirects=action.follow_redirects
+                        )
+                    except httpx.RequestError as exc:
+                        error = exc
+                elif isinstance(action, ReadBody):
+                    try:
+                        action.response.read()
+                    except httpx.RequestError as exc:
+                        error = exc
+                elif isinstance(action, CloseResponse):
+                    action.response.close()
+                elif isinstance(action, Sleep):
+                    self._sleep(action.seconds)
+        finally:
+            exchange.close()
+
+    # -- requests ----------------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+        content: Any = None,
+        headers: Mapping[str, str] | None = None,
+        follow_redirects: bool = False,
+        timeout: Any = None,
+    ) -> httpx.Response:
+        """Send an API request and return the successful response, body read.
+
+        Args:
+            method: HTTP method.
+            path: Path under ``/api/v1`` (starting with ``/``) or an absolute URL.
+            params: Query parameters (None values dropped).
+            json: JSON body.
+            content: Raw body.
+            headers: Extra headers.
+            follow_redirects: Follow 3xx (only object downloads do).
+            timeout: Per-call timeout override.
+
+        Returns:
+            The 2xx response.
+
+        Raises:
+            ConfigurationError: No token source.
+            TransportError: Network failure (after retries).
+            APIError: Non-2xx status, as the subclass for that status.
+
+        """
+        exchange = self._core.exchange(
+            self._http.build_request,
+            method,
+            path,
+            params=params,
+            json=json,
+            content=content,
+            headers=headers,
+            follow_redirects=follow_redirects,
+            timeout=timeout,
+        )
+        return self._drive(exchange, self._http)
+
+    @contextlib.contextmanager
+    def _stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        headers: Mapping[str, str] | None = None,
+        follow_redirects: bool = False,
+    ) -> Iterator[httpx.Response]:
+        """Send a request and yield the open, unread response; errors are raised before yielding.
+
+        Network failures while reading the body are raised as `TransportError`.
+        """
+        exchange = self._core.exchange(
+            self._http.build_request,
+            method,
+            path,
+            params=params,
+            headers=headers,
+            follow_redirects=follow_redirects,
+            stream=True,
+        )
+        response = self._drive(exchange, self._http)
+        wrap_sync_stream(response)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    def _get(self, path: str, *, params: Any = None) -> httpx.Response:
+        """GET, returning the response (body read)."""
+        return self._request("GET", path, params=params)
+
+    def _get_json(self, path: str, *, params: Any = None) -> dict[str, Any]:
+        """GET a JSON object (`SerializationError` for anything else)."""
+        return json_object(self._request("GET", path, params=params))
+
+    def _post_json(self, path: str, *, params: Any = None, json: Any = None) -> dict[str, Any] | None:
+        """POST (JSON body if given); the JSON object answered, or None for 204 / an empty body."""
+        return optional_json_object(self._request("POST", path, params=params, json=json))
+
+    def _put_json(self, path: str, *, params: Any = None, json: Any = None) -> dict[str, Any] | None:
+        """PUT (JSON body if given); the JSON object answered, or None for 204 / an empty body."""
+        return optional_json_object(self._request("PUT", path, params=params, json=json))
+
+    def _patch_json(self, path: str, *, params: Any = None, json: Any = None) -> dict[str, Any] | None:
+        """PATCH (JSON body if given); the JSON object answered, or None for 204 / an empty body."""
+        return optional_json_object(self._request("PATCH", path, params=params, json=json))
+
+    def _delete(self, path: str, *, params: Any = None) -> None:
+        """DELETE; the body is ignored."""
+        self._request("DELETE", path, params=params)
+
+    def _head(self, path: str, *, params: Any = None) -> httpx.Response:
+        """HEAD, returning the response (redirects are not followed)."""
+        return self._request("HEAD", path, params=params)
+
+    def _presigned_put(
+        self, url: str, content: Any, *, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """PUT bytes to a self-authorising URL (no Authorization header; upload timeouts).
+
+        Args:
+            url: The absolute presigned URL.
+            content: Bytes, or an iterator of bytes (not retried once sent).
+            headers: Extra headers; ``Content-Type`` defaults to ``application/octet-stream``.
+
+        Returns:
+            The 2xx response (read its ``ETag``).
+
+        Raises:
+            TransportError: Network failure or a non-2xx answer.
+
+        """
+        merged = {"Content-Type": "application/octet-stream", **(headers or {})}
+        http = self._upload_http
+        exchange = self._core.exchange(
+            http.build_request,
+            "PUT",
+            url,
+            content=content,
+            headers=merged,
+            timeout=UPLOAD_TIMEOUT,
+            authenticate=False,
+            raise_api_errors=False,
+        )
+        return self._drive(exchange, http)
+
+    # -- lists -------------------------------------------------------------------------------------------
+
+    def _paginate(
+        self,
+        path: str,
+        parse: Callable[[dict[str, Any]], T],
+        *,
+        params: Mapping[str, Any] | None = None,
+        amount: int | None = None,
+        page_size: int | None = None,
+        after: str | None = None,
+    ) -> PaginatedIterator[T]:
+        """Return a lazy iterator over a paginated list endpoint (CONTRACT §3).
+
+        Args:
+            path: The list endpoint.
+            parse: Converts one item into the caller's type.
+            params: Extra query parameters (filters).
+            amount: Cap on the total number of items; 0 makes no request.
+            page_size: Items per request (1 to 1000, default 100).
+            after: Cursor to start after.
+
+        Returns:
+            The iterator; nothing is requested until the first item is needed.
+
+        Raises:
+            ValueError: Bad ``page_size`` or ``amount`` (raised now, before any request).
+
+        """
+        size = check_page_size(page_size)
+        check_amount(amount)
+        base = dict(params or {})
+
+        def fetch(cursor: str | None) -> PageResult[T]:
+            query = {**base, "amount": size}
+            if cursor is not None:
+                query["after"] = cursor
+            return parse_page(self._get_json(path, params=query), parse)
+
+        return PaginatedIterator(fetch, limit=amount, after=after)
+
+    def _list_once(
+        self,
+        path: str,
+        parse: Callable[[dict[str, Any]], T],
+        *,
+        params: Mapping[str, Any] | None = None,
+        amount: int | None = None,
+    ) -> PaginatedIterator[T]:
+        """Return a lazy iterator over a single-shot ``{"results": [...]}`` list (no paging parameters).
+
+        Args:
+            path: The list endpoint.
+            parse: Converts one item into the caller's type.
+            params: Query parameters (filters).
+            amount: Cap on the number of items; 0 makes no request.
+
+        Returns:
+            The iterator.
+
+        """
+        check_amount(amount)
+
+        def fetch(cursor: str | None) -> PageResult[T]:
+            page = parse_page(self._get_json(path, params=params), parse)
+            return PageResult(page.items)
+
+        return PaginatedIterator(fetch, limit=amount)
