@@ -6,6 +6,7 @@ tilde-admin) build on; `tilde.core.errors` holds the exception tree; auth provid
 """
 
 from tilde.core._version import __version__
+from tilde.core.async_client import AsyncClient
 from tilde.core.auth import AuthProvider, AuthSettings
 from tilde.core.client import Client
 from tilde.core.config import (
@@ -52,6 +53,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "ENV_SANDBOX_CREDENTIALS_URI",
     "APIError",
+    "AsyncClient",
     "AsyncPaginatedIterator",
     "AuthProvider",
     "AuthSettings",

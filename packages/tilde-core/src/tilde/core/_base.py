@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import httpx
 import pluggy
@@ -46,6 +47,13 @@ def as_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout | None:
     if timeout is None or isinstance(timeout, httpx.Timeout):
         return timeout
     return httpx.Timeout(float(timeout))
+
+
+def pick_injected(http_client: Any, httpx_client: Any) -> Any:
+    """Return the injected HTTP client from ``http_client=`` or its alias ``httpx_client=``."""
+    if http_client is not None and httpx_client is not None and http_client is not httpx_client:
+        raise ValueError("pass either http_client= or its alias httpx_client=, not both")
+    return http_client if http_client is not None else httpx_client
 
 
 class ClientBase:

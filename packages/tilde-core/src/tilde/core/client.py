@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import httpx
 import pluggy
 
-from tilde.core._base import ClientBase
+from tilde.core._base import ClientBase, pick_injected
 from tilde.core._streams import wrap_sync_stream
 from tilde.core._transport import (
     UPLOAD_TIMEOUT,
@@ -30,12 +30,6 @@ from tilde.core.pagination import PageResult, PaginatedIterator, check_amount, c
 __all__ = ["Client"]
 
 T = TypeVar("T")
-
-
-def _pick_injected(http_client: Any, httpx_client: Any) -> Any:
-    if http_client is not None and httpx_client is not None and http_client is not httpx_client:
-        raise ValueError("pass either http_client= or its alias httpx_client=, not both")
-    return http_client if http_client is not None else httpx_client
 
 
 class Client(ClientBase):
@@ -80,7 +74,7 @@ class Client(ClientBase):
         max_retries: int = 2,
         plugin_manager: pluggy.PluginManager | None = None,
     ) -> None:
-        injected: httpx.Client | None = _pick_injected(http_client, httpx_client)
+        injected: httpx.Client | None = pick_injected(http_client, httpx_client)
         super().__init__(
             endpoint_url=endpoint_url,
             api_key=api_key,

@@ -1,0 +1,372 @@
+"""The asynchronous client: a thin awaiting driver around the same request core as `tilde.core.Client`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import httpx
+import pluggy
+
+from tilde.core._base import ClientBase, pick_injected
+from tilde.core._streams import wrap_async_stream
+from tilde.core._transport import (
+    UPLOAD_TIMEOUT,
+    CloseResponse,
+    Exchange,
+    NeedToken,
+    ReadBody,
+    Send,
+    Sleep,
+    json_object,
+    optional_json_object,
+)
+from tilde.core.credentials import CredentialsProvider, StaticTokenProvider
+from tilde.core.pagination import (
+    AsyncPaginatedIterator,
+    PageResult,
+    check_amount,
+    check_page_size,
+    parse_page,
+)
+
+__all__ = ["AsyncClient"]
+
+T = TypeVar("T")
+
+
+class AsyncClient(ClientBase):
+    """A connection to a Tilde server for asyncio or trio code.
+
+    Takes the same arguments as `tilde.core.Client` (``http_client`` must be an `httpx.AsyncClient`) and
+    exposes the same members as coroutines; `_paginate` and `_list_once` return `AsyncPaginatedIterator`.
+    Credentials providers that only have a blocking ``get_token`` are called in a worker thread when they
+    might do I/O; one with an ``async def aget_token()`` is awaited instead.
+
+    Args:
+        endpoint_url: The server root, e.g. ``https://tilde.run``.
+        api_key: A static API key.
+        default_sandbox_image: The image sandboxes use when none is named.
+        credentials_provider: Supplies the token for every request; wins over every other source.
+        extra_user_agent: Appended to the ``User-Agent`` after a space.
+        http_client: An `httpx.AsyncClient` to send API requests with; used as is and never closed here.
+        httpx_client: Alias of ``http_client``.
+        timeout: Seconds (or an `httpx.Timeout`) per API call; default connect 5 s, read 60 s.
+        max_retries: Retries after a connection failure, 429 or 502/503/504 (see `tilde.core.Client`).
+        plugin_manager: The plugin manager to take auth providers from.
+
+    Example:
+        ```python
+        async with AsyncClient(api_key="tuk-...") as client:
+            orgs = await client._get_json("/organizations")
+        ```
+
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None = None,
+        api_key: str | None = None,
+        default_sandbox_image: str | None = None,
+        credentials_provider: CredentialsProvider | None = None,
+        extra_user_agent: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        httpx_client: httpx.AsyncClient | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = 2,
+        plugin_manager: pluggy.PluginManager | None = None,
+    ) -> None:
+        injected: httpx.AsyncClient | None = pick_injected(http_client, httpx_client)
+        super().__init__(
+            endpoint_url=endpoint_url,
+            api_key=api_key,
+            default_sandbox_image=default_sandbox_image,
+            credentials_provider=credentials_provider,
+            extra_user_agent=extra_user_agent,
+            timeout=timeout,
+            max_retries=max_retries,
+            plugin_manager=plugin_manager,
+            injected_http=injected is not None,
+        )
+        self._owns_http = injected is None
+        self._http: httpx.AsyncClient = (
+            injected
+            if injected is not None
+            else httpx.AsyncClient(
+                base_url=self._config.base_url,
+                timeout=self._timeout,
+                follow_redirects=False,
+                headers={"User-Agent": self._user_agent},
+            )
+        )
+        self._upload_http_client: httpx.AsyncClient | None = None
+        # Replaceable so tests can observe backoff without waiting.
+        self._sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the connection pools this client made, and its credentials provider. Idempotent.
+
+        An HTTP client passed in by the caller is left open.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_http:
+            await self._http.aclose()
+        if self._upload_http_client is not None and self._upload_http_client is not self._http:
+            await self._upload_http_client.aclose()
+        self._close_credentials_provider()
+
+    close = aclose
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- credentials -------------------------------------------------------------------------------------
+
+    async def _token(self) -> str:
+        """Return the bearer token to send now (`ConfigurationError` when there is no token source)."""
+        provider = self._require_provider()
+        if isinstance(provider, StaticTokenProvider):
+            return provider.get_token()
+        aget_token = getattr(provider, "aget_token", None)
+        if callable(aget_token):
+            token: str = await aget_token()
+            return token
+        peek_token = getattr(provider, "peek_token", None)
+        if callable(peek_token):
+            cached = peek_token()
+            if isinstance(cached, str) and cached:
+                return cached
+        # The provider may block on the network: keep the event loop free.
+        return await anyio.to_thread.run_sync(provider.get_token)
+
+    _ensure_api_key = _token
+
+    async def _auth_headers(self) -> dict[str, str]:
+        """Return ``Authorization`` and ``User-Agent`` headers, for connections made outside `_request`."""
+        return {"Authorization": f"Bearer {await self._token()}", "User-Agent": self._user_agent}
+
+    # -- the driver --------------------------------------------------------------------------------------
+
+    @property
+    def _upload_http(self) -> httpx.AsyncClient:
+        """The client for presigned URLs (see `tilde.core.Client._upload_http`)."""
+        if self._upload_http_client is None:
+            self._upload_http_client = (
+                self._http
+                if not self._owns_http
+                else httpx.AsyncClient(timeout=UPLOAD_TIMEOUT, follow_redirects=False)
+            )
+        return self._upload_http_client
+
+    async def _drive(self, exchange: Exchange, http: httpx.AsyncClient) -> httpx.Response:
+        """Perform the actions the request core yields until it returns a response or raises."""
+        value: Any = None
+        error: httpx.RequestError | None = None
+        try:
+            while True:
+                try:
+                    action = exchange.throw(error) if error is not None else exchange.send(value)
+                except StopIteration as stop:
+                    response: httpx.Response = stop.value
+                    return response
+                value, error = None, None
+                if isinstance(action, NeedToken):
+                    value = await self._token()
+                elif isinstance(action, Send):
+                    try:
+                        value = await http.send(
+                            action.request, stream=action.stream, follow_redirects=action.follow_redirects
+                        )
+                    except httpx.RequestError as exc:
+                        error = exc
+                elif isinstance(action, ReadBody):
+                    try:
+                        await action.response.aread()
+                    except httpx.RequestError as exc:
+                        error = exc
+                elif isinstance(action, CloseResponse):
+                    await action.response.aclose()
+                elif isinstance(action, Sleep):
+                    await self._sleep(action.seconds)
+        finally:
+            exchange.close()
+
+    # -- requests ----------------------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+        content: Any = None,
+        headers: Mapping[str, str] | None = None,
+        follow_redirects: bool = False,
+        timeout: Any = None,
+    ) -> httpx.Response:
+        """Send an API request and return the successful response, body read (see `tilde.core.Client`).
+
+        Args:
+            method: HTTP method.
+            path: Path under ``/api/v1`` (starting with ``/``) or an absolute URL.
+            params: Query parameters (None values dropped).
+            json: JSON body.
+            content: Raw body.
+            headers: Extra headers.
+            follow_redirects: Follow 3xx (only object downloads do).
+            timeout: Per-call timeout override.
+
+        Returns:
+            The 2xx response.
+
+        """
+        exchange = self._core.exchange(
+            self._http.build_request,
+            method,
+            path,
+            params=params,
+            json=json,
+            content=content,
+            headers=headers,
+            follow_redirects=follow_redirects,
+            timeout=timeout,
+        )
+        return await self._drive(exchange, self._http)
+
+    @contextlib.asynccontextmanager
+    async def _stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        headers: Mapping[str, str] | None = None,
+        follow_redirects: bool = False,
+    ) -> AsyncIterator[httpx.Response]:
+        """Send a request and yield the open, unread response; errors are raised before yielding."""
+        exchange = self._core.exchange(
+            self._http.build_request,
+            method,
+            path,
+            params=params,
+            headers=headers,
+            follow_redirects=follow_redirects,
+            stream=True,
+        )
+        response = await self._drive(exchange, self._http)
+        wrap_async_stream(response)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def _get(self, path: str, *, params: Any = None) -> httpx.Response:
+        """GET, returning the response (body read)."""
+        return await self._request("GET", path, params=params)
+
+    async def _get_json(self, path: str, *, params: Any = None) -> dict[str, Any]:
+        """GET a JSON object (`SerializationError` for anything else)."""
+        return json_object(await self._request("GET", path, params=params))
+
+    async def _post_json(self, path: str, *, params: Any = None, json: Any = None) -> dict[str, Any] | None:
+        """POST (JSON body if given); the JSON object answered, or None for 204 / an empty body."""
+        return optional_json_object(await self._request("POST", path, params=params, json=json))
+
+    async def _put_json(self, path: str, *, params: Any = None, json: Any = None) -> dict[str, Any] | None:
+        """PUT (JSON body if given); the JSON object answered, or None for 204 / an empty body."""
+        return optional_json_object(await self._request("PUT", path, params=params, json=json))
+
+    async def _patch_json(self, path: str, *, params: Any = None, json: Any = None) -> dict[str, Any] | None:
+        """PATCH (JSON body if given); the JSON object answered, or None for 204 / an empty body."""
+        return optional_json_object(await self._request("PATCH", path, params=params, json=json))
+
+    async def _delete(self, path: str, *, params: Any = None) -> None:
+        """DELETE; the body is ignored."""
+        await self._request("DELETE", path, params=params)
+
+    async def _head(self, path: str, *, params: Any = None) -> httpx.Response:
+        """HEAD, returning the response (redirects are not followed)."""
+        return await self._request("HEAD", path, params=params)
+
+    async def _presigned_put(
+        self, url: str, content: Any, *, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """PUT bytes to a self-authorising URL (see `tilde.core.Client._presigned_put`)."""
+        merged = {"Content-Type": "application/octet-stream", **(headers or {})}
+        http = self._upload_http
+        exchange = self._core.exchange(
+            http.build_request,
+            "PUT",
+            url,
+            content=content,
+            headers=merged,
+            timeout=UPLOAD_TIMEOUT,
+            authenticate=False,
+            raise_api_errors=False,
+        )
+        return await self._drive(exchange, http)
+
+    # -- lists -------------------------------------------------------------------------------------------
+
+    def _paginate(
+        self,
+        path: str,
+        parse: Callable[[dict[str, Any]], T],
+        *,
+        params: Mapping[str, Any] | None = None,
+        amount: int | None = None,
+        page_size: int | None = None,
+        after: str | None = None,
+    ) -> AsyncPaginatedIterator[T]:
+        """Return a lazy ``async for`` iterator over a paginated list endpoint (see `tilde.core.Client`).
+
+        Raises:
+            ValueError: Bad ``page_size`` or ``amount`` (raised now, before any request).
+
+        """
+        size = check_page_size(page_size)
+        check_amount(amount)
+        base = dict(params or {})
+
+        async def fetch(cursor: str | None) -> PageResult[T]:
+            query = {**base, "amount": size}
+            if cursor is not None:
+                query["after"] = cursor
+            return parse_page(await self._get_json(path, params=query), parse)
+
+        return AsyncPaginatedIterator(fetch, limit=amount, after=after)
+
+    def _list_once(
+        self,
+        path: str,
+        parse: Callable[[dict[str, Any]], T],
+        *,
+        params: Mapping[str, Any] | None = None,
+        amount: int | None = None,
+    ) -> AsyncPaginatedIterator[T]:
+        """Return a lazy ``async for`` iterator over a single-shot ``{"results": [...]}`` list."""
+        check_amount(amount)
+
+        async def fetch(cursor: str | None) -> PageResult[T]:
+            page = parse_page(await self._get_json(path, params=params), parse)
+            return PageResult(page.items)
+
+        return AsyncPaginatedIterator(fetch, limit=amount)
