@@ -32,7 +32,10 @@ def test_login_writes_a_private_config_file_the_sdk_reads() -> None:
     path = _config_file()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert yaml.safe_load(path.read_text()) == {"api_key": "tuk-secret", "endpoint_url": "http://127.0.0.1:8123"}
+    assert yaml.safe_load(path.read_text()) == {
+        "api_key": "tuk-secret",
+        "endpoint_url": "http://127.0.0.1:8123",
+    }
 
     config = resolve_config()
     assert config.api_key == "tuk-secret"

@@ -1,13 +1,14 @@
 """Every package's ``__all__`` is exactly its public surface.
 
 For the facade and the admin package the expected lists are spelled out. For the other leaves (owned by their
-own tests) the check is structural (ruff's RUF022 keeps the order): ``__all__`` has no duplicates, every listed name resolves, and
-every public attribute that is neither a submodule nor a ``__future__`` flag is listed.
+own tests) the check is structural (ruff's RUF022 keeps the order): ``__all__`` has no duplicates, every
+listed name resolves, and every public attribute that is neither a submodule nor a ``__future__`` flag is
+listed.
 """
 
 from __future__ import annotations
-
 import __future__
+
 import importlib
 import types
 

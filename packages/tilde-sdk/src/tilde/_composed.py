@@ -6,6 +6,8 @@ Kept out of ``tilde/__init__.py`` so the top-level namespace shows only the faca
 
 from __future__ import annotations
 
+from typing import ClassVar, cast
+
 import tilde.data
 from tilde.admin import AdminClientMixin, AdminRepositoryMixin
 from tilde.compute import ComputeRepositoryMixin
@@ -27,4 +29,21 @@ class Client(AdminClientMixin, tilde.data.Client):
     ``credentials_provider``, ...). Use it as a context manager, or call `close`, to release its connections.
     """
 
-    repository_class = Repository
+    repository_class: ClassVar[type[tilde.data.Repository]] = Repository
+
+    def repository(self, repo_path: str) -> Repository:
+        """Return a handle on a repository; sends no request.
+
+        Args:
+            repo_path: ``"organization/repository"``.
+
+        Returns:
+            The repository handle, with data, compute and admin features.
+
+        Raises:
+            ValueError: ``repo_path`` is not of the form ``"organization/repository"``.
+
+        """
+        # repository_class is Repository unless a subclass swaps it for a subclass of it; the cast only tells
+        # the type checker what the parent's (data-typed) return value really is.
+        return cast("Repository", super().repository(repo_path))

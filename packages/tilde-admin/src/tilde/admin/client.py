@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import tilde.data
 from tilde.admin.organizations import Organizations
@@ -30,4 +30,4 @@ class Client(AdminClientMixin, tilde.data.Client):
     Takes the same arguments as `tilde.data.Client`.
     """
 
-    repository_class = Repository
+    repository_class: ClassVar[type[tilde.data.Repository]] = Repository
