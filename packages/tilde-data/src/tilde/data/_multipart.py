@@ -12,9 +12,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from tilde.core.errors import APIError, TildeError, TransportError
+from tilde.data.models import PutObjectResult
 from tilde.data.upload_strategies import (
     _OCTET_STREAM,
-    PutObjectResult,
     StrategyDeclined,
     UploadRequest,
     _result,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import ClassVar
 
+import httpx
 import pluggy
 
 import tilde.core
+from tilde.core.credentials import CredentialsProvider
+from tilde.data.hookspecs import UploadStrategySpec
 from tilde.data.plugins import collect_upload_strategies, make_plugin_manager
 from tilde.data.repositories import Repositories, Repository
 from tilde.data.upload_strategies import (
@@ -16,6 +19,7 @@ from tilde.data.upload_strategies import (
     DEFAULT_UPLOAD_THRESHOLD,
     UploadSettings,
     UploadStrategy,
+    builtin_upload_strategies,
 )
 
 __all__ = ["Client"]
@@ -24,18 +28,26 @@ __all__ = ["Client"]
 class Client(tilde.core.Client):
     """A Tilde client with the data layer: ``repository("org/repo")``, sessions, objects and commits.
 
-    Accepts every argument of `tilde.core.Client`, plus the upload settings below.
+    Accepts every argument of `tilde.core.Client`, plus the upload settings. One plugin manager serves both
+    layers: by default `tilde.data.plugins.make_plugin_manager` (auth providers and upload strategies).
 
     Args:
-        *args: Passed to `tilde.core.Client`.
+        endpoint_url: See `tilde.core.Client`.
+        api_key: See `tilde.core.Client`.
+        default_sandbox_image: See `tilde.core.Client`.
+        credentials_provider: See `tilde.core.Client`.
+        extra_user_agent: See `tilde.core.Client`.
+        http_client: See `tilde.core.Client`.
+        httpx_client: See `tilde.core.Client`.
+        timeout: See `tilde.core.Client`.
+        max_retries: See `tilde.core.Client`.
+        plugin_manager: Where auth providers and upload strategies come from; one without the upload hooks
+            gets them (and the built-in strategies) added on first upload.
         upload_threshold: Objects of known size below this many bytes are uploaded in one presigned PUT;
             larger ones and streams of unknown size use multipart (default 64 MiB).
         multipart_part_size: Bytes per multipart part (default 64 MiB).
         max_parts_in_flight: Parts uploaded concurrently, which also bounds the memory an upload holds to
             ``max_parts_in_flight * multipart_part_size`` (default 8).
-        upload_plugin_manager: A plugin manager to take upload strategies from, instead of a fresh one from
-            `tilde.data.plugins.make_plugin_manager`.
-        **kwargs: Passed to `tilde.core.Client`.
 
     Example:
         >>> client = Client(endpoint_url="http://127.0.0.1:8080", api_key="tuk-…")  # doctest: +SKIP
@@ -50,20 +62,39 @@ class Client(tilde.core.Client):
 
     def __init__(
         self,
-        *args: Any,
+        *,
+        endpoint_url: str | None = None,
+        api_key: str | None = None,
+        default_sandbox_image: str | None = None,
+        credentials_provider: CredentialsProvider | None = None,
+        extra_user_agent: str | None = None,
+        http_client: httpx.Client | None = None,
+        httpx_client: httpx.Client | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = 2,
+        plugin_manager: pluggy.PluginManager | None = None,
         upload_threshold: int = DEFAULT_UPLOAD_THRESHOLD,
         multipart_part_size: int = DEFAULT_PART_SIZE,
         max_parts_in_flight: int = DEFAULT_MAX_PARTS_IN_FLIGHT,
-        upload_plugin_manager: pluggy.PluginManager | None = None,
-        **kwargs: Any,
     ) -> None:
+        # Validate before the base class opens connections, so a bad setting leaks nothing.
         self._upload_settings = UploadSettings(
             threshold=upload_threshold, part_size=multipart_part_size, max_parts_in_flight=max_parts_in_flight
         )
-        super().__init__(*args, **kwargs)
+        super().__init__(
+            endpoint_url=endpoint_url,
+            api_key=api_key,
+            default_sandbox_image=default_sandbox_image,
+            credentials_provider=credentials_provider,
+            extra_user_agent=extra_user_agent,
+            http_client=http_client,
+            httpx_client=httpx_client,
+            timeout=timeout,
+            max_retries=max_retries,
+            plugin_manager=plugin_manager if plugin_manager is not None else make_plugin_manager(),
+        )
         #: Set after a server answers 501 to a multipart call; later uploads go straight to a single PUT.
         self._multipart_unsupported = False
-        self._upload_plugin_manager = upload_plugin_manager
         self._strategies: list[UploadStrategy] | None = None
         self._strategies_lock = threading.Lock()
 
@@ -110,6 +141,9 @@ class Client(tilde.core.Client):
         """Return the upload strategies in precedence order, gathered from the plugins once per client."""
         with self._strategies_lock:
             if self._strategies is None:
-                manager = self._upload_plugin_manager or make_plugin_manager()
+                manager = self._plugin_manager
+                if not hasattr(manager.hook, "tilde_register_upload_strategies"):
+                    manager.add_hookspecs(UploadStrategySpec)
+                    manager.register(builtin_upload_strategies)
                 self._strategies = collect_upload_strategies(manager)
             return list(self._strategies)

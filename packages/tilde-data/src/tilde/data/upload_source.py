@@ -52,9 +52,10 @@ class UploadSource:
                 "put() takes bytes, a pathlib.Path, a binary file or an iterable of bytes, not str"
             )
         elif hasattr(data, "read"):
-            self._file = data  # type: ignore[assignment]
-            self.size = _remaining_size(self._file)
-            self._start = self._file.tell() if self.size is not None else 0
+            stream: IO[bytes] = data  # type: ignore[assignment]
+            self._file = stream
+            self.size = _remaining_size(stream)
+            self._start = stream.tell() if self.size is not None else 0
         elif isinstance(data, Iterable):
             self._iterator = iter(data)
         else:

@@ -156,9 +156,14 @@ def run_upload(strategies: list[UploadStrategy], upload: UploadRequest) -> PutOb
 
     """
     declined: list[str] = []
-    for strategy in strategies:
-        if not strategy.accepts(upload):
-            continue
+    remaining = list(strategies)
+    while True:
+        # Rescan from the top after a decline: the decline may change what the others accept (a 501 makes
+        # the single PUT take uploads it would otherwise leave to multipart).
+        strategy = next((candidate for candidate in remaining if candidate.accepts(upload)), None)
+        if strategy is None:
+            break
+        remaining.remove(strategy)
         try:
             return strategy.upload(upload)
         except StrategyDeclined as exc:
