@@ -1,6 +1,6 @@
 """The storage engine: versioned repositories of objects, sessions, commits and content-addressed blobs."""
 
-from tilde.server.storage.blobs import BlobStore, BlobWriter, LocalBlobStore
+from tilde.server.storage.blobs import BlobStore, BlobWriter, LocalBlobStore, LocalBlobWriter
 from tilde.server.storage.engine import ActorLike, StorageEngine
 from tilde.server.storage.errors import (
     Conflict,
@@ -10,7 +10,9 @@ from tilde.server.storage.errors import (
     SessionClosed,
     StorageError,
 )
+from tilde.server.storage.metadata import MetadataStore, MetadataTx
 from tilde.server.storage.paths import validate_path
+from tilde.server.storage.sqlite import SQLiteMetadataStore
 from tilde.server.storage.types import (
     Actor,
     BlobRef,
@@ -37,10 +39,14 @@ __all__ = [
     "InvalidArgument",
     "ListingItem",
     "LocalBlobStore",
+    "LocalBlobWriter",
+    "MetadataStore",
+    "MetadataTx",
     "NotFound",
     "ObjectVersion",
     "Page",
     "RangeNotSatisfiable",
+    "SQLiteMetadataStore",
     "SessionClosed",
     "SessionInfo",
     "StorageEngine",

@@ -1,0 +1,368 @@
+"""Write operations of the engine: staging into sessions and multipart uploads."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from tilde.server.storage._base import EngineBase, check_metadata, to_object
+from tilde.server.storage._time import now_micros
+from tilde.server.storage.errors import InvalidArgument, NotFound
+from tilde.server.storage.metadata import MetadataTx, PartRecord, SessionRecord, UploadRecord, VersionRecord
+from tilde.server.storage.paths import validate_path
+from tilde.server.storage.types import BlobRef, ObjectVersion
+
+__all__ = ["DEFAULT_CONTENT_TYPE", "MAX_PART_NUMBER", "WritesMixin"]
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+MAX_PART_NUMBER = 10_000
+
+
+def _record(
+    path: str, blob: BlobRef, content_type: str, metadata: Mapping[str, str], modified_us: int
+) -> VersionRecord:
+    return VersionRecord(
+        path=path,
+        blob_key=blob.key,
+        size=blob.size,
+        sha256=blob.sha256,
+        content_type=content_type or DEFAULT_CONTENT_TYPE,
+        metadata=dict(metadata),
+        modified_us=modified_us,
+    )
+
+
+def _tombstone(path: str, modified_us: int) -> VersionRecord:
+    return VersionRecord(
+        path=path,
+        blob_key="",
+        size=0,
+        sha256="",
+        content_type="",
+        metadata={},
+        modified_us=modified_us,
+        deleted=True,
+    )
+
+
+def _bare_etag(etag: str) -> str:
+    """Strip quotes (and a weak-validator prefix) so quoted and bare etags compare equal."""
+    value = etag.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+class WritesMixin(EngineBase):
+    """Staging writes into open sessions (anything else raises ``SessionClosed``)."""
+
+    def ingest_file(self, path: Path) -> BlobRef:
+        """Hash a finished file and move it into the blob store (see ``BlobStore.ingest_file``)."""
+        return self.blobs.ingest_file(path)
+
+    def stage_blob(
+        self,
+        repo_id: str,
+        session_id: str,
+        path: str,
+        blob: BlobRef,
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ObjectVersion:
+        """Stage a new version of ``path`` holding a stored blob.
+
+        Args:
+            repo_id: The repository.
+            session_id: An open session.
+            path: Object path.
+            blob: Bytes already in the blob store.
+            content_type: MIME type.
+            metadata: User metadata.
+
+        Returns:
+            The staged version.
+
+        Raises:
+            NotFound: Unknown repository or session, or the blob's bytes are missing.
+            SessionClosed: The session is not open.
+            InvalidArgument: Invalid path or metadata.
+
+        """
+        validate_path(path)
+        meta = check_metadata(metadata)
+        if not self.blobs.exists(blob):
+            raise NotFound(f"blob '{blob.key}'")
+        record = _record(path, blob, content_type, meta, now_micros())
+        with self.meta.write() as tx:
+            self._repo(tx, repo_id)
+            self._open_session(tx, repo_id, session_id)
+            tx.put_staged(session_id, [record])
+        return to_object(record)
+
+    def stage_many(
+        self,
+        repo_id: str,
+        session_id: str,
+        changes: Iterable[tuple[str, BlobRef | None]],
+        *,
+        content_type: str = DEFAULT_CONTENT_TYPE,
+    ) -> int:
+        """Stage many writes (a ``BlobRef``) and deletions (None) in one transaction.
+
+        Args:
+            repo_id: The repository.
+            session_id: An open session.
+            changes: ``(path, blob or None)`` pairs.
+            content_type: MIME type of every written object.
+
+        Returns:
+            How many changes were staged (deletions of invisible paths do not count).
+
+        Raises:
+            NotFound: Unknown repository or session.
+            SessionClosed: The session is not open.
+            InvalidArgument: Invalid path.
+
+        """
+        now = now_micros()
+        items = [(validate_path(path), blob) for path, blob in changes]
+        count = 0
+        with self.meta.write() as tx:
+            self._repo(tx, repo_id)
+            session = self._open_session(tx, repo_id, session_id)
+            writes = []
+            for path, blob in items:
+                if blob is None:
+                    count += self._stage_delete(tx, session, path, now)
+                else:
+                    writes.append(_record(path, blob, content_type, {}, now))
+            tx.put_staged(session_id, writes)
+        return count + len(writes)
+
+    @staticmethod
+    def _stage_delete(tx: MetadataTx, session: SessionRecord, path: str, now: int) -> bool:
+        staged = tx.get_staged(session.id, path)
+        if staged is not None and staged.deleted:
+            return False
+        in_base = session.base_seq > 0 and tx.version_at(session.repo_id, path, session.base_seq) is not None
+        if staged is None and not in_base:
+            return False
+        if in_base:
+            tx.put_staged(session.id, [_tombstone(path, now)])
+        else:
+            # Only the session ever had this path: forgetting the staged write is the whole deletion.
+            tx.remove_staged(session.id, path)
+        return True
+
+    def stage_delete(self, repo_id: str, session_id: str, path: str) -> bool:
+        """Stage the deletion of ``path``.
+
+        Args:
+            repo_id: The repository.
+            session_id: An open session.
+            path: Object path.
+
+        Returns:
+            False when nothing was visible at ``path`` in the session.
+
+        Raises:
+            NotFound: Unknown repository or session.
+            SessionClosed: The session is not open.
+            InvalidArgument: Invalid path.
+
+        """
+        validate_path(path)
+        with self.meta.write() as tx:
+            self._repo(tx, repo_id)
+            session = self._open_session(tx, repo_id, session_id)
+            return self._stage_delete(tx, session, path, now_micros())
+
+    def delete_many(self, repo_id: str, session_id: str, paths: Iterable[str]) -> int:
+        """Stage several deletions in one transaction.
+
+        Args:
+            repo_id: The repository.
+            session_id: An open session.
+            paths: Object paths.
+
+        Returns:
+            How many of them were visible (and are now deleted).
+
+        Raises:
+            NotFound: Unknown repository or session.
+            SessionClosed: The session is not open.
+            InvalidArgument: An invalid path (nothing is staged then).
+
+        """
+        checked = [validate_path(path) for path in paths]
+        now = now_micros()
+        with self.meta.write() as tx:
+            self._repo(tx, repo_id)
+            session = self._open_session(tx, repo_id, session_id)
+            return sum(1 for path in dict.fromkeys(checked) if self._stage_delete(tx, session, path, now))
+
+    def stage_copy(self, repo_id: str, session_id: str, source: str, destination: str) -> ObjectVersion:
+        """Stage ``destination`` as a copy of what the session sees at ``source`` (no bytes are copied).
+
+        Args:
+            repo_id: The repository.
+            session_id: An open session.
+            source: Existing object path.
+            destination: New object path.
+
+        Returns:
+            The staged destination version.
+
+        Raises:
+            NotFound: Unknown repository, session or source object.
+            SessionClosed: The session is not open.
+            InvalidArgument: Invalid path.
+
+        """
+        validate_path(source)
+        validate_path(destination)
+        with self.meta.write() as tx:
+            self._repo(tx, repo_id)
+            session = self._open_session(tx, repo_id, session_id)
+            found = self._visible(tx, session, source)
+            if found is None:
+                raise NotFound(f"object '{source}'")
+            blob = BlobRef(key=found.blob_key, size=found.size, sha256=found.sha256)
+            record = _record(destination, blob, found.content_type, found.metadata, now_micros())
+            tx.put_staged(session_id, [record])
+        return to_object(record)
+
+    # Multipart uploads: parts are ordinary blobs; completing concatenates them into one blob and stages it.
+
+    def create_upload(self, repo_id: str, session_id: str, path: str) -> str:
+        """Start a multipart upload to ``path`` in a session.
+
+        Returns:
+            The upload id.
+
+        Raises:
+            NotFound: Unknown repository or session.
+            SessionClosed: The session is not open.
+            InvalidArgument: Invalid path.
+
+        """
+        validate_path(path)
+        upload_id = uuid.uuid4().hex
+        with self.meta.write() as tx:
+            self._repo(tx, repo_id)
+            self._open_session(tx, repo_id, session_id)
+            tx.insert_upload(UploadRecord(upload_id, repo_id, session_id, path, now_micros()))
+        return upload_id
+
+    def put_part(self, upload_id: str, part_number: int, writer_commit: BlobRef) -> str:
+        """Record (or replace) a part of an upload.
+
+        Args:
+            upload_id: The upload.
+            part_number: 1 to 10000.
+            writer_commit: The part's bytes, already committed to the blob store.
+
+        Returns:
+            The part's etag (quoted), to be passed back to ``complete_upload``.
+
+        Raises:
+            NotFound: Unknown upload.
+            InvalidArgument: Part number out of range.
+
+        """
+        if not 1 <= part_number <= MAX_PART_NUMBER:
+            raise InvalidArgument(f"part number must be between 1 and {MAX_PART_NUMBER}", code="invalid_part")
+        part = PartRecord(part_number, writer_commit.key, writer_commit.size, writer_commit.sha256)
+        with self.meta.write() as tx:
+            if tx.get_upload(upload_id) is None:
+                raise NotFound(f"upload '{upload_id}'")
+            tx.put_part(upload_id, part)
+        return writer_commit.etag
+
+    def complete_upload(
+        self,
+        repo_id: str,
+        session_id: str,
+        path: str,
+        upload_id: str,
+        parts: list[tuple[int, str]],
+        *,
+        content_type: str,
+        size_bytes: int | None = None,
+    ) -> ObjectVersion:
+        """Concatenate the listed parts into one object and stage it.
+
+        Args:
+            repo_id: The repository.
+            session_id: The session the upload was created in (still open).
+            path: The upload's destination path.
+            upload_id: The upload.
+            parts: ``(part_number, etag)`` in strictly ascending part order; etags quoted or bare.
+            content_type: MIME type of the object.
+            size_bytes: Expected total size, checked when given.
+
+        Returns:
+            The staged version.
+
+        Raises:
+            NotFound: Unknown repository, session or upload.
+            SessionClosed: The session is not open.
+            InvalidArgument: Parts out of order, unknown, with a wrong etag, or a size mismatch; or the upload
+                belongs to another session or path.
+
+        """
+        validate_path(path)
+        with self.meta.read() as tx:
+            self._repo(tx, repo_id)
+            self._open_session(tx, repo_id, session_id)
+            upload = tx.get_upload(upload_id)
+            if upload is None or upload.repo_id != repo_id:
+                raise NotFound(f"upload '{upload_id}'")
+            if upload.session_id != session_id or upload.path != path:
+                raise InvalidArgument("the upload belongs to another session or path", code="invalid_upload")
+            recorded = tx.get_parts(upload_id)
+        refs = self._checked_parts(parts, recorded)
+        total = sum(ref.size for ref in refs)
+        if size_bytes is not None and size_bytes != total:
+            raise InvalidArgument(f"the parts hold {total} bytes, not {size_bytes}", code="size_mismatch")
+        blob = refs[0] if len(refs) == 1 else self.blobs.concat(refs)
+        record = _record(path, blob, content_type, {}, now_micros())
+        with self.meta.write() as tx:
+            self._open_session(tx, repo_id, session_id)
+            if tx.get_upload(upload_id) is None:
+                raise NotFound(f"upload '{upload_id}'")
+            tx.put_staged(session_id, [record])
+            tx.delete_upload(upload_id)
+        return to_object(record)
+
+    @staticmethod
+    def _checked_parts(parts: list[tuple[int, str]], recorded: dict[int, PartRecord]) -> list[BlobRef]:
+        refs: list[BlobRef] = []
+        previous = 0
+        for number, etag in parts:
+            if number <= previous:
+                raise InvalidArgument(
+                    "parts must be listed in strictly ascending order", code="invalid_part_order"
+                )
+            previous = number
+            part = recorded.get(number)
+            if part is None:
+                raise InvalidArgument(f"part {number} was not uploaded", code="invalid_part")
+            if _bare_etag(etag) != part.sha256:
+                raise InvalidArgument(f"part {number} has a different etag", code="invalid_part")
+            refs.append(BlobRef(key=part.blob_key, size=part.size, sha256=part.sha256))
+        return refs
+
+    def abort_upload(self, upload_id: str) -> None:
+        """Forget an upload and its parts.
+
+        Raises:
+            NotFound: Unknown upload.
+
+        """
+        with self.meta.write() as tx:
+            if tx.get_upload(upload_id) is None:
+                raise NotFound(f"upload '{upload_id}'")
+            tx.delete_upload(upload_id)
