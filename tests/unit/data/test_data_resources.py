@@ -163,7 +163,8 @@ def test_non_blocking_commit_and_commit_result(mock: respx.MockRouter, client: C
     session = client.repository("acme/data").attach("s1")
     with pytest.warns(UserWarning):
         assert session.commit("m", block_for_approval=False) is None
-    assert session.commit_result("m") == CommitResult(status="approval_required", web_url=APPROVAL["web_url"])
+    expected = CommitResult(status="approval_required", web_url=APPROVAL["web_url"])
+    assert session.commit_result("m") == expected
     assert not poll.called
 
 
