@@ -161,7 +161,7 @@ def test_non_blocking_commit_and_commit_result(mock: respx.MockRouter, client: C
     mock.post(f"{REPO}/sessions/s1").mock(return_value=httpx.Response(202, json=APPROVAL))
     poll = mock.head(f"{REPO}/sessions/s1/approve")
     session = client.repository("acme/data").attach("s1")
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning, match="Approval required"):
         assert session.commit("m", block_for_approval=False) is None
     expected = CommitResult(status="approval_required", web_url=APPROVAL["web_url"])
     assert session.commit_result("m") == expected
