@@ -7,7 +7,7 @@ import inspect
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -156,7 +156,7 @@ class ExecSession:
             raise RuntimeError("the exec session is not open")
         return self._ws
 
-    def events(self) -> Iterator[tuple[int, bytes]]:
+    def events(self) -> Generator[tuple[int, bytes], None, None]:
         """Yield ``(FRAME_STDOUT | FRAME_STDERR, payload)`` until the command exits.
 
         Yields:

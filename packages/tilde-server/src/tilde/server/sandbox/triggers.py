@@ -1,0 +1,583 @@
+"""Sandbox triggers: their store, and the commit listener that starts sandboxes for them.
+
+Triggers and their runs live in their own SQLite file (``data_dir/triggers.sqlite3``). `install` opens it,
+puts the store on ``app.state.trigger_store`` and appends `TriggerDispatcher.on_commit` to
+``app.state.commit_listeners``, so every commit (session commit, approval, revert, sandbox) is evaluated:
+
+1. The commit's changes are read from the engine's diff against its parent (``added``, ``modified``,
+   ``removed``; a condition's ``diff_type`` ``changed`` matches ``modified``).
+2. Each enabled trigger of the repository with a matching condition (any of them) gets a run: ``created``
+   with the id of a one-shot sandbox started through ``app.state.runtime.create`` as the trigger's creator
+   (or its ``run_as`` principal), ``skipped`` or ``failed`` with a machine-readable ``reason``. Triggers
+   that match nothing record nothing.
+
+Loop guard: every run records its *lineage*, the ids of the triggers whose sandboxes led to the commit it
+reacted to, plus its own. When a commit is evaluated, the dispatcher first learns which trigger sandbox (if
+any) made it: a sandbox's id is its session id, and the engine's session record names the commit it produced.
+Runs whose sandbox session has closed are settled with that commit id, so each run is looked up only while
+its sandbox is open. A commit made by a trigger sandbox inherits that run's lineage, and a trigger already in
+the lineage is skipped with reason ``trigger_loop``: a trigger never fires on its own output, directly or
+through other triggers, so chains always end. Commits are evaluated one at a time per repository (a lock),
+so a sandbox that commits quickly cannot be evaluated before its run's sandbox id is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import State
+
+from tilde.server._db import SqliteStore, page_of
+from tilde.server._ids import new_id, utc_now
+from tilde.server.auth import Principal
+from tilde.server.errors import ApiError
+from tilde.server.registry import Registry, RepoRecord
+from tilde.server.storage import CommitInfo, NotFound, StorageEngine
+
+__all__ = [
+    "TriggerDispatcher",
+    "TriggerRecord",
+    "TriggerRunRecord",
+    "TriggerStore",
+    "install",
+    "match_changes",
+]
+
+logger = logging.getLogger("tilde.server.triggers")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS triggers (
+    id TEXT PRIMARY KEY,
+    repo_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    conditions TEXT NOT NULL,
+    sandbox_config TEXT NOT NULL,
+    run_as TEXT,
+    created_by_type TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_by_name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS triggers_by_repo ON triggers (repo_id, id);
+CREATE TABLE IF NOT EXISTS trigger_runs (
+    id TEXT PRIMARY KEY,
+    repo_id TEXT NOT NULL,
+    trigger_id TEXT NOT NULL,
+    commit_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    error_message TEXT NOT NULL,
+    sandbox_id TEXT,
+    matched_paths TEXT NOT NULL,
+    lineage TEXT NOT NULL,
+    sandbox_commit_id TEXT,
+    settled INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trigger_runs_by_trigger ON trigger_runs (trigger_id, id);
+CREATE INDEX IF NOT EXISTS trigger_runs_open ON trigger_runs (repo_id, settled);
+CREATE INDEX IF NOT EXISTS trigger_runs_by_result ON trigger_runs (repo_id, sandbox_commit_id);
+"""
+
+#: At most this many matched paths are kept per run (a huge commit must not make a huge row).
+MAX_MATCHED_PATHS = 1000
+#: Engine diff page size while reading a commit's changes.
+_DIFF_PAGE = 1000
+#: Diff statuses as a condition's ``diff_type`` names them.
+_DIFF_KIND = {"added": "added", "removed": "removed", "modified": "changed"}
+
+
+@dataclass(frozen=True)
+class TriggerRecord:
+    """A stored trigger; ``conditions`` and ``sandbox_config`` are the validated, normalised JSON values."""
+
+    id: str
+    repo_id: str
+    name: str
+    description: str
+    enabled: bool
+    conditions: list[dict[str, str]]
+    sandbox_config: dict[str, Any]
+    run_as: dict[str, str] | None
+    created_by_type: str
+    created_by: str
+    created_by_name: str
+    created_at: str
+    updated_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the contract's SandboxTrigger object."""
+        return {
+            "id": self.id,
+            "repository_id": self.repo_id,
+            "name": self.name,
+            "description": self.description,
+            "enabled": self.enabled,
+            "conditions": [dict(c) for c in self.conditions],
+            "sandbox_config": dict(self.sandbox_config),
+            "run_as": dict(self.run_as) if self.run_as else None,
+            "created_by": self.created_by,
+            "created_by_type": self.created_by_type,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True)
+class TriggerRunRecord:
+    """A stored run of a trigger against one commit."""
+
+    id: str
+    repo_id: str
+    trigger_id: str
+    commit_id: str
+    status: str
+    reason: str
+    error_message: str
+    sandbox_id: str | None
+    matched_paths: list[str]
+    lineage: list[str]
+    created_at: str
+    updated_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the contract's SandboxTriggerRun object (plus ``error_message`` for failed runs)."""
+        return {
+            "id": self.id,
+            "repository_id": self.repo_id,
+            "trigger_id": self.trigger_id,
+            "commit_id": self.commit_id,
+            "status": self.status,
+            "reason": self.reason,
+            "error_message": self.error_message,
+            "sandbox_id": self.sandbox_id,
+            "matched_paths": list(self.matched_paths),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+def _trigger(row: sqlite3.Row) -> TriggerRecord:
+    return TriggerRecord(
+        id=row["id"],
+        repo_id=row["repo_id"],
+        name=row["name"],
+        description=row["description"],
+        enabled=bool(row["enabled"]),
+        conditions=json.loads(row["conditions"]),
+        sandbox_config=json.loads(row["sandbox_config"]),
+        run_as=json.loads(row["run_as"]) if row["run_as"] else None,
+        created_by_type=row["created_by_type"],
+        created_by=row["created_by"],
+        created_by_name=row["created_by_name"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _run(row: sqlite3.Row) -> TriggerRunRecord:
+    return TriggerRunRecord(
+        id=row["id"],
+        repo_id=row["repo_id"],
+        trigger_id=row["trigger_id"],
+        commit_id=row["commit_id"],
+        status=row["status"],
+        reason=row["reason"],
+        error_message=row["error_message"],
+        sandbox_id=row["sandbox_id"],
+        matched_paths=json.loads(row["matched_paths"]),
+        lineage=json.loads(row["lineage"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _not_found(trigger_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"sandbox trigger {trigger_id!r} not found")
+
+
+class TriggerStore(SqliteStore):
+    """Triggers and their runs, in one SQLite file; every method is safe to call from any thread.
+
+    Ids are time-ordered, so listing by id lists by creation time and the id is the pagination cursor.
+
+    Args:
+        path: The database file.
+
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, _SCHEMA)
+
+    def create(self, repo_id: str, fields: Mapping[str, Any], creator: Principal) -> TriggerRecord:
+        """Store a new trigger.
+
+        Args:
+            repo_id: The repository.
+            fields: Validated ``name``, ``description``, ``enabled``, ``conditions``, ``sandbox_config``,
+                ``run_as``.
+            creator: Who creates it (the principal its sandboxes run as, unless ``run_as`` says otherwise).
+
+        """
+        now = utc_now()
+        trigger_id = new_id()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO triggers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    trigger_id,
+                    repo_id,
+                    fields["name"],
+                    fields.get("description", ""),
+                    int(bool(fields.get("enabled", True))),
+                    json.dumps(fields["conditions"]),
+                    json.dumps(fields["sandbox_config"]),
+                    json.dumps(fields["run_as"]) if fields.get("run_as") else None,
+                    creator.type,
+                    creator.id,
+                    creator.name,
+                    now,
+                    now,
+                ),
+            )
+        return self.get(repo_id, trigger_id)
+
+    def get(self, repo_id: str, trigger_id: str) -> TriggerRecord:
+        """Return a trigger of the repository (404 `ApiError` when there is none)."""
+        row = self._one("SELECT * FROM triggers WHERE id = ? AND repo_id = ?", trigger_id, repo_id)
+        if row is None:
+            raise _not_found(trigger_id)
+        return _trigger(row)
+
+    def list_triggers(self, repo_id: str, after: str, limit: int) -> tuple[list[TriggerRecord], bool]:
+        """Return up to ``limit`` triggers after the cursor, oldest first, and whether more follow."""
+        rows = self._all(
+            "SELECT * FROM triggers WHERE repo_id = ? AND id > ? ORDER BY id LIMIT ?",
+            repo_id,
+            after,
+            limit + 1,
+        )
+        page, has_more = page_of(rows, limit)
+        return [_trigger(row) for row in page], has_more
+
+    def enabled(self, repo_id: str) -> list[TriggerRecord]:
+        """Return the repository's enabled triggers."""
+        rows = self._all("SELECT * FROM triggers WHERE repo_id = ? AND enabled = 1 ORDER BY id", repo_id)
+        return [_trigger(row) for row in rows]
+
+    def update(self, repo_id: str, trigger_id: str, changes: Mapping[str, Any]) -> TriggerRecord:
+        """Apply validated changes (any of the create fields) and return the updated trigger."""
+        columns: dict[str, Callable[[Any], Any]] = {
+            "name": lambda v: v,
+            "description": lambda v: v,
+            "enabled": lambda v: int(bool(v)),
+            "conditions": json.dumps,
+            "sandbox_config": json.dumps,
+            "run_as": lambda v: json.dumps(v) if v else None,
+        }
+        assignments = [(name, convert(changes[name])) for name, convert in columns.items() if name in changes]
+        with self._tx() as db:
+            if (
+                db.execute(
+                    "SELECT 1 FROM triggers WHERE id = ? AND repo_id = ?", (trigger_id, repo_id)
+                ).fetchone()
+                is None
+            ):
+                raise _not_found(trigger_id)
+            sets = ", ".join(f"{name} = ?" for name, _ in assignments)
+            db.execute(
+                f"UPDATE triggers SET {sets + ', ' if sets else ''}updated_at = ? WHERE id = ?",
+                (*[value for _, value in assignments], utc_now(), trigger_id),
+            )
+        return self.get(repo_id, trigger_id)
+
+    def delete(self, repo_id: str, trigger_id: str) -> None:
+        """Delete a trigger and its run history (404 `ApiError` when there is none)."""
+        with self._tx() as db:
+            deleted = db.execute("DELETE FROM triggers WHERE id = ? AND repo_id = ?", (trigger_id, repo_id))
+            if deleted.rowcount == 0:
+                raise _not_found(trigger_id)
+            db.execute("DELETE FROM trigger_runs WHERE trigger_id = ?", (trigger_id,))
+
+    def list_runs(
+        self, repo_id: str, trigger_id: str, after: str, limit: int
+    ) -> tuple[list[TriggerRunRecord], bool]:
+        """Return up to ``limit`` runs of a trigger, newest first, after the cursor (a run id)."""
+        self.get(repo_id, trigger_id)
+        if after:
+            rows = self._all(
+                "SELECT * FROM trigger_runs WHERE trigger_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+                trigger_id,
+                after,
+                limit + 1,
+            )
+        else:
+            rows = self._all(
+                "SELECT * FROM trigger_runs WHERE trigger_id = ? ORDER BY id DESC LIMIT ?",
+                trigger_id,
+                limit + 1,
+            )
+        page, has_more = page_of(rows, limit)
+        return [_run(row) for row in page], has_more
+
+    def add_run(
+        self,
+        trigger: TriggerRecord,
+        commit_id: str,
+        status: str,
+        *,
+        matched_paths: Sequence[str],
+        lineage: Sequence[str],
+        reason: str = "",
+        error_message: str = "",
+    ) -> str:
+        """Record a run and return its id; runs without a sandbox are settled from the start."""
+        run_id = new_id()
+        now = utc_now()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO trigger_runs VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, NULL, ?, ?, ?)",
+                (
+                    run_id,
+                    trigger.repo_id,
+                    trigger.id,
+                    commit_id,
+                    status,
+                    reason,
+                    error_message,
+                    json.dumps(list(matched_paths)[:MAX_MATCHED_PATHS]),
+                    json.dumps(list(lineage)),
+                    int(status != "pending"),
+                    now,
+                    now,
+                ),
+            )
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        sandbox_id: str | None = None,
+        reason: str = "",
+        error_message: str = "",
+    ) -> None:
+        """Move a pending run to ``created`` (with its sandbox) or ``failed``."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE trigger_runs SET status = ?, sandbox_id = ?, reason = ?, error_message = ?,"
+                " settled = ?, updated_at = ? WHERE id = ?",
+                (status, sandbox_id, reason, error_message, int(sandbox_id is None), utc_now(), run_id),
+            )
+
+    def open_sandbox_runs(self, repo_id: str) -> list[tuple[str, str]]:
+        """Return ``(run id, sandbox id)`` of the runs whose sandbox's outcome is not known yet."""
+        rows = self._all(
+            "SELECT id, sandbox_id FROM trigger_runs"
+            " WHERE repo_id = ? AND settled = 0 AND sandbox_id IS NOT NULL",
+            repo_id,
+        )
+        return [(row["id"], row["sandbox_id"]) for row in rows]
+
+    def settle(self, run_id: str, sandbox_commit_id: str | None) -> None:
+        """Record the commit a run's sandbox produced (None: it produced none) and stop watching it."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE trigger_runs SET sandbox_commit_id = ?, settled = 1 WHERE id = ?",
+                (sandbox_commit_id, run_id),
+            )
+
+    def lineage_of(self, repo_id: str, commit_id: str) -> list[str]:
+        """Return the trigger lineage of a commit: empty unless a trigger's sandbox made it."""
+        row = self._one(
+            "SELECT lineage FROM trigger_runs WHERE repo_id = ? AND sandbox_commit_id = ?", repo_id, commit_id
+        )
+        return list(json.loads(row["lineage"])) if row is not None else []
+
+
+def match_changes(conditions: Iterable[Mapping[str, str]], changes: Iterable[tuple[str, str]]) -> list[str]:
+    """Return the changed paths that satisfy at least one condition.
+
+    Args:
+        conditions: Normalised conditions (``type``, ``prefix`` or ``path``, ``diff_type``).
+        changes: ``(path, status)`` pairs with the engine's diff statuses (added, modified, removed).
+
+    """
+    rules = list(conditions)
+    matched: list[str] = []
+    for path, status in changes:
+        kind = _DIFF_KIND.get(status, status)
+        for rule in rules:
+            if rule.get("diff_type", "any") not in ("any", kind):
+                continue
+            if rule["type"] == "prefix" and path.startswith(rule.get("prefix", "")):
+                matched.append(path)
+                break
+            if rule["type"] == "path_exact" and path == rule.get("path"):
+                matched.append(path)
+                break
+    return matched
+
+
+class TriggerDispatcher:
+    """Evaluates triggers after each commit and starts their sandboxes (see the module docstring).
+
+    Args:
+        store: The trigger store.
+        state: ``app.state`` (for ``engine``, ``registry`` and, looked up at each commit, ``runtime``).
+
+    """
+
+    def __init__(self, store: TriggerStore, state: State) -> None:
+        self.store = store
+        self._state = state
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, repo_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(repo_id, threading.Lock())
+
+    def on_commit(self, org_name: str, repo: RepoRecord, commit: CommitInfo) -> None:
+        """Evaluate the repository's enabled triggers against a new commit (a commit listener)."""
+        with self._lock(repo.id):
+            triggers = self.store.enabled(repo.id)
+            if not triggers:
+                return
+            engine: StorageEngine = self._state.engine
+            self._settle_open_runs(engine, repo.id)
+            lineage = self.store.lineage_of(repo.id, commit.id)
+            changes = list(self._changes(engine, repo.id, commit))
+            for trigger in triggers:
+                matched = match_changes(trigger.conditions, changes)
+                if matched:
+                    self._fire(org_name, repo, commit, trigger, matched, lineage)
+
+    def _settle_open_runs(self, engine: StorageEngine, repo_id: str) -> None:
+        for run_id, sandbox_id in self.store.open_sandbox_runs(repo_id):
+            try:
+                session = engine.get_session(repo_id, sandbox_id)
+            except NotFound:
+                self.store.settle(run_id, None)
+                continue
+            if session.commit_id or session.state in ("committed", "rolled_back"):
+                self.store.settle(run_id, session.commit_id)
+
+    @staticmethod
+    def _changes(engine: StorageEngine, repo_id: str, commit: CommitInfo) -> Iterable[tuple[str, str]]:
+        after = ""
+        while True:
+            page = engine.diff(repo_id, left=commit.parent_id, right=commit.id, after=after, limit=_DIFF_PAGE)
+            for item in page.items:
+                if item.type == "object" and item.status:
+                    yield item.path, item.status
+            if not page.has_more or not page.next_cursor:
+                return
+            after = page.next_cursor
+
+    def _fire(
+        self,
+        org_name: str,
+        repo: RepoRecord,
+        commit: CommitInfo,
+        trigger: TriggerRecord,
+        matched: list[str],
+        lineage: list[str],
+    ) -> None:
+        if trigger.id in lineage:
+            self.store.add_run(
+                trigger,
+                commit.id,
+                "skipped",
+                matched_paths=matched,
+                lineage=lineage,
+                reason="trigger_loop",
+                error_message="a sandbox this trigger started made the commit (directly or via others)",
+            )
+            return
+        run_id = self.store.add_run(
+            trigger, commit.id, "pending", matched_paths=matched, lineage=[*lineage, trigger.id]
+        )
+        try:
+            sandbox_id = self._start(org_name, repo, commit, trigger, run_id)
+        except ApiError as exc:
+            self.store.finish_run(run_id, "failed", reason=exc.code, error_message=exc.message)
+        except Exception as exc:
+            logger.exception("trigger %s could not start a sandbox for commit %s", trigger.id, commit.id)
+            self.store.finish_run(run_id, "failed", reason="internal_error", error_message=str(exc))
+        else:
+            self.store.finish_run(run_id, "created", sandbox_id=sandbox_id)
+
+    def _principal(self, repo: RepoRecord, trigger: TriggerRecord) -> Principal:
+        registry: Registry = self._state.registry
+        kind, principal_id = (
+            (trigger.run_as["type"], trigger.run_as["id"])
+            if trigger.run_as
+            else (trigger.created_by_type, trigger.created_by)
+        )
+        if kind == "user":
+            user = registry.get_user(principal_id)
+            if user is not None:
+                return Principal("user", user.id, user.username)
+        elif kind in ("agent", "role"):
+            record = (
+                registry.get_agent_by_id(principal_id)
+                if kind == "agent"
+                else registry.get_role_by_id(principal_id)
+            )
+            if record is not None and record.organization_id == repo.organization_id:
+                return Principal(kind, record.id, record.name, record.organization_id)
+        raise ApiError(
+            403, "principal_not_found", f"the trigger's principal ({kind} {principal_id}) no longer exists"
+        )
+
+    def _start(
+        self, org_name: str, repo: RepoRecord, commit: CommitInfo, trigger: TriggerRecord, run_id: str
+    ) -> str:
+        runtime = getattr(self._state, "runtime", None)
+        if runtime is None:
+            raise ApiError(503, "runtime_unavailable", "this server has no sandbox runtime")
+        spec = {key: value for key, value in trigger.sandbox_config.items() if key != "run_as"}
+        # What fired the sandbox, for the code inside; the trigger's own env_vars win.
+        spec["env_vars"] = {
+            "TILDE_TRIGGER_ID": trigger.id,
+            "TILDE_TRIGGER_RUN_ID": run_id,
+            "TILDE_TRIGGER_COMMIT_ID": commit.id,
+            **trigger.sandbox_config.get("env_vars", {}),
+        }
+        sandbox_id: str = runtime.create(
+            org_name=org_name, repo=repo, principal=self._principal(repo, trigger), spec=spec
+        )
+        return sandbox_id
+
+
+def install(app: Starlette) -> TriggerDispatcher:
+    """Open the trigger store in the data directory and register the commit listener.
+
+    Called by ``create_app``: afterwards ``app.state.trigger_store`` serves the trigger routes and every
+    commit is evaluated.
+
+    Args:
+        app: The application (its ``state`` has ``config``, ``engine``, ``registry``, ``commit_listeners``).
+
+    """
+    state = app.state
+    store = TriggerStore(Path(state.config.data_dir) / "triggers.sqlite3")
+    dispatcher = TriggerDispatcher(store, state)
+    state.trigger_store = store
+    state.trigger_dispatcher = dispatcher
+    state.commit_listeners.append(dispatcher.on_commit)
+    return dispatcher
