@@ -1,0 +1,67 @@
+"""Validation of request fields (names, bodies); every failure is a 400 `ApiError`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from tilde.server.errors import ApiError
+
+#: Organizations, agents and roles (CONTRACT §0).
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+#: Repositories: the same, plus underscores.
+REPO_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
+
+
+def check_name(value: Any, what: str, pattern: re.Pattern[str] = NAME_RE) -> str:
+    """Return ``value`` when it is a string matching ``pattern`` (400 otherwise)."""
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ApiError(400, "invalid_name", f"{what} must match {pattern.pattern}")
+    return value
+
+
+def opt_str(
+    body: Mapping[str, Any], key: str, default: str | None = None, *, max_len: int = 10_000
+) -> str | None:
+    """Return an optional string field (400 when present but not a string or too long)."""
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_field", f"{key} must be a string")
+    if len(value) > max_len:
+        raise ApiError(400, "invalid_field", f"{key} is longer than {max_len} characters")
+    return value
+
+
+def opt_int(body: Mapping[str, Any], key: str, *, minimum: int = 0) -> int | None:
+    """Return an optional integer field (400 when present but not an integer ≥ ``minimum``)."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ApiError(400, "invalid_field", f"{key} must be an integer >= {minimum}")
+    return value
+
+
+def opt_bool(body: Mapping[str, Any], key: str) -> bool | None:
+    """Return an optional boolean field (400 when present but not a boolean)."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise ApiError(400, "invalid_field", f"{key} must be a boolean")
+    return value
+
+
+def str_map(body: Mapping[str, Any], key: str) -> dict[str, str] | None:
+    """Return an optional ``{str: str}`` field such as commit metadata (400 otherwise)."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ApiError(400, "invalid_field", f"{key} must be an object of string values")
+    return dict(value)

@@ -1,0 +1,230 @@
+"""Helpers every route module uses: the caller, the repository from the path, JSON bodies, pagination.
+
+Other route modules (sandboxes, exec, triggers) import `require_principal`, `resolve_repo`, `run_sync`,
+`notify_commit` and the accessors from here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from starlette.datastructures import State
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse
+
+from tilde.server.auth import Authenticator, Principal
+from tilde.server.config import ServerConfig
+from tilde.server.errors import ApiError
+from tilde.server.registry import OrgRecord, Registry, RepoRecord
+from tilde.server.storage import CommitInfo, InvalidArgument, StorageEngine, validate_path
+
+logger = logging.getLogger("tilde.server")
+
+T = TypeVar("T")
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+
+
+def engine_of(conn: HTTPConnection) -> StorageEngine:
+    """Return the storage engine (``app.state.engine``)."""
+    engine: StorageEngine = conn.app.state.engine
+    return engine
+
+
+def registry_of(conn: HTTPConnection) -> Registry:
+    """Return the registry (``app.state.registry``)."""
+    registry: Registry = conn.app.state.registry
+    return registry
+
+
+def auth_of(conn: HTTPConnection) -> Authenticator:
+    """Return the authenticator (``app.state.auth``)."""
+    auth: Authenticator = conn.app.state.auth
+    return auth
+
+
+def config_of(conn: HTTPConnection) -> ServerConfig:
+    """Return the server configuration (``app.state.config``)."""
+    config: ServerConfig = conn.app.state.config
+    return config
+
+
+def require_principal(conn: HTTPConnection) -> Principal:
+    """Return the authenticated caller (401 when the request was not authenticated)."""
+    principal = conn.scope.get("state", {}).get("principal")
+    if not isinstance(principal, Principal):
+        raise ApiError(401, "unauthorized", "missing bearer token (Authorization: Bearer <key>)")
+    return principal
+
+
+def resolve_org(conn: HTTPConnection, action: str = "GetOrganization") -> OrgRecord:
+    """Return the organization named by the ``org`` path parameter, after checking ``action`` on it.
+
+    Args:
+        conn: The request (or websocket).
+        action: The action to authorize.
+
+    """
+    principal = require_principal(conn)
+    org = registry_of(conn).get_org(conn.path_params["org"])
+    auth_of(conn).authorize(principal, action, org)
+    return org
+
+
+def resolve_repo(conn: HTTPConnection, action: str = "GetRepository") -> tuple[OrgRecord, RepoRecord]:
+    """Return ``(org, repo)`` named by the ``org`` and ``repo`` path parameters, after checking ``action``.
+
+    Unknown organizations and repositories answer 404; a caller outside the organization gets 403.
+
+    Args:
+        conn: The request (or websocket).
+        action: The action to authorize (``"ReadObjects"``, ``"WriteObjects"``, ``"CommitSession"``, ...).
+
+    """
+    principal = require_principal(conn)
+    registry = registry_of(conn)
+    org = registry.get_org(conn.path_params["org"])
+    auth = auth_of(conn)
+    auth.authorize(principal, "GetOrganization" if principal.scope is None else "GetRepository", org)
+    repo = registry.get_repo(org.id, conn.path_params["repo"])
+    auth.authorize(principal, action, org, repo)
+    return org, repo
+
+
+def check_session(conn: HTTPConnection, session_id: str) -> None:
+    """Raise 403 when a sandbox-scoped caller names a session other than its own."""
+    Authenticator.check_session(require_principal(conn), session_id)
+
+
+async def run_sync(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking call (engine, file I/O) in the worker thread pool."""
+    return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
+
+
+async def read_json(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """Parse the request body as a JSON object (400 otherwise).
+
+    Args:
+        request: The request.
+        optional: Treat an empty body as ``{}``.
+
+    """
+    raw = await request.body()
+    if not raw.strip():
+        if optional:
+            return {}
+        raise ApiError(400, "invalid_json", "a JSON object body is required")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "the request body must be a JSON object")
+    return data
+
+
+def query(request: HTTPConnection, name: str, *, required: bool = False) -> str | None:
+    """Return a query parameter (400 when ``required`` and missing or empty)."""
+    value = request.query_params.get(name)
+    if required and not value:
+        raise ApiError(400, "missing_parameter", f"query parameter {name!r} is required")
+    return value
+
+
+def required_query(request: HTTPConnection, name: str) -> str:
+    """Return a non-empty query parameter (400 otherwise)."""
+    value = query(request, name, required=True)
+    assert value is not None
+    return value
+
+
+def object_path(request: HTTPConnection, name: str = "path") -> str:
+    """Return a validated object path from the query string (400 for bad paths)."""
+    return checked_path(required_query(request, name))
+
+
+def checked_path(path: str) -> str:
+    """Validate an object path (400 ``invalid_path`` when it is malformed)."""
+    try:
+        return validate_path(path)
+    except InvalidArgument as exc:
+        raise ApiError(400, exc.code or "invalid_path", exc.message) from None
+
+
+def page_params(request: HTTPConnection) -> tuple[int, str]:
+    """Return ``(amount, after)`` per CONTRACT §3 (400 when ``amount`` is not an integer in 1..1000)."""
+    raw = request.query_params.get("amount")
+    amount = DEFAULT_PAGE_SIZE
+    if raw is not None:
+        try:
+            amount = int(raw)
+        except ValueError:
+            raise ApiError(400, "invalid_parameter", "amount must be an integer") from None
+        if not 1 <= amount <= MAX_PAGE_SIZE:
+            raise ApiError(400, "invalid_parameter", f"amount must be between 1 and {MAX_PAGE_SIZE}")
+    return amount, request.query_params.get("after") or ""
+
+
+def paged(results: Sequence[Any], has_more: bool, next_offset: str | None) -> JSONResponse:
+    """Return the paginated envelope ``{results, pagination}``."""
+    if has_more and not next_offset:
+        # A null cursor with has_more would make the client loop on the first page forever.
+        raise RuntimeError("has_more without a cursor")
+    return JSONResponse(
+        {
+            "results": list(results),
+            "pagination": {
+                "has_more": has_more,
+                "next_offset": next_offset if has_more else None,
+                "max_per_page": MAX_PAGE_SIZE,
+            },
+        }
+    )
+
+
+def public_base_url(conn: HTTPConnection) -> str:
+    """Return the externally visible ``scheme://host[:port]`` (config ``public_url`` or the Host header)."""
+    configured = config_of(conn).public_url
+    if configured:
+        return configured.rstrip("/")
+    return str(conn.base_url).rstrip("/")
+
+
+CommitListener = Callable[[str, RepoRecord, CommitInfo], None]
+
+
+def notify_commit(app_state: State, org_name: str, repo: RepoRecord, commit: CommitInfo) -> None:
+    """Tell every listener in ``app_state.commit_listeners`` about a new commit, in a worker thread.
+
+    Called by the HTTP layer after every commit it makes (session commit, approval, revert); the sandbox
+    runtime calls it for the commits it makes. Listener errors are logged, never raised.
+
+    Args:
+        app_state: ``app.state``.
+        org_name: The repository's organization name.
+        repo: The repository record.
+        commit: The new commit.
+
+    """
+    listeners: list[CommitListener] = list(getattr(app_state, "commit_listeners", []))
+    if not listeners:
+        return
+
+    def deliver() -> None:
+        for listener in listeners:
+            try:
+                listener(org_name, repo, commit)
+            except Exception:
+                logger.exception("commit listener %r failed for commit %s", listener, commit.id)
+
+    executor = getattr(app_state, "listener_executor", None)
+    if executor is None:
+        deliver()
+    else:
+        executor.submit(deliver)

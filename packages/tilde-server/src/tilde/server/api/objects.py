@@ -1,0 +1,162 @@
+"""Object reads, listings, changes, copy and delete (CONTRACT #17-#20, #27-#29, §5.2, §5.4, §5.5).
+
+Uploads (stage, finalize, multipart) live in `tilde.server.api.uploads`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from email.utils import format_datetime
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from tilde.server.api._blobresponse import BlobResponse, parse_range
+from tilde.server.api.common import (
+    check_session,
+    checked_path,
+    engine_of,
+    object_path,
+    page_params,
+    paged,
+    query,
+    read_json,
+    required_query,
+    resolve_repo,
+    run_sync,
+)
+from tilde.server.api.serialize import change_json, listing_json
+from tilde.server.errors import ApiError
+
+R = "/organizations/{org}/repositories/{repo}"
+MAX_DELETE = 1000
+
+
+def http_date(moment: datetime) -> str:
+    """Format a datetime as an HTTP date (``Last-Modified``)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return format_datetime(moment.astimezone(timezone.utc), usegmt=True)
+
+
+def _read_view(request: Request) -> tuple[str | None, str | None]:
+    """Return ``(session_id, ref)`` for a read (a sandbox token may only read its own session)."""
+    session_id = query(request, "session_id") or None
+    if session_id is not None:
+        check_session(request, session_id)
+    return session_id, query(request, "ref") or None
+
+
+async def get_object(request: Request) -> Response:
+    """Serve an object's bytes (200, 206 for a satisfiable ``Range``, else 416); HEAD: headers only."""
+    _, repo = resolve_repo(request, "ReadObjects")
+    path = object_path(request)
+    session_id, ref = _read_view(request)
+    engine = engine_of(request)
+    version = await run_sync(engine.stat, repo.id, path, session_id=session_id, ref=ref)
+    headers = {
+        "ETag": version.etag,
+        "Content-Type": version.content_type or "application/octet-stream",
+        "Last-Modified": http_date(version.last_modified),
+        "Accept-Ranges": "bytes",
+        "X-Tilde-Reproducible": "true",
+    }
+    for key, value in version.metadata.items():
+        if key.isascii() and value.isascii() and key.replace("-", "").isalnum():
+            headers[f"X-Tilde-Meta-{key}"] = value
+    if request.method == "HEAD":
+        return Response(status_code=200, headers={**headers, "Content-Length": str(version.size)})
+    blob_path = engine.blob_path(version.blob)
+    byte_range = parse_range(request.headers.get("range"), version.size)
+    if byte_range is None:
+        return BlobResponse(blob_path, 0, version.size, 200, headers)
+    start, end = byte_range
+    headers["Content-Range"] = f"bytes {start}-{end - 1}/{version.size}"
+    return BlobResponse(blob_path, start, end, 206, headers)
+
+
+async def list_objects(request: Request) -> Response:
+    """List objects in path order (``session_id`` view, ``ref`` commit, or the head)."""
+    _, repo = resolve_repo(request, "ReadObjects")
+    session_id, ref = _read_view(request)
+    amount, after = page_params(request)
+    page = await run_sync(
+        engine_of(request).list_objects,
+        repo.id,
+        session_id=session_id,
+        ref=ref,
+        prefix=query(request, "prefix") or "",
+        delimiter=query(request, "delimiter") or "",
+        after=after,
+        limit=amount,
+    )
+    return paged([listing_json(i) for i in page.items], page.has_more, page.next_cursor)
+
+
+async def list_changes(request: Request) -> Response:
+    """List a session's staged changes (a deletion has no ``entry``)."""
+    _, repo = resolve_repo(request, "ReadObjects")
+    session_id = required_query(request, "session_id")
+    check_session(request, session_id)
+    amount, after = page_params(request)
+    page = await run_sync(
+        engine_of(request).list_changes,
+        repo.id,
+        session_id,
+        prefix=query(request, "prefix") or "",
+        after=after,
+        limit=amount,
+    )
+    return paged([change_json(c) for c in page.items], page.has_more, page.next_cursor)
+
+
+def _write_session(request: Request) -> str:
+    session_id = required_query(request, "session_id")
+    check_session(request, session_id)
+    return session_id
+
+
+async def delete_object(request: Request) -> Response:
+    """Stage the deletion of one object (404 when nothing is visible at the path)."""
+    _, repo = resolve_repo(request, "WriteObjects")
+    session_id = _write_session(request)
+    path = object_path(request)
+    if not await run_sync(engine_of(request).stage_delete, repo.id, session_id, path):
+        raise ApiError(404, "not_found", f"object {path!r} not found")
+    return Response(status_code=204)
+
+
+async def delete_many(request: Request) -> Response:
+    """Stage the deletion of 1-1000 paths: ``{deleted: <count>}``."""
+    _, repo = resolve_repo(request, "WriteObjects")
+    session_id = _write_session(request)
+    body = await read_json(request)
+    paths = body.get("paths")
+    if not isinstance(paths, list) or not 1 <= len(paths) <= MAX_DELETE:
+        raise ApiError(400, "invalid_field", f"paths must be a list of 1 to {MAX_DELETE} object paths")
+    if not all(isinstance(p, str) for p in paths):
+        raise ApiError(400, "invalid_field", "paths must be strings")
+    checked = [checked_path(p) for p in paths]
+    deleted = await run_sync(engine_of(request).delete_many, repo.id, session_id, checked)
+    return JSONResponse({"deleted": deleted})
+
+
+async def copy_object(request: Request) -> Response:
+    """Stage a metadata-only copy (the destination shares the source's stored bytes)."""
+    _, repo = resolve_repo(request, "WriteObjects")
+    session_id = _write_session(request)
+    source = object_path(request, "source_path")
+    destination = object_path(request, "destination_path")
+    await run_sync(engine_of(request).stage_copy, repo.id, session_id, source, destination)
+    return JSONResponse({"source_path": source, "destination_path": destination}, status_code=201)
+
+
+routes: list[BaseRoute] = [
+    Route(R + "/object", get_object, methods=["GET", "HEAD"]),
+    Route(R + "/object", delete_object, methods=["DELETE"]),
+    Route(R + "/objects", list_objects, methods=["GET"]),
+    Route(R + "/objects/delete", delete_many, methods=["POST"]),
+    Route(R + "/object/copy", copy_object, methods=["POST"]),
+    Route(R + "/changes", list_changes, methods=["GET"]),
+]

@@ -1,0 +1,91 @@
+"""Organizations and members (CONTRACT #1-#7)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from tilde.server.api._validate import check_name, opt_str
+from tilde.server.api.common import (
+    auth_of,
+    read_json,
+    registry_of,
+    require_principal,
+    resolve_org,
+)
+from tilde.server.api.serialize import member_json, org_json
+from tilde.server.errors import ApiError
+
+
+async def list_orgs(request: Request) -> Response:
+    """List the organizations the caller belongs to."""
+    principal = require_principal(request)
+    registry = registry_of(request)
+    if principal.type == "user":
+        orgs = registry.list_orgs(user_id=principal.id)
+    else:
+        orgs = registry.list_orgs(org_id=principal.org_id or "")
+    return JSONResponse({"results": [org_json(o) for o in orgs]})
+
+
+async def create_org(request: Request) -> Response:
+    """Create an organization; the creator becomes a member."""
+    principal = require_principal(request)
+    auth_of(request).authorize(principal, "CreateOrganization")
+    body = await read_json(request)
+    name = check_name(body.get("name"), "name")
+    display_name = opt_str(body, "display_name", max_len=200) or name
+    org = registry_of(request).create_org(name, display_name, principal.id)
+    return JSONResponse(org_json(org), status_code=201)
+
+
+async def get_org(request: Request) -> Response:
+    """Return one organization."""
+    return JSONResponse(org_json(resolve_org(request)))
+
+
+async def delete_org(request: Request) -> Response:
+    """Soft-delete an organization (and its repositories)."""
+    org = resolve_org(request, "DeleteOrganization")
+    registry_of(request).delete_org(org.id)
+    return Response(status_code=204)
+
+
+async def list_members(request: Request) -> Response:
+    """List an organization's members."""
+    org = resolve_org(request)
+    return JSONResponse({"results": [member_json(m) for m in registry_of(request).list_members(org.id)]})
+
+
+async def add_member(request: Request) -> Response:
+    """Add a user (by user name, created on first mention on this local server) to an organization."""
+    org = resolve_org(request, "ManageMembers")
+    body = await read_json(request)
+    username = opt_str(body, "username", max_len=100)
+    if not username:
+        raise ApiError(400, "invalid_field", "username is required")
+    registry = registry_of(request)
+    user = registry.ensure_user(username)
+    registry.add_member(org.id, user.id)
+    member = next(m for m in registry.list_members(org.id) if m.user_id == user.id)
+    return JSONResponse(member_json(member), status_code=201)
+
+
+async def remove_member(request: Request) -> Response:
+    """Remove a user from an organization."""
+    org = resolve_org(request, "ManageMembers")
+    if not registry_of(request).remove_member(org.id, request.path_params["user_id"]):
+        raise ApiError(404, "not_found", "no such member")
+    return Response(status_code=204)
+
+
+routes: list[BaseRoute] = [
+    Route("/organizations", list_orgs, methods=["GET"]),
+    Route("/organizations", create_org, methods=["POST"]),
+    Route("/organizations/{org}", get_org, methods=["GET"]),
+    Route("/organizations/{org}", delete_org, methods=["DELETE"]),
+    Route("/organizations/{org}/members", list_members, methods=["GET"]),
+    Route("/organizations/{org}/members", add_member, methods=["POST"]),
+    Route("/organizations/{org}/members/{user_id}", remove_member, methods=["DELETE"]),
+]

@@ -1,0 +1,269 @@
+"""Object uploads: stage + finalize, multipart, and the presigned upload target (CONTRACT #21-#26, §5.3).
+
+The upload target (``PUT /uploads/{upload_id}?…&signature=…``, outside ``/api/v1``, no Authorization) streams
+the body into a blob writer. Bytes are gathered into large batches and written (and hashed) in a worker
+thread while the next batch is being received, so the event loop never touches the disk and never waits on
+a thread per small chunk. It answers ``ETag: "<sha256 hex>"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from tilde.server.api._signing import (
+    UploadTarget,
+    check_upload_token,
+    upload_token,
+    upload_url,
+    verify_upload_url,
+)
+from tilde.server.api._validate import opt_int, opt_str
+from tilde.server.api.common import (
+    check_session,
+    config_of,
+    engine_of,
+    object_path,
+    public_base_url,
+    read_json,
+    registry_of,
+    required_query,
+    resolve_repo,
+    run_sync,
+)
+from tilde.server.errors import ApiError
+from tilde.server.registry import UploadRecord
+from tilde.server.storage import BlobRef, BlobStore
+
+#: Bytes gathered before one write in the worker thread.
+WRITE_BATCH = 8 * 1024 * 1024
+#: Upload tokens outlive URLs: a multipart upload of many parts may take hours.
+TOKEN_TTL = 7 * 24 * 3600.0
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+R = "/organizations/{org}/repositories/{repo}"
+
+
+def _secret(request: Request) -> bytes:
+    secret: bytes = request.app.state.upload_secret
+    return secret
+
+
+async def receive_blob(request: Request, blobs: BlobStore) -> BlobRef:
+    """Stream the request body into a new blob and return it (the writer is aborted on any failure).
+
+    Args:
+        request: The request whose body is the blob's content (Content-Length or chunked).
+        blobs: The blob store.
+
+    """
+    loop = asyncio.get_running_loop()
+    writer = blobs.open_writer()
+    pending: asyncio.Future[None] | None = None
+    batch: list[bytes] = []
+    batched = 0
+    try:
+        async for chunk in request.stream():
+            if not chunk:
+                continue
+            batch.append(chunk)
+            batched += len(chunk)
+            if batched >= WRITE_BATCH:
+                data = b"".join(batch)
+                batch, batched = [], 0
+                if pending is not None:
+                    await pending
+                # Overlap: this batch is written while the next one is received.
+                pending = loop.run_in_executor(None, writer.write, data)
+        if pending is not None:
+            await pending
+            pending = None
+        if batch:
+            await run_sync(writer.write, b"".join(batch))
+        return await run_sync(writer.commit)
+    except BaseException:
+        if pending is not None and not pending.done():
+            # Abort only once the in-flight write finished touching the file.
+            pending.add_done_callback(lambda _: writer.abort())
+        else:
+            writer.abort()
+        raise
+
+
+async def upload_target(request: Request) -> Response:
+    """Receive the bytes of a single upload or of one multipart part (presigned, no Authorization)."""
+    target: UploadTarget = verify_upload_url(
+        _secret(request), request.path_params["upload_id"], dict(request.query_params)
+    )
+    engine = engine_of(request)
+    info = await run_sync(engine.get_session, target.repo_id, target.session_id)
+    if info.state != "open":
+        raise ApiError(409, "session_closed", f"session {target.session_id} is {info.state}")
+    try:
+        blob = await receive_blob(request, engine.blobs)
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "the client went away during the upload") from None
+    if target.part_number is not None:
+        etag = await run_sync(engine.put_part, target.upload_id, target.part_number, blob)
+    else:
+        record = UploadRecord(
+            target.upload_id, target.repo_id, target.session_id, target.path, blob.key, blob.size, blob.sha256
+        )
+        registry_of(request).put_upload(record)
+        etag = blob.etag
+    return JSONResponse({"etag": etag, "size": blob.size}, headers={"ETag": etag})
+
+
+async def _open_session(request: Request, action: str = "WriteObjects") -> tuple[str, str, str]:
+    """Return ``(repo_id, session_id, path)`` for a write in an open session (409 when it is not open)."""
+    _, repo = resolve_repo(request, action)
+    session_id = required_query(request, "session_id")
+    check_session(request, session_id)
+    path = object_path(request)
+    info = await run_sync(engine_of(request).get_session, repo.id, session_id)
+    if info.state != "open":
+        raise ApiError(409, "session_closed", f"session {session_id} is {info.state}")
+    return repo.id, session_id, path
+
+
+def _url_for(request: Request, target: UploadTarget) -> str:
+    config = config_of(request)
+    return upload_url(_secret(request), public_base_url(request), target, config.upload_url_ttl)
+
+
+async def stage_object(request: Request) -> Response:
+    """Start a single upload: return a presigned ``upload_url`` and the ``upload_token`` for finalize."""
+    repo_id, session_id, path = await _open_session(request)
+    upload_id = uuid.uuid4().hex
+    target = UploadTarget(upload_id, repo_id, session_id, path, None)
+    token = upload_token(_secret(request), repo_id, session_id, path, upload_id, TOKEN_TTL)
+    return JSONResponse(
+        {"upload_url": _url_for(request, target), "upload_token": token, "upload_id": upload_id}
+    )
+
+
+def _clean_etag(value: str) -> str:
+    return value.strip().removeprefix("W/").strip('"').lower()
+
+
+async def finalize_object(request: Request) -> Response:
+    """Check the uploaded bytes against ``size_bytes`` / ``checksum`` and stage them at the path."""
+    repo_id, session_id, path = await _open_session(request)
+    body = await read_json(request)
+    upload_id = check_upload_token(_secret(request), body.get("upload_token"), repo_id, session_id, path)
+    content_type = opt_str(body, "content_type", max_len=255) or DEFAULT_CONTENT_TYPE
+    size_bytes = opt_int(body, "size_bytes")
+    checksum = opt_str(body, "checksum", max_len=200)
+    metadata = body.get("metadata")
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise ApiError(400, "invalid_field", "metadata must be an object of string values")
+    registry = registry_of(request)
+    record = registry.get_upload(upload_id)
+    if record is None or (record.repo_id, record.session_id, record.path) != (repo_id, session_id, path):
+        raise ApiError(404, "upload_not_found", "nothing was uploaded for this upload_token")
+    if size_bytes is not None and size_bytes != record.size:
+        raise ApiError(
+            400, "size_mismatch", f"size_bytes is {size_bytes} but {record.size} bytes were uploaded"
+        )
+    if checksum and _clean_etag(checksum) != record.sha256:
+        raise ApiError(400, "checksum_mismatch", "checksum does not match the uploaded bytes")
+    blob = BlobRef(record.blob_key, record.size, record.sha256)
+    version = await run_sync(
+        engine_of(request).stage_blob,
+        repo_id,
+        session_id,
+        path,
+        blob,
+        content_type=content_type,
+        metadata=metadata,
+    )
+    registry.delete_upload(upload_id)
+    return JSONResponse({"path": version.path, "etag": version.etag}, status_code=201)
+
+
+async def initiate_multipart(request: Request) -> Response:
+    """Start a multipart upload: ``{upload_id, upload_token}``."""
+    repo_id, session_id, path = await _open_session(request)
+    upload_id = await run_sync(engine_of(request).create_upload, repo_id, session_id, path)
+    token = upload_token(_secret(request), repo_id, session_id, path, upload_id, TOKEN_TTL)
+    return JSONResponse({"upload_id": upload_id, "upload_token": token})
+
+
+def _token_upload_id(request: Request, repo_id: str, session_id: str, path: str, body: dict[str, Any]) -> str:
+    token = body.get("upload_token", request.query_params.get("upload_token"))
+    upload_id = check_upload_token(_secret(request), token, repo_id, session_id, path)
+    claimed = body.get("upload_id", request.query_params.get("upload_id"))
+    if claimed is not None and claimed != upload_id:
+        raise ApiError(400, "invalid_upload_token", "upload_id does not match upload_token")
+    return upload_id
+
+
+async def part_url(request: Request) -> Response:
+    """Return the presigned URL for one part (JSON ``{upload_url}``, not a redirect)."""
+    repo_id, session_id, path = await _open_session(request)
+    upload_id = _token_upload_id(request, repo_id, session_id, path, {})
+    raw = required_query(request, "part_number")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise ApiError(400, "invalid_parameter", "part_number must be an integer between 1 and 10000")
+    target = UploadTarget(upload_id, repo_id, session_id, path, int(raw))
+    return JSONResponse({"upload_url": _url_for(request, target)})
+
+
+async def complete_multipart(request: Request) -> Response:
+    """Concatenate the parts (ascending, etags quoted or not) and stage the object."""
+    repo_id, session_id, path = await _open_session(request)
+    body = await read_json(request)
+    upload_id = _token_upload_id(request, repo_id, session_id, path, body)
+    raw_parts = body.get("parts")
+    if not isinstance(raw_parts, list):
+        raise ApiError(400, "invalid_field", "parts must be a list")
+    parts: list[tuple[int, str]] = []
+    for item in raw_parts:
+        number = item.get("part_number") if isinstance(item, dict) else None
+        etag = item.get("etag") if isinstance(item, dict) else None
+        if isinstance(number, bool) or not isinstance(number, int) or not isinstance(etag, str):
+            raise ApiError(400, "invalid_field", "each part needs an integer part_number and a string etag")
+        parts.append((number, '"' + _clean_etag(etag) + '"'))
+    numbers = [n for n, _ in parts]
+    if numbers != sorted(set(numbers)):
+        raise ApiError(400, "invalid_part_order", "parts must be listed once each, in ascending order")
+    version = await run_sync(
+        engine_of(request).complete_upload,
+        repo_id,
+        session_id,
+        path,
+        upload_id,
+        parts,
+        content_type=opt_str(body, "content_type", max_len=255) or DEFAULT_CONTENT_TYPE,
+        size_bytes=opt_int(body, "size_bytes"),
+    )
+    return JSONResponse({"path": version.path, "etag": version.etag}, status_code=201)
+
+
+async def abort_multipart(request: Request) -> Response:
+    """Abandon a multipart upload."""
+    repo_id, session_id, path = await _open_session(request)
+    upload_id = _token_upload_id(request, repo_id, session_id, path, {})
+    await run_sync(engine_of(request).abort_upload, upload_id)
+    return Response(status_code=204)
+
+
+#: Routes under ``/api/v1``.
+routes: list[BaseRoute] = [
+    Route(R + "/object", stage_object, methods=["PUT"]),
+    Route(R + "/object/finalize", finalize_object, methods=["POST"]),
+    Route(R + "/object/multipart", initiate_multipart, methods=["POST"]),
+    Route(R + "/object/multipart", abort_multipart, methods=["DELETE"]),
+    Route(R + "/object/multipart/part", part_url, methods=["GET"]),
+    Route(R + "/object/multipart/complete", complete_multipart, methods=["POST"]),
+]
+
+#: Routes at the server root (self-authorising, no bearer token).
+root_routes: list[BaseRoute] = [Route("/uploads/{upload_id}", upload_target, methods=["PUT"])]

@@ -1,0 +1,223 @@
+"""Authentication of every ``/api/v1`` request, principals, and the authorization seam.
+
+A request carries ``Authorization: Bearer <token>``. Stored API keys are looked up by their SHA-256 hash
+(prefixes: ``tuk-`` user/admin, ``tak-`` agent, ``trk-`` role); tokens no stored key matches are offered
+to the callables in ``app.state.token_resolvers`` (each ``(token) -> Principal | None``), which is how the
+sandbox runtime recognises its short-lived ``tst-`` tokens. The caller ends up in ``request.state.principal``.
+
+`Authenticator.authorize` is the single place deciding whether a principal may perform an action; today it
+enforces organization membership, the one-organization rule for agents and roles, user-only actions and
+sandbox scopes. Full IAM policies plug in there later.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tilde.server.errors import ApiError, error_response
+from tilde.server.registry import OrgRecord, Registry, RepoRecord
+
+__all__ = [
+    "AGENT_KEY_PREFIX",
+    "ROLE_KEY_PREFIX",
+    "USER_KEY_PREFIX",
+    "AuthMiddleware",
+    "Authenticator",
+    "Principal",
+    "SandboxScope",
+    "TokenResolver",
+    "new_token",
+]
+
+USER_KEY_PREFIX = "tuk-"
+AGENT_KEY_PREFIX = "tak-"
+ROLE_KEY_PREFIX = "trk-"
+
+#: Actions only a human (user principal) may perform.
+USER_ONLY_ACTIONS = frozenset(
+    {"ApproveSession", "CreateOrganization", "DeleteOrganization", "ManageMembers", "ManageRoles"}
+)
+#: Actions agents may not perform (they cannot mint principals or keys).
+NOT_FOR_AGENTS = frozenset({"ManageAgents"})
+#: Actions a sandbox-scoped token may perform (reads, and writes/commit of its own session).
+SCOPED_ACTIONS = frozenset({"GetRepository", "ReadObjects", "WriteObjects", "CommitSession", "ReadCommits"})
+
+
+@dataclass(frozen=True)
+class SandboxScope:
+    """Restricts a token to one repository and one session (sandbox tokens).
+
+    Attributes:
+        repo_id: The only repository the token may touch.
+        session_id: The only session the token may read or write.
+
+    """
+
+    repo_id: str
+    session_id: str
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling.
+
+    Attributes:
+        type: ``"user"``, ``"agent"`` or ``"role"``.
+        id: The principal's id.
+        name: User name, agent name or role name.
+        org_id: The organization an agent or role belongs to (None for users).
+        scope: Set for sandbox tokens: the repository and session the token is limited to.
+
+    """
+
+    type: str
+    id: str
+    name: str
+    org_id: str | None = None
+    scope: SandboxScope | None = None
+
+
+TokenResolver = Callable[[str], "Principal | None"]
+
+
+def new_token(principal_type: str) -> str:
+    """Return a fresh API key with the prefix for ``principal_type`` (``user``, ``agent`` or ``role``)."""
+    prefix = {"user": USER_KEY_PREFIX, "agent": AGENT_KEY_PREFIX, "role": ROLE_KEY_PREFIX}[principal_type]
+    return prefix + secrets.token_urlsafe(32)
+
+
+class Authenticator:
+    """Turns tokens into principals and decides what they may do (``app.state.auth``).
+
+    Args:
+        registry: Where keys, users, agents and roles live.
+        token_resolvers: Extra resolvers consulted for tokens no stored key matches (shared, mutable list:
+            ``app.state.token_resolvers``).
+
+    """
+
+    #: Don't rewrite ``last_used_at`` on every request; once a minute per key is plenty.
+    TOUCH_INTERVAL = 60.0
+
+    def __init__(self, registry: Registry, token_resolvers: list[TokenResolver]) -> None:
+        self.registry = registry
+        self.token_resolvers = token_resolvers
+        self._touched: dict[str, float] = {}
+
+    def authenticate(self, token: str) -> Principal | None:
+        """Return the principal owning ``token``, or None when nobody does."""
+        key = self.registry.lookup_token(token)
+        if key is not None:
+            principal = self._principal_for(key.principal_type, key.principal_id)
+            if principal is not None:
+                now = time.monotonic()
+                if now - self._touched.get(key.id, -1e9) > self.TOUCH_INTERVAL:
+                    self._touched[key.id] = now
+                    self.registry.touch_key(key)
+            return principal
+        for resolve in list(self.token_resolvers):
+            found = resolve(token)
+            if found is not None:
+                return found
+        return None
+
+    def _principal_for(self, principal_type: str, principal_id: str) -> Principal | None:
+        if principal_type == "user":
+            user = self.registry.get_user(principal_id)
+            return Principal("user", user.id, user.username) if user else None
+        if principal_type == "agent":
+            agent = self.registry.get_agent_by_id(principal_id)
+            return Principal("agent", agent.id, agent.name, agent.organization_id) if agent else None
+        if principal_type == "role":
+            role = self.registry.get_role_by_id(principal_id)
+            return Principal("role", role.id, role.name, role.organization_id) if role else None
+        return None
+
+    def can_access_org(self, principal: Principal, org: OrgRecord) -> bool:
+        """Tell whether the principal belongs to the organization."""
+        if principal.type == "user":
+            return self.registry.is_member(org.id, principal.id)
+        return principal.org_id == org.id
+
+    def authorize(
+        self, principal: Principal, action: str, org: OrgRecord | None = None, repo: RepoRecord | None = None
+    ) -> None:
+        """Raise a 403 `ApiError` unless ``principal`` may perform ``action`` (on ``org`` / ``repo``).
+
+        Args:
+            principal: The caller.
+            action: An action name, e.g. ``"ReadObjects"``, ``"CommitSession"``, ``"ApproveSession"``.
+            org: The organization acted on, if any.
+            repo: The repository acted on, if any.
+
+        """
+        if principal.scope is not None and (
+            repo is None or repo.id != principal.scope.repo_id or action not in SCOPED_ACTIONS
+        ):
+            raise ApiError(403, "forbidden", "this token is limited to its sandbox's repository and session")
+        if action in USER_ONLY_ACTIONS and principal.type != "user":
+            raise ApiError(403, "forbidden", f"{action} may only be performed by a user")
+        if action in NOT_FOR_AGENTS and principal.type == "agent":
+            raise ApiError(403, "forbidden", f"agents may not perform {action}")
+        if org is not None and not self.can_access_org(principal, org):
+            raise ApiError(403, "forbidden", f"no access to organization {org.name!r}")
+
+    @staticmethod
+    def check_session(principal: Principal, session_id: str) -> None:
+        """Raise 403 when a sandbox-scoped principal names a session other than its own."""
+        if principal.scope is not None and principal.scope.session_id != session_id:
+            raise ApiError(403, "forbidden", "this token is limited to its sandbox's session")
+
+
+class AuthMiddleware:
+    """Require a valid bearer token on every ``/api/v1`` request (HTTP and websocket).
+
+    The principal lands in ``scope["state"]["principal"]`` (``request.state.principal``). Failures answer 401
+    with the JSON error body; websocket handshakes are refused (HTTP 403) before accepting.
+
+    Args:
+        app: The wrapped ASGI application.
+        prefix: The path prefix that needs authentication.
+
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str = "/api/v1") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Authenticate, then call the wrapped app."""
+        path: str = scope.get("path", "")
+        if scope["type"] not in ("http", "websocket") or not (
+            path == self.prefix or path.startswith(self.prefix + "/")
+        ):
+            await self.app(scope, receive, send)
+            return
+        auth: Authenticator = scope["app"].state.auth
+        token = _bearer_token(scope)
+        principal = auth.authenticate(token) if token else None
+        if principal is None:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            message = "invalid API key" if token else "missing bearer token (Authorization: Bearer <key>)"
+            response = error_response(scope, 401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+def _bearer_token(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+    return None

@@ -1,0 +1,105 @@
+"""Server settings (`ServerConfig`) and the small secrets kept in the data directory."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Files in the data directory (besides the engine's own).
+ADMIN_KEY_FILE = "admin_key"
+UPLOAD_SECRET_FILE = "upload_secret"
+REGISTRY_FILE = "registry.sqlite3"
+
+
+@dataclass
+class ServerConfig:
+    """Settings for one tilde-server instance.
+
+    Attributes:
+        data_dir: Where everything is stored (registry, engine metadata, blobs, secrets).
+        host: Interface to listen on (loopback by default).
+        port: TCP port (0 picks a free one).
+        admin_key: The admin user's API key; None reads it from ``data_dir/admin_key`` or generates one there.
+        public_url: The externally visible base URL (``http://host:port``) used in the absolute URLs the
+            server hands out (upload URLs, approval links); None derives it from each request's Host header.
+        upload_url_ttl: Lifetime in seconds of presigned upload URLs.
+        approval_web_url: Template for the web link of a pending approval; ``{base}``, ``{org}``,
+            ``{repo}`` and ``{session_id}`` are substituted.
+        sandbox: Free-form settings read by the sandbox runtime (``tilde.server.sandbox``), if present.
+
+    """
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8900
+    admin_key: str | None = None
+    public_url: str | None = None
+    upload_url_ttl: float = 3600.0
+    approval_web_url: str = "{base}/{org}/{repo}/approve/{session_id}"
+    sandbox: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create ``path`` readable by the owner only (0600) and write ``data`` to it.
+
+    Args:
+        path: Destination; replaced if it exists.
+        data: Contents.
+
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def generate_user_key() -> str:
+    """Return a new user/admin API key (``tuk-`` prefix)."""
+    return "tuk-" + secrets.token_urlsafe(32)
+
+
+def load_or_create_admin_key(data_dir: Path) -> tuple[str, bool]:
+    """Read the stored admin key, or generate and store one.
+
+    Args:
+        data_dir: The server's data directory.
+
+    Returns:
+        ``(key, created)`` where ``created`` tells whether the key was just generated (print it once).
+
+    """
+    path = data_dir / ADMIN_KEY_FILE
+    if path.exists():
+        key = path.read_text(encoding="utf-8").strip()
+        if key:
+            return key, False
+    key = generate_user_key()
+    write_private_file(path, key.encode() + b"\n")
+    return key, True
+
+
+def load_or_create_upload_secret(data_dir: Path) -> bytes:
+    """Return the per-server HMAC secret that signs upload URLs (created on first use, 0600).
+
+    Args:
+        data_dir: The server's data directory.
+
+    """
+    path = data_dir / UPLOAD_SECRET_FILE
+    if path.exists():
+        data = path.read_bytes()
+        if len(data) >= 32:
+            return data
+    data = secrets.token_bytes(32)
+    write_private_file(path, data)
+    return data

@@ -1,0 +1,186 @@
+"""The contract's JSON error body for every failure the server can produce.
+
+Every error response, whether raised by a handler (`ApiError`), by the storage engine (`StorageError`), by the
+router (unknown route, wrong method) or by a bug (any other exception), carries the body
+``{"message", "code", "request_id"}`` and an ``X-Request-Id`` header with the same id.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("tilde.server")
+
+#: Storage-engine error class name -> HTTP status. Looked up by name so this module does not import the
+# engine.
+_STORAGE_STATUS = {
+    "NotFound": 404,
+    "Conflict": 409,
+    "InvalidArgument": 400,
+    "SessionClosed": 409,
+    "RangeNotSatisfiable": 416,
+}
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    416: "range_not_satisfiable",
+}
+
+
+class ApiError(Exception):
+    """A client-visible error; raising it anywhere in a handler yields the contract's JSON error body.
+
+    Args:
+        status: The HTTP status code (4xx or 5xx).
+        code: A short machine-readable code, e.g. ``"not_found"``.
+        message: Human-readable text.
+        headers: Extra response headers (e.g. ``Content-Range`` on a 416).
+
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def new_request_id() -> str:
+    """Return a fresh request id, ``"req-<hex>"``."""
+    return "req-" + secrets.token_hex(8)
+
+
+def request_id_of(scope: Scope) -> str:
+    """Return the request id assigned by `RequestIdMiddleware` (a fresh one if the middleware did not run)."""
+    state = scope.setdefault("state", {})
+    rid = state.get("request_id")
+    if not isinstance(rid, str):
+        rid = new_request_id()
+        state["request_id"] = rid
+    return rid
+
+
+def error_response(
+    scope: Scope, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """Build the JSON error response for ``scope``.
+
+    Args:
+        scope: The ASGI scope of the failing request (for its request id).
+        status: HTTP status.
+        code: Machine-readable code.
+        message: Human-readable text.
+        headers: Extra headers.
+
+    """
+    rid = request_id_of(scope)
+    all_headers = {"X-Request-Id": rid, **(headers or {})}
+    body = {"message": message, "code": code, "request_id": rid}
+    return JSONResponse(body, status_code=status, headers=all_headers)
+
+
+def _api_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(request.scope, exc.status, exc.code, exc.message, exc.headers)
+
+
+def _http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) and exc.detail else code.replace("_", " ")
+    if exc.status_code == 404:
+        message = f"no route for {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        message = f"method {request.method} not allowed on {request.url.path}"
+    return error_response(request.scope, exc.status_code, code, message, exc.headers)
+
+
+def storage_error_status(exc: Exception) -> int | None:
+    """Return the HTTP status for a storage-engine error, or None when ``exc`` is not one."""
+    for klass in type(exc).__mro__:
+        status = _STORAGE_STATUS.get(klass.__name__)
+        if status is not None and klass.__module__.startswith("tilde.server.storage"):
+            return status
+    return None
+
+
+def _storage_error_handler(request: Request, exc: Exception) -> Response:
+    status = storage_error_status(exc) or 400
+    code = str(getattr(exc, "code", "") or _HTTP_CODES.get(status, "error"))
+    message = str(getattr(exc, "message", "") or exc)
+    return error_response(request.scope, status, code, message)
+
+
+def _unhandled_handler(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises after this response is sent, so uvicorn logs the traceback; log it here too so it is
+    # tied to the request id in our own logger.
+    logger.error(
+        "unhandled error in %s %s [%s]",
+        request.method,
+        request.url.path,
+        request_id_of(request.scope),
+        exc_info=exc,
+    )
+    return error_response(request.scope, 500, "internal_error", "internal server error")
+
+
+def exception_handlers() -> dict[Any, Any]:
+    """Return the exception-handler mapping `create_app` installs (storage errors when the engine exists)."""
+    handlers: dict[Any, Any] = {
+        ApiError: _api_error_handler,
+        HTTPException: _http_exception_handler,
+        Exception: _unhandled_handler,
+    }
+    try:
+        from tilde.server.storage.errors import StorageError
+    except ImportError:  # pragma: no cover - the engine ships with this distribution
+        pass
+    else:
+        handlers[StorageError] = _storage_error_handler
+    return handlers
+
+
+class RequestIdMiddleware:
+    """Give each request a ``req-<hex>`` id (``request.state.request_id``) and echo it as ``X-Request-Id``.
+
+    Args:
+        app: The wrapped ASGI application.
+
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the wrapped app with a request id in the scope state."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        rid = request_id_of(scope)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                    headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

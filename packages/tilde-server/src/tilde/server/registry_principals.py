@@ -1,0 +1,365 @@
+"""Agents, roles, API keys and pending single-part uploads: the principal half of the registry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from tilde.server._db import SqliteStore, page_of
+from tilde.server._ids import new_id, utc_now
+from tilde.server.errors import ApiError
+
+
+def hash_token(token: str) -> str:
+    """Return the stored form of an API key (keys are never stored in clear)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """An agent principal (belongs to one organization)."""
+
+    id: str
+    organization_id: str
+    name: str
+    description: str
+    metadata: dict[str, Any]
+    inline_policy: str
+    inline_policy_updated_at: str | None
+    created_by_type: str
+    created_by: str
+    created_by_name: str
+    created_at: str
+    last_used_at: str | None
+
+
+@dataclass(frozen=True)
+class RoleRecord:
+    """A role principal (belongs to one organization)."""
+
+    id: str
+    organization_id: str
+    name: str
+    description: str
+    created_by_type: str
+    created_by: str
+    created_by_name: str
+    created_at: str
+    last_used_at: str | None
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """An API key (never the token itself, only its hint)."""
+
+    id: str
+    principal_type: str
+    principal_id: str
+    name: str
+    description: str
+    token_hint: str
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """A finished single-part upload waiting for its finalize call."""
+
+    upload_id: str
+    repo_id: str
+    session_id: str
+    path: str
+    blob_key: str
+    size: int
+    sha256: str
+
+
+_AGENT_COLUMNS = (
+    "id, org_id AS organization_id, name, description, metadata, inline_policy, inline_policy_updated_at, "
+    "created_by_type, created_by, created_by_name, created_at, last_used_at"
+)
+_ROLE_COLUMNS = (
+    "id, org_id AS organization_id, name, description, created_by_type, created_by, "
+    "created_by_name, created_at, "
+    "last_used_at"
+)
+_KEY_COLUMNS = (
+    "id, principal_type, principal_id, name, description, token_hint, created_at, last_used_at, revoked_at"
+)
+
+
+def _agent(row: sqlite3.Row) -> AgentRecord:
+    values = dict(row)
+    values["metadata"] = json.loads(values["metadata"] or "{}")
+    return AgentRecord(**values)
+
+
+class PrincipalStore(SqliteStore):
+    """Agents, roles and API keys (base of `tilde.server.registry.Registry`)."""
+
+    # -- agents --------------------------------------------------------------------------------------------
+
+    def create_agent(
+        self,
+        org_id: str,
+        name: str,
+        description: str,
+        metadata: dict[str, Any],
+        creator: tuple[str, str, str],
+    ) -> AgentRecord:
+        """Create an agent (duplicate name in the org → 409).
+
+        Args:
+            org_id: Owning organization.
+            name: Agent name.
+            description: Free text.
+            metadata: Free-form JSON object.
+            creator: ``(principal_type, principal_id, principal_name)``.
+
+        """
+        agent_id = new_id()
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO agents (id, org_id, name, description, metadata, "
+                    "created_by_type, created_by, "
+                    "created_by_name, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (agent_id, org_id, name, description, json.dumps(metadata), *creator, utc_now()),
+                )
+        except sqlite3.IntegrityError:
+            raise ApiError(409, "already_exists", f"agent {name!r} already exists") from None
+        found = self.get_agent_by_id(agent_id)
+        assert found is not None
+        return found
+
+    def get_agent(self, org_id: str, name: str) -> AgentRecord:
+        """Return the agent ``name`` of the organization (404 otherwise)."""
+        row = self._one(f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND name = ?", org_id, name)
+        if row is None:
+            raise ApiError(404, "not_found", f"agent {name!r} not found")
+        return _agent(row)
+
+    def get_agent_by_id(self, agent_id: str) -> AgentRecord | None:
+        """Return the agent with ``agent_id``, or None."""
+        row = self._one(f"SELECT {_AGENT_COLUMNS} FROM agents WHERE id = ?", agent_id)
+        return _agent(row) if row else None
+
+    def list_agents(self, org_id: str, after: str | None, limit: int) -> tuple[list[AgentRecord], bool]:
+        """Return a page of the organization's agents by name, strictly after ``after``."""
+        rows = self._all(
+            f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND name > ? ORDER BY name LIMIT ?",
+            org_id,
+            after or "",
+            limit + 1,
+        )
+        items, more = page_of(rows, limit)
+        return [_agent(r) for r in items], more
+
+    def update_agent(self, agent_id: str, changes: dict[str, Any]) -> AgentRecord:
+        """Apply validated changes (``description``, ``metadata``, ``inline_policy``) to an agent."""
+        sets: dict[str, Any] = {}
+        if "description" in changes:
+            sets["description"] = changes["description"]
+        if "metadata" in changes:
+            sets["metadata"] = json.dumps(changes["metadata"])
+        if "inline_policy" in changes:
+            sets["inline_policy"] = changes["inline_policy"]
+            sets["inline_policy_updated_at"] = utc_now()
+        if sets:
+            with self._tx() as db:
+                columns = ", ".join(f"{name} = ?" for name in sets)
+                db.execute(f"UPDATE agents SET {columns} WHERE id = ?", (*sets.values(), agent_id))
+        found = self.get_agent_by_id(agent_id)
+        if found is None:
+            raise ApiError(404, "not_found", "agent not found")
+        return found
+
+    def delete_agent(self, agent_id: str) -> None:
+        """Delete an agent and revoke its keys."""
+        self._delete_principal("agents", "agent", agent_id)
+
+    # -- roles ---------------------------------------------------------------------------------------------
+
+    def create_role(
+        self, org_id: str, name: str, description: str, creator: tuple[str, str, str]
+    ) -> RoleRecord:
+        """Create a role (duplicate name in the org → 409); ``creator`` as for `create_agent`."""
+        role_id = new_id()
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO roles (id, org_id, name, description, created_by_type, created_by, "
+                    "created_by_name, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (role_id, org_id, name, description, *creator, utc_now()),
+                )
+        except sqlite3.IntegrityError:
+            raise ApiError(409, "already_exists", f"role {name!r} already exists") from None
+        found = self.get_role_by_id(role_id)
+        assert found is not None
+        return found
+
+    def get_role(self, org_id: str, name: str) -> RoleRecord:
+        """Return the role ``name`` of the organization (404 otherwise)."""
+        row = self._one(f"SELECT {_ROLE_COLUMNS} FROM roles WHERE org_id = ? AND name = ?", org_id, name)
+        if row is None:
+            raise ApiError(404, "not_found", f"role {name!r} not found")
+        return RoleRecord(**dict(row))
+
+    def get_role_by_id(self, role_id: str) -> RoleRecord | None:
+        """Return the role with ``role_id``, or None."""
+        row = self._one(f"SELECT {_ROLE_COLUMNS} FROM roles WHERE id = ?", role_id)
+        return RoleRecord(**dict(row)) if row else None
+
+    def list_roles(self, org_id: str, after: str | None, limit: int) -> tuple[list[RoleRecord], bool]:
+        """Return a page of the organization's roles by name, strictly after ``after``."""
+        rows = self._all(
+            f"SELECT {_ROLE_COLUMNS} FROM roles WHERE org_id = ? AND name > ? ORDER BY name LIMIT ?",
+            org_id,
+            after or "",
+            limit + 1,
+        )
+        items, more = page_of(rows, limit)
+        return [RoleRecord(**dict(r)) for r in items], more
+
+    def delete_role(self, role_id: str) -> None:
+        """Delete a role and revoke its keys."""
+        self._delete_principal("roles", "role", role_id)
+
+    def _delete_principal(self, table: str, principal_type: str, principal_id: str) -> None:
+        with self._tx() as db:
+            db.execute(f"DELETE FROM {table} WHERE id = ?", (principal_id,))
+            db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE principal_type = ? AND principal_id = ? "
+                "AND revoked_at IS NULL",
+                (utc_now(), principal_type, principal_id),
+            )
+
+    # -- API keys ------------------------------------------------------------------------------------------
+
+    def create_key(
+        self, principal_type: str, principal_id: str, token: str, *, name: str = "", description: str = ""
+    ) -> KeyRecord:
+        """Store a new API key for a principal (only its hash and last four characters are kept).
+
+        Args:
+            principal_type: ``"user"``, ``"agent"`` or ``"role"``.
+            principal_id: The principal's id.
+            token: The clear token, returned to the caller once by the HTTP layer.
+            name: Key name.
+            description: Free text.
+
+        """
+        key_id = new_id()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO api_keys (id, principal_type, principal_id, name, description, "
+                "token_hash, token_hint, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key_id,
+                    principal_type,
+                    principal_id,
+                    name,
+                    description,
+                    hash_token(token),
+                    token[-4:],
+                    utc_now(),
+                ),
+            )
+        found = self.get_key(principal_type, principal_id, key_id)
+        assert found is not None
+        return found
+
+    def has_token(self, token: str) -> bool:
+        """Whether this exact token is already stored (revoked or not)."""
+        return self._one("SELECT 1 FROM api_keys WHERE token_hash = ?", hash_token(token)) is not None
+
+    def lookup_token(self, token: str) -> KeyRecord | None:
+        """Return the live (not revoked) key matching ``token``, or None."""
+        row = self._one(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE token_hash = ? AND revoked_at IS NULL",
+            hash_token(token),
+        )
+        return KeyRecord(**dict(row)) if row else None
+
+    def touch_key(self, key: KeyRecord) -> None:
+        """Record that a key (and its agent/role) was just used."""
+        now = utc_now()
+        with self._tx() as db:
+            db.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, key.id))
+            if key.principal_type in ("agent", "role"):
+                table = "agents" if key.principal_type == "agent" else "roles"
+                db.execute(f"UPDATE {table} SET last_used_at = ? WHERE id = ?", (now, key.principal_id))
+
+    def get_key(self, principal_type: str, principal_id: str, key_id: str) -> KeyRecord | None:
+        """One key of a principal (revoked ones included), or None."""
+        row = self._one(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE principal_type = ? AND principal_id = ? AND id = ?",
+            principal_type,
+            principal_id,
+            key_id,
+        )
+        return KeyRecord(**dict(row)) if row else None
+
+    def list_keys(
+        self, principal_type: str, principal_id: str, after: str | None, limit: int
+    ) -> tuple[list[KeyRecord], bool]:
+        """Return a page of a principal's keys in creation order (ids sort by time), after ``after``."""
+        rows = self._all(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE principal_type = ? AND principal_id = ? AND id > ? "
+            "ORDER BY id LIMIT ?",
+            principal_type,
+            principal_id,
+            after or "",
+            limit + 1,
+        )
+        items, more = page_of(rows, limit)
+        return [KeyRecord(**dict(r)) for r in items], more
+
+    def revoke_key(self, key_id: str) -> None:
+        """Revoke a key (idempotent)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (utc_now(), key_id)
+            )
+
+    # -- single-part uploads
+    # -----------------------------------------------------------------------------------
+
+    def put_upload(self, record: UploadRecord) -> None:
+        """Remember the blob received for an upload id (a repeated PUT replaces it)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO uploads (upload_id, repo_id, session_id, path, "
+                "blob_key, size, sha256, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.upload_id,
+                    record.repo_id,
+                    record.session_id,
+                    record.path,
+                    record.blob_key,
+                    record.size,
+                    record.sha256,
+                    utc_now(),
+                ),
+            )
+
+    def get_upload(self, upload_id: str) -> UploadRecord | None:
+        """Return the finished upload with this id, or None."""
+        row = self._one(
+            "SELECT upload_id, repo_id, session_id, path, blob_key, size, sha256 FROM uploads "
+            "WHERE upload_id = ?",
+            upload_id,
+        )
+        return UploadRecord(**dict(row)) if row else None
+
+    def delete_upload(self, upload_id: str) -> None:
+        """Forget an upload (after finalize consumed it)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
