@@ -10,23 +10,22 @@ compute and admin layers.
 """
 
 # ``tilde`` is a namespace shared by several distributions; this must run before any ``tilde.*`` import.
-from pkgutil import extend_path as _extend_path
-
-__path__ = _extend_path(__path__, __name__)
+# (Written in the canonical pkgutil form, which documentation tools recognise as a namespace portion.)
+__path__ = __import__("pkgutil").extend_path(__path__, __name__)
 
 # Helpers are imported under private names so that dir(tilde) shows the public surface only.
 import importlib as _importlib
 import sys as _sys
-import threading as _threading
 import types as _types
 import typing as _typing
 
+from tilde._facade import configure, repository
+from tilde._facade import get_default_client as _get_default_client
 from tilde._version import __version__
 
 if _typing.TYPE_CHECKING:
-    from tilde._composed import Client, Repository
+    from tilde._composed import Client
     from tilde.admin import Organizations
-    from tilde.core.credentials import CredentialsProvider
     from tilde.core.errors import (
         APIError,
         AuthenticationError,
@@ -71,14 +70,13 @@ __all__ = [
 ]
 
 # Public names resolved on first access: name -> module that defines it.
-_LAZY_NAMES: dict[str, str] = {
+_LAZY_NAMES: "dict[str, str]" = {
     "Client": "tilde._composed",
     **{name: "tilde.core.errors" for name in __all__ if name.endswith("Error")},
 }
 
 #: The client behind the module-level shortcuts; created on first use, replaced by `configure`.
 _default_client: "Client | None" = None
-_default_client_lock = _threading.Lock()
 
 #: The default client's organizations (a live module property, see `_TildeModule`).
 organizations: "Organizations"
@@ -91,67 +89,6 @@ def __getattr__(name: str) -> _typing.Any:
     value = getattr(_importlib.import_module(module_name), name)
     globals()[name] = value  # later lookups skip this function
     return value
-
-
-def configure(
-    *,
-    api_key: str | None = None,
-    endpoint_url: str | None = None,
-    default_sandbox_image: str | None = None,
-    credentials_provider: "CredentialsProvider | None" = None,
-) -> None:
-    """Set up the default client used by `repository` and `organizations`.
-
-    Closes the previous default client (if any) and builds a new one. Arguments left as ``None`` fall back to
-    the environment and ``~/.tilde/config.yaml``, as for `Client`.
-
-    Args:
-        api_key: The API key.
-        endpoint_url: The server's root URL (default ``https://tilde.run``).
-        default_sandbox_image: The image sandboxes use when a call names none.
-        credentials_provider: An object with ``get_token() -> str``, asked for a token before each request.
-
-    """
-    from tilde._composed import Client
-
-    global _default_client
-    with _default_client_lock:
-        previous, _default_client = _default_client, None
-        if previous is not None:
-            previous.close()
-        _default_client = Client(
-            api_key=api_key,
-            endpoint_url=endpoint_url,
-            default_sandbox_image=default_sandbox_image,
-            credentials_provider=credentials_provider,
-        )
-
-
-def _get_default_client() -> "Client":
-    """Return the default client, creating it from the environment and config file on first use."""
-    from tilde._composed import Client
-
-    global _default_client
-    with _default_client_lock:
-        if _default_client is None:
-            _default_client = Client()
-        return _default_client
-
-
-def repository(repo_path: str) -> "Repository":
-    """Return a handle on a repository through the default client; sends no request.
-
-    Args:
-        repo_path: ``"organization/repository"``.
-
-    Returns:
-        The repository handle.
-
-    Raises:
-        ValueError: ``repo_path`` is not of the form ``"organization/repository"``.
-
-    """
-    return _get_default_client().repository(repo_path)
 
 
 class _TildeModule(_types.ModuleType):
