@@ -1,0 +1,164 @@
+"""Sandboxes (CONTRACT §4.5 #34–#40, §5.7, §6.1–6.2, and the status long poll of our compute extensions).
+
+Routes are relative to ``/api/v1``. The runtime (``app.state.runtime``) does the work; these handlers validate,
+authorize and shape responses. A sandbox-scoped token (``tst-``) cannot manage sandboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from tilde.server.api.common import page_params, paged, read_json, require_principal, resolve_repo, run_sync
+from tilde.server.errors import ApiError
+from tilde.server.registry import RepoRecord
+from tilde.server.sandbox.record import SandboxRecord
+from tilde.server.sandbox.runtime import SandboxRuntime
+
+__all__ = ["routes", "runtime_of", "sandbox_of"]
+
+SANDBOXES = "/organizations/{org}/repositories/{repo}/sandboxes"
+SANDBOX = SANDBOXES + "/{sandbox_id}"
+#: Longest status long poll (seconds).
+MAX_WAIT = 60.0
+#: How often a log stream of a running sandbox looks for new output when nothing else wakes it.
+LOG_POLL = 0.1
+_LOG_CHUNK = 64 * 1024
+
+
+def runtime_of(conn: HTTPConnection) -> SandboxRuntime:
+    """Return ``app.state.runtime`` (503 when this server has none)."""
+    runtime = getattr(conn.app.state, "runtime", None)
+    if runtime is None:
+        raise ApiError(503, "runtime_unavailable", "this server has no sandbox runtime")
+    assert isinstance(runtime, SandboxRuntime)
+    return runtime
+
+
+def sandbox_of(conn: HTTPConnection, action: str) -> tuple[RepoRecord, SandboxRecord]:
+    """Return the repository and the sandbox named by the path, after authorizing ``action``."""
+    _, repo = resolve_repo(conn, action)
+    runtime = runtime_of(conn)
+    if conn.scope.get("server"):
+        runtime.note_server_address(conn.scope["server"])
+    return repo, runtime.get(repo.id, conn.path_params["sandbox_id"])
+
+
+async def create_sandbox(request: Request) -> Response:
+    """Create a sandbox: ``201 {sandbox_id}``."""
+    org, repo = resolve_repo(request, "RunSandbox")
+    runtime = runtime_of(request)
+    body = await read_json(request)
+    sandbox_id = await run_sync(
+        runtime.create, org_name=org.name, repo=repo, principal=require_principal(request), spec=body
+    )
+    return JSONResponse({"sandbox_id": sandbox_id}, status_code=201)
+
+
+async def list_sandboxes(request: Request) -> Response:
+    """A page of the repository's sandboxes (full Sandbox objects)."""
+    _, repo = resolve_repo(request, "ReadSandboxes")
+    amount, after = page_params(request)
+    records, has_more = runtime_of(request).list(repo.id, after, amount)
+    return paged([r.full_json() for r in records], has_more, records[-1].id if records else None)
+
+
+async def get_sandbox(request: Request) -> Response:
+    """The full Sandbox object."""
+    _, record = sandbox_of(request, "ReadSandboxes")
+    return JSONResponse(record.full_json())
+
+
+def _wait_param(request: Request) -> float | None:
+    raw = request.query_params.get("wait")
+    if raw is None or raw == "":
+        return None
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", "wait must be a number of seconds") from None
+    if not wait >= 0:
+        raise ApiError(400, "invalid_parameter", "wait must be a number of seconds >= 0")
+    return min(wait, MAX_WAIT)
+
+
+async def sandbox_status(request: Request) -> Response:
+    """SandboxStatus; with ``wait``, held while the status equals ``while`` (default: while active)."""
+    _, record = sandbox_of(request, "ReadSandboxes")
+    wait = _wait_param(request)
+    if wait:
+        await record.wait_while(request.query_params.get("while") or None, wait)
+    return JSONResponse(record.status_json())
+
+
+async def cancel_sandbox(request: Request) -> Response:
+    """Cancel: discard the sandbox's changes (``202``; ``409`` when it already ended)."""
+    _, record = sandbox_of(request, "RunSandbox")
+    runtime_of(request).cancel(record)
+    return JSONResponse({"message": f"sandbox {record.id} is being cancelled"}, status_code=202)
+
+
+async def finish_sandbox(request: Request) -> Response:
+    """Finish a service sandbox: stop it gracefully and commit (``202``; ``400`` not service; ``409`` ended)."""
+    _, record = sandbox_of(request, "RunSandbox")
+    runtime_of(request).finish(record)
+    return JSONResponse({"message": f"sandbox {record.id} is finishing"}, status_code=202)
+
+
+async def _follow(record: SandboxRecord, path: str) -> AsyncIterator[bytes]:
+    """Yield a log file's bytes, following it while the sandbox is active."""
+    try:
+        handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in the finally below
+    except FileNotFoundError:
+        return
+    try:
+        while True:
+            data = handle.read(_LOG_CHUNK)
+            if data:
+                yield data
+                continue
+            if record.is_terminal:
+                rest = handle.read()
+                if rest:
+                    yield rest
+                    continue
+                return
+            await record.wait_change(LOG_POLL)
+    finally:
+        handle.close()
+
+
+async def stdout_log(request: Request) -> Response:
+    """The main command's stdout and stderr merged in order (``text/plain``, streamed while running)."""
+    _, record = sandbox_of(request, "ReadSandboxes")
+    if not os.path.exists(record.log_path):
+        raise ApiError(410, "gone", "the sandbox's logs are no longer available")
+    return StreamingResponse(_follow(record, str(record.log_path)), media_type="text/plain; charset=utf-8")
+
+
+async def network_log(request: Request) -> Response:
+    """Outbound request decisions as NDJSON (empty: the local runtime has no egress proxy)."""
+    _, record = sandbox_of(request, "ReadSandboxes")
+    body: Any = b""
+    with contextlib.suppress(FileNotFoundError):
+        body = await asyncio.to_thread(record.network_log_path.read_bytes)
+    return Response(body, media_type="application/x-ndjson")
+
+
+routes: list[BaseRoute] = [
+    Route(SANDBOXES, create_sandbox, methods=["POST"]),
+    Route(SANDBOXES, list_sandboxes, methods=["GET"]),
+    Route(SANDBOX, get_sandbox, methods=["GET"]),
+    Route(SANDBOX, cancel_sandbox, methods=["DELETE"]),
+    Route(SANDBOX + "/status", sandbox_status, methods=["GET"]),
+    Route(SANDBOX + "/finish", finish_sandbox, methods=["POST"]),
+    Route(SANDBOX + "/logs/stdout", stdout_log, methods=["GET"]),
+    Route(SANDBOX + "/logs/network", network_log, methods=["GET"]),
+]

@@ -1,0 +1,46 @@
+"""Mount a sandbox's overlay in a private mount namespace, apply resource limits, then exec bubblewrap.
+
+Run as ``unshare --mount --propagation private -- python -I -S _mount_helper.py SPEC_JSON -- bwrap ...``, so the
+mount exists only in the namespace of this process tree and vanishes with it (nothing to unmount on the host, even
+after a crash). Standard library only; no shell involved.
+
+``SPEC_JSON`` is ``{"lower", "upper", "work", "merged", "rlimits": {"RLIMIT_AS": n, ...}}``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import sys
+
+
+def _mount_overlay(lower: str, upper: str, work: str, merged: str) -> None:
+    for path in (lower, upper, work):
+        # The overlay option string separates options with "," and layers with ":"; refuse rather than escape.
+        if any(char in path for char in ",:\\"):
+            raise SystemExit(f"sandbox: unsupported character in layer path {path!r}")
+    # redirect_dir/metacopy off: every change in the upper layer is then a plain file, whiteout or opaque
+    # directory, which is all the host needs to understand when it collects the changes.
+    options = f"lowerdir={lower},upperdir={upper},workdir={work},redirect_dir=off,metacopy=off"
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"overlay", merged.encode(), b"overlay", 0, options.encode()) != 0:
+        errno = ctypes.get_errno()
+        raise SystemExit(f"sandbox: mounting the overlay failed: {os.strerror(errno)}")
+
+
+def main(argv: list[str]) -> None:
+    """Mount, limit, exec."""
+    if len(argv) < 4 or argv[2] != "--":
+        raise SystemExit("usage: _mount_helper.py SPEC_JSON -- COMMAND...")
+    spec = json.loads(argv[1])
+    _mount_overlay(spec["lower"], spec["upper"], spec["work"], spec["merged"])
+    for name, value in (spec.get("rlimits") or {}).items():
+        limit = getattr(resource, name)
+        resource.setrlimit(limit, (int(value), int(value)))
+    os.execvp(argv[3], argv[3:])
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,217 @@
+"""The command line that starts one sandbox: ``unshare`` → overlay mount helper → ``bwrap`` → the agent.
+
+Isolation, in order of appearance: a private mount namespace holds the overlay (it disappears with the sandbox);
+bubblewrap then builds a fresh root from a tmpfs with read-only system directories, the repository overlay at the
+mountpoint as the only writable persistent place, a private ``/tmp``, new user/pid/ipc/uts/net/cgroup namespaces
+(the network is shared only on request), a non-root uid with every capability dropped, and ``--die-with-parent``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tilde.server.sandbox.settings import SandboxSettings
+
+__all__ = [
+    "AGENT_DIR",
+    "AGENT_SCRIPT",
+    "HELPER_SCRIPT",
+    "RUN_DIR",
+    "ImageChoice",
+    "LaunchPaths",
+    "build_argv",
+    "masked_etc_entries",
+    "resolve_image",
+]
+
+#: Where the per-sandbox host run directory (sockets, agent config) appears inside the sandbox.
+RUN_DIR = "/run/tilde"
+#: Where the agent script appears inside the sandbox (read-only).
+AGENT_DIR = "/.tilde"
+AGENT_SCRIPT = str(Path(__file__).with_name("_agent.py"))
+HELPER_SCRIPT = str(Path(__file__).with_name("_mount_helper.py"))
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """How an image name maps onto this machine.
+
+    Attributes:
+        rootfs: Root filesystem directory, or None for the host's own (read-only) root.
+        note: Human-readable explanation shown in the sandbox's status.
+        error: Set when the image cannot be used (strict mode, missing rootfs).
+
+    """
+
+    rootfs: str | None
+    note: str
+    error: str | None = None
+
+
+def resolve_image(settings: SandboxSettings, image: str) -> ImageChoice:
+    """Map an image reference to a root filesystem.
+
+    Args:
+        settings: Runtime settings (the ``images`` registry and ``strict_images``).
+        image: The requested image reference.
+
+    Returns:
+        The choice; ``error`` is set when the sandbox must fail with ``image_not_found``.
+
+    """
+    rootfs = settings.images.get(image)
+    if rootfs is not None:
+        if not os.path.isdir(rootfs):
+            return ImageChoice(rootfs, "", f"root filesystem of image {image!r} not found: {rootfs}")
+        return ImageChoice(rootfs, f"image {image} → registered root filesystem {rootfs} (local runtime)")
+    if settings.strict_images:
+        return ImageChoice(None, "", f"image {image!r} is not registered with this server")
+    return ImageChoice(None, f"image {image} → host root filesystem (local runtime)")
+
+
+@functools.lru_cache(maxsize=1)
+def masked_etc_entries(root: str = "/etc") -> tuple[tuple[str, bool], ...]:
+    """Entries of ``/etc`` that are not world-readable, as ``(path, is_dir)``.
+
+    The sandbox user maps to the server's own user outside, so owner permissions would let it read files such as
+    ``/etc/shadow``; these entries are covered instead, leaving only what any local user may read.
+    """
+    masked: list[tuple[str, bool]] = []
+    for directory, dirnames, filenames in os.walk(root):
+        for name in list(dirnames):
+            path = os.path.join(directory, name)
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode) and (info.st_mode & 0o005) != 0o005:
+                masked.append((path, True))
+                dirnames.remove(name)
+        for name in filenames:
+            path = os.path.join(directory, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode) and not info.st_mode & 0o004:
+                masked.append((path, False))
+    return tuple(masked)
+
+
+@dataclass(frozen=True)
+class LaunchPaths:
+    """Host paths of one sandbox.
+
+    Attributes:
+        lower: The hard-link tree (overlay lower layer).
+        upper: The overlay upper layer (collects writes).
+        work: The overlay work directory.
+        merged: Mount point of the overlay (inside the private mount namespace only).
+        run: Per-sandbox directory bound at `RUN_DIR` (agent config, unix sockets).
+
+    """
+
+    lower: str
+    upper: str
+    work: str
+    merged: str
+    run: str
+
+
+def _interpreter() -> tuple[str, str]:
+    """Return the host's real Python binary and its installation prefix (the agent runs on it)."""
+    return os.path.realpath(sys.executable), os.path.realpath(sys.base_prefix)
+
+
+def _under(path: str, dirs: list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
+
+
+def build_argv(
+    settings: SandboxSettings,
+    paths: LaunchPaths,
+    *,
+    mountpoint: str,
+    network: bool,
+    rootfs: str | None,
+    info_fd: int,
+    as_root: bool,
+) -> list[str]:
+    """Return the full argv that starts the sandbox's agent.
+
+    Args:
+        settings: Runtime settings.
+        paths: The sandbox's host directories.
+        mountpoint: Where the repository appears inside.
+        network: Share the host network namespace.
+        rootfs: Registered root filesystem, or None for the host root.
+        info_fd: File descriptor bubblewrap writes its JSON info (child pid) to.
+        as_root: Whether the server runs as root; otherwise the overlay is mounted inside a new user namespace.
+
+    Returns:
+        The argv (no shell involved anywhere).
+
+    """
+    python, prefix = _interpreter()
+    spec = {
+        "lower": paths.lower,
+        "upper": paths.upper,
+        "work": paths.work,
+        "merged": paths.merged,
+        "rlimits": settings.rlimits(),
+    }
+    argv = [settings.unshare]
+    if not as_root:
+        argv += ["--user", "--map-root-user"]
+    argv += [
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        python,
+        "-I",
+        "-S",
+        HELPER_SCRIPT,
+        json.dumps(spec),
+        "--",
+    ]
+    argv += [settings.bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
+    if network:
+        argv.append("--share-net")
+    argv += ["--hostname", settings.hostname]
+    if rootfs is not None:
+        argv += ["--ro-bind", rootfs, "/"]
+        agent_python = "/usr/bin/python3"
+    else:
+        argv += ["--tmpfs", "/"]
+        bound: list[str] = []
+        for directory in [*settings.system_dirs, *settings.extra_ro_binds]:
+            if os.path.islink(directory):
+                argv += ["--symlink", os.readlink(directory), directory]
+            elif os.path.exists(directory):
+                argv += ["--ro-bind", directory, directory]
+                bound.append(os.path.realpath(directory))
+        if not _under(prefix, bound):
+            argv += ["--ro-bind", prefix, prefix]
+        for path, is_dir in masked_etc_entries() if _under("/etc", bound) else ():
+            argv += ["--tmpfs", path, "--remount-ro", path] if is_dir else ["--ro-bind", "/dev/null", path]
+        agent_python = python
+    argv += [
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--tmpfs", "/tmp",
+        "--bind", paths.run, RUN_DIR,
+        "--ro-bind", AGENT_SCRIPT, AGENT_DIR + "/agent.py",
+        "--bind", paths.merged, mountpoint,
+        "--remount-ro", "/",
+        "--unshare-user", "--uid", str(settings.uid), "--gid", str(settings.gid),
+        "--cap-drop", "ALL",
+        "--info-fd", str(info_fd),
+        "--chdir", mountpoint,
+        "--",
+        agent_python, "-I", "-S", AGENT_DIR + "/agent.py", RUN_DIR + "/agent.json",
+    ]  # fmt: skip
+    return argv

@@ -1,0 +1,443 @@
+"""One sandbox from start to end: layers, process, watch, then commit or roll back, and clean up.
+
+Runs as a coroutine on the runtime's own event loop. The final status is set only after the session was committed
+or rolled back and the sandbox's directories were removed, so a client that sees a terminal status sees its
+effects too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import mimetypes
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tilde.server.sandbox.agent_client import send_shutdown
+from tilde.server.sandbox.isolation import RUN_DIR, LaunchPaths, build_argv, resolve_image
+from tilde.server.sandbox.layers import LowerIndex, build_lower, collect_changes
+from tilde.server.sandbox.relay import close_server, short_path, start_api_relay, start_credentials_server
+
+if TYPE_CHECKING:
+    from tilde.server.sandbox.record import SandboxRecord
+    from tilde.server.sandbox.runtime import SandboxRuntime
+
+__all__ = ["run_sandbox"]
+
+logger = logging.getLogger("tilde.server.sandbox")
+
+_BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_KILL_WAIT = 10.0
+
+
+@dataclass
+class Outcome:
+    """How the sandbox ended, before committing."""
+
+    status: str
+    reason: str
+    commit: bool = False
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+class _Process:
+    """The ``unshare`` → ``bwrap`` process tree of one sandbox, observed without blocking threads."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
+        self.proc = proc
+        self.child_pid: int | None = None  # the sandbox's pid 1, from bwrap's --info-fd
+        self.exited = loop.create_future()
+        self._pidfd = os.pidfd_open(proc.pid)
+        self._loop = loop
+        loop.add_reader(self._pidfd, self._on_exit)
+
+    def _on_exit(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        if not self.exited.done():
+            self.exited.set_result(self.proc.wait())
+
+    def close(self) -> None:
+        if self._pidfd >= 0:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    async def kill(self) -> None:
+        """Kill every process of the sandbox and wait until they are gone."""
+        if self.exited.done():
+            return
+        # Killing the sandbox's pid 1 tears down its pid namespace; bwrap outside exits only once every process
+        # inside is gone, so the upper layer is quiet when `exited` resolves.
+        if self.child_pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(self.child_pid, signal.SIGKILL)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.exited), _KILL_WAIT)
+        if not self.exited.done():
+            with contextlib.suppress(OSError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            await self.exited
+
+
+async def _read_pipe(
+    loop: asyncio.AbstractEventLoop, fd: int
+) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    return reader, transport
+
+
+async def _read_info(reader: asyncio.StreamReader, process: _Process) -> None:
+    """Parse bwrap's info JSON (written once, pretty-printed) for the sandbox's pid 1."""
+    data = b""
+    while True:
+        chunk = await reader.read(4096)
+        if not chunk:
+            return
+        data += chunk
+        try:
+            info = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(info, dict) and isinstance(info.get("child-pid"), int):
+            process.child_pid = info["child-pid"]
+        return
+
+
+def _remove_tree(path: Path) -> None:
+    def force(func: Any, failed: str, _exc: Any) -> None:
+        # overlayfs leaves its work/work directory with mode 000.
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(failed), 0o700)
+            os.chmod(failed, 0o700)
+        with contextlib.suppress(OSError):
+            func(failed)
+
+    if path.exists():
+        shutil.rmtree(path, onerror=force)
+
+
+class _Run:
+    """State of one sandbox run (see `run_sandbox`)."""
+
+    def __init__(self, runtime: SandboxRuntime, record: SandboxRecord) -> None:
+        self.rt = runtime
+        self.rec = record
+        self.loop = asyncio.get_running_loop()
+        base = str(record.directory)
+        self.paths = LaunchPaths(
+            lower=f"{base}/lower",
+            upper=f"{base}/upper",
+            work=f"{base}/work",
+            merged=f"{base}/merged",
+            run=f"{base}/run",
+        )
+        self.index = LowerIndex()
+        self.run_fd = -1
+        self.servers: list[asyncio.AbstractServer] = []
+        self.transports: list[asyncio.BaseTransport] = []
+        self.process: _Process | None = None
+
+    # -- start ---------------------------------------------------------------------------------------------
+
+    def _prepare_dirs(self) -> None:
+        for path in (self.paths.lower, self.paths.upper, self.paths.work, self.paths.merged, self.paths.run):
+            os.makedirs(path, exist_ok=True)
+        os.chmod(self.paths.upper, 0o755)
+        rec = self.rec
+        self.index = build_lower(
+            self.rt.engine.session_view(rec.repo.id, rec.id, rec.spec.path_prefix),
+            rec.spec.path_prefix,
+            self.paths.lower,
+        )
+
+    def _agent_config(self, status_fd: int) -> dict[str, Any]:
+        rec = self.rec
+        env = {
+            "PATH": _BASE_PATH,
+            "HOME": "/tmp",
+            "LANG": "C.UTF-8",
+            "TILDE_SANDBOX_ID": rec.id,
+            "TILDE_SESSION_ID": rec.id,
+            "TILDE_REPOSITORY": f"{rec.org_name}/{rec.repo.name}",
+            **self.rt.secret_env(rec),
+            **rec.spec.env_vars,
+        }
+        return {
+            "mode": rec.spec.mode,
+            "command": rec.spec.command,
+            "env": env,
+            "cwd": rec.spec.mountpoint,
+            "control": f"{RUN_DIR}/ctl.sock",
+            "api_socket": f"{RUN_DIR}/api.sock",
+            "credentials_socket": f"{RUN_DIR}/creds.sock",
+            "status_fd": status_fd,
+        }
+
+    def _issue_credentials(self) -> dict[str, Any]:
+        rec = self.rec
+        issued = self.rt.tokens.issue(rec.id, rec.actor, rec.repo.id)
+        return issued.credentials_json()
+
+    async def _spawn(self, rootfs: str | None) -> tuple[asyncio.StreamReader, asyncio.Task[None]]:
+        self.run_fd = os.open(self.paths.run, os.O_PATH | os.O_DIRECTORY)
+        self.servers.append(
+            await start_api_relay(short_path(self.run_fd, "api.sock"), self.rt.server_address)
+        )
+        self.servers.append(
+            await start_credentials_server(short_path(self.run_fd, "creds.sock"), self._issue_credentials)
+        )
+        status_r, status_w = os.pipe()
+        info_r, info_w = os.pipe()
+        try:
+            config = self._agent_config(status_w)
+            Path(self.paths.run, "agent.json").write_text(json.dumps(config), encoding="utf-8")
+            argv = build_argv(
+                self.rt.settings,
+                self.paths,
+                mountpoint=self.rec.spec.mountpoint,
+                network=self.rec.spec.network,
+                rootfs=rootfs,
+                info_fd=info_w,
+                as_root=os.geteuid() == 0,
+            )
+            with open(self.rec.log_path, "ab") as log:
+                proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    pass_fds=(status_w, info_w),
+                    start_new_session=True,
+                    env={"PATH": _BASE_PATH, "LANG": "C.UTF-8"},
+                )
+        except BaseException:
+            os.close(status_r)
+            os.close(info_r)
+            raise
+        finally:
+            os.close(status_w)
+            os.close(info_w)
+        self.process = _Process(proc, self.loop)
+        status_reader, transport = await _read_pipe(self.loop, status_r)
+        self.transports.append(transport)
+        info_reader, transport = await _read_pipe(self.loop, info_r)
+        self.transports.append(transport)
+        return status_reader, asyncio.ensure_future(_read_info(info_reader, self.process))
+
+    # -- watch ---------------------------------------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        rec = self.rec
+        rec.set_status("starting", "initializing")
+        choice = resolve_image(self.rt.settings, rec.spec.image)
+        if choice.error:
+            return Outcome("failed", "image_not_found", fields={"error_message": choice.error})
+        rec.image_note = choice.note
+        await self.loop.run_in_executor(None, self._prepare_dirs)
+        if rec.stop_request == "cancel":
+            return Outcome("cancelled", "cancelled_by_user")
+        status_reader, info_task = await self._spawn(choice.rootfs)
+        assert self.process is not None
+        process = self.process
+        deadline = time.monotonic() + rec.spec.timeout_seconds
+        stop = self.rt.stop_event(rec)
+        ready = False
+        exit_line: int | None = None
+        line_task: asyncio.Future[bytes] | None = asyncio.ensure_future(status_reader.readline())
+        stop_task = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                waiting: set[asyncio.Future[Any]] = {process.exited, stop_task}
+                if line_task is not None:
+                    waiting.add(line_task)
+                remaining = deadline - time.monotonic()
+                done, _ = await asyncio.wait(
+                    waiting, timeout=max(remaining, 0), return_when=asyncio.FIRST_COMPLETED
+                )
+                if line_task is not None and line_task in done:
+                    line = line_task.result().decode("utf-8", "replace").strip()
+                    line_task = asyncio.ensure_future(status_reader.readline()) if line else None
+                    if line == "ready" and not ready:
+                        ready = True
+                        await info_task
+                        rec.control_path = short_path(self.run_fd, "ctl.sock")
+                        rec.set_status("running", "")
+                    elif line.startswith("exit "):
+                        with contextlib.suppress(ValueError):
+                            exit_line = int(line.split()[1])
+                    continue
+                if process.exited in done:
+                    return self._exited(ready, exit_line, process.exited.result())
+                if stop_task in done:
+                    return await self._stopped(process)
+                if not done:
+                    await process.kill()
+                    return Outcome(
+                        "failed",
+                        "timeout",
+                        fields={
+                            "error_message": f"the sandbox exceeded its timeout of {rec.spec.timeout_seconds} s"
+                        },
+                    )
+        finally:
+            for task in (line_task, stop_task, info_task):
+                if task is not None and not task.done():
+                    task.cancel()
+            rec.control_path = None
+
+    def _exited(self, ready: bool, exit_line: int | None, returncode: int) -> Outcome:
+        rec = self.rec
+        if not ready:
+            return Outcome(
+                "failed",
+                "internal_error",
+                fields={
+                    "error_message": f"the sandbox failed to start (exit status {returncode}); see its log"
+                },
+            )
+        if rec.spec.mode == "service":
+            return Outcome("failed", "sandbox_lost", fields={"error_message": "the sandbox's agent exited"})
+        code = exit_line if exit_line is not None else (128 - returncode if returncode < 0 else returncode)
+        if code != 0:
+            return Outcome(
+                "errored",
+                "exit_non_zero",
+                fields={"exit_code": code, "error_message": f"the command exited with code {code}"},
+            )
+        return Outcome("done", "", commit=True, fields={"exit_code": 0})
+
+    async def _stopped(self, process: _Process) -> Outcome:
+        rec = self.rec
+        if rec.stop_request == "finish":
+            control = short_path(self.run_fd, "ctl.sock")
+            if await send_shutdown(control):
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.shield(process.exited), self.rt.settings.finish_grace_seconds
+                    )
+            await process.kill()
+            return Outcome("done", "", commit=True, fields={"exit_code": 0})
+        await process.kill()
+        return Outcome("cancelled", "cancelled_by_user")
+
+    # -- end -----------------------------------------------------------------------------------------------
+
+    async def cleanup(self) -> None:
+        if self.process is not None:
+            await self.process.kill()
+            self.process.close()
+        for server in self.servers:
+            await close_server(server)
+        for transport in self.transports:
+            transport.close()
+        if self.run_fd >= 0:
+            os.close(self.run_fd)
+            self.run_fd = -1
+        paths = self.paths
+        await self.loop.run_in_executor(
+            None,
+            lambda: [
+                _remove_tree(Path(p)) for p in (paths.lower, paths.upper, paths.work, paths.merged, paths.run)
+            ],
+        )
+
+    def stage_and_commit(self) -> Outcome:
+        """Stage the upper layer's changes into the session and commit it (blocking; runs in a worker thread)."""
+        from tilde.server.storage import Conflict, StorageError, validate_path
+
+        rec = self.rec
+        engine = self.rt.engine
+        prefix = rec.spec.path_prefix
+        changes = collect_changes(self.paths.upper, self.index)
+        try:
+            for rel, host_file in changes.writes:
+                path = validate_path(prefix + rel)
+                known = self.index.files.get(rel)
+                content_type = known.content_type if known else mimetypes.guess_type(rel)[0]
+                blob = engine.ingest_file(Path(host_file))
+                engine.stage_blob(
+                    rec.repo.id, rec.id, path, blob, content_type=content_type or "application/octet-stream"
+                )
+            for rel in changes.deletes:
+                engine.stage_delete(rec.repo.id, rec.id, prefix + rel)
+            command = " ".join(rec.spec.command or []) if rec.spec.mode == "one-shot" else "service"
+            message = f"sandbox {rec.id}: {command}"[:500]
+            require_approval = bool(getattr(rec.repo, "agent_commits_require_approval", False)) and (
+                rec.actor.type == "agent" or rec.principal.type == "agent"
+            )
+            outcome = engine.commit_session(
+                rec.repo.id,
+                rec.id,
+                message=message,
+                actor=rec.actor,
+                metadata={"sandbox_id": rec.id},
+                require_approval=require_approval,
+            )
+        except (Conflict, StorageError) as error:
+            self.rollback()
+            text = getattr(error, "message", "") or str(error)
+            return Outcome("failed", "commit_failed", fields={"error_message": f"commit failed: {text}"})
+        if outcome.status == "committed" and outcome.commit is not None:
+            self.rt.commit_made(rec, outcome.commit)
+            return Outcome("done", "committed", fields={"commit_id": outcome.commit.id})
+        if outcome.status == "approval_required":
+            return Outcome("done", "awaiting_approval", fields={"web_url": self.rt.approval_url(rec)})
+        return Outcome("done", "no_changes")
+
+    def rollback(self) -> None:
+        """Discard the session (nothing is committed); a session that is already closed is left alone."""
+        from tilde.server.storage import StorageError
+
+        with contextlib.suppress(StorageError):
+            self.rt.engine.rollback_session(self.rec.repo.id, self.rec.id)
+
+
+async def run_sandbox(runtime: SandboxRuntime, record: SandboxRecord) -> None:
+    """Run one sandbox to its terminal status (never raises).
+
+    Args:
+        runtime: The runtime owning the sandbox.
+        record: The sandbox.
+
+    """
+    run = _Run(runtime, record)
+    try:
+        outcome = await run.run()
+    except Exception as error:
+        logger.exception("sandbox %s failed", record.id)
+        outcome = Outcome("failed", "internal_error", fields={"error_message": f"internal error: {error}"})
+    try:
+        # Every sandbox process is gone by now (the outcome paths kill or wait), so the upper layer is final.
+        if run.process is not None:
+            await run.process.kill()
+        if outcome.commit:
+            committed = await run.loop.run_in_executor(None, run.stage_and_commit)
+            committed.fields = {**outcome.fields, **committed.fields}
+            outcome = committed
+        else:
+            await run.loop.run_in_executor(None, run.rollback)
+    except Exception as error:
+        logger.exception("sandbox %s: finishing failed", record.id)
+        await run.loop.run_in_executor(None, run.rollback)
+        outcome = Outcome("failed", "internal_error", fields={"error_message": f"internal error: {error}"})
+    finally:
+        runtime.tokens.revoke_sandbox(record.id)
+        try:
+            await run.cleanup()
+        except Exception:
+            logger.exception("sandbox %s: cleanup failed", record.id)
+        record.set_status(outcome.status, outcome.reason, **outcome.fields)
+        runtime.forget_stop_event(record)

@@ -1,0 +1,165 @@
+"""`SandboxRecord`: one sandbox's request, status and bookkeeping, observable from any thread or event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tilde.server.sandbox.spec import SandboxSpec
+
+__all__ = ["ACTIVE", "TERMINAL", "SandboxRecord"]
+
+ACTIVE = frozenset({"starting", "running"})
+TERMINAL = frozenset({"done", "errored", "failed", "cancelled"})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(eq=False)
+class SandboxRecord:
+    """A sandbox as the runtime tracks it.
+
+    Attributes:
+        id: Sandbox id (= session id).
+        org_name: Organization name.
+        repo: The repository record (``id``, ``name``, ...).
+        principal: Who created it.
+        actor: Whose name commits and tokens carry (the ``run_as`` principal, or the creator).
+        spec: The validated request.
+        directory: Host directory of the sandbox (layers, run directory, log).
+        image_note: How the image was mapped on this machine.
+
+    """
+
+    id: str
+    org_name: str
+    repo: Any
+    principal: Any
+    actor: Any
+    spec: SandboxSpec
+    directory: Path
+    image_note: str = ""
+    status: str = "starting"
+    status_reason: str = "created"
+    exit_code: int | None = None
+    commit_id: str | None = None
+    web_url: str | None = None
+    error_message: str | None = None
+    created_at: str = field(default_factory=_now)
+    updated_at: str = field(default_factory=_now)
+    finished_at: str | None = None
+    #: ``"cancel"`` or ``"finish"`` once requested.
+    stop_request: str | None = None
+    #: Short path of the agent's control socket on the host, once the agent is ready.
+    control_path: str | None = None
+    _version: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        """The merged stdout/stderr log of the main command."""
+        return self.directory / "stdout.log"
+
+    @property
+    def network_log_path(self) -> Path:
+        """NDJSON network decisions (empty: there is no egress proxy yet)."""
+        return self.directory / "network.ndjson"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the sandbox has ended."""
+        return self.status in TERMINAL
+
+    def set_status(self, status: str, reason: str = "", **fields: Any) -> None:
+        """Change the status (and any of ``exit_code``, ``commit_id``, ``web_url``, ``error_message``).
+
+        A terminal status is final: later calls are ignored. Every waiter is woken.
+        """
+        with self._lock:
+            if self.status in TERMINAL:
+                return
+            self.status = status
+            self.status_reason = reason
+            for name, value in fields.items():
+                setattr(self, name, value)
+            self.updated_at = _now()
+            if status in TERMINAL:
+                self.finished_at = self.updated_at
+            self._version += 1
+        self.notify()
+
+    def notify(self) -> None:
+        """Wake every coroutine waiting in `wait_change` (thread-safe)."""
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:
+                pass  # that loop is closed; its waiter is gone
+
+    async def wait_while(self, status: str | None, timeout: float) -> None:
+        """Wait until the status differs from ``status`` (None: while active), or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+
+        def waiting() -> bool:
+            return self.status in ACTIVE if status is None else self.status == status
+
+        while waiting():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            await self.wait_change(remaining)
+
+    async def wait_change(self, timeout: float) -> None:
+        """Wait for the next `notify` (status change or new output), at most ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+        entry = (loop, event)
+        with self._lock:
+            self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                self._waiters.remove(entry)
+
+    def status_json(self) -> dict[str, Any]:
+        """Return the SandboxStatus body (CONTRACT §6.2) plus ``image_note``."""
+        body: dict[str, Any] = {
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "exit_code": self.exit_code,
+            "commit_id": self.commit_id,
+            "web_url": self.web_url,
+            "image_note": self.image_note,
+        }
+        if self.status in ("failed", "errored") or self.error_message:
+            body["error_message"] = self.error_message or ""
+        return body
+
+    def full_json(self) -> dict[str, Any]:
+        """Return the full Sandbox object (list items and ``GET S``)."""
+        return {
+            "id": self.id,
+            "repository_id": self.repo.id,
+            **self.spec.to_json(),
+            "volume_name": "",
+            "container_id": self.id,
+            "created_by_type": self.principal.type,
+            "created_by": self.principal.id,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "finished_at": self.finished_at,
+            **self.status_json(),
+        }

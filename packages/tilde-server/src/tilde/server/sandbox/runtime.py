@@ -1,0 +1,269 @@
+"""`SandboxRuntime`: creates sandboxes, tracks them, and runs their lifecycles on a private event loop.
+
+The runtime owns one background thread with its own asyncio loop, so sandboxes keep running independently of the
+HTTP server's loop and `create` can be called from any thread (request handlers, commit listeners of triggers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from tilde.server.errors import ApiError
+from tilde.server.sandbox.lifecycle import run_sandbox
+from tilde.server.sandbox.record import SandboxRecord
+from tilde.server.sandbox.settings import SandboxSettings
+from tilde.server.sandbox.spec import parse_spec
+from tilde.server.sandbox.tokens import SandboxTokens
+
+__all__ = ["SandboxRuntime"]
+
+logger = logging.getLogger("tilde.server.sandbox")
+
+
+class SandboxRuntime:
+    """The bubblewrap sandbox runtime (``app.state.runtime``).
+
+    Args:
+        config: The server configuration (``data_dir``, ``public_url``, ``approval_web_url``, ``sandbox``).
+        engine: The storage engine.
+        app_state: ``app.state`` (registry, commit listeners); may be None in tests of the runtime alone.
+        settings: Runtime settings; default: read from ``config.sandbox``.
+    """
+
+    def __init__(self, config: Any, engine: Any, app_state: Any = None, settings: SandboxSettings | None = None):
+        self.config = config
+        self.engine = engine
+        self.app_state = app_state
+        self.settings = settings or SandboxSettings.from_mapping(getattr(config, "sandbox", None))
+        self.root = Path(config.data_dir) / "sandboxes"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tokens = SandboxTokens(self.settings.token_ttl_seconds)
+        self._records: dict[str, SandboxRecord] = {}
+        self._by_repo: dict[str, list[str]] = {}
+        self._stop_events: dict[str, asyncio.Event] = {}
+        self._futures: dict[str, Future[None]] = {}
+        self._lock = threading.Lock()
+        self._server_address: tuple[str, int] | None = None
+        self._closed = False
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="tilde-sandbox-runtime", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    # -- creation -----------------------------------------------------------------------------------------
+
+    def create(self, *, org_name: str, repo: Any, principal: Any, spec: dict[str, Any]) -> str:
+        """Validate a CreateSandbox body, open its session and start the sandbox.
+
+        Callable from any thread; returns at once (the sandbox starts in the background).
+
+        Args:
+            org_name: The repository's organization name.
+            repo: The repository record (``id``, ``name``, ``session_max_duration_days``, ...).
+            principal: Who creates the sandbox.
+            spec: The CreateSandbox JSON body (CONTRACT §6.1, plus ``network``).
+
+        Returns:
+            The sandbox id, which is also its session id.
+
+        Raises:
+            ApiError: 400 for an invalid body, 503 when the runtime is disabled or closed.
+        """
+        if not self.settings.enabled or self._closed:
+            raise ApiError(503, "runtime_unavailable", "the sandbox runtime is not available on this server")
+        days = getattr(repo, "session_max_duration_days", None)
+        parsed = parse_spec(
+            spec, default_timeout=self.settings.default_timeout_seconds, max_timeout=days * 86400 if days else None
+        )
+        actor = self._run_as(repo, principal, parsed.run_as)
+        session = self.engine.create_session(repo.id, actor)
+        record = SandboxRecord(
+            id=session.id,
+            org_name=org_name,
+            repo=repo,
+            principal=principal,
+            actor=actor,
+            spec=parsed,
+            directory=self.root / session.id,
+        )
+        record.directory.mkdir(parents=True, exist_ok=True)
+        record.log_path.touch()
+        record.network_log_path.touch()
+        with self._lock:
+            self._records[record.id] = record
+            self._by_repo.setdefault(repo.id, []).append(record.id)
+        self._futures[record.id] = asyncio.run_coroutine_threadsafe(self._start(record), self.loop)
+        return record.id
+
+    async def _start(self, record: SandboxRecord) -> None:
+        self._stop_events[record.id] = asyncio.Event()
+        if record.stop_request is not None:
+            self._stop_events[record.id].set()
+        try:
+            await run_sandbox(self, record)
+        finally:
+            self._futures.pop(record.id, None)
+
+    def _run_as(self, repo: Any, principal: Any, run_as: dict[str, str] | None) -> Any:
+        """The principal a sandbox acts as: the ``run_as`` agent or role of the same organization, or the caller."""
+        if run_as is None:
+            return principal
+        from tilde.server.auth import Principal
+
+        registry = getattr(self.app_state, "registry", None)
+        found = None
+        if registry is not None:
+            getter = registry.get_agent_by_id if run_as["type"] == "agent" else registry.get_role_by_id
+            found = getter(run_as["id"])
+        if found is None or found.organization_id != repo.organization_id:
+            raise ApiError(400, "invalid_sandbox", f"run_as: no {run_as['type']} {run_as['id']} in this organization")
+        return Principal(run_as["type"], found.id, found.name, found.organization_id)
+
+    # -- lookups ------------------------------------------------------------------------------------------
+
+    def get(self, repo_id: str, sandbox_id: str) -> SandboxRecord:
+        """The sandbox ``sandbox_id`` of a repository (404 `ApiError` otherwise)."""
+        with self._lock:
+            record = self._records.get(sandbox_id)
+        if record is None or record.repo.id != repo_id:
+            raise ApiError(404, "not_found", f"sandbox {sandbox_id} not found")
+        return record
+
+    def list(self, repo_id: str, after: str, limit: int) -> tuple[list[SandboxRecord], bool]:
+        """A page of a repository's sandboxes in creation order (``after``: exclusive sandbox-id cursor)."""
+        with self._lock:
+            ids = list(self._by_repo.get(repo_id, []))
+            start = ids.index(after) + 1 if after in ids else 0
+            page = [self._records[i] for i in ids[start : start + limit]]
+        return page, start + limit < len(ids)
+
+    # -- control ------------------------------------------------------------------------------------------
+
+    def cancel(self, record: SandboxRecord) -> None:
+        """Abort a sandbox and discard its changes (409 when it already ended)."""
+        self._request_stop(record, "cancel")
+
+    def finish(self, record: SandboxRecord) -> None:
+        """Stop a service sandbox gracefully and commit its changes (400 unless service; 409 when ended)."""
+        if record.spec.mode != "service":
+            raise ApiError(400, "invalid_mode", "only service sandboxes can be finished")
+        self._request_stop(record, "finish")
+
+    def _request_stop(self, record: SandboxRecord, kind: str) -> None:
+        with self._lock:
+            if record.is_terminal or record.stop_request is not None:
+                raise ApiError(409, "conflict", f"sandbox {record.id} is already {record.status or 'stopping'}")
+            record.stop_request = kind
+        self.loop.call_soon_threadsafe(self._set_stop, record.id)
+
+    def _set_stop(self, sandbox_id: str) -> None:
+        event = self._stop_events.get(sandbox_id)
+        if event is not None:
+            event.set()
+
+    def stop_event(self, record: SandboxRecord) -> asyncio.Event:
+        """The runtime-loop event set when a stop is requested (created on first use)."""
+        event = self._stop_events.setdefault(record.id, asyncio.Event())
+        if record.stop_request is not None:
+            event.set()
+        return event
+
+    def forget_stop_event(self, record: SandboxRecord) -> None:
+        """Drop a finished sandbox's stop event."""
+        self._stop_events.pop(record.id, None)
+
+    # -- seams used by the lifecycle ----------------------------------------------------------------------
+
+    def note_server_address(self, address: tuple[str, int] | None) -> None:
+        """Remember the server's own listening address (learned from incoming requests)."""
+        if address and self._server_address is None:
+            host, port = address[0], int(address[1])
+            self._server_address = ("127.0.0.1" if host in ("0.0.0.0", "", "::") else host, port)
+
+    def server_address(self) -> tuple[str, int] | None:
+        """Where the API relay connects: the learned address, else the configured host and port."""
+        if self._server_address is not None:
+            return self._server_address
+        port = int(getattr(self.config, "port", 0) or 0)
+        if port:
+            host = str(getattr(self.config, "host", "127.0.0.1"))
+            return ("127.0.0.1" if host in ("0.0.0.0", "", "::") else host, port)
+        return None
+
+    def public_base(self) -> str:
+        """The server's externally visible base URL."""
+        configured = getattr(self.config, "public_url", None)
+        if configured:
+            return str(configured).rstrip("/")
+        address = self.server_address()
+        return f"http://{address[0]}:{address[1]}" if address else ""
+
+    def approval_url(self, record: SandboxRecord) -> str:
+        """The web link of a sandbox commit waiting for approval."""
+        template = getattr(self.config, "approval_web_url", "{base}/{org}/{repo}/approve/{session_id}")
+        return str(template).format(
+            base=self.public_base(), org=record.org_name, repo=record.repo.name, session_id=record.id
+        )
+
+    def secret_env(self, record: SandboxRecord) -> dict[str, str]:
+        """Repository secrets, then the run-as agent's secrets, as environment variables (when stored)."""
+        provider: Callable[..., dict[str, str]] | None = getattr(self.app_state, "sandbox_secret_env", None)
+        if provider is None:
+            return {}
+        try:
+            return dict(provider(record.repo, record.actor))
+        except Exception:
+            logger.exception("sandbox %s: reading secrets failed", record.id)
+            return {}
+
+    def commit_made(self, record: SandboxRecord, commit: Any) -> None:
+        """Tell the commit listeners (triggers) about a commit the runtime made."""
+        if self.app_state is None:
+            return
+        from tilde.server.api.common import notify_commit
+
+        notify_commit(self.app_state, record.org_name, record.repo, commit)
+
+    # -- shutdown -----------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Cancel every running sandbox, wait for their cleanup, and stop the loop (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            running = [r for r in self._records.values() if not r.is_terminal]
+        for record in running:
+            try:
+                self._request_stop(record, "cancel")
+            except ApiError:
+                pass
+        for future in list(self._futures.values()):
+            try:
+                future.result(timeout=30)
+            except Exception:
+                logger.exception("sandbox shutdown failed")
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        if not self.loop.is_running():
+            self.loop.close()
+        atexit.unregister(self.close)
+
+    async def aclose(self) -> None:
+        """`close` from an event loop (the application's shutdown), without blocking that loop."""
+        await asyncio.to_thread(self.close)
+
+    def purge(self) -> None:
+        """Remove the directories of every finished sandbox (their logs included)."""
+        with self._lock:
+            finished = [r for r in self._records.values() if r.is_terminal]
+        for record in finished:
+            shutil.rmtree(record.directory, ignore_errors=True)

@@ -1,0 +1,95 @@
+"""`SandboxSettings`: the sandbox runtime's knobs, read from ``ServerConfig.sandbox`` (a plain mapping)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SandboxSettings"]
+
+
+@dataclass
+class SandboxSettings:
+    """Settings of the bubblewrap sandbox runtime.
+
+    Every field can be given under the same name in ``ServerConfig.sandbox``; unknown keys are rejected so a typo
+    does not silently weaken isolation.
+
+    Attributes:
+        enabled: When False, creating a sandbox answers 503.
+        strict_images: Fail sandboxes whose image is not registered in ``images`` (``failed/image_not_found``)
+            instead of running them on the host's root filesystem.
+        images: Image name -> root filesystem directory to use as the sandbox's ``/`` (read-only). The directory
+            must contain a ``python3`` interpreter (for the in-sandbox agent) at ``/usr/bin/python3``.
+        default_timeout_seconds: Timeout of sandboxes that do not ask for one.
+        memory_limit_bytes: ``RLIMIT_AS`` of every sandbox process (None: unlimited).
+        process_limit: ``RLIMIT_NPROC`` (None: unlimited). Note: the kernel does not enforce it when the server
+            runs as root, because the sandbox user maps to the host's root user.
+        file_size_limit_bytes: ``RLIMIT_FSIZE`` (None: unlimited).
+        system_dirs: Host directories bound read-only into host-root sandboxes (missing ones are skipped).
+        extra_ro_binds: More host paths to bind read-only at the same place.
+        uid: User id inside the sandbox (never 0).
+        gid: Group id inside the sandbox.
+        hostname: Host name inside the sandbox.
+        token_ttl_seconds: Lifetime of the ``tst-`` tokens handed out by the credentials endpoint.
+        finish_grace_seconds: How long a graceful stop may take before the sandbox is killed.
+        bwrap: The bubblewrap executable.
+        unshare: The util-linux ``unshare`` executable.
+
+    """
+
+    enabled: bool = True
+    strict_images: bool = False
+    images: dict[str, str] = field(default_factory=dict)
+    default_timeout_seconds: int = 3600
+    memory_limit_bytes: int | None = 8 * 1024**3
+    process_limit: int | None = 4096
+    file_size_limit_bytes: int | None = None
+    system_dirs: list[str] = field(
+        default_factory=lambda: ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64"]
+    )
+    extra_ro_binds: list[str] = field(default_factory=list)
+    uid: int = 1000
+    gid: int = 1000
+    hostname: str = "sandbox"
+    token_ttl_seconds: int = 900
+    finish_grace_seconds: float = 5.0
+    bwrap: str = "bwrap"
+    unshare: str = "unshare"
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> SandboxSettings:
+        """Build settings from ``ServerConfig.sandbox``.
+
+        Args:
+            values: Field name -> value; may be None or empty (all defaults).
+
+        Returns:
+            The settings.
+
+        Raises:
+            ValueError: On an unknown key or a root uid.
+
+        """
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown sandbox settings: {', '.join(unknown)}")
+        settings = cls(**values)
+        if settings.uid == 0:
+            raise ValueError("the sandbox uid must not be 0")
+        return settings
+
+    def rlimits(self) -> dict[str, int]:
+        """Return the resource limits to apply, as ``{"RLIMIT_AS": n, ...}``."""
+        limits: dict[str, int] = {"RLIMIT_CORE": 0}
+        if self.memory_limit_bytes:
+            limits["RLIMIT_AS"] = self.memory_limit_bytes
+        if self.process_limit:
+            limits["RLIMIT_NPROC"] = self.process_limit
+        if self.file_size_limit_bytes:
+            limits["RLIMIT_FSIZE"] = self.file_size_limit_bytes
+        return limits
