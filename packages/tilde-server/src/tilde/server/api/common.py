@@ -91,7 +91,9 @@ def resolve_repo(conn: HTTPConnection, action: str = "GetRepository") -> tuple[O
     registry = registry_of(conn)
     org = registry.get_org(conn.path_params["org"])
     auth = auth_of(conn)
-    auth.authorize(principal, "GetOrganization" if principal.scope is None else "GetRepository", org)
+    if not auth.can_access_org(principal, org):
+        # Checked before looking the repository up, so outsiders cannot probe repository names.
+        raise ApiError(403, "forbidden", f"no access to organization {org.name!r}")
     repo = registry.get_repo(org.id, conn.path_params["repo"])
     auth.authorize(principal, action, org, repo)
     return org, repo
