@@ -7,6 +7,7 @@ import inspect
 import json
 import threading
 import time
+from contextlib import ExitStack
 from collections.abc import Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,7 @@ class ExecSession:
         self._timeout = timeout
         self._limit = timeout + TIMEOUT_GRACE_SECONDS if timeout is not None else limit
         self._ws: ClientConnection | None = None
+        self._stack = ExitStack()
         self._killed = threading.Event()
         self.exit_code: int | None = None
         self.reason = ""
@@ -110,8 +112,9 @@ class ExecSession:
         headers = self._client._auth_headers()
         user_agent = headers.pop("User-Agent", None)
         try:
-            self._ws = connect(
-                self._url, additional_headers=headers, user_agent_header=user_agent, **_connect_options()
+            # Entered as a context manager: recent websockets releases warn about bare connect() calls.
+            self._ws = self._stack.enter_context(
+                connect(self._url, additional_headers=headers, user_agent_header=user_agent, **_connect_options())
             )
         except InvalidStatus as exc:
             response = exc.response
@@ -217,6 +220,7 @@ class ExecSession:
         """Close the websocket (idempotent)."""
         if self._ws is not None:
             self._ws.close()
+        self._stack.close()
 
 
 def _error_message(body: str) -> str:
