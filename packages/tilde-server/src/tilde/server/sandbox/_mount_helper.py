@@ -39,7 +39,15 @@ def main(argv: list[str]) -> None:
     for name, value in (spec.get("rlimits") or {}).items():
         limit = getattr(resource, name)
         resource.setrlimit(limit, (int(value), int(value)))
-    os.execvp(argv[3], argv[3:])
+    # Hand bubblewrap its options through a memory file rather than argv: the sandbox's pid 1 is bubblewrap,
+    # and its command line (host paths included) would otherwise be readable from inside. The command itself
+    # must stay on the real command line.
+    bwrap, rest = argv[3], argv[4:]
+    split = rest.index("--") if "--" in rest else len(rest)
+    args_fd = os.memfd_create("bwrap-args", 0)
+    os.write(args_fd, b"".join(arg.encode() + b"\0" for arg in rest[:split]))
+    os.lseek(args_fd, 0, os.SEEK_SET)
+    os.execvp(bwrap, [bwrap, "--args", str(args_fd), *rest[split:]])
 
 
 if __name__ == "__main__":
