@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
@@ -98,6 +99,7 @@ class Client(ClientBase):
             )
         )
         self._upload_http_client: httpx.Client | None = None
+        self._upload_lock = threading.Lock()
         # Replaceable so tests can observe backoff without waiting.
         self._sleep: Callable[[float], None] = time.sleep
 
@@ -148,13 +150,19 @@ class Client(ClientBase):
 
         When the caller injected an HTTP client, uploads go through it too (it may carry a proxy or a mock).
         """
-        if self._upload_http_client is None:
-            self._upload_http_client = (
-                self._http
-                if not self._owns_http
-                else httpx.Client(timeout=UPLOAD_TIMEOUT, follow_redirects=False)
-            )
-        return self._upload_http_client
+        upload = self._upload_http_client
+        if upload is None:
+            # Multipart uploads reach this from several worker threads at once: build exactly one pool.
+            with self._upload_lock:
+                upload = self._upload_http_client
+                if upload is None:
+                    upload = (
+                        self._http
+                        if not self._owns_http
+                        else httpx.Client(timeout=UPLOAD_TIMEOUT, follow_redirects=False)
+                    )
+                    self._upload_http_client = upload
+        return upload
 
     def _drive(self, exchange: Exchange, http: httpx.Client) -> httpx.Response:
         """Perform the actions the request core yields until it returns a response or raises."""
