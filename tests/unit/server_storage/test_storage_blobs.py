@@ -142,3 +142,31 @@ def test_concat_missing_part_cleans_up(blobs: LocalBlobStore) -> None:
 def test_rejects_non_digest_keys(blobs: LocalBlobStore) -> None:
     with pytest.raises(InvalidArgument):
         blobs.path(BlobRef(key="../../etc/passwd", size=1, sha256="x"))
+
+
+def test_ingest_copies_files_with_other_links(blobs: LocalBlobStore, tmp_path: Path) -> None:
+    source = tmp_path / "linked.bin"
+    source.write_bytes(b"shared inode")
+    keeper = tmp_path / "keeper.bin"
+    os.link(source, keeper)
+    ref = blobs.ingest_file(source)
+    assert not source.exists()
+    stored = blobs.path(ref)
+    assert stored.read_bytes() == b"shared inode"
+    # The stored blob is not the inode someone else still holds a link to.
+    assert stored.stat().st_ino != keeper.stat().st_ino
+    keeper.write_bytes(b"tampered")
+    assert stored.read_bytes() == b"shared inode"
+
+
+def test_ingest_refuses_symlinks_and_directories(blobs: LocalBlobStore, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"do not ingest")
+    link = tmp_path / "link"
+    link.symlink_to(secret)
+    with pytest.raises(InvalidArgument):
+        blobs.ingest_file(link)
+    with pytest.raises(InvalidArgument):
+        blobs.ingest_file(tmp_path)
+    assert blob_files(blobs) == []
+    assert secret.read_bytes() == b"do not ingest"

@@ -11,11 +11,12 @@ import contextlib
 import errno
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from tilde.server.storage.errors import InvalidArgument, NotFound
 from tilde.server.storage.types import BlobRef
@@ -225,58 +226,77 @@ class LocalBlobStore:
         return self._path_for(blob.key).is_file()
 
     def ingest_file(self, path: Path) -> BlobRef:
-        """Hash a finished file, then move it into the store (copying when it lives on another filesystem).
+        """Hash a finished file, then move it into the store.
+
+        The file is moved (renamed) only when that is safe: a regular file owned by this process's user, with
+        no other hard link, on the store's filesystem. Otherwise its bytes are copied, so nobody who could
+        write to the original can ever change a stored blob. Symbolic links are never followed.
 
         Args:
-            path: The file; it no longer exists at that path afterwards when it could be moved.
+            path: The file; it no longer exists at that path afterwards.
 
         Returns:
             The stored blob.
 
         Raises:
             NotFound: When the file does not exist.
+            InvalidArgument: When the path is not a regular file (e.g. a symbolic link or a directory).
 
         """
         path = Path(path)
-        hasher = hashlib.sha256()
-        size = 0
         try:
-            with open(path, "rb", buffering=0) as source:
-                buffer = bytearray(_CHUNK)
-                view = memoryview(buffer)
-                while True:
-                    count = source.readinto(view)
-                    if not count:
-                        break
-                    hasher.update(view[:count])
-                    size += count
-                os.fsync(source.fileno())
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError:
             raise NotFound(f"file '{path}'") from None
-        digest = hasher.hexdigest()
-        target = self._path_for(digest)
-        if target.is_file():
-            with contextlib.suppress(OSError):
-                path.unlink()
-            return BlobRef(key=digest, size=size, sha256=digest)
-        fd, name = tempfile.mkstemp(prefix="i-", suffix=".tmp", dir=self.tmp_dir)
-        os.close(fd)
-        tmp = Path(name)
-        try:
-            # Rename within the store's filesystem first, so the final rename below is atomic.
-            os.replace(path, tmp)
         except OSError as error:
-            tmp.unlink()
-            if error.errno != errno.EXDEV:
-                raise
-            with self.open_writer() as writer, open(path, "rb", buffering=0) as source:
-                while chunk := source.read(_CHUNK):
-                    writer.write(chunk)
-                ref = writer.commit()
-            path.unlink()
-            return ref
-        os.chmod(tmp, _FILE_MODE)
-        return self._install(tmp, digest, size)
+            raise InvalidArgument(f"cannot ingest '{path}': {error.strerror}") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise InvalidArgument(f"cannot ingest '{path}': not a regular file")
+        with open(fd, "rb", buffering=0) as source:
+            if info.st_uid != os.geteuid() or info.st_nlink != 1:
+                ref = self._copy_from(source)
+                path.unlink()
+                return ref
+            hasher = hashlib.sha256()
+            view = memoryview(bytearray(_CHUNK))
+            size = 0
+            while count := source.readinto(view):
+                hasher.update(view[:count])
+                size += count
+            os.fsync(fd)
+            digest = hasher.hexdigest()
+            if self._path_for(digest).is_file():
+                path.unlink()
+                return BlobRef(key=digest, size=size, sha256=digest)
+            tmp_fd, name = tempfile.mkstemp(prefix="i-", suffix=".tmp", dir=self.tmp_dir)
+            os.close(tmp_fd)
+            tmp = Path(name)
+            try:
+                # Rename within the store's filesystem first, so the final rename below is atomic.
+                os.replace(path, tmp)
+            except OSError as error:
+                tmp.unlink()
+                if error.errno != errno.EXDEV:
+                    raise
+                source.seek(0)
+                ref = self._copy_from(source)
+                path.unlink()
+                return ref
+            moved = tmp.stat()
+            if (moved.st_dev, moved.st_ino) != (info.st_dev, info.st_ino):
+                # The path was swapped for another file after it was hashed: store nothing unhashed.
+                tmp.unlink()
+                raise InvalidArgument(f"'{path}' changed while it was being ingested")
+            os.chmod(tmp, _FILE_MODE)
+            return self._install(tmp, digest, size)
+
+    def _copy_from(self, source: BinaryIO) -> BlobRef:
+        with self.open_writer() as writer:
+            while chunk := source.read(_CHUNK):
+                writer.write(chunk)
+            return writer.commit()
 
     def concat(self, parts: Sequence[BlobRef]) -> BlobRef:
         """Store the concatenation of existing blobs as a new blob.
@@ -309,18 +329,13 @@ class LocalBlobStore:
                     os.close(source_fd)
             os.fchmod(fd, _FILE_MODE)
             os.fsync(fd)
-            hasher = hashlib.sha256()
-            buffer = bytearray(_CHUNK)
-            view = memoryview(buffer)
-            position = 0
-            while position < offset:
-                count = os.preadv(fd, [view], position)
-                if not count:
-                    break
-                hasher.update(view[:count])
-                position += count
             os.close(fd)
             fd = -1
+            hasher = hashlib.sha256()
+            view = memoryview(bytearray(_CHUNK))
+            with open(tmp, "rb", buffering=0) as result:
+                while count := result.readinto(view):
+                    hasher.update(view[:count])
             digest = hasher.hexdigest()
             return self._install(tmp, digest, offset)
         except BaseException:
