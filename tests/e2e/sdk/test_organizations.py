@@ -131,3 +131,5 @@ def test_admin_client_alone(server: LocalServer, org_name: str) -> None:
         repo = client.organizations.get(org_name).repositories.create("admin-only")
         assert isinstance(repo, AdminRepositoryMixin)
         assert not hasattr(repo, "shell")
+        path = f"/organizations/{org_name}/repositories/admin-only/secrets"
+        assert repr(repo.secrets) == f"Secrets(path={path!r})"

@@ -118,11 +118,18 @@ def test_admin_all_is_exact() -> None:
             "AdminClientMixin",
             "AdminRepositoryMixin",
             "Client",
+            "Connector",
+            "Connectors",
+            "ImportJob",
+            "Imports",
             "Member",
             "Members",
             "Organization",
             "Organizations",
             "Repository",
+            "RepositoryConnectors",
+            "Secret",
+            "Secrets",
             "__version__",
         ]
     )

@@ -2,12 +2,23 @@
 
 A pure re-export of classes defined in the distributions (so ``isinstance`` checks agree whichever module a
 class is imported from). `Repository` here is the full SDK's composed handle. The admin types not listed yet
-(groups, policies, roles, agents, API keys, secrets, connectors and imports) are added with the admin
-release that implements them.
+(groups, policies, roles, agents and API keys) are added with the admin release that implements them.
 """
 
 from tilde._composed import Repository
-from tilde.admin import Member, Members, Organization, Organizations
+from tilde.admin import (
+    Connector,
+    Connectors,
+    ImportJob,
+    Imports,
+    Member,
+    Members,
+    Organization,
+    Organizations,
+    RepositoryConnectors,
+    Secret,
+    Secrets,
+)
 from tilde.compute import (
     LogStream,
     OutputStream,
@@ -45,9 +56,13 @@ __all__ = [
     "Commit",
     "CommitResult",
     "Commits",
+    "Connector",
+    "Connectors",
     "CopyObjectResult",
     "Entry",
     "EntryRecord",
+    "ImportJob",
+    "Imports",
     "ListingEntry",
     "LogStream",
     "Member",
@@ -60,6 +75,7 @@ __all__ = [
     "ReadOnlyObjects",
     "Repositories",
     "Repository",
+    "RepositoryConnectors",
     "RunResult",
     "Sandbox",
     "SandboxCredentials",
@@ -72,6 +88,8 @@ __all__ = [
     "SandboxTriggerRuns",
     "SandboxTriggers",
     "Sandboxes",
+    "Secret",
+    "Secrets",
     "Session",
     "SessionObjects",
     "Shell",

@@ -1,8 +1,7 @@
 """Organizations: ``client.organizations`` / ``tilde.organizations``.
 
-An `Organization` is the root of every org-scoped collection. This module provides the ones the data layer
-needs (repositories) and membership; groups, policies, roles, agents and connectors hang off the same entity
-as they arrive, one module per resource family.
+An `Organization` is the root of every org-scoped collection: repositories, members and connectors so far;
+groups, policies, roles and agents hang off the same entity as they arrive, one module per resource family.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import tilde.data
 from tilde.admin._fields import text_field, timestamp_field
+from tilde.admin.connectors import Connectors
 from tilde.admin.members import Members
 
 if TYPE_CHECKING:
@@ -84,6 +84,11 @@ class Organization:
     def members(self) -> Members:
         """The organization's members (a new collection object on each access)."""
         return Members(self._client, self.name)
+
+    @property
+    def connectors(self) -> Connectors:
+        """The organization's connectors (a new collection object on each access)."""
+        return Connectors(self._client, self.name)
 
     def delete(self) -> None:
         """Delete the organization (``DELETE /organizations/{name}``)."""

@@ -1,0 +1,207 @@
+"""Imports: server-side jobs that copy objects into a repository, from a connector or another repository.
+
+An import runs asynchronously and ends in one commit. `Imports.create_from_connector` and
+`Imports.create_from_repository` start a job and return its current state; call `ImportJob.refresh` until
+``status`` is ``completed`` or ``failed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from tilde.admin._fields import text_field, timestamp_field
+
+if TYPE_CHECKING:
+    import tilde.core
+
+__all__ = ["ImportJob", "Imports"]
+
+_TEXT_FIELDS = (
+    "id",
+    "status",
+    "repository_id",
+    "connector_id",
+    "source_prefix",
+    "destination_path",
+    "commit_message",
+    "commit_id",
+    "error",
+    "source_repository_id",
+    "source_organization",
+    "source_repository",
+    "created_by_type",
+    "created_by",
+)
+
+
+class ImportJob:
+    """An import job and its progress.
+
+    Attributes:
+        id: The job's id.
+        status: ``pending``, ``running``, ``completed``, ``failed`` or ``canceled``.
+        repository_id: The destination repository's id.
+        connector_id: The connector imported through (connector imports).
+        source_prefix: Only objects under this prefix of the source are imported.
+        destination_path: Where the objects land in the repository.
+        commit_message: The message of the import's commit.
+        objects_imported: How many objects were imported, once known.
+        commit_id: The import's commit, once completed.
+        error: Why it failed, if it did.
+        source_repository_id: The source repository's id (repository imports).
+        source_organization: The source repository's organization (repository imports).
+        source_repository: The source repository's name (repository imports).
+        created_by_type: ``user``, ``role`` or ``agent``.
+        created_by: The id of the principal that started it.
+        created_at: When it started.
+        updated_at: When its state last changed.
+
+    """
+
+    id: str
+    status: str
+    repository_id: str
+    connector_id: str
+    source_prefix: str
+    destination_path: str
+    commit_message: str
+    commit_id: str
+    error: str
+    source_repository_id: str
+    source_organization: str
+    source_repository: str
+    created_by_type: str
+    created_by: str
+
+    def __init__(self, client: tilde.core.Client, org: str, repo: str, data: Mapping[str, Any]) -> None:
+        self._client = client
+        self._org = org
+        self._repo = repo
+        self._apply(data)
+
+    def _apply(self, data: Mapping[str, Any]) -> None:
+        for name in _TEXT_FIELDS:
+            setattr(self, name, text_field(data, name))
+        count = data.get("objects_imported")
+        self.objects_imported: int | None = int(count) if isinstance(count, (int, float)) else None
+        self.created_at: datetime | None = timestamp_field(data, "created_at")
+        self.updated_at: datetime | None = timestamp_field(data, "updated_at")
+
+    def refresh(self) -> ImportJob:
+        """Re-read the job's state into this object.
+
+        Returns:
+            This job, updated.
+
+        """
+        path = f"/organizations/{self._org}/repositories/{self._repo}/import/{self.id}"
+        self._apply(self._client._get_json(path))
+        return self
+
+    def __repr__(self) -> str:
+        return f"ImportJob(id={self.id!r}, status={self.status!r})"
+
+
+class Imports:
+    """The import jobs of one repository.
+
+    Args:
+        client: The client to send requests with.
+        org: The organization's name.
+        repo: The repository's name.
+
+    """
+
+    def __init__(self, client: tilde.core.Client, org: str, repo: str) -> None:
+        self._client = client
+        self._org = org
+        self._repo = repo
+
+    @property
+    def _path(self) -> str:
+        return f"/organizations/{self._org}/repositories/{self._repo}/import"
+
+    def get(self, job_id: str) -> ImportJob:
+        """Fetch an import job.
+
+        Args:
+            job_id: The job's id.
+
+        Returns:
+            The job.
+
+        """
+        return ImportJob(
+            self._client, self._org, self._repo, self._client._get_json(f"{self._path}/{job_id}")
+        )
+
+    def create_from_connector(
+        self,
+        connector_id: str,
+        destination_path: str,
+        *,
+        source_prefix: str | None = None,
+        commit_message: str | None = None,
+    ) -> ImportJob:
+        """Start importing from a connector attached to this repository.
+
+        Args:
+            connector_id: The connector's id.
+            destination_path: Where the objects land in the repository (e.g. ``"imported/"``).
+            source_prefix: Import only objects under this prefix of the source.
+            commit_message: The message of the import's commit.
+
+        Returns:
+            The new job, as the server reports it right after starting it.
+
+        Raises:
+            ConflictError: A conflicting import is already running.
+
+        """
+        body = {"connector_id": connector_id, "destination_path": destination_path}
+        return self._start(body, source_prefix=source_prefix, commit_message=commit_message)
+
+    def create_from_repository(
+        self,
+        repo_path: str,
+        destination_path: str,
+        *,
+        source_prefix: str | None = None,
+        commit_message: str | None = None,
+    ) -> ImportJob:
+        """Start copying objects from another repository into this one.
+
+        Args:
+            repo_path: The source, ``"organization/repository"``.
+            destination_path: Where the objects land in this repository.
+            source_prefix: Import only objects under this prefix of the source.
+            commit_message: The message of the import's commit.
+
+        Returns:
+            The new job, as the server reports it right after starting it.
+
+        Raises:
+            ValueError: ``repo_path`` is not ``"organization/repository"`` (no request is made).
+
+        """
+        org, _, name = repo_path.partition("/")
+        if not org or not name or "/" in name:
+            raise ValueError(f"expected a repository path 'org/repo', got {repo_path!r}")
+        body = {"source_organization": org, "source_repository": name, "destination_path": destination_path}
+        return self._start(body, source_prefix=source_prefix, commit_message=commit_message)
+
+    def _start(
+        self, body: dict[str, Any], *, source_prefix: str | None, commit_message: str | None
+    ) -> ImportJob:
+        if source_prefix is not None:
+            body["source_prefix"] = source_prefix
+        if commit_message is not None:
+            body["commit_message"] = commit_message
+        started = self._client._post_json(self._path, json=body) or {}
+        # The start call answers only the job id; the job itself is one GET away.
+        return self.get(str(started["job_id"]))
+
+    def __repr__(self) -> str:
+        return f"Imports({self._org}/{self._repo})"
