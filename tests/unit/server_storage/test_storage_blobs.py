@@ -170,3 +170,15 @@ def test_ingest_refuses_symlinks_and_directories(blobs: LocalBlobStore, tmp_path
         blobs.ingest_file(tmp_path)
     assert blob_files(blobs) == []
     assert secret.read_bytes() == b"do not ingest"
+
+
+def test_opening_the_store_sweeps_stale_temporary_files(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    stale = store.tmp_dir / "w-crashed.tmp"
+    stale.write_bytes(b"torn")
+    os.utime(stale, (1_000_000, 1_000_000))
+    fresh = store.tmp_dir / "w-in-progress.tmp"
+    fresh.write_bytes(b"still being written by another process")
+    LocalBlobStore(tmp_path / "blobs")
+    assert not stale.exists()
+    assert fresh.exists()

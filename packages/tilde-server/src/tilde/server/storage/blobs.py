@@ -13,6 +13,7 @@ import hashlib
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -181,13 +182,27 @@ class LocalBlobStore:
 
     Args:
         root: Directory of the store; created when missing.
+        stale_after: Age in seconds after which leftover temporary files are deleted when the store opens.
 
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, stale_after: float = 86_400.0) -> None:
         self.root = Path(root)
         self.tmp_dir = self.root / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._sweep(stale_after)
+
+    def _sweep(self, stale_after: float) -> None:
+        """Delete temporary files left by crashed writers.
+
+        Only files untouched for ``stale_after`` seconds go: another process may share the store and still be
+        writing its own.
+        """
+        cutoff = time.time() - stale_after
+        for entry in self.tmp_dir.iterdir():
+            with contextlib.suppress(OSError):
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    entry.unlink()
 
     def open_writer(self) -> LocalBlobWriter:
         """Start writing a new blob.
