@@ -327,7 +327,7 @@ def test_owned_pools_closed_and_close_is_idempotent() -> None:
         client = AsyncClient(api_key="k")
         _ = client._upload_http
         await client.aclose()
-        await client.close()
+        await client.aclose()
         return client
 
     client = run(scenario())

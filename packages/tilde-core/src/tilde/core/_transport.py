@@ -317,6 +317,40 @@ class RequestCore:
             return requested if requested is not None else self.retry.backoff(attempt, self.rng)
         return None
 
+    def presigned_put(
+        self,
+        build_request: Callable[..., httpx.Request],
+        url: str,
+        content: Any,
+        headers: Mapping[str, str] | None = None,
+    ) -> Exchange:
+        """Run a PUT to a self-authorising upload URL as a generator of driver actions.
+
+        No Authorization header, the upload timeouts, ``Content-Type: application/octet-stream`` unless
+        the caller sets one; a non-2xx answer becomes `TransportError` (the URL is storage, not the API).
+
+        Args:
+            build_request: The upload HTTP client's ``build_request``.
+            url: The absolute presigned URL.
+            content: Bytes, or an iterator of bytes (not retried once sent).
+            headers: Extra headers.
+
+        Returns:
+            The generator; its return value is the successful response.
+
+        """
+        merged = {"Content-Type": "application/octet-stream", **(headers or {})}
+        return self.exchange(
+            build_request,
+            "PUT",
+            url,
+            content=content,
+            headers=merged,
+            timeout=UPLOAD_TIMEOUT,
+            authenticate=False,
+            raise_api_errors=False,
+        )
+
     def exchange(
         self,
         build_request: Callable[..., httpx.Request],

@@ -31,6 +31,7 @@ from tilde.core.pagination import (
     PageResult,
     check_amount,
     check_page_size,
+    page_query,
     parse_page,
 )
 
@@ -123,8 +124,6 @@ class AsyncClient(ClientBase):
         if self._upload_http_client is not None and self._upload_http_client is not self._http:
             await self._upload_http_client.aclose()
         self._close_credentials_provider()
-
-    close = aclose
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -310,18 +309,8 @@ class AsyncClient(ClientBase):
         self, url: str, content: Any, *, headers: Mapping[str, str] | None = None
     ) -> httpx.Response:
         """PUT bytes to a self-authorising URL (see `tilde.core.Client._presigned_put`)."""
-        merged = {"Content-Type": "application/octet-stream", **(headers or {})}
         http = self._upload_http
-        exchange = self._core.exchange(
-            http.build_request,
-            "PUT",
-            url,
-            content=content,
-            headers=merged,
-            timeout=UPLOAD_TIMEOUT,
-            authenticate=False,
-            raise_api_errors=False,
-        )
+        exchange = self._core.presigned_put(http.build_request, url, content, headers)
         return await self._drive(exchange, http)
 
     # -- lists -------------------------------------------------------------------------------------------
@@ -344,13 +333,10 @@ class AsyncClient(ClientBase):
         """
         size = check_page_size(page_size)
         check_amount(amount)
-        base = dict(params or {})
+        filters = dict(params or {})
 
         async def fetch(cursor: str | None) -> PageResult[T]:
-            query = {**base, "amount": size}
-            if cursor is not None:
-                query["after"] = cursor
-            return parse_page(await self._get_json(path, params=query), parse)
+            return parse_page(await self._get_json(path, params=page_query(filters, size, cursor)), parse)
 
         return AsyncPaginatedIterator(fetch, limit=amount, after=after)
 

@@ -26,7 +26,14 @@ from tilde.core._transport import (
     optional_json_object,
 )
 from tilde.core.credentials import CredentialsProvider
-from tilde.core.pagination import PageResult, PaginatedIterator, check_amount, check_page_size, parse_page
+from tilde.core.pagination import (
+    PageResult,
+    PaginatedIterator,
+    check_amount,
+    check_page_size,
+    page_query,
+    parse_page,
+)
 
 __all__ = ["Client"]
 
@@ -320,18 +327,8 @@ class Client(ClientBase):
             TransportError: Network failure or a non-2xx answer.
 
         """
-        merged = {"Content-Type": "application/octet-stream", **(headers or {})}
         http = self._upload_http
-        exchange = self._core.exchange(
-            http.build_request,
-            "PUT",
-            url,
-            content=content,
-            headers=merged,
-            timeout=UPLOAD_TIMEOUT,
-            authenticate=False,
-            raise_api_errors=False,
-        )
+        exchange = self._core.presigned_put(http.build_request, url, content, headers)
         return self._drive(exchange, http)
 
     # -- lists -------------------------------------------------------------------------------------------
@@ -365,13 +362,10 @@ class Client(ClientBase):
         """
         size = check_page_size(page_size)
         check_amount(amount)
-        base = dict(params or {})
+        filters = dict(params or {})
 
         def fetch(cursor: str | None) -> PageResult[T]:
-            query = {**base, "amount": size}
-            if cursor is not None:
-                query["after"] = cursor
-            return parse_page(self._get_json(path, params=query), parse)
+            return parse_page(self._get_json(path, params=page_query(filters, size, cursor)), parse)
 
         return PaginatedIterator(fetch, limit=amount, after=after)
 

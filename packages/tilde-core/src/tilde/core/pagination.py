@@ -8,7 +8,7 @@ Iteration stops when a page says ``has_more: false`` or comes back empty.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +22,7 @@ __all__ = [
     "PaginatedIterator",
     "check_amount",
     "check_page_size",
+    "page_query",
     "parse_page",
 ]
 
@@ -87,6 +88,24 @@ def check_amount(amount: int | None) -> int | None:
     if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
         raise ValueError(f"amount must be a non-negative integer, got {amount!r}")
     return amount
+
+
+def page_query(params: Mapping[str, Any] | None, page_size: int, cursor: str | None) -> dict[str, Any]:
+    """Build the query of one paginated request: the caller's filters, ``amount`` and ``after``.
+
+    Args:
+        params: The caller's filters.
+        page_size: The validated wire page size.
+        cursor: The cursor to continue after (None for the first page).
+
+    Returns:
+        The query parameters.
+
+    """
+    query = {**(params or {}), "amount": page_size}
+    if cursor is not None:
+        query["after"] = cursor
+    return query
 
 
 def parse_page(body: Any, parse: Callable[[dict[str, Any]], T]) -> PageResult[T]:
