@@ -216,8 +216,8 @@ class AuthMiddleware:
 def _bearer_token(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            return None
+            header: str = bytes(value).decode("latin-1")
+            scheme, _, token = header.partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
     return None
