@@ -205,3 +205,24 @@ def test_staged_metadata_survives_commit(engine: StorageEngine, repo: str) -> No
     version = engine.stat(repo, "m")
     assert version.content_type == "text/plain"
     assert version.metadata == {"owner": "me"}
+
+
+def test_root_diff_pages_like_a_listing(engine: StorageEngine, repo: str) -> None:
+    root = commit_files(engine, repo, {f"d{n % 3}/f{n:02d}": b"%d" % n for n in range(30)})
+    seen: list[tuple[str, str | None]] = []
+    after = ""
+    while True:
+        page = engine.diff(repo, left=None, right=root, after=after, limit=7)
+        seen += [(i.path, i.status) for i in page.items]
+        if not page.has_more:
+            break
+        assert page.next_cursor is not None
+        after = page.next_cursor
+    assert seen == [(i.path, "added") for i in engine.list_objects(repo, limit=100).items]
+    collapsed = engine.diff(repo, left=None, right=root, delimiter="/")
+    assert [(i.path, i.type) for i in collapsed.items] == [
+        ("d0/", "prefix"),
+        ("d1/", "prefix"),
+        ("d2/", "prefix"),
+    ]
+    assert engine.diff(repo, left=root, right=root).items == []

@@ -281,7 +281,14 @@ class ReadsMixin(EngineBase):
                         result.append(_DiffRow(path, None, None))
                 return result
 
+            def whole_tree(keys: KeyRange, limit: int) -> list[_DiffRow]:
+                # One side is the empty tree: the diff is the other side's listing, all added or all removed.
+                status = "added" if right_seq else "removed"
+                return [_DiffRow(v.path, status, v) for v in tx.versions_at(repo_id, high, keys, limit)]
+
             def open_scan(keys: KeyRange) -> Iterator[_DiffRow]:
+                if low == 0:
+                    return scan(whole_tree, keys) if high else iter(())
                 return (row for row in scan(rows, keys) if row.status is not None)
 
             return collect_page(
