@@ -318,6 +318,11 @@ def main(argv: list[str]) -> int:
     """Run the agent with the JSON configuration file named by ``argv[1]``."""
     with open(argv[1], encoding="utf-8") as handle:
         config = json.load(handle)
+    for name, value in (config.get("rlimits") or {}).items():
+        # Soft and hard alike, so code in the sandbox cannot raise them again.
+        import resource
+
+        resource.setrlimit(getattr(resource, name), (int(value), int(value)))
     agent = Agent(config)
     if config.get("api_socket"):
         port = agent.start_relay(config["api_socket"])

@@ -1,10 +1,11 @@
-"""Mount a sandbox's overlay in a private mount namespace, apply resource limits, then exec bubblewrap.
+"""Mount a sandbox's overlay in a private mount namespace, then exec bubblewrap.
 
 Run as ``unshare --mount --propagation private -- python -I -S _mount_helper.py SPEC_JSON -- bwrap ...``, so the
 mount exists only in the namespace of this process tree and vanishes with it (nothing to unmount on the host, even
 after a crash). Standard library only; no shell involved.
 
-``SPEC_JSON`` is ``{"lower", "upper", "work", "merged", "rlimits": {"RLIMIT_AS": n, ...}}``.
+``SPEC_JSON`` is ``{"lower", "upper", "work", "merged"}``. Used when the server cannot mount in its own namespace
+(see ``mounts.py`` for the usual path).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import resource
 import sys
 
 
@@ -31,14 +31,11 @@ def _mount_overlay(lower: str, upper: str, work: str, merged: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Mount, limit, exec."""
+    """Mount, then exec."""
     if len(argv) < 4 or argv[2] != "--":
         raise SystemExit("usage: _mount_helper.py SPEC_JSON -- COMMAND...")
     spec = json.loads(argv[1])
     _mount_overlay(spec["lower"], spec["upper"], spec["work"], spec["merged"])
-    for name, value in (spec.get("rlimits") or {}).items():
-        limit = getattr(resource, name)
-        resource.setrlimit(limit, (int(value), int(value)))
     # Hand bubblewrap its options through a memory file rather than argv: the sandbox's pid 1 is bubblewrap,
     # and its command line (host paths included) would otherwise be readable from inside. The command itself
     # must stay on the real command line.

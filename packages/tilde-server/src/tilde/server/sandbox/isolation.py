@@ -25,8 +25,10 @@ __all__ = [
     "RUN_DIR",
     "ImageChoice",
     "LaunchPaths",
-    "build_argv",
+    "bwrap_command",
+    "direct_argv",
     "masked_etc_entries",
+    "namespace_argv",
     "resolve_image",
 ]
 
@@ -130,7 +132,7 @@ def _under(path: str, dirs: list[str]) -> bool:
     return any(path == d or path.startswith(d.rstrip("/") + "/") for d in dirs)
 
 
-def build_argv(
+def bwrap_command(
     settings: SandboxSettings,
     paths: LaunchPaths,
     *,
@@ -138,68 +140,44 @@ def build_argv(
     network: bool,
     rootfs: str | None,
     info_fd: int,
-    as_root: bool,
-) -> list[str]:
-    """Return the full argv that starts the sandbox's agent.
+) -> tuple[list[str], list[str]]:
+    """Bubblewrap's options and the agent command it runs.
 
     Args:
         settings: Runtime settings.
-        paths: The sandbox's host directories.
+        paths: The sandbox's host directories (``merged`` must hold the mounted overlay when bwrap starts).
         mountpoint: Where the repository appears inside.
         network: Share the host network namespace.
         rootfs: Registered root filesystem, or None for the host root.
         info_fd: File descriptor bubblewrap writes its JSON info (child pid) to.
-        as_root: Whether the server runs as root; otherwise the overlay is mounted inside a new user namespace.
 
     Returns:
-        The argv (no shell involved anywhere).
-
+        ``(options, command)``: the options go to bwrap through ``--args`` (so they are not visible in the
+        sandbox's process list), the command follows ``--`` on its command line.
     """
     python, prefix = _interpreter()
-    spec = {
-        "lower": paths.lower,
-        "upper": paths.upper,
-        "work": paths.work,
-        "merged": paths.merged,
-        "rlimits": settings.rlimits(),
-    }
-    argv = [settings.unshare]
-    if not as_root:
-        argv += ["--user", "--map-root-user"]
-    argv += [
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        python,
-        "-I",
-        "-S",
-        HELPER_SCRIPT,
-        json.dumps(spec),
-        "--",
-    ]
-    argv += [settings.bwrap, "--unshare-all", "--die-with-parent", "--new-session"]
+    options = ["--unshare-all", "--die-with-parent", "--new-session"]
     if network:
-        argv.append("--share-net")
-    argv += ["--hostname", settings.hostname]
+        options.append("--share-net")
+    options += ["--hostname", settings.hostname]
     if rootfs is not None:
-        argv += ["--ro-bind", rootfs, "/"]
+        options += ["--ro-bind", rootfs, "/"]
         agent_python = "/usr/bin/python3"
     else:
-        argv += ["--tmpfs", "/"]
+        options += ["--tmpfs", "/"]
         bound: list[str] = []
         for directory in [*settings.system_dirs, *settings.extra_ro_binds]:
             if os.path.islink(directory):
-                argv += ["--symlink", os.readlink(directory), directory]
+                options += ["--symlink", os.readlink(directory), directory]
             elif os.path.exists(directory):
-                argv += ["--ro-bind", directory, directory]
+                options += ["--ro-bind", directory, directory]
                 bound.append(os.path.realpath(directory))
         if not _under(prefix, bound):
-            argv += ["--ro-bind", prefix, prefix]
+            options += ["--ro-bind", prefix, prefix]
         for path, is_dir in masked_etc_entries() if _under("/etc", bound) else ():
-            argv += ["--tmpfs", path, "--remount-ro", path] if is_dir else ["--ro-bind", "/dev/null", path]
+            options += ["--tmpfs", path, "--remount-ro", path] if is_dir else ["--ro-bind", "/dev/null", path]
         agent_python = python
-    argv += [
+    options += [
         "--dev", "/dev",
         "--proc", "/proc",
         "--tmpfs", "/tmp",
@@ -211,7 +189,27 @@ def build_argv(
         "--cap-drop", "ALL",
         "--info-fd", str(info_fd),
         "--chdir", mountpoint,
-        "--",
-        agent_python, "-I", "-S", AGENT_DIR + "/agent.py", RUN_DIR + "/agent.json",
     ]  # fmt: skip
-    return argv
+    return options, [agent_python, "-I", "-S", AGENT_DIR + "/agent.py", RUN_DIR + "/agent.json"]
+
+
+def direct_argv(settings: SandboxSettings, args_fd: int, command: list[str]) -> list[str]:
+    """The argv when the server mounted the overlay itself: bwrap reads its options from ``args_fd``."""
+    return [settings.bwrap, "--args", str(args_fd), "--", *command]
+
+
+def namespace_argv(
+    settings: SandboxSettings, paths: LaunchPaths, options: list[str], command: list[str], *, as_root: bool
+) -> list[str]:
+    """The argv that mounts the overlay in a private mount namespace first (``unshare`` + the mount helper).
+
+    Used when the server cannot mount in its own namespace; without root, ``unshare`` also creates a user
+    namespace in which the (unprivileged) overlay mount is allowed.
+    """
+    python, _ = _interpreter()
+    spec = {"lower": paths.lower, "upper": paths.upper, "work": paths.work, "merged": paths.merged}
+    argv = [settings.unshare]
+    if not as_root:
+        argv += ["--user", "--map-root-user"]
+    argv += ["--mount", "--propagation", "private", "--", python, "-I", "-S", HELPER_SCRIPT, json.dumps(spec), "--"]
+    return [*argv, settings.bwrap, *options, "--", *command]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import mimetypes
@@ -22,8 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tilde.server.sandbox.agent_client import send_shutdown
-from tilde.server.sandbox.isolation import RUN_DIR, LaunchPaths, build_argv, resolve_image
+from tilde.server.sandbox.isolation import (
+    RUN_DIR,
+    LaunchPaths,
+    bwrap_command,
+    direct_argv,
+    namespace_argv,
+    resolve_image,
+)
 from tilde.server.sandbox.layers import LowerIndex, build_lower, collect_changes
+from tilde.server.sandbox.mounts import MountError, detach, mount_overlay
 from tilde.server.sandbox.relay import close_server, short_path, start_api_relay, start_credentials_server
 
 if TYPE_CHECKING:
@@ -149,6 +158,7 @@ class _Run:
         self.servers: list[asyncio.AbstractServer] = []
         self.transports: list[asyncio.BaseTransport] = []
         self.process: _Process | None = None
+        self.mounted = False
 
     # -- start ---------------------------------------------------------------------------------------------
 
@@ -184,6 +194,7 @@ class _Run:
             "api_socket": f"{RUN_DIR}/api.sock",
             "credentials_socket": f"{RUN_DIR}/creds.sock",
             "status_fd": status_fd,
+            "rlimits": self.rt.settings.rlimits(),
         }
 
     def _issue_credentials(self) -> dict[str, Any]:
@@ -201,25 +212,28 @@ class _Run:
         )
         status_r, status_w = os.pipe()
         info_r, info_w = os.pipe()
+        pass_fds = [status_w, info_w]
         try:
             config = self._agent_config(status_w)
             Path(self.paths.run, "agent.json").write_text(json.dumps(config), encoding="utf-8")
-            argv = build_argv(
+            options, command = bwrap_command(
                 self.rt.settings,
                 self.paths,
                 mountpoint=self.rec.spec.mountpoint,
                 network=self.rec.spec.network,
                 rootfs=rootfs,
                 info_fd=info_w,
-                as_root=os.geteuid() == 0,
             )
+            argv = await self._direct_argv(options, command, pass_fds)
+            if argv is None:
+                argv = namespace_argv(self.rt.settings, self.paths, options, command, as_root=os.geteuid() == 0)
             with open(self.rec.log_path, "ab") as log:
                 proc = subprocess.Popen(
                     argv,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
-                    pass_fds=(status_w, info_w),
+                    pass_fds=pass_fds,
                     start_new_session=True,
                     env={"PATH": _BASE_PATH, "LANG": "C.UTF-8"},
                 )
@@ -228,14 +242,36 @@ class _Run:
             os.close(info_r)
             raise
         finally:
-            os.close(status_w)
-            os.close(info_w)
+            for fd in pass_fds:
+                os.close(fd)
         self.process = _Process(proc, self.loop)
         status_reader, transport = await _read_pipe(self.loop, status_r)
         self.transports.append(transport)
         info_reader, transport = await _read_pipe(self.loop, info_r)
         self.transports.append(transport)
         return status_reader, asyncio.ensure_future(_read_info(info_reader, self.process))
+
+    async def _direct_argv(self, options: list[str], command: list[str], pass_fds: list[int]) -> list[str] | None:
+        """Mount the overlay from the server process and hand bwrap its options in a memory file.
+
+        Returns None when this process may not mount (then the namespace helper mounts instead).
+        """
+        if not self.rt.direct_mounts:
+            return None
+        paths = self.paths
+        try:
+            await self.loop.run_in_executor(None, mount_overlay, paths.lower, paths.upper, paths.work, paths.merged)
+        except MountError as error:
+            if error.errno not in (errno.EPERM, errno.EACCES):
+                raise
+            self.rt.direct_mounts = False
+            return None
+        self.mounted = True
+        args_fd = os.memfd_create("bwrap-args", 0)
+        pass_fds.append(args_fd)
+        os.write(args_fd, b"".join(arg.encode() + b"\0" for arg in options))
+        os.lseek(args_fd, 0, os.SEEK_SET)
+        return direct_argv(self.rt.settings, args_fd, command)
 
     # -- watch ---------------------------------------------------------------------------------------------
 
@@ -347,12 +383,19 @@ class _Run:
             os.close(self.run_fd)
             self.run_fd = -1
         paths = self.paths
+        self.unmount()
         await self.loop.run_in_executor(
             None,
             lambda: [
                 _remove_tree(Path(p)) for p in (paths.lower, paths.upper, paths.work, paths.merged, paths.run)
             ],
         )
+
+    def unmount(self) -> None:
+        """Detach the overlay mounted by the server (every sandbox process must be gone)."""
+        if self.mounted:
+            detach(self.paths.merged)
+            self.mounted = False
 
     def stage_and_commit(self) -> Outcome:
         """Stage the upper layer's changes into the session and commit it (blocking; runs in a worker thread)."""
@@ -423,6 +466,8 @@ async def run_sandbox(runtime: SandboxRuntime, record: SandboxRecord) -> None:
         # Every sandbox process is gone by now (the outcome paths kill or wait), so the upper layer is final.
         if run.process is not None:
             await run.process.kill()
+        # The upper layer is changed below (files move into the blob store): never while it is mounted.
+        run.unmount()
         if outcome.commit:
             committed = await run.loop.run_in_executor(None, run.stage_and_commit)
             committed.fields = {**outcome.fields, **committed.fields}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 
 from tilde.server.errors import ApiError
 from tilde.server.sandbox.lifecycle import run_sandbox
+from tilde.server.sandbox.mounts import detach_stale
 from tilde.server.sandbox.record import SandboxRecord
 from tilde.server.sandbox.settings import SandboxSettings
 from tilde.server.sandbox.spec import parse_spec
@@ -46,6 +48,10 @@ class SandboxRuntime:
         self.root = Path(config.data_dir) / "sandboxes"
         self.root.mkdir(parents=True, exist_ok=True)
         self.tokens = SandboxTokens(self.settings.token_ttl_seconds)
+        #: Whether the server mounts overlays itself (root); cleared after the first EPERM.
+        self.direct_mounts = os.geteuid() == 0
+        if self.direct_mounts:
+            detach_stale(self.root)
         self._records: dict[str, SandboxRecord] = {}
         self._by_repo: dict[str, list[str]] = {}
         self._stop_events: dict[str, asyncio.Event] = {}

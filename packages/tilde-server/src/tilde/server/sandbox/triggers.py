@@ -27,6 +27,7 @@ import json
 import logging
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -564,20 +565,30 @@ class TriggerDispatcher:
         return sandbox_id
 
 
-def install(app: Starlette) -> TriggerDispatcher:
-    """Open the trigger store in the data directory and register the commit listener.
+_install_lock = threading.Lock()
 
-    Called by ``create_app``: afterwards ``app.state.trigger_store`` serves the trigger routes and every
-    commit is evaluated.
+
+def install(app: Starlette) -> TriggerDispatcher:
+    """Open the trigger store in the data directory and register the commit listener (idempotent).
+
+    ``create_app`` should call it so triggers fire from the first commit on; the trigger routes also call it
+    on first use, so a server that does not still serves triggers once one has been touched. Afterwards
+    ``app.state.trigger_store`` serves the routes and every commit is evaluated. The store closes when the
+    application is garbage-collected.
 
     Args:
         app: The application (its ``state`` has ``config``, ``engine``, ``registry``, ``commit_listeners``).
 
     """
     state = app.state
-    store = TriggerStore(Path(state.config.data_dir) / "triggers.sqlite3")
-    dispatcher = TriggerDispatcher(store, state)
-    state.trigger_store = store
-    state.trigger_dispatcher = dispatcher
-    state.commit_listeners.append(dispatcher.on_commit)
+    with _install_lock:
+        existing: TriggerDispatcher | None = getattr(state, "trigger_dispatcher", None)
+        if existing is not None:
+            return existing
+        store = TriggerStore(Path(state.config.data_dir) / "triggers.sqlite3")
+        dispatcher = TriggerDispatcher(store, state)
+        state.trigger_store = store
+        state.commit_listeners.append(dispatcher.on_commit)
+        state.trigger_dispatcher = dispatcher
+    weakref.finalize(app, store.close)
     return dispatcher
