@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Union
+from typing import Any, NoReturn, Union
 
 import httpx
 
@@ -390,7 +390,6 @@ class RequestCore:
         """
         method = method.upper()
         url = self.url_for(path)
-        shown_url = redact_url(url)
         replayable = _is_replayable(content)
         params = _clean_params(params)
         if timeout is None:
@@ -412,47 +411,52 @@ class RequestCore:
                 headers=request_headers,
                 timeout=timeout,
             )
-            if logger.isEnabledFor(10):
-                logger.debug(
-                    "request %s %s attempt=%d headers=%s",
-                    method,
-                    redact_url(request.url),
-                    attempt + 1,
-                    redact_headers(request.headers),
-                )
+            shown = redact_url(request.url)
+            logger.debug(
+                "request %s %s attempt=%d headers=%s",
+                method,
+                shown,
+                attempt + 1,
+                redact_headers(request.headers),
+            )
             started = time.monotonic()
             try:
                 response = yield Send(request, stream, follow_redirects)
             except httpx.RequestError as exc:
                 delay = self.retry_delay(method, attempt, replayable=replayable, error=exc)
                 if delay is None:
-                    raise TransportError(f"{method} {shown_url} failed: {exc!r}", cause=exc) from exc
-                logger.info("%s %s failed (%r); retrying in %.2fs", method, shown_url, exc, delay)
+                    raise TransportError(f"{method} {shown} failed: {exc!r}", cause=exc) from exc
+                logger.info("%s %s failed (%r); retrying in %.2fs", method, shown, exc, delay)
                 yield Sleep(delay)
                 attempt += 1
                 continue
             assert isinstance(response, httpx.Response)
-            logger.info(
-                "%s %s -> %d (%.3fs)", method, shown_url, response.status_code, time.monotonic() - started
-            )
+            elapsed = time.monotonic() - started
+            logger.info("%s %s -> %d (%.3fs)", method, shown, response.status_code, elapsed)
             delay = self.retry_delay(method, attempt, replayable=replayable, response=response)
             if delay is not None:
-                logger.info("%s %s -> %d; retrying in %.2fs", method, shown_url, response.status_code, delay)
+                logger.info("%s %s -> %d; retrying in %.2fs", method, shown, response.status_code, delay)
                 yield CloseResponse(response)
                 yield Sleep(delay)
                 attempt += 1
                 continue
             if response.is_success:
                 return response
-            if stream:
-                try:
-                    yield ReadBody(response)
-                except httpx.RequestError as exc:
-                    yield CloseResponse(response)
-                    raise TransportError(f"{method} {shown_url} failed: {exc!r}", cause=exc) from exc
+            yield from self._fail(response, method, shown, stream=stream, raise_api_errors=raise_api_errors)
+
+    def _fail(
+        self, response: httpx.Response, method: str, shown: str, *, stream: bool, raise_api_errors: bool
+    ) -> Generator[Action, Any, NoReturn]:
+        """Raise the exception for a final non-2xx response (reading a streamed body first)."""
+        if stream:
+            try:
+                yield ReadBody(response)
+            except httpx.RequestError as exc:
                 yield CloseResponse(response)
-            if not raise_api_errors:
-                raise TransportError(
-                    f"{method} {shown_url} -> {response.status_code}: {response.text[:_MESSAGE_EXCERPT]}"
-                )
-            raise error_from_response(response, method=method, url=shown_url)
+                raise TransportError(f"{method} {shown} failed: {exc!r}", cause=exc) from exc
+            yield CloseResponse(response)
+        if not raise_api_errors:
+            raise TransportError(
+                f"{method} {shown} -> {response.status_code}: {response.text[:_MESSAGE_EXCERPT]}"
+            )
+        raise error_from_response(response, method=method, url=shown)
