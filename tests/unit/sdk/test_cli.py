@@ -5,12 +5,17 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import click
+import pytest
 import yaml
 from click.testing import CliRunner
 
 import tilde
-from tilde.cli import main
+from tilde.cli import TildeGroup, load_plugin_commands, main
+from tilde.cli.hookspecs import hookimpl
 from tilde.core.config import resolve_config
+from tilde.core.errors import ConfigurationError
+from tilde.core.plugins import make_plugin_manager
 
 
 def _config_file() -> Path:
@@ -79,3 +84,43 @@ def test_logout_removes_only_the_key() -> None:
     again = runner.invoke(main, ["auth", "logout"])
     assert again.exit_code == 0
     assert "No stored API key" in again.output
+
+
+class _HelloPlugin:
+    @hookimpl
+    def tilde_register_commands(self, cli: click.Group) -> None:
+        @cli.command()
+        @click.argument("name")
+        def hello(name: str) -> None:
+            """Say hello."""
+            click.echo(f"hello {name}")
+
+
+def test_plugins_add_commands() -> None:
+    group = TildeGroup(name="tilde-test")
+    manager = make_plugin_manager(load_entry_points=False, plugins=[_HelloPlugin()])
+    load_plugin_commands(group, manager)
+
+    result = CliRunner().invoke(group, ["hello", "world"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output == "hello world\n"
+
+
+def test_main_lists_builtin_commands_without_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TILDE_PLUGINS", "")
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0, result.output
+    assert "auth" in result.output
+
+
+def test_a_broken_plugin_is_reported_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(cli: click.Group, manager: object = None) -> None:
+        raise ConfigurationError("plugin 'x' failed to load: boom")
+
+    monkeypatch.setattr("tilde.cli.load_plugin_commands", broken)
+    group = TildeGroup(name="tilde-test")
+    result = CliRunner().invoke(group, ["anything"])
+    assert result.exit_code == 1
+    assert "Error: plugin 'x' failed to load: boom" in result.output
+    assert "Traceback" not in result.output
