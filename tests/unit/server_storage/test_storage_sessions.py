@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -377,3 +378,34 @@ def test_drop_repository(engine: StorageEngine, repo: str) -> None:
     engine.init_repository(repo)
     assert engine.head(repo) is None
     assert engine.list_objects(repo).items == []
+
+
+def test_collect_garbage_keeps_referenced_and_recent_blobs(engine: StorageEngine, repo: str) -> None:
+    commit_files(engine, repo, {"kept": b"committed bytes"})
+    session = engine.create_session(repo, ALICE)
+    staged = put(engine, repo, session.id, "staged", b"staged bytes")
+    doomed_session = engine.create_session(repo, ALICE)
+    doomed = put(engine, repo, doomed_session.id, "x", b"rolled back bytes")
+    engine.rollback_session(repo, doomed_session.id)
+    upload = engine.create_upload(repo, session.id, "multi")
+    first, second = store(engine, b"part one "), store(engine, b"part two")
+    parts = [(1, engine.put_part(upload, 1, first)), (2, engine.put_part(upload, 2, second))]
+    recent = store(engine, b"uploaded, not staged yet")
+
+    # Everything is younger than the grace period: nothing goes.
+    assert engine.collect_garbage() == 0
+    engine.complete_upload(repo, session.id, "multi", upload, parts, content_type="x")
+    # Parts are referenced until the upload completes; afterwards they are garbage like the rolled-back blob.
+    old = 1_000_000
+    for blob in (doomed.blob, first, second, recent, staged.blob):
+        os.utime(engine.blob_path(blob), (old, old))
+    store(engine, b"uploaded, not staged yet")  # reusing identical bytes makes the blob fresh again
+    assert engine.collect_garbage() == 3
+    assert not engine.blob_path(doomed.blob).exists()
+    assert not engine.blob_path(first).exists()
+    assert not engine.blob_path(second).exists()
+    assert engine.blob_path(recent).exists()
+    assert read(engine, engine.stat(repo, "kept")) == b"committed bytes"
+    assert read(engine, engine.stat(repo, "staged", session_id=session.id)) == b"staged bytes"
+    assert read(engine, engine.stat(repo, "multi", session_id=session.id)) == b"part one part two"
+    assert engine.collect_garbage(grace_seconds=0) == 1  # the never-staged upload, once its grace is over

@@ -14,7 +14,7 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence, Set
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -79,6 +79,14 @@ class BlobStore(Protocol):
 
     def exists(self, blob: BlobRef) -> bool:
         """Whether the blob's bytes are present."""
+        ...
+
+    def unreferenced(self, referenced: Set[str], older_than: float) -> Iterator[BlobRef]:
+        """Iterate stored blobs outside ``referenced`` last written before ``older_than``."""
+        ...
+
+    def delete(self, blob: BlobRef, older_than: float) -> bool:
+        """Delete a blob if it was still last written before ``older_than``."""
         ...
 
 
@@ -282,7 +290,7 @@ class LocalBlobStore:
                 size += count
             os.fsync(fd)
             digest = hasher.hexdigest()
-            if self._path_for(digest).is_file():
+            if self._reuse(self._path_for(digest)):
                 path.unlink()
                 return BlobRef(key=digest, size=size, sha256=digest)
             tmp_fd, name = tempfile.mkstemp(prefix="i-", suffix=".tmp", dir=self.tmp_dir)
@@ -365,10 +373,58 @@ class LocalBlobStore:
             raise InvalidArgument(f"not a blob key: {key!r}")
         return self.root / key[:2] / key[2:4] / key
 
+    @staticmethod
+    def _reuse(target: Path) -> bool:
+        """Whether ``target`` exists; refreshes its mtime so garbage collection sees it as just written."""
+        try:
+            os.utime(target)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def unreferenced(self, referenced: Set[str], older_than: float) -> Iterator[BlobRef]:
+        """Iterate stored blobs not in ``referenced`` whose file is older than ``older_than`` (a timestamp).
+
+        Args:
+            referenced: Keys still in use.
+            older_than: Only files last written (or reused) before this ``time.time()`` value.
+
+        Yields:
+            Candidate blobs for deletion.
+
+        """
+        for first in sorted(self.root.iterdir()):
+            if first == self.tmp_dir or not first.is_dir():
+                continue
+            for entry in sorted(p for second in first.iterdir() if second.is_dir() for p in second.iterdir()):
+                key = entry.name
+                if key in referenced or len(key) != 64 or not _HEX.issuperset(key):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    info = entry.stat()
+                    if info.st_mtime < older_than:
+                        yield BlobRef(key=key, size=info.st_size, sha256=key)
+
+    def delete(self, blob: BlobRef, older_than: float) -> bool:
+        """Delete a blob's file if it is still older than ``older_than``.
+
+        Returns:
+            Whether the file was deleted.
+
+        """
+        target = self._path_for(blob.key)
+        try:
+            if target.stat().st_mtime >= older_than:
+                return False
+            target.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def _install(self, tmp: Path, digest: str, size: int) -> BlobRef:
         """Rename a complete, fsynced temporary file to its content address."""
         target = self._path_for(digest)
-        if target.is_file():
+        if self._reuse(target):
             # Identical bytes are already stored; keep the existing inode (sandboxes may hard-link it).
             tmp.unlink()
         else:

@@ -290,6 +290,10 @@ class MetadataTx(Protocol):
         """Forget every upload of a session."""
         ...
 
+    def referenced_blob_keys(self) -> set[str]:
+        """Return every blob key a version, staged row or upload part refers to."""
+        ...
+
 
 class MetadataStore(Protocol):
     """A transactional metadata database, safe to use from many threads."""

@@ -221,3 +221,11 @@ class SessionQueries:
             (session_id,),
         )
         self.conn.execute("DELETE FROM uploads WHERE session_id = ?", (session_id,))
+
+    def referenced_blob_keys(self) -> set[str]:
+        """Return every blob key a version, staged row or upload part refers to."""
+        rows = self.conn.execute(
+            "SELECT blob_key FROM versions UNION SELECT blob_key FROM staged WHERE deleted = 0"
+            " UNION SELECT blob_key FROM upload_parts"
+        )
+        return {str(row[0]) for row in rows}
