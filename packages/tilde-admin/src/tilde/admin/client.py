@@ -31,3 +31,19 @@ class Client(AdminClientMixin, tilde.data.Client):
     """
 
     repository_class: ClassVar[type[tilde.data.Repository]] = Repository
+
+    def repository(self, repo_path: str) -> Repository:
+        """Return a handle on a repository, with the admin additions; sends no request.
+
+        Args:
+            repo_path: ``"organization/repository"``.
+
+        Returns:
+            The repository handle.
+
+        Raises:
+            ValueError: ``repo_path`` is not of the form ``"organization/repository"``.
+
+        """
+        # The parent builds it with repository_class; the cast only restates that type for the type checker.
+        return cast("Repository", super().repository(repo_path))

@@ -85,7 +85,9 @@ class ImportJob:
         for name in _TEXT_FIELDS:
             setattr(self, name, text_field(data, name))
         count = data.get("objects_imported")
-        self.objects_imported: int | None = int(count) if isinstance(count, (int, float)) else None
+        self.objects_imported: int | None = None
+        if isinstance(count, (int, float)) and not isinstance(count, bool):
+            self.objects_imported = int(count)
         self.created_at: datetime | None = timestamp_field(data, "created_at")
         self.updated_at: datetime | None = timestamp_field(data, "updated_at")
 
