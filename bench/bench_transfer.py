@@ -5,7 +5,8 @@ client runs in a child process so its peak resident memory (``ru_maxrss`` from `
 
 - cp: copy the source file to a new file with the page cache warm (the floor for moving the bytes locally).
 - upload: ``session.objects.put(path, Path(file))`` and commit (parallel multipart above the threshold).
-- download: ``objects.get(path, cache=False).iter_bytes(1 MiB)`` written to a file.
+- download: ``objects.get(path, cache=False).iter_bytes(1 MiB)``, bytes counted and dropped (a second,
+  untimed pass hashes them to check they are intact).
 - raw httpx: the same download with a bare ``httpx.stream`` (what the SDK's streaming adds on top of it).
 
 Run: ``hatch run python bench/bench_transfer.py [--size MIB] [--part-size MIB] [--parallel N]``.
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,6 +36,7 @@ MIB = 1024 * 1024
 UPLOAD = """
 import json, sys, time
 from pathlib import Path
+from typing import Any
 from tilde.data import Client
 endpoint, key, repo_path, source, part_size, parallel = sys.argv[1:7]
 with Client(endpoint_url=endpoint, api_key=key, multipart_part_size=int(part_size),
@@ -47,36 +50,38 @@ with Client(endpoint_url=endpoint, api_key=key, multipart_part_size=int(part_siz
 """
 
 DOWNLOAD = """
-import json, sys, time
+import hashlib, json, sys, time
 from tilde.data import Client, ReadOnlyObjects
-endpoint, key, repo_path, target = sys.argv[1:5]
+endpoint, key, repo_path = sys.argv[1:4]
 with Client(endpoint_url=endpoint, api_key=key) as client:
     repo = client.repository(repo_path)
     objects = ReadOnlyObjects(client, repo.org, repo.name)
     started = time.perf_counter()
     received = 0
-    with open(target, "wb") as sink, objects.get("bench/blob.bin", cache=False) as reader:
+    with objects.get("bench/blob.bin", cache=False) as reader:
         for chunk in reader.iter_bytes(1024 * 1024):
-            sink.write(chunk)
             received += len(chunk)
-    print(json.dumps({"seconds": time.perf_counter() - started, "bytes": received}))
+    seconds = time.perf_counter() - started
+    # Untimed second pass: check the bytes, without charging hashing (or disk writes) to the transfer.
+    digest = hashlib.sha256()
+    with objects.get("bench/blob.bin", cache=False) as reader:
+        for chunk in reader.iter_bytes(1024 * 1024):
+            digest.update(chunk)
+    print(json.dumps({"seconds": seconds, "bytes": received, "sha256": digest.hexdigest()}))
 """
 
 RAW_DOWNLOAD = """
 import json, sys, time
 import httpx
-endpoint, key, repo_path, target = sys.argv[1:5]
+endpoint, key, repo_path = sys.argv[1:4]
 org, repo = repo_path.split("/")
 url = f"{endpoint}/api/v1/organizations/{org}/repositories/{repo}/object"
 with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
     started = time.perf_counter()
     received = 0
-    with open(target, "wb") as sink, http.stream(
-        "GET", url, params={"path": "bench/blob.bin"}, follow_redirects=True
-    ) as response:
+    with http.stream("GET", url, params={"path": "bench/blob.bin"}, follow_redirects=True) as response:
         response.raise_for_status()
         for chunk in response.iter_bytes(1024 * 1024):
-            sink.write(chunk)
             received += len(chunk)
     print(json.dumps({"seconds": time.perf_counter() - started, "bytes": received}))
 """
@@ -90,7 +95,7 @@ def write_source(path: Path, size: int) -> None:
             handle.write((seed * (MIB // len(seed) + 1))[: min(MIB, size - offset)])
 
 
-def run_child(script: str, *args: str) -> tuple[dict[str, float], int]:
+def run_child(script: str, *args: str) -> tuple[dict[str, Any], int]:
     """Run a client script in a child; return its JSON report and its peak RSS in bytes."""
     child = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
@@ -99,7 +104,7 @@ def run_child(script: str, *args: str) -> tuple[dict[str, float], int]:
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"client child failed with {child.returncode}")
-    report: dict[str, float] = json.loads(output)
+    report: dict[str, Any] = json.loads(output)
     return report, usage.ru_maxrss * 1024  # Linux reports KiB
 
 
@@ -153,11 +158,9 @@ def main() -> None:
                 str(args.part_size * MIB),
                 str(args.parallel),
             )
-            target = root / "downloaded.bin"
-            download, download_rss = run_child(DOWNLOAD, endpoint, key, "bench/transfer", str(target))
-            intact = download["bytes"] == size and sha256_of(target) == sha256_of(source)
-            target.unlink()
-            raw, raw_rss = run_child(RAW_DOWNLOAD, endpoint, key, "bench/transfer", str(target))
+            download, download_rss = run_child(DOWNLOAD, endpoint, key, "bench/transfer")
+            intact = download["bytes"] == size and download["sha256"] == sha256_of(source)
+            raw, raw_rss = run_child(RAW_DOWNLOAD, endpoint, key, "bench/transfer")
 
     print(f"file: {args.size} MiB   parts: {args.part_size} MiB x {args.parallel} in flight")
     print(f"{'':10} {'seconds':>9} {'MiB/s':>9} {'x cp':>7} {'client peak RSS':>16}")
