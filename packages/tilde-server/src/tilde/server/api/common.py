@@ -228,5 +228,8 @@ def notify_commit(app_state: State, org_name: str, repo: RepoRecord, commit: Com
     executor = getattr(app_state, "listener_executor", None)
     if executor is None:
         deliver()
-    else:
+        return
+    try:
         executor.submit(deliver)
+    except RuntimeError:  # the server is shutting down
+        logger.warning("commit %s not announced to listeners: the server is shutting down", commit.id)
