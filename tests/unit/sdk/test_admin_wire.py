@@ -214,3 +214,48 @@ def test_import_from_a_malformed_repository_path_sends_nothing(repo, bad: str) -
         with pytest.raises(ValueError):
             repo.imports.create_from_repository(bad, "x/")
         assert mock.calls.call_count == 0
+
+
+# -- organizations and members: corner cases the local server does not produce ---------------------------
+
+
+def test_member_nulls_become_empty_strings(router: respx.MockRouter) -> None:
+    router.get("/organizations/acme/members").respond(
+        json={
+            "results": [
+                {
+                    "organization_id": "o-1",
+                    "user_id": "u-1",
+                    "username": "alice",
+                    "full_name": None,
+                    "email": None,
+                    "joined_at": "2026-05-01T10:00:00+02:00",
+                }
+            ]
+        }
+    )
+    with tilde.Client(api_key="k", endpoint_url="http://tilde.test") as client:
+        (member,) = tilde.admin.Members(client, "acme").list()
+    assert (member.full_name, member.email) == ("", "")
+    assert member.joined_at == datetime(2026, 5, 1, 8, tzinfo=timezone.utc)
+
+
+def test_member_create_re_reads_and_reports_a_missing_member(router: respx.MockRouter) -> None:
+    add = router.post("/organizations/acme/members").respond(201, json={})
+    router.get("/organizations/acme/members").respond(json={"results": []})
+    with (
+        tilde.Client(api_key="k", endpoint_url="http://tilde.test") as client,
+        pytest.raises(tilde.NotFoundError, match="'bob'"),
+    ):
+        tilde.admin.Members(client, "acme").create("bob")
+    assert _body(add.calls[0]) == {"username": "bob"}
+
+
+def test_organization_list_is_single_shot_and_capped(router: respx.MockRouter) -> None:
+    orgs = [{"id": f"o-{i}", "name": f"org-{i}", "display_name": f"Org {i}"} for i in range(3)]
+    listing = router.get("/organizations").respond(json={"results": orgs})
+    with tilde.Client(api_key="k", endpoint_url="http://tilde.test") as client:
+        names = [o.name for o in client.organizations.list(amount=2)]
+    assert names == ["org-0", "org-1"]
+    assert listing.call_count == 1
+    assert "amount" not in listing.calls[0].request.url.params
