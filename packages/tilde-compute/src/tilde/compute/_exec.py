@@ -7,8 +7,8 @@ import inspect
 import json
 import threading
 import time
-from contextlib import ExitStack
 from collections.abc import Generator, Mapping, Sequence
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -101,8 +101,9 @@ class ExecSession:
         """Connect, launch the command and send its standard input.
 
         Args:
-            stdin: Bytes for the command's stdin, followed by end-of-file.
-            keep_stdin_open: Leave stdin open after ``stdin`` (for :meth:`send_stdin` later).
+            stdin: Bytes for the command's stdin.
+            keep_stdin_open: Leave stdin open after ``stdin`` (for :meth:`send_stdin` later); otherwise
+                end-of-file follows, also when there is no ``stdin`` at all.
 
         Raises:
             APIError: The server refused the handshake (e.g. 410 when the sandbox has finished).
@@ -114,7 +115,9 @@ class ExecSession:
         try:
             # Entered as a context manager: recent websockets releases warn about bare connect() calls.
             self._ws = self._stack.enter_context(
-                connect(self._url, additional_headers=headers, user_agent_header=user_agent, **_connect_options())
+                connect(
+                    self._url, additional_headers=headers, user_agent_header=user_agent, **_connect_options()
+                )
             )
         except InvalidStatus as exc:
             response = exc.response
@@ -133,8 +136,10 @@ class ExecSession:
             if stdin is not None:
                 for frame in stdin_frames(stdin):
                     self._ws.send(frame)
-                if not keep_stdin_open:
-                    self._ws.send(STDIN_CLOSE)
+            if not keep_stdin_open:
+                # Without stdin the command gets end-of-file at once, as the published SDK documents ("closed
+                # stdin"), rather than a pipe nobody writes to: `cat` must not hang.
+                self._ws.send(STDIN_CLOSE)
         except ConnectionClosed:
             # The server may already have answered (e.g. EXIT for a command that could not start);
             # events() reads whatever arrived.

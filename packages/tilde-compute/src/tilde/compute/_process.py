@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
 
-from tilde.compute._exec import ExecSession
+from tilde.compute._exec import KILLED_EXIT_CODE, ExecSession
 from tilde.compute._frames import FRAME_STDOUT
 from tilde.compute._output import OutputStream, RunResult
 
@@ -43,11 +43,14 @@ class CommandStream:
             yield ("stdout" if kind == FRAME_STDOUT else "stderr"), payload
 
     def close(self) -> None:
-        """Stop reading; a command still running is stopped."""
-        if self._session.exit_code is None:
+        """Stop reading; a command still running is stopped (its exit code becomes ``KILLED_EXIT_CODE``)."""
+        running = self._session.exit_code is None
+        if running:
             self._session.kill()
         self._events.close()
         self._session.close()
+        if running and self._session.exit_code is None:
+            self._session.exit_code, self._session.reason = KILLED_EXIT_CODE, "killed"
 
     def __enter__(self) -> CommandStream:
         return self

@@ -123,7 +123,8 @@ class Shell:
             command: A shell command line (run with ``sh -c``) or an argv list (executed directly).
             env: Variables merged over the sandbox environment.
             cwd: The working directory.
-            stdin: Bytes (or text, UTF-8 encoded) fed to the command, followed by end-of-file.
+            stdin: Bytes (or text, UTF-8 encoded) fed to the command, followed by end-of-file (without
+                ``stdin`` the command reads end-of-file at once).
             check: Raise :class:`CommandError` when the exit status is not 0.
             timeout: Stop the command after this many seconds; it then exits with status 124.
             on_stdout: Called with each chunk of standard output as it arrives.
@@ -211,7 +212,7 @@ class Shell:
             env: Variables merged over the sandbox environment.
             cwd: The working directory.
             stdin: Bytes (or UTF-8 text) sent to the command first.
-            stdin_open: Keep stdin open for :meth:`Process.write` (else it closes after ``stdin``, if any).
+            stdin_open: Keep stdin open for :meth:`Process.write` (else it closes after ``stdin``).
             timeout: Stop the command after this many seconds (exit status 124).
             on_stdout: Called with each chunk of standard output, from a background thread.
             on_stderr: Called with each chunk of standard error, from a background thread.
@@ -222,7 +223,7 @@ class Shell:
         """
         session = self._session(command, env=env, cwd=cwd, timeout=timeout, limit=None)
         data = stdin.encode() if isinstance(stdin, str) else stdin
-        session.open(b"" if data is None and stdin_open else data, keep_stdin_open=stdin_open)
+        session.open(data, keep_stdin_open=stdin_open)
         process = Process(session, command_text(command), on_stdout=on_stdout, on_stderr=on_stderr)
         self._processes.append(process)
         return process

@@ -27,7 +27,7 @@ from tilde.server.api.common import (
 from tilde.server.errors import ApiError
 from tilde.server.registry import RepoRecord
 from tilde.server.sandbox.spec import parse_spec
-from tilde.server.sandbox.triggers import TriggerStore
+from tilde.server.sandbox.triggers import TriggerStore, install
 
 MAX_NAME_LENGTH = 100
 MAX_CONDITIONS = 10
@@ -44,10 +44,7 @@ def _bad(message: str) -> ApiError:
 
 
 def _store(conn: HTTPConnection) -> TriggerStore:
-    store: TriggerStore | None = getattr(conn.app.state, "trigger_store", None)
-    if store is None:
-        raise ApiError(503, "triggers_unavailable", "sandbox triggers are not enabled on this server")
-    return store
+    return install(conn.app).store
 
 
 def _name(value: Any) -> str:
