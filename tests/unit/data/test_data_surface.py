@@ -1,0 +1,68 @@
+"""tilde.data's public surface, and that it stands alone in a slim install (core + data only)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import tilde.data
+
+EXPECTED = [
+    "Client",
+    "Commit",
+    "CommitResult",
+    "Commits",
+    "CopyObjectResult",
+    "Entry",
+    "EntryRecord",
+    "ListingEntry",
+    "ObjectMetadata",
+    "ObjectReader",
+    "PutObjectResult",
+    "ReadOnlyObjects",
+    "Repositories",
+    "Repository",
+    "Session",
+    "SessionObjects",
+    "SourceMetadata",
+    "UploadRequest",
+    "UploadSettings",
+    "UploadStrategy",
+    "__version__",
+]
+
+
+def test_all_is_exactly_the_public_surface() -> None:
+    assert tilde.data.__all__ == EXPECTED
+    for name in EXPECTED:
+        assert hasattr(tilde.data, name)
+
+
+def test_data_layer_imports_nothing_beyond_core() -> None:
+    # A fresh interpreter: which modules does using the data layer pull in? (click is left out: httpx itself
+    # imports its optional command line when click happens to be installed.)
+    script = (
+        "import sys\n"
+        "import tilde.data\n"
+        "client = tilde.data.Client(endpoint_url='http://127.0.0.1:9', api_key='k')\n"
+        "client._upload_strategies()\n"
+        "repo = client.repository('acme/data')\n"
+        "repo.attach('s').objects.get('p')\n"
+        "client.close()\n"
+        "bad = ('websockets', 'tilde.server', 'tilde.compute', 'tilde.admin', 'tilde.cli',\n"
+        "       'starlette', 'uvicorn')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(bad)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={"TILDE_PLUGINS": ""},
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_repository_class_is_a_class_attribute() -> None:
+    assert tilde.data.Client.repository_class is tilde.data.Repository
