@@ -347,3 +347,23 @@ def test_injected_async_client_left_open() -> None:
         return http
 
     run(scenario())
+
+
+def test_default_sleep_is_awaitable() -> None:
+    recorder = AsyncRecorder(
+        httpx.Response(503, headers={"Retry-After": "0"}), httpx.Response(200, json={"t": 1})
+    )
+
+    async def scenario() -> dict[str, Any]:
+        client = AsyncClient(
+            endpoint_url=ENDPOINT,
+            api_key="k",
+            http_client=httpx.AsyncClient(transport=httpx.MockTransport(recorder)),
+        )
+        try:
+            return await client._get_json("/x")  # the retry waits through anyio.sleep(0)
+        finally:
+            await finish(client)
+
+    assert run(scenario()) == {"t": 1}
+    assert len(recorder.requests) == 2
