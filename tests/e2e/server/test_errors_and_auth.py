@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -47,6 +47,19 @@ def test_wrong_method_is_405_json(assert_error: ExpectError, api: httpx.Client) 
 def test_malformed_json_is_400(assert_error: ExpectError, api: httpx.Client, body: bytes) -> None:
     response = api.post("/organizations", content=body, headers={"Content-Type": "application/json"})
     assert_error(response, 400, "invalid_json")
+
+
+def test_oversized_json_body_is_413(assert_error: ExpectError, api: httpx.Client) -> None:
+    huge = b'{"name": "' + b"x" * (9 * 1024 * 1024) + b'"}'
+    assert_error(api.post("/organizations", content=huge), 413, "payload_too_large")
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(9):
+            yield b"x" * (1024 * 1024)
+        yield b'"}'
+
+    assert_error(api.post("/organizations", content=chunks()), 413, "payload_too_large")
 
 
 def test_success_responses_carry_a_request_id(api: httpx.Client) -> None:
@@ -180,3 +193,19 @@ def test_sandbox_scoped_token_is_limited_to_its_repo_and_session(
         assert_error(httpx.get(f"{base_url}/organizations/{org}/repositories", headers=headers), 403)
     finally:
         server.app.state.token_resolvers.remove(resolver)
+
+
+def test_websocket_handshake_without_key_is_refused(server: LocalServer) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    url = (
+        server.endpoint_url.replace("http://", "ws://")
+        + "/api/v1/organizations/o/repositories/r/sandboxes/s/exec"
+    )
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, open_timeout=10)
+    assert refused.value.response.status_code == 403
+    with pytest.raises(InvalidStatus) as bad_key:
+        connect(url, additional_headers={"Authorization": "Bearer tuk-wrong"}, open_timeout=10)
+    assert bad_key.value.response.status_code == 403
