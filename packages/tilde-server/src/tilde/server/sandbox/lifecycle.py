@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -32,6 +33,7 @@ from tilde.server.sandbox.isolation import (
     resolve_image,
 )
 from tilde.server.sandbox.layers import LowerIndex, build_lower, collect_changes
+from tilde.server.sandbox.lower_cache import LowerTree
 from tilde.server.sandbox.mounts import MountError, detach, mount_overlay
 from tilde.server.sandbox.relay import close_server, short_path, start_api_relay, start_credentials_server
 
@@ -159,19 +161,39 @@ class _Run:
         self.transports: list[asyncio.BaseTransport] = []
         self.process: _Process | None = None
         self.mounted = False
+        self.lower_tree: LowerTree | None = None
+        self.private_lower = False
 
     # -- start ---------------------------------------------------------------------------------------------
 
-    def _prepare_dirs(self) -> None:
-        for path in (self.paths.lower, self.paths.upper, self.paths.work, self.paths.merged, self.paths.run):
+    def _make_dirs(self) -> bool:
+        """Create the per-sandbox directories; True when the session has staged changes already."""
+        for path in (self.paths.upper, self.paths.work, self.paths.merged, self.paths.run):
             os.makedirs(path, exist_ok=True)
         os.chmod(self.paths.upper, 0o755)
+        return bool(self.rt.engine.has_changes(self.rec.repo.id, self.rec.id))
+
+    def _build_lower(self, directory: str) -> LowerIndex:
         rec = self.rec
-        self.index = build_lower(
-            self.rt.engine.session_view(rec.repo.id, rec.id, rec.spec.path_prefix),
-            rec.spec.path_prefix,
-            self.paths.lower,
-        )
+        view = self.rt.engine.session_view(rec.repo.id, rec.id, rec.spec.path_prefix)
+        return build_lower(view, rec.spec.path_prefix, directory)
+
+    async def _prepare(self) -> None:
+        """Directories, and the lower layer: shared per base commit unless the session already has changes."""
+        rec = self.rec
+        staged = await self.loop.run_in_executor(None, self._make_dirs)
+        if staged:
+            os.makedirs(self.paths.lower, exist_ok=True)
+            self.index = await self.loop.run_in_executor(None, self._build_lower, self.paths.lower)
+            self.private_lower = True
+            return
+        session = await self.loop.run_in_executor(None, self.rt.engine.get_session, rec.repo.id, rec.id)
+        key = (rec.repo.id, session.base_commit_id, rec.spec.path_prefix)
+        self.lower_tree, self.index = await self.rt.lowers.acquire(key, self._build_lower)
+        self.paths = dataclasses.replace(self.paths, lower=self.lower_tree.path)
+        if await self.loop.run_in_executor(None, self.rt.engine.has_changes, rec.repo.id, rec.id):
+            # Something was staged while the tree was built: it may not be the commit's tree, so share it no more.
+            self.rt.lowers.forget(key)
 
     def _agent_config(self, status_fd: int) -> dict[str, Any]:
         rec = self.rec
@@ -282,7 +304,7 @@ class _Run:
         if choice.error:
             return Outcome("failed", "image_not_found", fields={"error_message": choice.error})
         rec.image_note = choice.note
-        await self.loop.run_in_executor(None, self._prepare_dirs)
+        await self._prepare()
         if rec.stop_request == "cancel":
             return Outcome("cancelled", "cancelled_by_user")
         status_reader, info_task = await self._spawn(choice.rootfs)
@@ -384,12 +406,11 @@ class _Run:
             self.run_fd = -1
         paths = self.paths
         self.unmount()
-        await self.loop.run_in_executor(
-            None,
-            lambda: [
-                _remove_tree(Path(p)) for p in (paths.lower, paths.upper, paths.work, paths.merged, paths.run)
-            ],
-        )
+        own = [paths.upper, paths.work, paths.merged, paths.run] + ([paths.lower] if self.private_lower else [])
+        await self.loop.run_in_executor(None, lambda: [_remove_tree(Path(p)) for p in own])
+        if self.lower_tree is not None:
+            tree, self.lower_tree = self.lower_tree, None
+            await self.rt.lowers.release(tree)
 
     def unmount(self) -> None:
         """Detach the overlay mounted by the server (every sandbox process must be gone)."""

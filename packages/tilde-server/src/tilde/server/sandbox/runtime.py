@@ -19,6 +19,7 @@ from typing import Any
 
 from tilde.server.errors import ApiError
 from tilde.server.sandbox.lifecycle import run_sandbox
+from tilde.server.sandbox.lower_cache import LowerCache
 from tilde.server.sandbox.mounts import detach_stale
 from tilde.server.sandbox.record import SandboxRecord
 from tilde.server.sandbox.settings import SandboxSettings
@@ -52,6 +53,7 @@ class SandboxRuntime:
         self.direct_mounts = os.geteuid() == 0
         if self.direct_mounts:
             detach_stale(self.root)
+        self.lowers = LowerCache(self.root / ".lower", capacity=self.settings.shared_lower_trees)
         self._records: dict[str, SandboxRecord] = {}
         self._by_repo: dict[str, list[str]] = {}
         self._stop_events: dict[str, asyncio.Event] = {}

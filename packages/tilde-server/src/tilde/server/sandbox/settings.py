@@ -34,6 +34,7 @@ class SandboxSettings:
         gid: Group id inside the sandbox.
         hostname: Host name inside the sandbox.
         token_ttl_seconds: Lifetime of the ``tst-`` tokens handed out by the credentials endpoint.
+        shared_lower_trees: Unused per-commit lower trees kept for the next sandboxes on the same commit.
         finish_grace_seconds: How long a graceful stop may take before the sandbox is killed.
         bwrap: The bubblewrap executable.
         unshare: The util-linux ``unshare`` executable.
@@ -55,6 +56,7 @@ class SandboxSettings:
     gid: int = 1000
     hostname: str = "sandbox"
     token_ttl_seconds: int = 900
+    shared_lower_trees: int = 8
     finish_grace_seconds: float = 5.0
     bwrap: str = "bwrap"
     unshare: str = "unshare"
