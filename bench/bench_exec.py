@@ -1,0 +1,112 @@
+"""Command latencies through the SDK (tilde-compute) against a local tilde-server, measured side by side.
+
+- ``sh.run("true")``: one command over a fresh /exec websocket in a running shell.
+- ``repo.execute("true")``: create a one-shot sandbox, learn that it ended, read its output. The SDK learns of
+  the end through the status long poll; for comparison the same flow with the published client's strategy
+  (a status request at once, then one per second) is measured too.
+- shell start: ``repo.shell()`` until the sandbox runs, with the long poll (``while=starting``) and with
+  one-second polls.
+
+Run: ``hatch run python bench/bench_exec.py [--rounds N]``. Prints a table; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import httpx
+
+from tilde.compute import Client, Repository, Sandbox, SandboxStatus
+from tilde.server import LocalServer
+
+
+def percentile_ms(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
+
+
+def measure(rounds: int, action: Callable[[], object]) -> list[float]:
+    action()  # warm up: first connections, imports, page cache
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def poll_every_second(sandbox: Sandbox, done: Callable[[SandboxStatus], bool]) -> SandboxStatus:
+    """What the published client does: ask at once, then once a second."""
+    while True:
+        status = sandbox.status()
+        if done(status):
+            return status
+        time.sleep(1.0)
+
+
+def execute_polling(repo: Repository) -> None:
+    sandbox = repo.sandboxes.create(image="ubuntu:22.04", command=["true"])
+    poll_every_second(sandbox, lambda status: status.is_terminal)
+    with sandbox.status().stdout() as log:
+        log.read()
+
+
+def shell_start(repo: Repository, *, long_poll: bool) -> None:
+    shell = repo.shell()
+    if long_poll:
+        shell.wait_until_running()
+    else:
+        poll_every_second(shell.sandbox, lambda status: status.state != "starting")
+    shell.cancel()
+    shell.sandbox.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30, help="samples per fast measurement (default 30)")
+    parser.add_argument("--slow-rounds", type=int, default=5, help="samples per 1 s-polling measurement")
+    args = parser.parse_args()
+
+    with LocalServer() as server:
+        with httpx.Client(
+            base_url=server.endpoint_url + "/api/v1", headers={"Authorization": f"Bearer {server.api_key}"}
+        ) as api:
+            api.post("/organizations", json={"name": "bench", "display_name": "Bench"}).raise_for_status()
+            api.post("/organizations/bench/repositories", json={"name": "exec"}).raise_for_status()
+        with Client(endpoint_url=server.endpoint_url, api_key=server.api_key) as client:
+            repo = client.repository("bench/exec")
+            rows: list[tuple[str, list[float]]] = []
+            with repo.shell() as shell:
+                rows.append(('sh.run("true")', measure(args.rounds, lambda: shell.run("true"))))
+            rows.append(
+                ('repo.execute("true"), long poll', measure(args.rounds, lambda: repo.execute("true")))
+            )
+            rows.append(
+                ('repo.execute("true"), 1 s polls', measure(args.slow_rounds, lambda: execute_polling(repo)))
+            )
+            rows.append(
+                ("shell start, long poll", measure(args.rounds, lambda: shell_start(repo, long_poll=True)))
+            )
+            rows.append(
+                (
+                    "shell start, 1 s polls",
+                    measure(args.slow_rounds, lambda: shell_start(repo, long_poll=False)),
+                )
+            )
+
+    width = max(len(name) for name, _ in rows)
+    print(f"{'operation':<{width}}  {'n':>3}  {'p50 ms':>9}  {'p90 ms':>9}")
+    for name, samples in rows:
+        p50, p90 = percentile_ms(samples, 0.5), percentile_ms(samples, 0.9)
+        print(f"{name:<{width}}  {len(samples):>3}  {p50:>9.1f}  {p90:>9.1f}")
+    medians = [statistics.median(samples) for _, samples in rows]
+    print()
+    print(f"execute: 1 s polls / long poll = {medians[2] / medians[1]:.1f}x")
+    print(f"shell start: 1 s polls / long poll = {medians[4] / medians[3]:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
