@@ -69,7 +69,7 @@ def test_success_responses_carry_a_request_id(api: httpx.Client) -> None:
 
 
 def test_uncaught_exception_is_500_json(
-    assert_error: ExpectError, server: LocalServer, api: httpx.Client, org_name: str
+    assert_error: ExpectError, server: LocalServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken(token: str) -> Principal | None:
         raise RuntimeError("resolver exploded")
@@ -84,6 +84,9 @@ def test_uncaught_exception_is_500_json(
         server.app.state.token_resolvers.remove(broken)
     body = assert_error(response, 500, "internal_error")
     assert "exploded" not in body["message"]
+    logged = [r for r in caplog.records if r.exc_info and "exploded" in str(r.exc_info[1])]
+    assert len(logged) == 1
+    assert body["request_id"] in logged[0].getMessage()
 
 
 def test_agent_key_works_in_its_org_only(

@@ -174,13 +174,26 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         rid = request_id_of(scope)
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == b"x-request-id" for name, _ in headers):
                     headers.append((b"x-request-id", rid.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if scope["type"] != "http" or started:
+                raise
+            # Answer here rather than in Starlette's outermost handler, which re-raises after responding and
+            # would make the server log the same traceback a second time.
+            logger.error(
+                "unhandled error in %s %s [%s]", scope.get("method"), scope.get("path"), rid, exc_info=exc
+            )
+            await error_response(scope, 500, "internal_error", "internal server error")(scope, receive, send)
