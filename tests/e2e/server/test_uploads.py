@@ -220,3 +220,17 @@ def test_multipart_part_number_and_abort(repo: Any, assert_error: ExpectError) -
     aborted = repo.api.delete(repo.url("/object/multipart"), params=base)
     assert aborted.status_code == 204
     assert_error(complete(repo, session, "m.bin", upload, [], 0), 404)
+
+
+def test_finalize_metadata_is_exposed(repo: Any, assert_error: ExpectError) -> None:
+    session = repo.new_session()
+    staged = repo.stage(session, "m.txt")
+    httpx.put(staged["upload_url"], content=b"m")
+    bad = finalize(repo, session, "m.txt", upload_token=staged["upload_token"], metadata={"k": 1})
+    assert_error(bad, 400, "invalid_field")
+    done = finalize(repo, session, "m.txt", upload_token=staged["upload_token"], metadata={"owner": "ana"})
+    assert done.status_code == 201
+    head = repo.api.head(repo.url("/object"), params={"path": "m.txt", "session_id": session})
+    assert head.headers["x-tilde-meta-owner"] == "ana"
+    listing = repo.api.get(repo.url("/objects"), params={"session_id": session}).json()["results"]
+    assert listing[0]["entry"]["metadata"] == {"owner": "ana"}

@@ -60,7 +60,6 @@ async def get_object(request: Request) -> Response:
         "Content-Type": version.content_type or "application/octet-stream",
         "Last-Modified": http_date(version.last_modified),
         "Accept-Ranges": "bytes",
-        "X-Tilde-Reproducible": "true",
     }
     for key, value in version.metadata.items():
         if key.isascii() and value.isascii() and key.replace("-", "").isalnum():
