@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from starlette.applications import Starlette
@@ -30,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
+from tilde.server._ids import rfc3339
 from tilde.server.api import agents, commits, objects, orgs, repos, sessions, uploads
 from tilde.server.auth import Authenticator, AuthMiddleware, TokenResolver
 from tilde.server.config import (
@@ -89,6 +91,8 @@ def create_app(config: ServerConfig) -> Starlette:
     if not registry.has_token(admin_key):
         registry.create_key("user", registry.admin.id, admin_key, name="admin")
     engine = StorageEngine.open(data_dir)
+    # Upload tokens live a week; finished uploads nobody finalized since then can never be used.
+    registry.forget_uploads_before(rfc3339(datetime.now(timezone.utc) - timedelta(seconds=uploads.TOKEN_TTL)))
     token_resolvers: list[TokenResolver] = []
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tilde-commit-listener")
 

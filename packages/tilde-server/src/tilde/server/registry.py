@@ -139,7 +139,7 @@ class Registry(PrincipalStore):
         super().__init__(path, _SCHEMA)
         self.admin = self.ensure_user(ADMIN_USERNAME, full_name="Administrator")
 
-    # -- users and memberships -----------------------------------------------------------------------------
+    # -- users and memberships ---------------------------------------------------------------------
 
     def ensure_user(self, username: str, *, full_name: str = "", email: str = "") -> UserRecord:
         """Return the user called ``username``, creating it when missing.
@@ -201,7 +201,7 @@ class Registry(PrincipalStore):
             for r in rows
         ]
 
-    # -- organizations -------------------------------------------------------------------------------------
+    # -- organizations -----------------------------------------------------------------------------
 
     def create_org(self, name: str, display_name: str, creator_user_id: str | None) -> OrgRecord:
         """Create an organization; its creator (and the admin) become members. Duplicate name → 409."""
@@ -268,7 +268,7 @@ class Registry(PrincipalStore):
                 (now, org_id),
             )
 
-    # -- repositories --------------------------------------------------------------------------------------
+    # -- repositories ------------------------------------------------------------------------------
 
     @staticmethod
     def _repo(row: sqlite3.Row) -> RepoRecord:

@@ -102,7 +102,7 @@ def _agent(row: sqlite3.Row) -> AgentRecord:
 class PrincipalStore(SqliteStore):
     """Agents, roles and API keys (base of `tilde.server.registry.Registry`)."""
 
-    # -- agents --------------------------------------------------------------------------------------------
+    # -- agents ------------------------------------------------------------------------------------
 
     def create_agent(
         self,
@@ -183,7 +183,7 @@ class PrincipalStore(SqliteStore):
         """Delete an agent and revoke its keys."""
         self._delete_principal("agents", "agent", agent_id)
 
-    # -- roles ---------------------------------------------------------------------------------------------
+    # -- roles -------------------------------------------------------------------------------------
 
     def create_role(
         self, org_id: str, name: str, description: str, creator: tuple[str, str, str]
@@ -239,7 +239,7 @@ class PrincipalStore(SqliteStore):
                 (utc_now(), principal_type, principal_id),
             )
 
-    # -- API keys ------------------------------------------------------------------------------------------
+    # -- API keys ----------------------------------------------------------------------------------
 
     def create_key(
         self, principal_type: str, principal_id: str, token: str, *, name: str = "", description: str = ""
@@ -328,8 +328,7 @@ class PrincipalStore(SqliteStore):
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (utc_now(), key_id)
             )
 
-    # -- single-part uploads
-    # -----------------------------------------------------------------------------------
+    # -- single-part uploads -----------------------------------------------------------------------
 
     def put_upload(self, record: UploadRecord) -> None:
         """Remember the blob received for an upload id (a repeated PUT replaces it)."""
@@ -358,6 +357,11 @@ class PrincipalStore(SqliteStore):
             upload_id,
         )
         return UploadRecord(**dict(row)) if row else None
+
+    def forget_uploads_before(self, cutoff: str) -> int:
+        """Forget finished uploads never finalized before ``cutoff`` (RFC 3339); return how many."""
+        with self._tx() as db:
+            return db.execute("DELETE FROM uploads WHERE created_at < ?", (cutoff,)).rowcount
 
     def delete_upload(self, upload_id: str) -> None:
         """Forget an upload (after finalize consumed it)."""

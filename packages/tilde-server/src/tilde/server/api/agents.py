@@ -40,7 +40,7 @@ def _metadata(body: dict[str, Any]) -> dict[str, Any] | None:
     return value
 
 
-# -- roles -------------------------------------------------------------------------------------------------
+# -- roles -----------------------------------------------------------------------------------------
 
 
 async def list_roles(request: Request) -> Response:
@@ -75,7 +75,7 @@ async def delete_role(request: Request) -> Response:
     return Response(status_code=204)
 
 
-# -- agents ------------------------------------------------------------------------------------------------
+# -- agents ----------------------------------------------------------------------------------------
 
 
 async def list_agents(request: Request) -> Response:
@@ -128,7 +128,7 @@ async def delete_agent(request: Request) -> Response:
     return Response(status_code=204)
 
 
-# -- API keys of agents and roles --------------------------------------------------------------------------
+# -- API keys of agents and roles ------------------------------------------------------------------
 
 
 def _key_owner(request: Request, kind: str) -> tuple[str, str]:
