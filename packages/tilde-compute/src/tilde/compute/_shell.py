@@ -139,17 +139,21 @@ class Shell:
 
         """
         session = self._session(command, env=env, cwd=cwd, timeout=timeout, limit=DEFAULT_COMMAND_LIMIT)
-        session.open(stdin.encode() if isinstance(stdin, str) else stdin)
         stdout, stderr = bytearray(), bytearray()
-        for kind, payload in session.events():
-            if kind == FRAME_STDOUT:
-                stdout.extend(payload)
-                if on_stdout is not None:
-                    on_stdout(payload)
-            else:
-                stderr.extend(payload)
-                if on_stderr is not None:
-                    on_stderr(payload)
+        try:
+            session.open(stdin.encode() if isinstance(stdin, str) else stdin)
+            for kind, payload in session.events():
+                if kind == FRAME_STDOUT:
+                    stdout.extend(payload)
+                    if on_stdout is not None:
+                        on_stdout(payload)
+                else:
+                    stderr.extend(payload)
+                    if on_stderr is not None:
+                        on_stderr(payload)
+        finally:
+            # Also when a callback raises: dropping the connection stops the command.
+            session.close()
         code = session.exit_code if session.exit_code is not None else -1
         result = RunResult(OutputStream(bytes(stdout)), OutputStream(bytes(stderr)), code)
         if check and code != 0:
@@ -225,7 +229,7 @@ class Shell:
         data = stdin.encode() if isinstance(stdin, str) else stdin
         session.open(data, keep_stdin_open=stdin_open)
         process = Process(session, command_text(command), on_stdout=on_stdout, on_stderr=on_stderr)
-        self._processes.append(process)
+        self._processes = [p for p in self._processes if p.poll() is None] + [process]
         return process
 
     def _kill_processes(self) -> None:
