@@ -1,8 +1,8 @@
 """The sandbox runtime: bubblewrap sandboxes over an overlay of the repository, with an in-sandbox agent.
 
 `make_runtime` is what ``create_app`` calls; it puts a `SandboxRuntime` on ``app.state.runtime``, registers the
-runtime's ``tst-`` token resolver and learns the server's own address from incoming requests (the in-sandbox
-API relay connects there).
+runtime's ``tst-`` token resolver and its commit listener (which prepares lower trees of new commits), and learns
+the server's own address from incoming requests (the in-sandbox API relay connects there).
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ def make_runtime(config: Any, engine: Any, app: Any) -> SandboxRuntime:
     resolvers = getattr(app.state, "token_resolvers", None)
     if resolvers is not None:
         resolvers.append(runtime.tokens.resolve)
+    listeners = getattr(app.state, "commit_listeners", None)
+    if listeners is not None:
+        listeners.append(runtime.on_commit)
     add_middleware = getattr(app, "add_middleware", None)
     if add_middleware is not None:
         add_middleware(_ServerAddressProbe, runtime=runtime)

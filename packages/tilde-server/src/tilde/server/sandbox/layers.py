@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = ["Changes", "LowerFile", "LowerIndex", "build_lower", "collect_changes
 
 _OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 _HASH_CHUNK = 1024 * 1024
+_LINK_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,6 @@ class Changes:
         return bool(self.writes or self.deletes)
 
 
-def _etag_digest(etag: str) -> str:
-    return etag.strip('"')
-
-
 def _link_or_copy(source: str, target: str) -> None:
     try:
         os.link(source, target)
@@ -103,44 +101,63 @@ def _link_or_copy(source: str, target: str) -> None:
         os.chmod(target, 0o644)
 
 
-def build_lower(entries: Iterable[Any], prefix: str, lower_dir: str) -> LowerIndex:
+def _link_all(pairs: list[tuple[str, str]]) -> None:
+    for source, target in pairs:
+        _link_or_copy(source, target)
+
+
+def build_lower(entries: Iterable[Any], prefix: str, lower_dir: str, *, workers: int = 2) -> LowerIndex:
     """Materialise a session view under ``lower_dir`` as hard links to blob files.
+
+    Reading the view and linking overlap: batches of links run in ``workers`` threads (``link`` releases the
+    GIL) while the view is still being read; directories are created before any batch that needs them.
 
     Args:
         entries: The engine's ``ViewEntry`` items (path order), all starting with ``prefix``.
         prefix: The repository prefix mounted at the mountpoint (``""`` or ending with ``/``).
         lower_dir: An empty directory.
+        workers: Threads creating links.
 
     Returns:
         The index of what was materialised.
-
     """
     index = LowerIndex()
+    files = index.files
     made_dirs: set[str] = {""}
-    file_paths: set[str] = set()
-    for entry in entries:
-        rel = entry.path[len(prefix) :]
-        if not rel:
-            continue
-        parent, _, name = rel.rpartition("/")
-        if len(name.encode("utf-8", "surrogateescape")) > 255:
-            index.skipped.append(entry.path)
-            continue
-        if parent not in made_dirs:
-            # A directory cannot have the name of a file shown earlier (``a`` before ``a/b``): the file wins.
-            parts = parent.split("/")
-            if any("/".join(parts[: i + 1]) in file_paths for i in range(len(parts))):
+    cut = len(prefix)
+    base = lower_dir.rstrip("/") + "/"
+    batch: list[tuple[str, str]] = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tilde-sandbox-link") as pool:
+        futures = []
+        for entry in entries:
+            rel = entry.path[cut:]
+            if not rel:
+                continue
+            parent, _, name = rel.rpartition("/")
+            if len(name.encode("utf-8", "surrogateescape")) > 255:
                 index.skipped.append(entry.path)
                 continue
-            os.makedirs(os.path.join(lower_dir, parent), exist_ok=True)
-            for i in range(len(parts)):
-                made_dirs.add("/".join(parts[: i + 1]))
-        if rel in made_dirs:
-            index.skipped.append(entry.path)
-            continue
-        _link_or_copy(str(entry.blob_path), os.path.join(lower_dir, rel))
-        file_paths.add(rel)
-        index.files[rel] = LowerFile(entry.size, _etag_digest(entry.etag), entry.content_type)
+            if parent not in made_dirs:
+                # A directory cannot have the name of a file shown earlier (``a`` before ``a/b``): the file wins.
+                parts = parent.split("/")
+                ancestors = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+                if any(path in files for path in ancestors):
+                    index.skipped.append(entry.path)
+                    continue
+                os.makedirs(base + parent, exist_ok=True)
+                made_dirs.update(ancestors)
+            if rel in made_dirs:
+                index.skipped.append(entry.path)
+                continue
+            batch.append((str(entry.blob_path), base + rel))
+            if len(batch) >= _LINK_BATCH:
+                futures.append(pool.submit(_link_all, batch))
+                batch = []
+            files[rel] = LowerFile(entry.size, entry.etag.strip('"'), entry.content_type)
+        if batch:
+            futures.append(pool.submit(_link_all, batch))
+        for future in futures:
+            future.result()
     return index
 
 

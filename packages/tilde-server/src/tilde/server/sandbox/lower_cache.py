@@ -85,6 +85,13 @@ class LowerCache:
             raise
         return entry, index
 
+    def prefixes(self, repo_id: str) -> set[str]:
+        """The path prefixes of the trees cached for a repository (what sandboxes there have been mounting)."""
+        return {prefix for repo, _, prefix in self._entries if repo == repo_id}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
     def forget(self, key: LowerKey) -> None:
         """Stop offering ``key``'s tree to new sandboxes (it is removed once its users release it)."""
         entry = self._entries.pop(key, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ from typing import Any
 
 from tilde.server.errors import ApiError
 from tilde.server.sandbox.lifecycle import run_sandbox
+from tilde.server.sandbox.layers import LowerIndex, build_lower
 from tilde.server.sandbox.lower_cache import LowerCache
 from tilde.server.sandbox.mounts import detach_stale
 from tilde.server.sandbox.record import SandboxRecord
@@ -61,6 +63,7 @@ class SandboxRuntime:
         self._lock = threading.Lock()
         self._server_address: tuple[str, int] | None = None
         self._closed = False
+        self._warming: set[str] = set()
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="tilde-sandbox-runtime", daemon=True)
         self._thread.start()
@@ -239,6 +242,52 @@ class SandboxRuntime:
         from tilde.server.api.common import notify_commit
 
         notify_commit(self.app_state, record.org_name, record.repo, commit)
+
+    # -- warm lower trees --------------------------------------------------------------------------------
+
+    def on_commit(self, org_name: str, repo: Any, commit: Any) -> None:
+        """Commit listener: prepare the new head's lower tree for repositories that run sandboxes.
+
+        The tree is built in the background, so the next sandbox (often one started by a trigger on this very
+        commit) finds it ready instead of linking every file first.
+        """
+        if self._closed:
+            return
+        self.loop.call_soon_threadsafe(self._schedule_warm, repo)
+
+    def _schedule_warm(self, repo: Any) -> None:
+        prefixes = self.lowers.prefixes(repo.id)
+        if not prefixes or repo.id in self._warming:
+            return
+        self._warming.add(repo.id)
+        task = self.loop.create_task(self._warm(repo, prefixes))
+        task.add_done_callback(lambda _: self._warming.discard(repo.id))
+
+    async def _warm(self, repo: Any, prefixes: set[str]) -> None:
+        from tilde.server.storage import Actor, StorageError
+
+        loop = asyncio.get_running_loop()
+        actor = Actor("user", "tilde-sandbox-runtime", "sandbox runtime")
+        try:
+            session = await loop.run_in_executor(None, self.engine.create_session, repo.id, actor)
+        except StorageError:
+            return
+        try:
+            for prefix in sorted(prefixes):
+                key = (repo.id, session.base_commit_id, prefix)
+                if key in self.lowers:
+                    continue
+
+                def build(directory: str, prefix: str = prefix) -> LowerIndex:
+                    return build_lower(self.engine.session_view(repo.id, session.id, prefix), prefix, directory)
+
+                tree, _ = await self.lowers.acquire(key, build)
+                await self.lowers.release(tree)
+        except Exception:
+            logger.exception("preparing a lower tree for repository %s failed", repo.id)
+        finally:
+            with contextlib.suppress(StorageError):
+                await loop.run_in_executor(None, self.engine.rollback_session, repo.id, session.id)
 
     # -- shutdown -----------------------------------------------------------------------------------------
 
