@@ -27,7 +27,7 @@ from tilde.server.api.common import (
 from tilde.server.errors import ApiError
 from tilde.server.registry import RepoRecord
 from tilde.server.sandbox.spec import parse_spec
-from tilde.server.sandbox.triggers import TriggerStore, install
+from tilde.server.sandbox.triggers import TriggerRecord, TriggerRunRecord, TriggerStore, install
 
 MAX_NAME_LENGTH = 100
 MAX_CONDITIONS = 10
@@ -153,12 +153,47 @@ def _validate(
     return fields
 
 
+def trigger_json(trigger: TriggerRecord) -> dict[str, Any]:
+    """Return the contract's SandboxTrigger object."""
+    return {
+        "id": trigger.id,
+        "repository_id": trigger.repo_id,
+        "name": trigger.name,
+        "description": trigger.description,
+        "enabled": trigger.enabled,
+        "conditions": trigger.conditions,
+        "sandbox_config": trigger.sandbox_config,
+        "run_as": trigger.run_as,
+        "created_by": trigger.created_by,
+        "created_by_type": trigger.created_by_type,
+        "created_at": trigger.created_at,
+        "updated_at": trigger.updated_at,
+    }
+
+
+def run_json(run: TriggerRunRecord) -> dict[str, Any]:
+    """Return the contract's SandboxTriggerRun object (plus ``error_message`` for failed runs)."""
+    return {
+        "id": run.id,
+        "repository_id": run.repo_id,
+        "trigger_id": run.trigger_id,
+        "commit_id": run.commit_id,
+        "status": run.status,
+        "reason": run.reason,
+        "error_message": run.error_message,
+        "sandbox_id": run.sandbox_id,
+        "matched_paths": run.matched_paths,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+    }
+
+
 async def list_triggers(request: Request) -> Response:
     """``GET R/sandbox-triggers``: the repository's triggers, oldest first."""
     _, repo = resolve_repo(request, _READ)
     amount, after = page_params(request)
     triggers, has_more = await run_sync(_store(request).list_triggers, repo.id, after, amount)
-    return paged([t.to_json() for t in triggers], has_more, triggers[-1].id if triggers else None)
+    return paged([trigger_json(t) for t in triggers], has_more, triggers[-1].id if triggers else None)
 
 
 async def create_trigger(request: Request) -> Response:
@@ -167,14 +202,14 @@ async def create_trigger(request: Request) -> Response:
     body = await read_json(request)
     fields = _validate(request, body, repo, partial=False)
     trigger = await run_sync(_store(request).create, repo.id, fields, require_principal(request))
-    return JSONResponse(trigger.to_json(), status_code=201)
+    return JSONResponse(trigger_json(trigger), status_code=201)
 
 
 async def get_trigger(request: Request) -> Response:
     """``GET T``: one trigger."""
     _, repo = resolve_repo(request, _READ)
     trigger = await run_sync(_store(request).get, repo.id, request.path_params["trigger_id"])
-    return JSONResponse(trigger.to_json())
+    return JSONResponse(trigger_json(trigger))
 
 
 async def update_trigger(request: Request) -> Response:
@@ -184,7 +219,7 @@ async def update_trigger(request: Request) -> Response:
     fields = _validate(request, body, repo, partial=True)
     fields.pop("enabled", None)  # enabling is PATCH's job; PUT leaves it as it is
     trigger = await run_sync(_store(request).update, repo.id, request.path_params["trigger_id"], fields)
-    return JSONResponse(trigger.to_json())
+    return JSONResponse(trigger_json(trigger))
 
 
 async def patch_trigger(request: Request) -> Response:
@@ -197,7 +232,7 @@ async def patch_trigger(request: Request) -> Response:
     trigger = await run_sync(
         _store(request).update, repo.id, request.path_params["trigger_id"], {"enabled": enabled}
     )
-    return JSONResponse(trigger.to_json())
+    return JSONResponse(trigger_json(trigger))
 
 
 async def delete_trigger(request: Request) -> Response:
@@ -214,7 +249,7 @@ async def list_runs(request: Request) -> Response:
     runs, has_more = await run_sync(
         _store(request).list_runs, repo.id, request.path_params["trigger_id"], after, amount
     )
-    return paged([r.to_json() for r in runs], has_more, runs[-1].id if runs else None)
+    return paged([run_json(r) for r in runs], has_more, runs[-1].id if runs else None)
 
 
 _BASE = "/organizations/{org}/repositories/{repo}/sandbox-triggers"

@@ -23,6 +23,7 @@ so a sandbox that commits quickly cannot be evaluated before its run's sandbox i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -31,7 +32,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.datastructures import State
@@ -118,23 +119,6 @@ class TriggerRecord:
     created_at: str
     updated_at: str
 
-    def to_json(self) -> dict[str, Any]:
-        """Return the contract's SandboxTrigger object."""
-        return {
-            "id": self.id,
-            "repository_id": self.repo_id,
-            "name": self.name,
-            "description": self.description,
-            "enabled": self.enabled,
-            "conditions": [dict(c) for c in self.conditions],
-            "sandbox_config": dict(self.sandbox_config),
-            "run_as": dict(self.run_as) if self.run_as else None,
-            "created_by": self.created_by,
-            "created_by_type": self.created_by_type,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
-
 
 @dataclass(frozen=True)
 class TriggerRunRecord:
@@ -153,56 +137,20 @@ class TriggerRunRecord:
     created_at: str
     updated_at: str
 
-    def to_json(self) -> dict[str, Any]:
-        """Return the contract's SandboxTriggerRun object (plus ``error_message`` for failed runs)."""
-        return {
-            "id": self.id,
-            "repository_id": self.repo_id,
-            "trigger_id": self.trigger_id,
-            "commit_id": self.commit_id,
-            "status": self.status,
-            "reason": self.reason,
-            "error_message": self.error_message,
-            "sandbox_id": self.sandbox_id,
-            "matched_paths": list(self.matched_paths),
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
+
+_JSON_COLUMNS = frozenset({"conditions", "sandbox_config", "run_as", "matched_paths", "lineage"})
+Record = TypeVar("Record", "TriggerRecord", "TriggerRunRecord")
 
 
-def _trigger(row: sqlite3.Row) -> TriggerRecord:
-    return TriggerRecord(
-        id=row["id"],
-        repo_id=row["repo_id"],
-        name=row["name"],
-        description=row["description"],
-        enabled=bool(row["enabled"]),
-        conditions=json.loads(row["conditions"]),
-        sandbox_config=json.loads(row["sandbox_config"]),
-        run_as=json.loads(row["run_as"]) if row["run_as"] else None,
-        created_by_type=row["created_by_type"],
-        created_by=row["created_by"],
-        created_by_name=row["created_by_name"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-def _run(row: sqlite3.Row) -> TriggerRunRecord:
-    return TriggerRunRecord(
-        id=row["id"],
-        repo_id=row["repo_id"],
-        trigger_id=row["trigger_id"],
-        commit_id=row["commit_id"],
-        status=row["status"],
-        reason=row["reason"],
-        error_message=row["error_message"],
-        sandbox_id=row["sandbox_id"],
-        matched_paths=json.loads(row["matched_paths"]),
-        lineage=json.loads(row["lineage"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+def _record(cls: type[Record], row: sqlite3.Row) -> Record:
+    """Build a record from the row's columns of the same names (JSON columns decoded)."""
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):
+        value = row[item.name]
+        values[item.name] = json.loads(value) if item.name in _JSON_COLUMNS and value is not None else value
+    if "enabled" in values:
+        values["enabled"] = bool(values["enabled"])
+    return cls(**values)
 
 
 def _not_found(trigger_id: str) -> ApiError:
@@ -260,7 +208,7 @@ class TriggerStore(SqliteStore):
         row = self._one("SELECT * FROM triggers WHERE id = ? AND repo_id = ?", trigger_id, repo_id)
         if row is None:
             raise _not_found(trigger_id)
-        return _trigger(row)
+        return _record(TriggerRecord, row)
 
     def list_triggers(self, repo_id: str, after: str, limit: int) -> tuple[list[TriggerRecord], bool]:
         """Return up to ``limit`` triggers after the cursor, oldest first, and whether more follow."""
@@ -271,12 +219,12 @@ class TriggerStore(SqliteStore):
             limit + 1,
         )
         page, has_more = page_of(rows, limit)
-        return [_trigger(row) for row in page], has_more
+        return [_record(TriggerRecord, row) for row in page], has_more
 
     def enabled(self, repo_id: str) -> list[TriggerRecord]:
         """Return the repository's enabled triggers."""
         rows = self._all("SELECT * FROM triggers WHERE repo_id = ? AND enabled = 1 ORDER BY id", repo_id)
-        return [_trigger(row) for row in rows]
+        return [_record(TriggerRecord, row) for row in rows]
 
     def update(self, repo_id: str, trigger_id: str, changes: Mapping[str, Any]) -> TriggerRecord:
         """Apply validated changes (any of the create fields) and return the updated trigger."""
@@ -331,7 +279,7 @@ class TriggerStore(SqliteStore):
                 limit + 1,
             )
         page, has_more = page_of(rows, limit)
-        return [_run(row) for row in page], has_more
+        return [_record(TriggerRunRecord, row) for row in page], has_more
 
     def add_run(
         self,
