@@ -2,14 +2,15 @@
 
 Measured side by side in one run:
 
-- start: a service sandbox from ``POST /sandboxes`` until its status is ``running``, on an empty repository and
-  on a large one (10,000 files, 1 GiB; 1,000 files, 100 MiB with ``--quick``). The repository's view is a tree
-  of hard links shared by every sandbox starting on the same commit, so the ratio large/empty stays near 1; the
-  first start after a commit builds that tree (a link per file, no contents copied). For scale, the time to
-  merely copy the same files (what a copying runtime would have to do at least) is measured too.
-- exec: ``sh.run("true")``'s wire round trip (open the /exec websocket, LAUNCH ``true``, STDIN_CLOSE, read EXIT).
-- execute: ``repo.execute("true")``'s wire calls (create a one-shot sandbox, long-poll its status until it ends,
-  read its log).
+- start: a service sandbox from ``POST /sandboxes`` until its status is ``running``, on an empty repository
+  and on a large one (10,000 files, 1 GiB; 1,000 files, 100 MiB with ``--quick``). The repository's view is a
+  tree of hard links shared by every sandbox starting on the same commit, so the ratio large/empty stays near
+  1; the first start after a commit builds that tree (a link per file, no contents copied). For scale, the
+  time to merely copy the same files (what a copying runtime would have to do at least) is measured too.
+- exec: ``sh.run("true")``'s wire round trip (open the /exec websocket, LAUNCH ``true``, STDIN_CLOSE, read
+  EXIT).
+- execute: ``repo.execute("true")``'s wire calls (create a one-shot sandbox, long-poll its status until it
+  ends, read its log).
 
 Run: ``hatch run python bench/bench_sandbox.py [--quick] [--rounds N]``. Prints a table; asserts nothing.
 """
@@ -114,8 +115,11 @@ class Bench:
 
 def copy_baseline(data_dir: Path, count: int) -> float:
     """Copy ``count`` of the largest blob files (a copying runtime's minimum work) and return the seconds."""
-    blobs = sorted((p for p in (data_dir / "blobs").rglob("*") if p.is_file() and len(p.name) == 64),
-                   key=lambda p: p.stat().st_size, reverse=True)[:count]
+    blobs = sorted(
+        (p for p in (data_dir / "blobs").rglob("*") if p.is_file() and len(p.name) == 64),
+        key=lambda p: p.stat().st_size,
+        reverse=True,
+    )[:count]
     with tempfile.TemporaryDirectory(dir=data_dir) as target:
         started = time.perf_counter()
         for n, blob in enumerate(blobs):
@@ -124,7 +128,8 @@ def copy_baseline(data_dir: Path, count: int) -> float:
 
 
 class _TcpSocketModule:
-    """``socket`` with TCP sockets created as ``IPPROTO_TCP``, so asyncio turns Nagle off on accepted connections.
+    """``socket`` with TCP sockets created as ``IPPROTO_TCP``, so asyncio turns Nagle off on accepted
+    connections.
 
     A listening socket made as ``socket(AF_INET, SOCK_STREAM)`` has protocol 0, and asyncio only sets
     ``TCP_NODELAY`` on transports whose socket says ``IPPROTO_TCP``; with Nagle on, every response on a reused
@@ -155,9 +160,14 @@ def main() -> None:
     rounds = args.rounds or (10 if args.quick else 30)
     # Only the benchmark's own server gets the fix; see _TcpSocketModule.
     tilde.server.local.socket = _TcpSocketModule()  # type: ignore[assignment]
-    with LocalServer() as server, httpx.Client(
-        base_url=server.endpoint_url + "/api/v1", headers={"Authorization": f"Bearer {server.api_key}"}, timeout=600
-    ) as api:
+    with (
+        LocalServer() as server,
+        httpx.Client(
+            base_url=server.endpoint_url + "/api/v1",
+            headers={"Authorization": f"Bearer {server.api_key}"},
+            timeout=600,
+        ) as api,
+    ):
         assert api.post("/organizations", json={"name": "bench", "display_name": "Bench"}).status_code == 201
         bench = Bench(server, api)
         empty, large = bench.repo("empty"), bench.repo("large")

@@ -1,4 +1,5 @@
-"""Helpers for the sandbox end-to-end tests: raw HTTP against the `server` fixture, plus the /exec websocket."""
+"""Helpers for the sandbox end-to-end tests: raw HTTP against the `server` fixture, plus the /exec
+websocket."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def put_objects(api: httpx.Client, repo_path: str, objects: dict[str, bytes]) ->
     session_id = api.post(f"{base}/sessions").json()["session_id"]
     for path, data in objects.items():
         target = api.put(f"{base}/object", params={"session_id": session_id, "path": path}).json()
-        uploaded = httpx.put(target["upload_url"], content=data, headers={"Content-Type": "application/octet-stream"})
+        uploaded = httpx.put(
+            target["upload_url"], content=data, headers={"Content-Type": "application/octet-stream"}
+        )
         assert uploaded.is_success, uploaded.text
         done = api.post(
             f"{base}/object/finalize",
@@ -153,7 +156,9 @@ class Sandboxes:
             launch["timeout"] = timeout
         out, err, sizes = bytearray(), bytearray(), []
         with connect(
-            self.exec_url(sandbox_id), additional_headers={"Authorization": f"Bearer {self.token}"}, open_timeout=10
+            self.exec_url(sandbox_id),
+            additional_headers={"Authorization": f"Bearer {self.token}"},
+            open_timeout=10,
         ) as ws:
             ws.send(bytes([LAUNCH]) + json.dumps(launch).encode())
             if stdin is not None:
@@ -180,5 +185,3 @@ class Sandboxes:
         response = self.api.delete(f"{self.base}/{sandbox_id}")
         assert response.status_code == 202, response.text
         return self.wait(sandbox_id)
-
-

@@ -55,7 +55,12 @@ def test_edit_add_delete_are_committed_exactly(
     }
     assert read_object(api, repo_path, "keep/edit.txt") == b"original\nappended\n"
     assert read_object(api, repo_path, "added.bin") == bytes(range(256))
-    assert sorted(list_objects(api, repo_path)) == ["added.bin", "keep/edit.txt", "keep/untouched.txt", "same.txt"]
+    assert sorted(list_objects(api, repo_path)) == [
+        "added.bin",
+        "keep/edit.txt",
+        "keep/untouched.txt",
+        "same.txt",
+    ]
 
 
 def test_directory_recreated_after_delete_keeps_only_new_files(
@@ -67,7 +72,9 @@ def test_directory_recreated_after_delete_keeps_only_new_files(
     assert diff(api, repo_path, status["commit_id"]) == {"olddir/a.txt": "removed", "olddir/c.txt": "added"}
 
 
-def test_read_only_run_has_no_changes(api: httpx.Client, repo_path: str, sandboxes: Sandboxes, seeded: str) -> None:
+def test_read_only_run_has_no_changes(
+    api: httpx.Client, repo_path: str, sandboxes: Sandboxes, seeded: str
+) -> None:
     status, log = sandboxes.run_once("cat keep/edit.txt olddir/sub/b.txt")
     assert (status["status"], status["status_reason"]) == ("done", "no_changes")
     assert log == "original\nb\n"
@@ -85,7 +92,9 @@ def test_failing_command_commits_nothing(
     assert "partial.txt" not in list_objects(api, repo_path)
 
 
-def test_timeout_commits_nothing(api: httpx.Client, repo_path: str, sandboxes: Sandboxes, seeded: str) -> None:
+def test_timeout_commits_nothing(
+    api: httpx.Client, repo_path: str, sandboxes: Sandboxes, seeded: str
+) -> None:
     status, _ = sandboxes.run_once("echo x > late.txt; sleep 30", timeout_seconds=1)
     assert (status["status"], status["status_reason"]) == ("failed", "timeout")
     assert head_commit(api, repo_path) == seeded
@@ -103,14 +112,19 @@ def test_cancel_of_a_one_shot_commits_nothing(
     assert again.status_code == 409
 
 
-def test_path_prefix_and_mountpoint(api: httpx.Client, repo_path: str, sandboxes: Sandboxes, seeded: str) -> None:
+def test_path_prefix_and_mountpoint(
+    api: httpx.Client, repo_path: str, sandboxes: Sandboxes, seeded: str
+) -> None:
     status, log = sandboxes.run_once(
         "pwd; ls -R; echo new > sub/n.txt; rm a.txt", path_prefix="olddir", mountpoint="/work/data"
     )
     assert status["status_reason"] == "committed", log
     assert log.splitlines()[0] == "/work/data"
     assert "edit.txt" not in log
-    assert diff(api, repo_path, status["commit_id"]) == {"olddir/a.txt": "removed", "olddir/sub/n.txt": "added"}
+    assert diff(api, repo_path, status["commit_id"]) == {
+        "olddir/a.txt": "removed",
+        "olddir/sub/n.txt": "added",
+    }
 
 
 def test_logs_merge_stdout_and_stderr_in_order(sandboxes: Sandboxes) -> None:
@@ -123,7 +137,9 @@ def test_logs_merge_stdout_and_stderr_in_order(sandboxes: Sandboxes) -> None:
     assert network.text == ""
 
 
-def test_status_long_poll_and_full_sandbox_object(api: httpx.Client, repo_path: str, sandboxes: Sandboxes) -> None:
+def test_status_long_poll_and_full_sandbox_object(
+    api: httpx.Client, repo_path: str, sandboxes: Sandboxes
+) -> None:
     sid = sandboxes.create(command=["sh", "-c", "exit 0"], env_vars={"A": "b"})
     status = sandboxes.wait(sid)
     assert status["status"] == "done"
@@ -150,7 +166,9 @@ def test_status_long_poll_and_full_sandbox_object(api: httpx.Client, repo_path: 
         ({"image": "x", "command": "true", "path_prefix": "../up"}, "path_prefix"),
     ],
 )
-def test_invalid_requests_are_400(api: httpx.Client, repo_path: str, body: dict[str, object], fragment: str) -> None:
+def test_invalid_requests_are_400(
+    api: httpx.Client, repo_path: str, body: dict[str, object], fragment: str
+) -> None:
     response = api.post(f"{repo_url(repo_path)}/sandboxes", json=body)
     assert response.status_code == 400, response.text
     assert fragment in response.json()["message"]

@@ -15,7 +15,9 @@ pytestmark = pytest.mark.sandbox
 MIB = 1024 * 1024
 
 
-def test_stdout_stderr_and_exit_code_are_kept_apart(sandboxes: Sandboxes, service: Callable[..., str]) -> None:
+def test_stdout_stderr_and_exit_code_are_kept_apart(
+    sandboxes: Sandboxes, service: Callable[..., str]
+) -> None:
     sid = service()
     result = sandboxes.exec(sid, "echo out; echo err >&2; echo more; exit 3")
     assert result.stdout == b"out\nmore\n"
@@ -81,7 +83,9 @@ def test_exec_timeout_kills_the_command(sandboxes: Sandboxes, service: Callable[
     assert result.stdout == b"started\n"
 
 
-def test_no_state_persists_between_runs_but_files_do(sandboxes: Sandboxes, service: Callable[..., str]) -> None:
+def test_no_state_persists_between_runs_but_files_do(
+    sandboxes: Sandboxes, service: Callable[..., str]
+) -> None:
     sid = service()
     sandboxes.exec(sid, "export X=1; cd /tmp; echo data > /sandbox/kept.txt")
     result = sandboxes.exec(sid, 'echo "[$X]"; pwd; cat kept.txt')
@@ -128,7 +132,9 @@ def test_exec_handshake_refusals(sandboxes: Sandboxes, service: Callable[..., st
     sandboxes.finish(sid)
     with pytest.raises(InvalidStatus) as finished:
         connect(
-            sandboxes.exec_url(sid), additional_headers={"Authorization": f"Bearer {sandboxes.token}"}, open_timeout=10
+            sandboxes.exec_url(sid),
+            additional_headers={"Authorization": f"Bearer {sandboxes.token}"},
+            open_timeout=10,
         )
     assert finished.value.response.status_code == 410
 

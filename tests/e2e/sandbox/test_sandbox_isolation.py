@@ -57,7 +57,9 @@ def test_host_processes_files_and_data_are_invisible(
     try:
         sid = service()
         files = sandboxes.exec(
-            sid, f"test -e {marker} && echo MARKER; test -e {server.data_dir} && echo DATA; test -e /root/.ssh && echo ROOT"
+            sid,
+            f"test -e {marker} && echo MARKER; test -e {server.data_dir} && echo DATA; "
+            "test -e /root/.ssh && echo ROOT",
         )
         processes = sandboxes.exec(sid, ["ps", "-eo", "comm="])
     finally:
@@ -144,7 +146,9 @@ print(json.dumps(out))
 """
 
 
-def test_code_inside_uses_the_injected_credentials(api: httpx.Client, repo_path: str, sandboxes: Sandboxes) -> None:
+def test_code_inside_uses_the_injected_credentials(
+    api: httpx.Client, repo_path: str, sandboxes: Sandboxes
+) -> None:
     put_objects(api, repo_path, {"seed.txt": b"seeded\n"})
     status, log = sandboxes.run_once(["python3", "-c", CLIENT])
     assert status["status_reason"] == "committed", log

@@ -3,8 +3,8 @@
 Handshake: the bearer token is checked by the auth middleware (refused with 403); then an unknown sandbox is
 refused with 404, a finished one with 410 and one that is not running yet with 503. After the LAUNCH frame the
 server opens a connection to the in-sandbox agent and relays frames both ways: STDIN/STDIN_CLOSE to the agent,
-STDOUT/STDERR (split to at most 1 MiB per message) and EXIT back. EXIT is always sent before the server closes,
-the command runs without waiting for stdin, and an exec that is idle but running is never dropped.
+STDOUT/STDERR (split to at most 1 MiB per message) and EXIT back. EXIT is always sent before the server
+closes, the command runs without waiting for stdin, and an exec that is idle but running is never dropped.
 """
 
 from __future__ import annotations
@@ -112,7 +112,9 @@ async def exec_endpoint(websocket: WebSocket) -> None:
             return
         data: bytes = first["bytes"]
         if data[0] != FRAME_LAUNCH:
-            await websocket.send_bytes(_exit_payload({"exit_code": -1, "error": "the first frame must be LAUNCH"}))
+            await websocket.send_bytes(
+                _exit_payload({"exit_code": -1, "error": "the first frame must be LAUNCH"})
+            )
             await websocket.close()
             return
         await _relay(websocket, record.control_path, data[1:])
@@ -145,7 +147,11 @@ async def _relay(websocket: WebSocket, control_path: str, launch: bytes) -> None
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
     if body is None:
-        body = {"exit_code": -1, "reason": "sandbox_finished", "error": "the sandbox ended during the command"}
+        body = {
+            "exit_code": -1,
+            "reason": "sandbox_finished",
+            "error": "the sandbox ended during the command",
+        }
     with contextlib.suppress(Exception):
         await websocket.send_bytes(_exit_payload(body))
         await websocket.close()

@@ -1,7 +1,7 @@
-"""Sandboxes (CONTRACT §4.5 #34–#40, §5.7, §6.1–6.2, and the status long poll of our compute extensions).
+"""Sandboxes (CONTRACT §4.5 #34 to #40, §5.7, §6.1, §6.2, and the status long poll of our compute extensions).
 
-Routes are relative to ``/api/v1``. The runtime (``app.state.runtime``) does the work; these handlers validate,
-authorize and shape responses. A sandbox-scoped token (``tst-``) cannot manage sandboxes.
+Routes are relative to ``/api/v1``. The runtime (``app.state.runtime``) does the work; these handlers
+validate, authorize and shape responses. A sandbox-scoped token (``tst-``) cannot manage sandboxes.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ async def create_sandbox(request: Request) -> Response:
 
 
 async def list_sandboxes(request: Request) -> Response:
-    """A page of the repository's sandboxes (full Sandbox objects)."""
+    """List a page of the repository's sandboxes (full Sandbox objects)."""
     _, repo = resolve_repo(request, "ReadSandboxes")
     amount, after = page_params(request)
     records, has_more = runtime_of(request).list(repo.id, after, amount)
@@ -71,7 +71,7 @@ async def list_sandboxes(request: Request) -> Response:
 
 
 async def get_sandbox(request: Request) -> Response:
-    """The full Sandbox object."""
+    """Return the full Sandbox object."""
     _, record = sandbox_of(request, "ReadSandboxes")
     return JSONResponse(record.full_json())
 
@@ -106,7 +106,7 @@ async def cancel_sandbox(request: Request) -> Response:
 
 
 async def finish_sandbox(request: Request) -> Response:
-    """Finish a service sandbox: stop it gracefully and commit (``202``; ``400`` not service; ``409`` ended)."""
+    """Finish a service sandbox: stop it gracefully, then commit (202; 400 unless service; 409 if ended)."""
     _, record = sandbox_of(request, "RunSandbox")
     runtime_of(request).finish(record)
     return JSONResponse({"message": f"sandbox {record.id} is finishing"}, status_code=202)
@@ -136,7 +136,7 @@ async def _follow(record: SandboxRecord, path: str) -> AsyncIterator[bytes]:
 
 
 async def stdout_log(request: Request) -> Response:
-    """The main command's stdout and stderr merged in order (``text/plain``, streamed while running)."""
+    """Stream the main command's stdout and stderr merged in order (``text/plain``, live while running)."""
     _, record = sandbox_of(request, "ReadSandboxes")
     if not os.path.exists(record.log_path):
         raise ApiError(410, "gone", "the sandbox's logs are no longer available")

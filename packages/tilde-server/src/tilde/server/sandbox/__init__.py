@@ -1,8 +1,8 @@
 """The sandbox runtime: bubblewrap sandboxes over an overlay of the repository, with an in-sandbox agent.
 
-`make_runtime` is what ``create_app`` calls; it puts a `SandboxRuntime` on ``app.state.runtime``, registers the
-runtime's ``tst-`` token resolver and its commit listener (which prepares lower trees of new commits), and learns
-the server's own address from incoming requests (the in-sandbox API relay connects there).
+`make_runtime` is what ``create_app`` calls; it puts a `SandboxRuntime` on ``app.state.runtime``, registers
+the runtime's ``tst-`` token resolver and its commit listener (which prepares lower trees of new commits), and
+learns the server's own address from incoming requests (the in-sandbox API relay connects there).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ __all__ = ["SandboxRuntime", "SandboxSettings", "SandboxSpec", "make_runtime", "
 
 
 class _ServerAddressProbe:
-    """ASGI middleware telling the runtime which address the server listens on (from each connection's scope)."""
+    """ASGI middleware telling the runtime the address the server listens on (from connection scopes)."""
 
     def __init__(self, app: ASGIApp, runtime: SandboxRuntime) -> None:
         self.app = app
@@ -41,6 +41,7 @@ def make_runtime(config: Any, engine: Any, app: Any) -> SandboxRuntime:
 
     Returns:
         The runtime (the caller stores it as ``app.state.runtime``).
+
     """
     runtime = SandboxRuntime(config, engine, app.state)
     resolvers = getattr(app.state, "token_resolvers", None)

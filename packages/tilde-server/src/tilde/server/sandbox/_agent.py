@@ -1,17 +1,18 @@
 """The in-sandbox agent: the one long-lived process bubblewrap starts inside every sandbox.
 
-It is run by a bare interpreter (``python -I -S``) inside the sandbox, so it uses the standard library only and
-plain threads (importing asyncio would cost more start-up time than the whole exec round trip is allowed).
+It is run by a bare interpreter (``python -I -S``) inside the sandbox, so it uses the standard library only
+and plain threads (importing asyncio would cost more start-up time than the whole exec round trip is allowed).
 
 What it does:
 
-- listens on a unix socket bind-mounted from the host (``control``); each connection is one exec: a LAUNCH frame,
-  then STDIN / STDIN_CLOSE / KILL frames from the host, and STDOUT / STDERR frames followed by one EXIT frame back;
-  a SHUTDOWN frame on a fresh connection stops the sandbox gracefully;
-- relays TCP connections to ``127.0.0.1:<port>`` inside the sandbox's network namespace to unix sockets served by
-  the host (the Tilde API and the credentials endpoint), so code without network access can still reach them;
-- in one-shot mode runs the main command with stdout and stderr both on the inherited log file (so they merge in
-  production order) and exits with its exit code;
+- listens on a unix socket bind-mounted from the host (``control``); each connection is one exec: a LAUNCH
+  frame, then STDIN / STDIN_CLOSE / KILL frames from the host, and STDOUT / STDERR frames followed by one EXIT
+  frame back; a SHUTDOWN frame on a fresh connection stops the sandbox gracefully;
+- relays TCP connections to ``127.0.0.1:<port>`` inside the sandbox's network namespace to unix sockets served
+  by the host (the Tilde API and the credentials endpoint), so code without network access can still reach
+  them;
+- in one-shot mode runs the main command with stdout and stderr both on the inherited log file (so they merge
+  in production order) and exits with its exit code;
 - reports ``ready`` and ``exit <code>`` lines on an inherited status pipe.
 
 Frames on the control socket: 1 byte type, 4 bytes big-endian payload length, payload.

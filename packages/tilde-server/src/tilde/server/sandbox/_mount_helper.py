@@ -1,11 +1,11 @@
 """Mount a sandbox's overlay in a private mount namespace, then exec bubblewrap.
 
-Run as ``unshare --mount --propagation private -- python -I -S _mount_helper.py SPEC_JSON -- bwrap ...``, so the
-mount exists only in the namespace of this process tree and vanishes with it (nothing to unmount on the host, even
-after a crash). Standard library only; no shell involved.
+Run as ``unshare --mount --propagation private -- python -I -S _mount_helper.py SPEC_JSON -- bwrap ...``, so
+the mount exists only in the namespace of this process tree and vanishes with it (nothing to unmount on the
+host, even after a crash). Standard library only; no shell involved.
 
-``SPEC_JSON`` is ``{"lower", "upper", "work", "merged"}``. Used when the server cannot mount in its own namespace
-(see ``mounts.py`` for the usual path).
+``SPEC_JSON`` is ``{"lower", "upper", "work", "merged"}``. Used when the server cannot mount in its own
+namespace (see ``mounts.py`` for the usual path).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The command line that starts one sandbox: ``unshare`` → overlay mount helper → ``bwrap`` → the agent.
 
-Isolation, in order of appearance: a private mount namespace holds the overlay (it disappears with the sandbox);
-bubblewrap then builds a fresh root from a tmpfs with read-only system directories, the repository overlay at the
-mountpoint as the only writable persistent place, a private ``/tmp``, new user/pid/ipc/uts/net/cgroup namespaces
-(the network is shared only on request), a non-root uid with every capability dropped, and ``--die-with-parent``.
+Isolation, in order of appearance: a private mount namespace holds the overlay (it disappears with the
+sandbox); bubblewrap then builds a fresh root from a tmpfs with read-only system directories, the repository
+overlay at the mountpoint as the only writable persistent place, a private ``/tmp``, new
+user/pid/ipc/uts/net/cgroup namespaces (the network is shared only on request), a non-root uid with every
+capability dropped, and ``--die-with-parent``.
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ def resolve_image(settings: SandboxSettings, image: str) -> ImageChoice:
 def masked_etc_entries(root: str = "/etc") -> tuple[tuple[str, bool], ...]:
     """Entries of ``/etc`` that are not world-readable, as ``(path, is_dir)``.
 
-    The sandbox user maps to the server's own user outside, so owner permissions would let it read files such as
-    ``/etc/shadow``; these entries are covered instead, leaving only what any local user may read.
+    The sandbox user maps to the server's own user outside, so owner permissions would let it read files such
+    as ``/etc/shadow``; these entries are covered instead, leaving only what any local user may read.
     """
     masked: list[tuple[str, bool]] = []
     for directory, dirnames, filenames in os.walk(root):
@@ -154,6 +155,7 @@ def bwrap_command(
     Returns:
         ``(options, command)``: the options go to bwrap through ``--args`` (so they are not visible in the
         sandbox's process list), the command follows ``--`` on its command line.
+
     """
     python, prefix = _interpreter()
     options = ["--unshare-all", "--die-with-parent", "--new-session"]
@@ -194,14 +196,14 @@ def bwrap_command(
 
 
 def direct_argv(settings: SandboxSettings, args_fd: int, command: list[str]) -> list[str]:
-    """The argv when the server mounted the overlay itself: bwrap reads its options from ``args_fd``."""
+    """Return the argv when the server mounted the overlay (bwrap reads its options from ``args_fd``)."""
     return [settings.bwrap, "--args", str(args_fd), "--", *command]
 
 
 def namespace_argv(
     settings: SandboxSettings, paths: LaunchPaths, options: list[str], command: list[str], *, as_root: bool
 ) -> list[str]:
-    """The argv that mounts the overlay in a private mount namespace first (``unshare`` + the mount helper).
+    """Return the argv that first mounts the overlay in a private mount namespace (``unshare`` + helper).
 
     Used when the server cannot mount in its own namespace; without root, ``unshare`` also creates a user
     namespace in which the (unprivileged) overlay mount is allowed.
@@ -211,5 +213,16 @@ def namespace_argv(
     argv = [settings.unshare]
     if not as_root:
         argv += ["--user", "--map-root-user"]
-    argv += ["--mount", "--propagation", "private", "--", python, "-I", "-S", HELPER_SCRIPT, json.dumps(spec), "--"]
+    argv += [
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        python,
+        "-I",
+        "-S",
+        HELPER_SCRIPT,
+        json.dumps(spec),
+        "--",
+    ]
     return [*argv, settings.bwrap, *options, "--", *command]

@@ -1,9 +1,9 @@
 """The sandbox's filesystem layers: the lower tree of hard links, and the changes found in the upper layer.
 
-The lower layer is the session's view materialised as hard links to the blob store's immutable files, so starting
-a sandbox copies no contents. The overlay's upper layer then holds exactly what the sandbox wrote: new or
-copied-up files, whiteouts (character devices 0/0) for deletions, and opaque directories (a directory that was
-deleted and re-created hides everything below it in the lower layer).
+The lower layer is the session's view materialised as hard links to the blob store's immutable files, so
+starting a sandbox copies no contents. The overlay's upper layer then holds exactly what the sandbox wrote:
+new or copied-up files, whiteouts (character devices 0/0) for deletions, and opaque directories (a directory
+that was deleted and re-created hides everything below it in the lower layer).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import hashlib
 import os
 import shutil
 import stat
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,6 +120,7 @@ def build_lower(entries: Iterable[Any], prefix: str, lower_dir: str, *, workers:
 
     Returns:
         The index of what was materialised.
+
     """
     index = LowerIndex()
     files = index.files
@@ -138,7 +139,8 @@ def build_lower(entries: Iterable[Any], prefix: str, lower_dir: str, *, workers:
                 index.skipped.append(entry.path)
                 continue
             if parent not in made_dirs:
-                # A directory cannot have the name of a file shown earlier (``a`` before ``a/b``): the file wins.
+                # A directory cannot have the name of a file shown earlier (``a`` before ``a/b``): the file
+                # wins.
                 parts = parent.split("/")
                 ancestors = ["/".join(parts[: i + 1]) for i in range(len(parts))]
                 if any(path in files for path in ancestors):
@@ -187,7 +189,8 @@ def _is_opaque(path: str) -> bool:
 def collect_changes(upper_dir: str, lower: LowerIndex) -> Changes:
     """Compare the upper layer with the lower index.
 
-    A file that was merely opened for writing (copied up) but whose bytes did not change is not a modification.
+    A file that was merely opened for writing (copied up) but whose bytes did not change is not a
+    modification.
 
     Args:
         upper_dir: The overlay's upper directory (after every sandbox process has exited).

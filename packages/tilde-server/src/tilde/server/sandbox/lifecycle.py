@@ -1,8 +1,8 @@
 """One sandbox from start to end: layers, process, watch, then commit or roll back, and clean up.
 
-Runs as a coroutine on the runtime's own event loop. The final status is set only after the session was committed
-or rolled back and the sandbox's directories were removed, so a client that sees a terminal status sees its
-effects too.
+Runs as a coroutine on the runtime's own event loop. The final status is set only after the session was
+committed or rolled back and the sandbox's directories were removed, so a client that sees a terminal status
+sees its effects too.
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ class _Process:
         """Kill every process of the sandbox and wait until they are gone."""
         if self.exited.done():
             return
-        # Killing the sandbox's pid 1 tears down its pid namespace; bwrap outside exits only once every process
-        # inside is gone, so the upper layer is quiet when `exited` resolves.
+        # Killing the sandbox's pid 1 tears down its pid namespace; bwrap outside exits only once every
+        # process inside is gone, so the upper layer is quiet when `exited` resolves.
         if self.child_pid is not None:
             with contextlib.suppress(OSError):
                 os.kill(self.child_pid, signal.SIGKILL)
@@ -138,6 +138,11 @@ def _remove_tree(path: Path) -> None:
 
     if path.exists():
         shutil.rmtree(path, onerror=force)
+
+
+def _remove_trees(paths: list[str]) -> None:
+    for path in paths:
+        _remove_tree(Path(path))
 
 
 class _Run:
@@ -192,7 +197,8 @@ class _Run:
         self.lower_tree, self.index = await self.rt.lowers.acquire(key, self._build_lower)
         self.paths = dataclasses.replace(self.paths, lower=self.lower_tree.path)
         if await self.loop.run_in_executor(None, self.rt.engine.has_changes, rec.repo.id, rec.id):
-            # Something was staged while the tree was built: it may not be the commit's tree, so share it no more.
+            # Something was staged while the tree was built: it may not be the commit's tree, so share it no
+            # more.
             self.rt.lowers.forget(key)
 
     def _agent_config(self, status_fd: int) -> dict[str, Any]:
@@ -248,7 +254,9 @@ class _Run:
             )
             argv = await self._direct_argv(options, command, pass_fds)
             if argv is None:
-                argv = namespace_argv(self.rt.settings, self.paths, options, command, as_root=os.geteuid() == 0)
+                argv = namespace_argv(
+                    self.rt.settings, self.paths, options, command, as_root=os.geteuid() == 0
+                )
             with open(self.rec.log_path, "ab") as log:
                 proc = subprocess.Popen(
                     argv,
@@ -273,7 +281,9 @@ class _Run:
         self.transports.append(transport)
         return status_reader, asyncio.ensure_future(_read_info(info_reader, self.process))
 
-    async def _direct_argv(self, options: list[str], command: list[str], pass_fds: list[int]) -> list[str] | None:
+    async def _direct_argv(
+        self, options: list[str], command: list[str], pass_fds: list[int]
+    ) -> list[str] | None:
         """Mount the overlay from the server process and hand bwrap its options in a memory file.
 
         Returns None when this process may not mount (then the namespace helper mounts instead).
@@ -282,7 +292,9 @@ class _Run:
             return None
         paths = self.paths
         try:
-            await self.loop.run_in_executor(None, mount_overlay, paths.lower, paths.upper, paths.work, paths.merged)
+            await self.loop.run_in_executor(
+                None, mount_overlay, paths.lower, paths.upper, paths.work, paths.merged
+            )
         except MountError as error:
             if error.errno not in (errno.EPERM, errno.EACCES):
                 raise
@@ -346,9 +358,7 @@ class _Run:
                     return Outcome(
                         "failed",
                         "timeout",
-                        fields={
-                            "error_message": f"the sandbox exceeded its timeout of {rec.spec.timeout_seconds} s"
-                        },
+                        fields={"error_message": f"timed out after {rec.spec.timeout_seconds} s"},
                     )
         finally:
             for task in (line_task, stop_task, info_task):
@@ -406,8 +416,10 @@ class _Run:
             self.run_fd = -1
         paths = self.paths
         self.unmount()
-        own = [paths.upper, paths.work, paths.merged, paths.run] + ([paths.lower] if self.private_lower else [])
-        await self.loop.run_in_executor(None, lambda: [_remove_tree(Path(p)) for p in own])
+        own = [paths.upper, paths.work, paths.merged, paths.run] + (
+            [paths.lower] if self.private_lower else []
+        )
+        await self.loop.run_in_executor(None, _remove_trees, own)
         if self.lower_tree is not None:
             tree, self.lower_tree = self.lower_tree, None
             await self.rt.lowers.release(tree)
@@ -419,7 +431,7 @@ class _Run:
             self.mounted = False
 
     def stage_and_commit(self) -> Outcome:
-        """Stage the upper layer's changes into the session and commit it (blocking; runs in a worker thread)."""
+        """Stage the upper layer's changes into the session and commit it (blocking: a worker thread)."""
         from tilde.server.storage import Conflict, StorageError, validate_path
 
         rec = self.rec

@@ -1,9 +1,9 @@
 """Lower layers shared between sandboxes that start from the same commit.
 
-A commit's tree never changes, and an overlay never writes to its lower layer, so every sandbox whose session has
-no staged changes yet can mount the same hard-link tree of its base commit (per path prefix). Building a tree
-costs a link per object; reusing one costs nothing, which is what makes repeated sandboxes on a large repository
-start quickly. Trees no sandbox uses are evicted beyond ``capacity``.
+A commit's tree never changes, and an overlay never writes to its lower layer, so every sandbox whose session
+has no staged changes yet can mount the same hard-link tree of its base commit (per path prefix). Building a
+tree costs a link per object; reusing one costs nothing, which is what makes repeated sandboxes on a large
+repository start quickly. Trees no sandbox uses are evicted beyond ``capacity``.
 
 Used only from the runtime's event loop (no locking).
 """
@@ -35,6 +35,7 @@ class LowerTree:
         ready: Resolves to the tree's index once built.
         refs: Sandboxes using it.
         cached: False once `LowerCache.forget` took it out of the cache.
+
     """
 
     path: str
@@ -49,6 +50,7 @@ class LowerCache:
     Args:
         root: Directory holding the trees (on the blob store's filesystem, for hard links); emptied on start.
         capacity: Unused trees kept for reuse.
+
     """
 
     def __init__(self, root: Path, capacity: int = 8) -> None:
@@ -58,8 +60,10 @@ class LowerCache:
         root.mkdir(parents=True, exist_ok=True)
         self._entries: OrderedDict[LowerKey, LowerTree] = OrderedDict()
 
-    async def acquire(self, key: LowerKey, build: Callable[[str], LowerIndex]) -> tuple[LowerTree, LowerIndex]:
-        """The tree for ``key``, built once by ``build(directory)`` in a worker thread; `release` it later."""
+    async def acquire(
+        self, key: LowerKey, build: Callable[[str], LowerIndex]
+    ) -> tuple[LowerTree, LowerIndex]:
+        """Return the tree for ``key``, built once by ``build(directory)``; release it later."""
         entry = self._entries.get(key)
         if entry is None:
             loop = asyncio.get_running_loop()
@@ -86,7 +90,7 @@ class LowerCache:
         return entry, index
 
     def prefixes(self, repo_id: str) -> set[str]:
-        """The path prefixes of the trees cached for a repository (what sandboxes there have been mounting)."""
+        """Return the path prefixes of a repository's cached trees (what its sandboxes mount)."""
         return {prefix for repo, _, prefix in self._entries if repo == repo_id}
 
     def __contains__(self, key: object) -> bool:

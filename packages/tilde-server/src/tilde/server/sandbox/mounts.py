@@ -31,13 +31,14 @@ def _lib() -> ctypes.CDLL:
 
 
 def overlay_options(lower: str, upper: str, work: str) -> str:
-    """The overlay mount options for three layer directories.
+    r"""Return the overlay mount options for three layer directories.
 
-    ``redirect_dir`` and ``metacopy`` are off so every change in the upper layer is a plain file, a whiteout or an
-    opaque directory (all the change collector needs to understand).
+    ``redirect_dir`` and ``metacopy`` are off so every change in the upper layer is a plain file, a whiteout
+    or an opaque directory (all the change collector needs to understand).
 
     Raises:
         MountError: When a path contains a character the option syntax cannot carry (``,`` ``:`` ``\\``).
+
     """
     for path in (lower, upper, work):
         if any(char in path for char in ",:\\"):
@@ -50,6 +51,7 @@ def mount_overlay(lower: str, upper: str, work: str, merged: str) -> None:
 
     Raises:
         MountError: With the system's reason (e.g. EPERM when not allowed to mount).
+
     """
     options = overlay_options(lower, upper, work).encode()
     if _lib().mount(b"overlay", merged.encode(), b"overlay", 0, options) != 0:

@@ -1,4 +1,4 @@
-"""`SandboxRecord`: one sandbox's request, status and bookkeeping, observable from any thread or event loop."""
+"""`SandboxRecord`: one sandbox's request, status and bookkeeping, observable from any thread or loop."""
 
 from __future__ import annotations
 

@@ -23,8 +23,8 @@ _MAX_HEAD = 16 * 1024
 def short_path(dir_fd: int, name: str) -> str:
     """Return a path to ``name`` inside the directory open as ``dir_fd`` that fits a unix socket address.
 
-    Unix socket paths are limited to 108 bytes; going through ``/proc/self/fd`` keeps them short however deep the
-    server's data directory is.
+    Unix socket paths are limited to 108 bytes; going through ``/proc/self/fd`` keeps them short however deep
+    the server's data directory is.
     """
     return f"/proc/self/fd/{dir_fd}/{name}"
 

@@ -1,7 +1,8 @@
 """`SandboxRuntime`: creates sandboxes, tracks them, and runs their lifecycles on a private event loop.
 
-The runtime owns one background thread with its own asyncio loop, so sandboxes keep running independently of the
-HTTP server's loop and `create` can be called from any thread (request handlers, commit listeners of triggers).
+The runtime owns one background thread with its own asyncio loop, so sandboxes keep running independently of
+the HTTP server's loop and `create` can be called from any thread (request handlers, commit listeners of
+triggers).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from tilde.server.errors import ApiError
-from tilde.server.sandbox.lifecycle import run_sandbox
 from tilde.server.sandbox.layers import LowerIndex, build_lower
+from tilde.server.sandbox.lifecycle import run_sandbox
 from tilde.server.sandbox.lower_cache import LowerCache
 from tilde.server.sandbox.mounts import detach_stale
 from tilde.server.sandbox.record import SandboxRecord
@@ -41,9 +42,12 @@ class SandboxRuntime:
         engine: The storage engine.
         app_state: ``app.state`` (registry, commit listeners); may be None in tests of the runtime alone.
         settings: Runtime settings; default: read from ``config.sandbox``.
+
     """
 
-    def __init__(self, config: Any, engine: Any, app_state: Any = None, settings: SandboxSettings | None = None):
+    def __init__(
+        self, config: Any, engine: Any, app_state: Any = None, settings: SandboxSettings | None = None
+    ):
         self.config = config
         self.engine = engine
         self.app_state = app_state
@@ -65,7 +69,9 @@ class SandboxRuntime:
         self._closed = False
         self._warming: set[str] = set()
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="tilde-sandbox-runtime", daemon=True)
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="tilde-sandbox-runtime", daemon=True
+        )
         self._thread.start()
         atexit.register(self.close)
 
@@ -87,12 +93,15 @@ class SandboxRuntime:
 
         Raises:
             ApiError: 400 for an invalid body, 503 when the runtime is disabled or closed.
+
         """
         if not self.settings.enabled or self._closed:
             raise ApiError(503, "runtime_unavailable", "the sandbox runtime is not available on this server")
         days = getattr(repo, "session_max_duration_days", None)
         parsed = parse_spec(
-            spec, default_timeout=self.settings.default_timeout_seconds, max_timeout=days * 86400 if days else None
+            spec,
+            default_timeout=self.settings.default_timeout_seconds,
+            max_timeout=days * 86400 if days else None,
         )
         actor = self._run_as(repo, principal, parsed.run_as)
         session = self.engine.create_session(repo.id, actor)
@@ -124,7 +133,7 @@ class SandboxRuntime:
             self._futures.pop(record.id, None)
 
     def _run_as(self, repo: Any, principal: Any, run_as: dict[str, str] | None) -> Any:
-        """The principal a sandbox acts as: the ``run_as`` agent or role of the same organization, or the caller."""
+        """Return whom a sandbox acts as: the ``run_as`` agent or role of the organization, or the caller."""
         if run_as is None:
             return principal
         from tilde.server.auth import Principal
@@ -135,13 +144,15 @@ class SandboxRuntime:
             getter = registry.get_agent_by_id if run_as["type"] == "agent" else registry.get_role_by_id
             found = getter(run_as["id"])
         if found is None or found.organization_id != repo.organization_id:
-            raise ApiError(400, "invalid_sandbox", f"run_as: no {run_as['type']} {run_as['id']} in this organization")
+            raise ApiError(
+                400, "invalid_sandbox", f"run_as: no {run_as['type']} {run_as['id']} in this organization"
+            )
         return Principal(run_as["type"], found.id, found.name, found.organization_id)
 
     # -- lookups ------------------------------------------------------------------------------------------
 
     def get(self, repo_id: str, sandbox_id: str) -> SandboxRecord:
-        """The sandbox ``sandbox_id`` of a repository (404 `ApiError` otherwise)."""
+        """Return the sandbox ``sandbox_id`` of a repository (404 `ApiError` otherwise)."""
         with self._lock:
             record = self._records.get(sandbox_id)
         if record is None or record.repo.id != repo_id:
@@ -149,7 +160,7 @@ class SandboxRuntime:
         return record
 
     def list(self, repo_id: str, after: str, limit: int) -> tuple[list[SandboxRecord], bool]:
-        """A page of a repository's sandboxes in creation order (``after``: exclusive sandbox-id cursor)."""
+        """Return a page of a repository's sandboxes in creation order (``after``: exclusive id cursor)."""
         with self._lock:
             ids = list(self._by_repo.get(repo_id, []))
             start = ids.index(after) + 1 if after in ids else 0
@@ -171,7 +182,9 @@ class SandboxRuntime:
     def _request_stop(self, record: SandboxRecord, kind: str) -> None:
         with self._lock:
             if record.is_terminal or record.stop_request is not None:
-                raise ApiError(409, "conflict", f"sandbox {record.id} is already {record.status or 'stopping'}")
+                raise ApiError(
+                    409, "conflict", f"sandbox {record.id} is already {record.status or 'stopping'}"
+                )
             record.stop_request = kind
         self.loop.call_soon_threadsafe(self._set_stop, record.id)
 
@@ -181,7 +194,7 @@ class SandboxRuntime:
             event.set()
 
     def stop_event(self, record: SandboxRecord) -> asyncio.Event:
-        """The runtime-loop event set when a stop is requested (created on first use)."""
+        """Return the runtime-loop event set when a stop is requested (created on first use)."""
         event = self._stop_events.setdefault(record.id, asyncio.Event())
         if record.stop_request is not None:
             event.set()
@@ -210,7 +223,7 @@ class SandboxRuntime:
         return None
 
     def public_base(self) -> str:
-        """The server's externally visible base URL."""
+        """Return the server's externally visible base URL."""
         configured = getattr(self.config, "public_url", None)
         if configured:
             return str(configured).rstrip("/")
@@ -218,7 +231,7 @@ class SandboxRuntime:
         return f"http://{address[0]}:{address[1]}" if address else ""
 
     def approval_url(self, record: SandboxRecord) -> str:
-        """The web link of a sandbox commit waiting for approval."""
+        """Return the web link of a sandbox commit waiting for approval."""
         template = getattr(self.config, "approval_web_url", "{base}/{org}/{repo}/approve/{session_id}")
         return str(template).format(
             base=self.public_base(), org=record.org_name, repo=record.repo.name, session_id=record.id
@@ -279,7 +292,9 @@ class SandboxRuntime:
                     continue
 
                 def build(directory: str, prefix: str = prefix) -> LowerIndex:
-                    return build_lower(self.engine.session_view(repo.id, session.id, prefix), prefix, directory)
+                    return build_lower(
+                        self.engine.session_view(repo.id, session.id, prefix), prefix, directory
+                    )
 
                 tree, _ = await self.lowers.acquire(key, build)
                 await self.lowers.release(tree)

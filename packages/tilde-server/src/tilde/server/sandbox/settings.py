@@ -14,19 +14,20 @@ __all__ = ["SandboxSettings"]
 class SandboxSettings:
     """Settings of the bubblewrap sandbox runtime.
 
-    Every field can be given under the same name in ``ServerConfig.sandbox``; unknown keys are rejected so a typo
-    does not silently weaken isolation.
+    Every field can be given under the same name in ``ServerConfig.sandbox``; unknown keys are rejected so a
+    typo does not silently weaken isolation.
 
     Attributes:
         enabled: When False, creating a sandbox answers 503.
         strict_images: Fail sandboxes whose image is not registered in ``images`` (``failed/image_not_found``)
             instead of running them on the host's root filesystem.
-        images: Image name -> root filesystem directory to use as the sandbox's ``/`` (read-only). The directory
-            must contain a ``python3`` interpreter (for the in-sandbox agent) at ``/usr/bin/python3``.
+        images: Image name -> root filesystem directory to use as the sandbox's ``/`` (read-only). The
+            directory must contain a ``python3`` interpreter (for the in-sandbox agent) at
+            ``/usr/bin/python3``.
         default_timeout_seconds: Timeout of sandboxes that do not ask for one.
         memory_limit_bytes: ``RLIMIT_AS`` of every sandbox process (None: unlimited).
-        process_limit: ``RLIMIT_NPROC`` (None: unlimited). Note: the kernel does not enforce it when the server
-            runs as root, because the sandbox user maps to the host's root user.
+        process_limit: ``RLIMIT_NPROC`` (None: unlimited). Note: the kernel does not enforce it when the
+            server runs as root, because the sandbox user maps to the host's root user.
         file_size_limit_bytes: ``RLIMIT_FSIZE`` (None: unlimited).
         system_dirs: Host directories bound read-only into host-root sandboxes (missing ones are skipped).
         extra_ro_binds: More host paths to bind read-only at the same place.

@@ -1,4 +1,4 @@
-"""Validation of the CreateSandbox body (CONTRACT §6.1 plus our ``network`` extension) into a `SandboxSpec`."""
+"""Validation of the CreateSandbox body (CONTRACT §6.1 plus ``network``) into a `SandboxSpec`."""
 
 from __future__ import annotations
 
