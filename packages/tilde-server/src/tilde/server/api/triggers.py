@@ -193,7 +193,7 @@ async def list_triggers(request: Request) -> Response:
     _, repo = resolve_repo(request, _READ)
     amount, after = page_params(request)
     triggers, has_more = await run_sync(_store(request).list_triggers, repo.id, after, amount)
-    return paged([trigger_json(t) for t in triggers], has_more, triggers[-1].id if triggers else None)
+    return paged([trigger_json(t) for t in triggers], has_more, str(triggers[-1].seq) if triggers else None)
 
 
 async def create_trigger(request: Request) -> Response:
@@ -249,7 +249,7 @@ async def list_runs(request: Request) -> Response:
     runs, has_more = await run_sync(
         _store(request).list_runs, repo.id, request.path_params["trigger_id"], after, amount
     )
-    return paged([run_json(r) for r in runs], has_more, runs[-1].id if runs else None)
+    return paged([run_json(r) for r in runs], has_more, str(runs[-1].seq) if runs else None)
 
 
 _BASE = "/organizations/{org}/repositories/{repo}/sandbox-triggers"

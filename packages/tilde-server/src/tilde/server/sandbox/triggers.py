@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS triggers (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS triggers_by_repo ON triggers (repo_id, id);
+CREATE INDEX IF NOT EXISTS triggers_by_repo ON triggers (repo_id);
 CREATE TABLE IF NOT EXISTS trigger_runs (
     id TEXT PRIMARY KEY,
     repo_id TEXT NOT NULL,
@@ -88,7 +88,7 @@ CREATE TABLE IF NOT EXISTS trigger_runs (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS trigger_runs_by_trigger ON trigger_runs (trigger_id, id);
+CREATE INDEX IF NOT EXISTS trigger_runs_by_trigger ON trigger_runs (trigger_id);
 CREATE INDEX IF NOT EXISTS trigger_runs_open ON trigger_runs (repo_id, settled);
 CREATE INDEX IF NOT EXISTS trigger_runs_by_result ON trigger_runs (repo_id, sandbox_commit_id);
 """
@@ -103,7 +103,10 @@ _DIFF_KIND = {"added": "added", "removed": "removed", "modified": "changed"}
 
 @dataclass(frozen=True)
 class TriggerRecord:
-    """A stored trigger; ``conditions`` and ``sandbox_config`` are the validated, normalised JSON values."""
+    """A stored trigger; ``conditions`` and ``sandbox_config`` are the validated, normalised JSON values.
+
+    ``seq`` is its position in insertion order (the list cursor); 0 when read without it.
+    """
 
     id: str
     repo_id: str
@@ -118,11 +121,12 @@ class TriggerRecord:
     created_by_name: str
     created_at: str
     updated_at: str
+    seq: int = 0
 
 
 @dataclass(frozen=True)
 class TriggerRunRecord:
-    """A stored run of a trigger against one commit."""
+    """A stored run of a trigger against one commit (``seq`` as for `TriggerRecord`)."""
 
     id: str
     repo_id: str
@@ -136,6 +140,7 @@ class TriggerRunRecord:
     lineage: list[str]
     created_at: str
     updated_at: str
+    seq: int = 0
 
 
 _JSON_COLUMNS = frozenset({"conditions", "sandbox_config", "run_as", "matched_paths", "lineage"})
@@ -145,12 +150,24 @@ Record = TypeVar("Record", "TriggerRecord", "TriggerRunRecord")
 def _record(cls: type[Record], row: sqlite3.Row) -> Record:
     """Build a record from the row's columns of the same names (JSON columns decoded)."""
     values: dict[str, Any] = {}
+    columns = row.keys()
     for item in dataclasses.fields(cls):
+        if item.name not in columns:
+            continue
         value = row[item.name]
         values[item.name] = json.loads(value) if item.name in _JSON_COLUMNS and value is not None else value
     if "enabled" in values:
         values["enabled"] = bool(values["enabled"])
     return cls(**values)
+
+
+def _cursor(after: str, default: int) -> int:
+    """Decode a list cursor: the position (SQLite rowid, in insertion order) of the last item seen."""
+    if not after:
+        return default
+    if not after.isdigit():
+        raise ApiError(400, "invalid_parameter", f"invalid cursor: {after!r}")
+    return int(after)
 
 
 def _not_found(trigger_id: str) -> ApiError:
@@ -160,7 +177,7 @@ def _not_found(trigger_id: str) -> ApiError:
 class TriggerStore(SqliteStore):
     """Triggers and their runs, in one SQLite file; every method is safe to call from any thread.
 
-    Ids are time-ordered, so listing by id lists by creation time and the id is the pagination cursor.
+    Lists follow insertion order (SQLite's rowid), which is also what their cursors hold.
 
     Args:
         path: The database file.
@@ -213,9 +230,9 @@ class TriggerStore(SqliteStore):
     def list_triggers(self, repo_id: str, after: str, limit: int) -> tuple[list[TriggerRecord], bool]:
         """Return up to ``limit`` triggers after the cursor, oldest first, and whether more follow."""
         rows = self._all(
-            "SELECT * FROM triggers WHERE repo_id = ? AND id > ? ORDER BY id LIMIT ?",
+            "SELECT rowid AS seq, * FROM triggers WHERE repo_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
             repo_id,
-            after,
+            _cursor(after, 0),
             limit + 1,
         )
         page, has_more = page_of(rows, limit)
@@ -223,7 +240,7 @@ class TriggerStore(SqliteStore):
 
     def enabled(self, repo_id: str) -> list[TriggerRecord]:
         """Return the repository's enabled triggers."""
-        rows = self._all("SELECT * FROM triggers WHERE repo_id = ? AND enabled = 1 ORDER BY id", repo_id)
+        rows = self._all("SELECT * FROM triggers WHERE repo_id = ? AND enabled = 1 ORDER BY rowid", repo_id)
         return [_record(TriggerRecord, row) for row in rows]
 
     def update(self, repo_id: str, trigger_id: str, changes: Mapping[str, Any]) -> TriggerRecord:
@@ -263,21 +280,15 @@ class TriggerStore(SqliteStore):
     def list_runs(
         self, repo_id: str, trigger_id: str, after: str, limit: int
     ) -> tuple[list[TriggerRunRecord], bool]:
-        """Return up to ``limit`` runs of a trigger, newest first, after the cursor (a run id)."""
+        """Return up to ``limit`` runs of a trigger, newest first, after the cursor."""
         self.get(repo_id, trigger_id)
-        if after:
-            rows = self._all(
-                "SELECT * FROM trigger_runs WHERE trigger_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
-                trigger_id,
-                after,
-                limit + 1,
-            )
-        else:
-            rows = self._all(
-                "SELECT * FROM trigger_runs WHERE trigger_id = ? ORDER BY id DESC LIMIT ?",
-                trigger_id,
-                limit + 1,
-            )
+        rows = self._all(
+            "SELECT rowid AS seq, * FROM trigger_runs WHERE trigger_id = ? AND rowid < ?"
+            " ORDER BY rowid DESC LIMIT ?",
+            trigger_id,
+            _cursor(after, 2**63 - 1),
+            limit + 1,
+        )
         page, has_more = page_of(rows, limit)
         return [_record(TriggerRunRecord, row) for row in page], has_more
 
