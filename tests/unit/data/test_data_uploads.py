@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import threading
+import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -275,7 +276,7 @@ def test_memory_is_bounded_by_parts_in_flight(mock: respx.MockRouter) -> None:
     def tracking_put(self: Client, url: str, content: Any, *, headers: Any = None) -> httpx.Response:
         response = original(self, url, content, headers=headers)
         with lock:
-            sent.append(len(content))
+            sent.append(int(headers["Content-Length"]))
         return response
 
     with _small_client(max_parts_in_flight=2) as client:
@@ -330,3 +331,56 @@ def test_invalid_upload_settings_are_rejected() -> None:
         Client(endpoint_url=ENDPOINT, api_key="k", multipart_part_size=0)
     with pytest.raises(ValueError, match="in flight"):
         Client(endpoint_url=ENDPOINT, api_key="k", max_parts_in_flight=0)
+
+
+class RetainingTransport:
+    """A stand-in client whose presigned PUT keeps every content object it was given, as httpx does.
+
+    httpx frees a finished response, and the request (with its body) it references, only in a cyclic garbage
+    collection; until one runs, whatever was passed as ``content`` stays referenced.
+    """
+
+    def __init__(self) -> None:
+        self.retained: list[Any] = []
+        self._multipart_unsupported = False
+
+    def _post_json(self, path: str, *, params: Any = None, json: Any = None) -> dict[str, Any]:
+        return {"upload_id": "u", "upload_token": "t", "path": params["path"], "etag": '"e"'}
+
+    def _get_json(self, path: str, *, params: Any = None) -> dict[str, Any]:
+        return {"upload_url": "http://uploads.test/p"}
+
+    def _presigned_put(self, url: str, content: Any, *, headers: Any = None) -> httpx.Response:
+        self.retained.append(content)
+        for _ in content if not isinstance(content, bytes) else [content]:
+            pass
+        return httpx.Response(200, headers={"ETag": '"p"'})
+
+    def _delete(self, path: str, *, params: Any = None) -> None:
+        return None
+
+
+def test_sent_parts_are_not_kept_alive_by_the_transport() -> None:
+    from tilde.data.upload_source import UploadSource
+    from tilde.data.upload_strategies import MultipartUploadStrategy, UploadSettings
+
+    part = 1024 * 1024
+    transport = RetainingTransport()
+    request = UploadRequest(
+        client=transport,  # type: ignore[arg-type]
+        repository_path="/organizations/acme/repositories/data",
+        session_id="s1",
+        path="big",
+        source=UploadSource(b"k" * part for _ in range(40)),
+        settings=UploadSettings(threshold=0, part_size=part, max_parts_in_flight=1),
+    )
+    tracemalloc.start()
+    try:
+        result = MultipartUploadStrategy().upload(request)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.etag == '"e"'
+    assert len(transport.retained) == 40
+    # One part being read, one in flight, and slack; 40 retained parts would be 40 MiB.
+    assert peak < 8 * part

@@ -8,6 +8,7 @@ next part only once fewer than ``max_parts_in_flight`` are outstanding, so memor
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -110,7 +111,9 @@ def _put_part(upload: UploadRequest, ids: dict[str, str], number: int, block: by
         target = client._get_json(f"{upload.repository_path}/object/multipart/part", params=params)
         try:
             response = client._presigned_put(
-                _text(target, "upload_url"), block, headers={"Content-Type": _OCTET_STREAM}
+                _text(target, "upload_url"),
+                single_use(block),
+                headers={"Content-Type": _OCTET_STREAM, "Content-Length": str(len(block))},
             )
         except TransportError:
             if attempt + 1 >= settings.part_attempts:
@@ -120,6 +123,17 @@ def _put_part(upload: UploadRequest, ids: dict[str, str], number: int, block: by
             continue
         return number, response.headers.get("etag", "")
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def single_use(block: bytes) -> Iterator[bytes]:
+    """Wrap a part so the request stops referencing it once sent.
+
+    httpx responses sit in a reference cycle (response -> bound stream -> response) that only the cyclic
+    garbage collector frees, and each one keeps its request, whose body would keep the part's bytes alive:
+    passing ``bytes`` held every sent part in memory until a collection happened to run. A tuple iterator
+    drops its reference when exhausted.
+    """
+    return iter((block,))
 
 
 def _abort(upload: UploadRequest, ids: dict[str, str]) -> None:

@@ -195,14 +195,11 @@ class SinglePutStrategy:
         staged = client._put_json(f"{upload.repository_path}/object", params=upload.params) or {}
         counter = _ByteCounter()
         headers = {"Content-Type": _OCTET_STREAM}
-        content: bytes | Iterator[bytes]
-        if upload.source.size is not None and upload.source.size <= upload.settings.part_size:
-            content = upload.source.read_block(upload.source.size)
-            counter.total = len(content)
-        else:
-            content = counter.wrap(upload.source.iter_chunks())
-            if upload.source.size is not None:
-                headers["Content-Length"] = str(upload.source.size)
+        if upload.source.size is not None:
+            headers["Content-Length"] = str(upload.source.size)
+        # Streamed in chunks whatever the size: memory stays at one chunk, and the finished request (which
+        # httpx frees only in a cyclic garbage collection) holds an exhausted generator, not the bytes.
+        content = counter.wrap(upload.source.iter_chunks())
         response = client._presigned_put(_text(staged, "upload_url"), content, headers=headers)
         body: dict[str, Any] = {
             "upload_token": _text(staged, "upload_token"),
