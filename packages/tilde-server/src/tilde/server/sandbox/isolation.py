@@ -39,6 +39,8 @@ RUN_DIR = "/run/tilde"
 AGENT_DIR = "/.tilde"
 AGENT_SCRIPT = str(Path(__file__).with_name("_agent.py"))
 HELPER_SCRIPT = str(Path(__file__).with_name("_mount_helper.py"))
+#: Top-level directories the runtime provides itself (never taken from an image).
+_RUNTIME_DIRS = frozenset({"/dev", "/proc", "/sys", "/tmp", "/run", AGENT_DIR})
 
 
 @dataclass(frozen=True)
@@ -162,11 +164,20 @@ def bwrap_command(
     if network:
         options.append("--share-net")
     options += ["--hostname", settings.hostname]
+    # The root is always a fresh tmpfs (made read-only at the end) with directories bound into it, so the
+    # mountpoint and the runtime's own mount points can be created whatever the image contains.
+    options += ["--tmpfs", "/"]
     if rootfs is not None:
-        options += ["--ro-bind", rootfs, "/"]
+        for name in sorted(os.listdir(rootfs)):
+            source, target = os.path.join(rootfs, name), "/" + name
+            if target in _RUNTIME_DIRS:
+                continue
+            if os.path.islink(source):
+                options += ["--symlink", os.readlink(source), target]
+            else:
+                options += ["--ro-bind", source, target]
         agent_python = "/usr/bin/python3"
     else:
-        options += ["--tmpfs", "/"]
         bound: list[str] = []
         for directory in [*settings.system_dirs, *settings.extra_ro_binds]:
             if os.path.islink(directory):

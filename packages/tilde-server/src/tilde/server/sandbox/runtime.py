@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -56,9 +57,10 @@ class SandboxRuntime:
         self.root.mkdir(parents=True, exist_ok=True)
         self.tokens = SandboxTokens(self.settings.token_ttl_seconds)
         #: Whether the server mounts overlays itself (root); cleared after the first EPERM.
-        self.direct_mounts = os.geteuid() == 0
-        if self.direct_mounts:
+        self.direct_mounts = os.geteuid() == 0 and self.settings.mount_mode == "auto"
+        if os.geteuid() == 0:
             detach_stale(self.root)
+        self._discard_leftovers()
         self.lowers = LowerCache(self.root / ".lower", capacity=self.settings.shared_lower_trees)
         self._records: dict[str, SandboxRecord] = {}
         self._by_repo: dict[str, list[str]] = {}
@@ -115,6 +117,7 @@ class SandboxRuntime:
             directory=self.root / session.id,
         )
         record.directory.mkdir(parents=True, exist_ok=True)
+        (record.directory / "sandbox.json").write_text(json.dumps({"repo_id": repo.id}), encoding="utf-8")
         record.log_path.touch()
         record.network_log_path.touch()
         with self._lock:
@@ -148,6 +151,21 @@ class SandboxRuntime:
                 400, "invalid_sandbox", f"run_as: no {run_as['type']} {run_as['id']} in this organization"
             )
         return Principal(run_as["type"], found.id, found.name, found.organization_id)
+
+    def _discard_leftovers(self) -> None:
+        """Roll back and remove sandboxes a previous server process left behind (their records are gone)."""
+        from tilde.server.storage import StorageError
+
+        for directory in self.root.iterdir():
+            if directory.name.startswith(".") or not directory.is_dir():
+                continue
+            try:
+                repo_id = json.loads((directory / "sandbox.json").read_text(encoding="utf-8"))["repo_id"]
+                if self.engine.get_session(repo_id, directory.name).state == "open":
+                    self.engine.rollback_session(repo_id, directory.name)
+            except (OSError, ValueError, KeyError, StorageError):
+                pass
+            shutil.rmtree(directory, ignore_errors=True)
 
     # -- lookups ------------------------------------------------------------------------------------------
 

@@ -37,6 +37,8 @@ class SandboxSettings:
         token_ttl_seconds: Lifetime of the ``tst-`` tokens handed out by the credentials endpoint.
         shared_lower_trees: Unused per-commit lower trees kept for the next sandboxes on the same commit.
         finish_grace_seconds: How long a graceful stop may take before the sandbox is killed.
+        mount_mode: ``"auto"``: the server mounts each overlay itself when it may (root), else in a private
+            mount namespace through ``unshare``; ``"namespace"``: always the latter.
         bwrap: The bubblewrap executable.
         unshare: The util-linux ``unshare`` executable.
 
@@ -59,6 +61,7 @@ class SandboxSettings:
     token_ttl_seconds: int = 900
     shared_lower_trees: int = 8
     finish_grace_seconds: float = 5.0
+    mount_mode: str = "auto"
     bwrap: str = "bwrap"
     unshare: str = "unshare"
 
@@ -84,6 +87,8 @@ class SandboxSettings:
         settings = cls(**values)
         if settings.uid == 0:
             raise ValueError("the sandbox uid must not be 0")
+        if settings.mount_mode not in ("auto", "namespace"):
+            raise ValueError("mount_mode must be 'auto' or 'namespace'")
         return settings
 
     def rlimits(self) -> dict[str, int]:
