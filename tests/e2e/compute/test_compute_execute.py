@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+import tilde
 from tilde.compute import Repository
 from tilde.core import CommandError
 
@@ -91,3 +93,11 @@ def test_path_prefix_and_mountpoint(repo: Repository, seed: Callable[..., str]) 
     assert "a.csv" in result.stdout.text()
     assert "b.csv" not in result.stdout.text()
     assert _objects(repo)["in/c.csv"] == b"c\n"
+
+
+def test_the_facade_repository_has_compute(server: Any, repo_path: str) -> None:
+    with tilde.Client(endpoint_url=server.endpoint_url, api_key=server.api_key) as client:
+        repo = client.repository(repo_path)
+        with repo.shell() as sh:
+            assert sh.run("echo facade").stdout == b"facade\n"
+        assert repo.execute(["true"]).exit_code == 0
