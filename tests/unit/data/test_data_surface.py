@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import tilde.data
 
@@ -66,3 +67,26 @@ def test_data_layer_imports_nothing_beyond_core() -> None:
 
 def test_repository_class_is_a_class_attribute() -> None:
     assert tilde.data.Client.repository_class is tilde.data.Repository
+
+
+def test_read_only_objects_have_no_writers_for_the_type_checker(tmp_path: Path) -> None:
+    from mypy import api
+
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(
+        "from tilde.data import Client, ReadOnlyObjects\n"
+        "objects: ReadOnlyObjects = Client().repository('a/b').commits.get('c').objects\n"
+        "objects.put('x', b'y')\n"
+        "objects.copy('x', 'z')\n"
+        "objects.delete('x')\n"
+        "objects.delete_many(['x'])\n"
+        "objects.list()\n"
+        "objects.get('x').read()\n"
+    )
+    stdout, _, status = api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"), str(snippet)]
+    )
+    assert status == 1
+    errors = [line for line in stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 4, stdout
+    assert all('"ReadOnlyObjects" has no attribute' in line for line in errors)
