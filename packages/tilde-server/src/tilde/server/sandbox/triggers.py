@@ -39,7 +39,7 @@ from starlette.datastructures import State
 
 from tilde.server._db import SqliteStore, page_of
 from tilde.server._ids import new_id, utc_now
-from tilde.server.auth import Principal
+from tilde.server.auth import Authenticator, Principal
 from tilde.server.errors import ApiError
 from tilde.server.registry import Registry, RepoRecord
 from tilde.server.storage import CommitInfo, NotFound, StorageEngine
@@ -518,9 +518,16 @@ class TriggerDispatcher:
             "TILDE_TRIGGER_COMMIT_ID": commit.id,
             **trigger.sandbox_config.get("env_vars", {}),
         }
-        sandbox_id: str = runtime.create(
-            org_name=org_name, repo=repo, principal=self._principal(repo, trigger), spec=spec
-        )
+        principal = self._principal(repo, trigger)
+        # The same authorization as a sandbox created over HTTP, as of now: a creator who lost access to the
+        # organization (or, later, whose policies no longer allow it) no longer gets sandboxes started.
+        registry: Registry = self._state.registry
+        org = registry.get_org_by_id(repo.organization_id)
+        if org is None:
+            raise ApiError(404, "not_found", "the repository's organization no longer exists")
+        auth: Authenticator = self._state.auth
+        auth.authorize(principal, "RunSandbox", org, repo)
+        sandbox_id: str = runtime.create(org_name=org_name, repo=repo, principal=principal, spec=spec)
         return sandbox_id
 
 
