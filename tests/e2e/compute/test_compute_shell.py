@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -136,27 +137,24 @@ def test_spawn_with_interactive_stdin(shell: Shell) -> None:
     assert result.exit_code == 0
 
 
-def test_clean_exit_commits_and_exception_cancels(repo: Repository, head: object) -> None:
+def test_clean_exit_commits_and_exception_cancels(repo: Repository, head: Callable[[], str | None]) -> None:
     with repo.shell() as sh:
         sh.run("mkdir -p /sandbox/out && echo kept > /sandbox/out/kept.txt", check=True)
     final = sh.sandbox.wait(timeout=60)
     assert final.is_committed, final
-    assert repo.attach(final.commit_id or "").session_id  # a commit id came back
-    reader = next(iter(repo.commits.list(amount=1))).objects.get("out/kept.txt")
-    assert reader.read() == b"kept\n"
+    assert head() == final.commit_id
+    assert repo.commits.get(final.commit_id or "").objects.get("out/kept.txt").read() == b"kept\n"
 
     class Boom(Exception):
         pass
 
     def failing() -> None:
-        with repo.shell() as sh2:
-            sh2.run("echo lost > /sandbox/out/lost.txt", check=True)
+        with repo.shell() as doomed:
+            doomed.run("echo lost > /sandbox/out/lost.txt", check=True)
             raise Boom
 
-    before = next(iter(repo.commits.list(amount=1))).id
     with pytest.raises(Boom):
         failing()
-    sandbox = repo.sandboxes.list(amount=100)
-    statuses = [s.wait(timeout=60) for s in sandbox]
-    assert any(s.state == "cancelled" for s in statuses)
-    assert next(iter(repo.commits.list(amount=1))).id == before
+    cancelled = [s for s in repo.sandboxes.list() if s.id != sh.sandbox_id]
+    assert [s.wait(timeout=60).state for s in cancelled] == ["cancelled"]
+    assert head() == final.commit_id
