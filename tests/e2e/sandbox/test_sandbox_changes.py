@@ -185,3 +185,24 @@ def test_finish_is_only_for_service_sandboxes(sandboxes: Sandboxes) -> None:
 def test_unknown_sandbox_is_404(sandboxes: Sandboxes) -> None:
     response = sandboxes.api.get(f"{sandboxes.base}/00000000-0000-4000-8000-000000000000/status")
     assert response.status_code == 404
+
+
+def test_agent_sandbox_commit_awaits_approval(api: httpx.Client, repo_path: str) -> None:
+    org, repo = repo_path.split("/")
+    base = repo_url(repo_path)
+    assert api.put(base, json={"agent_commits_require_approval": True}).is_success
+    assert api.post(f"/organizations/{org}/agents", json={"name": "builder"}).status_code == 201
+    key = api.post(f"/organizations/{org}/agents/builder/auth/keys", json={"name": "k"})
+    assert key.status_code == 201, key.text
+    headers = {"Authorization": f"Bearer {key.json()['token']}"}
+    with httpx.Client(base_url=str(api.base_url), headers=headers, timeout=60) as agent_api:
+        sandboxes = Sandboxes(agent_api, repo_path, "", "")
+        sid = sandboxes.create(command=["sh", "-c", "echo draft > draft.txt"])
+        status = sandboxes.wait(sid)
+    assert (status["status"], status["status_reason"]) == ("done", "awaiting_approval"), status
+    assert status["web_url"].endswith(f"/{org}/{repo}/approve/{sid}")
+    assert head_commit(api, repo_path) is None
+    assert api.head(f"{base}/sessions/{sid}/approve").status_code == 200
+    approved = api.post(f"{base}/sessions/{sid}/approve", json={"message": "ok"})
+    assert approved.status_code == 200, approved.text
+    assert diff(api, repo_path, approved.json()["commit_id"]) == {"draft.txt": "added"}

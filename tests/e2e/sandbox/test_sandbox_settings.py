@@ -38,7 +38,9 @@ def custom(custom_server: LocalServer) -> Iterator[Sandboxes]:
         org = f"org-{uuid.uuid4().hex[:10]}"
         assert api.post("/organizations", json={"name": org, "display_name": org}).status_code == 201
         repo = f"repo-{uuid.uuid4().hex[:10]}"
-        response = api.post(f"/organizations/{org}/repositories", json={"name": repo, "visibility": "private"})
+        response = api.post(
+            f"/organizations/{org}/repositories", json={"name": repo, "visibility": "private"}
+        )
         assert response.status_code == 201, response.text
         ws_base = custom_server.endpoint_url.replace("http://", "ws://") + "/api/v1"
         yield Sandboxes(api, f"{org}/{repo}", ws_base, custom_server.api_key)

@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket
 
 from tilde.server.api.sandboxes import SANDBOX, sandbox_of
 from tilde.server.errors import ApiError
+from tilde.server.sandbox.record import SandboxRecord
 from tilde.server.sandbox.agent_client import (
     FRAME_EXIT,
     FRAME_KILL,
@@ -28,6 +29,7 @@ from tilde.server.sandbox.agent_client import (
     FRAME_STDIN,
     FRAME_STDIN_CLOSE,
     FRAME_STDOUT,
+    connect_agent,
     encode_frame,
     read_frame,
 )
@@ -100,7 +102,7 @@ async def exec_endpoint(websocket: WebSocket) -> None:
     if record.is_terminal:
         await _refuse(websocket, 410)
         return
-    if record.status != "running" or record.control_path is None:
+    if record.status != "running":
         await _refuse(websocket, 503)
         return
     await websocket.accept()
@@ -117,7 +119,7 @@ async def exec_endpoint(websocket: WebSocket) -> None:
             )
             await websocket.close()
             return
-        await _relay(websocket, record.control_path, data[1:])
+        await _relay(websocket, record, data[1:])
     except Exception:
         with contextlib.suppress(Exception):
             await websocket.send_bytes(_exit_payload({"exit_code": -1, "error": "internal error"}))
@@ -125,13 +127,13 @@ async def exec_endpoint(websocket: WebSocket) -> None:
         raise
 
 
-async def _relay(websocket: WebSocket, control_path: str, launch: bytes) -> None:
-    try:
-        reader, writer = await asyncio.open_unix_connection(control_path)
-    except OSError:
+async def _relay(websocket: WebSocket, record: SandboxRecord, launch: bytes) -> None:
+    connection = await connect_agent(record)
+    if connection is None:
         await websocket.send_bytes(_exit_payload({"exit_code": -1, "reason": "sandbox_finished"}))
         await websocket.close()
         return
+    reader, writer = connection
     upstream = asyncio.ensure_future(_client_to_agent(websocket, writer))
     try:
         writer.write(encode_frame(FRAME_LAUNCH, launch))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from typing import TYPE_CHECKING
 
 from tilde.server.sandbox._agent import (
     FRAME_EXIT,
@@ -17,6 +19,9 @@ from tilde.server.sandbox._agent import (
     HEADER,
 )
 
+if TYPE_CHECKING:
+    from tilde.server.sandbox.record import SandboxRecord
+
 __all__ = [
     "FRAME_EXIT",
     "FRAME_KILL",
@@ -26,6 +31,7 @@ __all__ = [
     "FRAME_STDIN",
     "FRAME_STDIN_CLOSE",
     "FRAME_STDOUT",
+    "connect_agent",
     "encode_frame",
     "read_frame",
     "send_shutdown",
@@ -53,12 +59,25 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes] | None:
     return kind, payload
 
 
-async def send_shutdown(path: str) -> bool:
-    """Ask the agent to stop every command and exit; True when the request was delivered."""
+async def connect_agent(record: SandboxRecord) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """Open a connection to a sandbox's agent, or None when it is not (or no longer) reachable."""
+    fd = record.open_control()
+    if fd is None:
+        return None
     try:
-        _, writer = await asyncio.open_unix_connection(path)
+        return await asyncio.open_unix_connection(f"/proc/self/fd/{fd}")
     except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+async def send_shutdown(record: SandboxRecord) -> bool:
+    """Ask the agent to stop every command and exit; True when the request was delivered."""
+    connection = await connect_agent(record)
+    if connection is None:
         return False
+    _, writer = connection
     try:
         writer.write(encode_frame(FRAME_SHUTDOWN))
         await writer.drain()

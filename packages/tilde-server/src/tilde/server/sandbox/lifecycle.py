@@ -17,6 +17,7 @@ import mimetypes
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -307,6 +308,20 @@ class _Run:
         os.lseek(args_fd, 0, os.SEEK_SET)
         return direct_argv(self.rt.settings, args_fd, command)
 
+    def _pin_control_socket(self) -> int:
+        """Pin the agent's control socket: a descriptor through which connections reach that very inode.
+
+        The run directory is writable from inside, so code in the sandbox could swap ``ctl.sock`` for a symlink to
+        some host socket; connecting by name would then make the server talk to it. Opening the socket inode
+        itself (``O_PATH | O_NOFOLLOW``, checked to be a socket) and connecting through ``/proc/self/fd`` rules
+        that out.
+        """
+        fd = os.open("ctl.sock", os.O_PATH | os.O_NOFOLLOW, dir_fd=self.run_fd)
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RuntimeError("the agent's control socket is not a socket")
+        return fd
+
     # -- watch ---------------------------------------------------------------------------------------------
 
     async def run(self) -> Outcome:
@@ -343,7 +358,7 @@ class _Run:
                     if line == "ready" and not ready:
                         ready = True
                         await info_task
-                        rec.control_path = short_path(self.run_fd, "ctl.sock")
+                        rec.set_control(self._pin_control_socket())
                         rec.set_status("running", "")
                     elif line.startswith("exit "):
                         with contextlib.suppress(ValueError):
@@ -364,7 +379,7 @@ class _Run:
             for task in (line_task, stop_task, info_task):
                 if task is not None and not task.done():
                     task.cancel()
-            rec.control_path = None
+            rec.close_control()
 
     def _exited(self, ready: bool, exit_line: int | None, returncode: int) -> Outcome:
         rec = self.rec
@@ -390,8 +405,7 @@ class _Run:
     async def _stopped(self, process: _Process) -> Outcome:
         rec = self.rec
         if rec.stop_request == "finish":
-            control = short_path(self.run_fd, "ctl.sock")
-            if await send_shutdown(control):
+            if await send_shutdown(rec):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(
                         asyncio.shield(process.exited), self.rt.settings.finish_grace_seconds
@@ -411,6 +425,7 @@ class _Run:
             await close_server(server)
         for transport in self.transports:
             transport.close()
+        self.rec.close_control()
         if self.run_fd >= 0:
             os.close(self.run_fd)
             self.run_fd = -1

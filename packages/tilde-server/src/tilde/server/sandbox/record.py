@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -57,11 +58,31 @@ class SandboxRecord:
     finished_at: str | None = None
     #: ``"cancel"`` or ``"finish"`` once requested.
     stop_request: str | None = None
-    #: Short path of the agent's control socket on the host, once the agent is ready.
-    control_path: str | None = None
+    _control_fd: int = -1
     _version: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list, repr=False)
+
+    def set_control(self, fd: int) -> None:
+        """Record the pinned control socket of the agent (an ``O_PATH`` descriptor; see the lifecycle)."""
+        with self._lock:
+            self._control_fd = fd
+
+    def close_control(self) -> None:
+        """Forget and close the control socket descriptor (the sandbox is ending)."""
+        with self._lock:
+            fd, self._control_fd = self._control_fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def open_control(self) -> int | None:
+        """Return a private duplicate of the control socket descriptor (close it after connecting), or None.
+
+        Duplicating under the lock means a descriptor number is never used after the sandbox closed it (and
+        the number perhaps went to another file).
+        """
+        with self._lock:
+            return os.dup(self._control_fd) if self._control_fd >= 0 else None
 
     @property
     def log_path(self) -> Path:
