@@ -20,7 +20,6 @@ from starlette.websockets import WebSocket
 
 from tilde.server.api.sandboxes import SANDBOX, sandbox_of
 from tilde.server.errors import ApiError
-from tilde.server.sandbox.record import SandboxRecord
 from tilde.server.sandbox.agent_client import (
     FRAME_EXIT,
     FRAME_KILL,
@@ -33,6 +32,7 @@ from tilde.server.sandbox.agent_client import (
     encode_frame,
     read_frame,
 )
+from tilde.server.sandbox.record import SandboxRecord
 
 __all__ = ["MAX_MESSAGE", "routes"]
 
