@@ -311,7 +311,7 @@ class _Run:
     def _pin_control_socket(self) -> int:
         """Pin the agent's control socket: a descriptor through which connections reach that very inode.
 
-        The run directory is writable from inside, so code in the sandbox could swap ``ctl.sock`` for a symlink
+        The run directory is writable from inside, so sandbox code could swap ``ctl.sock`` for a symlink
         to some host socket; connecting by name would then make the server talk to it. Opening the socket
         inode itself (``O_PATH | O_NOFOLLOW``, checked to be a socket) and connecting through
         ``/proc/self/fd`` rules that out.
