@@ -13,7 +13,7 @@ from websockets.sync.server import ServerConnection
 
 from tilde.compute import KILLED_EXIT_CODE, TIMEOUT_EXIT_CODE, Client, Shell
 from tilde.compute import _exec as exec_module
-from tilde.core import CommandError, GoneError, SandboxError
+from tilde.core import CommandError, GoneError, SandboxError, TransportError
 
 if TYPE_CHECKING:
     from conftest import FakeExecServer
@@ -246,3 +246,16 @@ def test_shell_exit_kills_background_processes_then_finishes(
             process = shell.spawn("forever")
     assert process.poll() == KILLED_EXIT_CODE
     assert finish.call_count == 1
+
+
+def test_unreachable_server_is_a_transport_error() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with (
+        Client(endpoint_url=f"http://127.0.0.1:{port}", api_key="tuk-test") as client,
+        pytest.raises(TransportError),
+    ):
+        _shell(client).run("x")
