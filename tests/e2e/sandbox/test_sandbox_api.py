@@ -78,19 +78,21 @@ def test_run_as_an_agent_commits_as_that_agent(
     assert unknown.status_code == 400
 
 
+SANDBOX_CREATE = """
+import json, os, urllib.request
+creds = json.load(urllib.request.urlopen(os.environ["TILDE_SANDBOX_CREDENTIALS_URI"]))
+org, repo = os.environ["TILDE_REPOSITORY"].split("/")
+url = f"{os.environ['TILDE_API_URL']}/api/v1/organizations/{org}/repositories/{repo}/sandboxes"
+headers = {"Authorization": "Bearer " + creds["access_token"], "Content-Type": "application/json"}
+body = json.dumps({"image": "x", "command": ["true"]}).encode()
+try:
+    urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST", headers=headers))
+except urllib.error.HTTPError as error:
+    print(error.code)
+"""
+
+
 def test_sandbox_tokens_cannot_manage_sandboxes(sandboxes: Sandboxes) -> None:
-    script = (
-        "import json, os, urllib.request\n"
-        "creds = json.load(urllib.request.urlopen(os.environ['TILDE_SANDBOX_CREDENTIALS_URI']))\n"
-        "org, repo = os.environ['TILDE_REPOSITORY'].split('/')\n"
-        "url = f\"{os.environ['TILDE_API_URL']}/api/v1/organizations/{org}/repositories/{repo}/sandboxes\"\n"
-        'request = urllib.request.Request(url, data=b\'{"image": "x", "command": ["true"]}\', method=\'POST\',\n'
-        "    headers={'Authorization': 'Bearer ' + creds['access_token'], 'Content-Type': 'application/json'})\n"
-        "try:\n"
-        "    urllib.request.urlopen(request)\n"
-        "except urllib.error.HTTPError as error:\n"
-        "    print(error.code)\n"
-    )
-    status, log = sandboxes.run_once(["python3", "-c", script])
+    status, log = sandboxes.run_once(["python3", "-c", SANDBOX_CREATE])
     assert status["status"] == "done", log
     assert log == "403\n"
