@@ -220,7 +220,14 @@ def namespace_argv(
     namespace in which the (unprivileged) overlay mount is allowed.
     """
     python, _ = _interpreter()
-    spec = {"lower": paths.lower, "upper": paths.upper, "work": paths.work, "merged": paths.merged}
+    spec = {
+        "lower": paths.lower,
+        "upper": paths.upper,
+        "work": paths.work,
+        "merged": paths.merged,
+        # Without root, overlayfs keeps whiteout/opaque markers in user.* xattrs.
+        "userxattr": not as_root,
+    }
     argv = [settings.unshare]
     if not as_root:
         argv += ["--user", "--map-root-user"]

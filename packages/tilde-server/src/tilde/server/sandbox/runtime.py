@@ -99,6 +99,8 @@ class SandboxRuntime:
         """
         if not self.settings.enabled or self._closed:
             raise ApiError(503, "runtime_unavailable", "the sandbox runtime is not available on this server")
+        if shutil.which(self.settings.bwrap) is None:
+            raise ApiError(503, "runtime_unavailable", "bubblewrap (bwrap) is not installed on this server")
         days = getattr(repo, "session_max_duration_days", None)
         parsed = parse_spec(
             spec,
