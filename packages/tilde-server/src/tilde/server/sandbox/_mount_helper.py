@@ -4,8 +4,8 @@ Run as ``unshare --mount --propagation private -- python -I -S _mount_helper.py 
 the mount exists only in the namespace of this process tree and vanishes with it (nothing to unmount on the
 host, even after a crash). Standard library only; no shell involved.
 
-``SPEC_JSON`` is ``{"lower", "upper", "work", "merged", "userxattr"}``. Used when the server cannot mount in its own
-namespace (see ``mounts.py`` for the usual path).
+``SPEC_JSON`` is ``{"lower", "upper", "work", "merged", "userxattr"}``. Used when the server cannot mount in
+its own namespace (see ``mounts.py`` for the usual path).
 """
 
 from __future__ import annotations
