@@ -331,6 +331,13 @@ def main(argv: list[str]) -> int:
     if config.get("credentials_socket"):
         port = agent.start_relay(config["credentials_socket"])
         agent.env.setdefault("TILDE_SANDBOX_CREDENTIALS_URI", f"http://127.0.0.1:{port}/v1/credentials")
+    if config.get("proxy_socket"):
+        proxy = f"http://127.0.0.1:{agent.start_relay(config['proxy_socket'])}"
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            agent.env.setdefault(name, proxy)
+        for name in ("NO_PROXY", "no_proxy"):
+            # The API and credentials relays listen on 127.0.0.1 and must be reached directly.
+            agent.env.setdefault(name, "127.0.0.1,::1")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(config["control"])
     listener.listen(64)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tilde.server.sandbox.agent_client import send_shutdown
+from tilde.server.sandbox.egress import start_egress_proxy
 from tilde.server.sandbox.isolation import (
     RUN_DIR,
     LaunchPaths,
@@ -222,6 +223,7 @@ class _Run:
             "control": f"{RUN_DIR}/ctl.sock",
             "api_socket": f"{RUN_DIR}/api.sock",
             "credentials_socket": f"{RUN_DIR}/creds.sock",
+            "proxy_socket": f"{RUN_DIR}/proxy.sock" if rec.spec.egress is not None else None,
             "status_fd": status_fd,
             "rlimits": self.rt.settings.rlimits(),
         }
@@ -239,6 +241,11 @@ class _Run:
         self.servers.append(
             await start_credentials_server(short_path(self.run_fd, "creds.sock"), self._issue_credentials)
         )
+        if self.rec.spec.egress is not None:
+            proxy_path = short_path(self.run_fd, "proxy.sock")
+            self.servers.append(
+                await start_egress_proxy(proxy_path, self.rec.spec.egress, self.rec.network_log_path)
+            )
         status_r, status_w = os.pipe()
         info_r, info_w = os.pipe()
         pass_fds = [status_w, info_w]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tilde.server.errors import ApiError
+from tilde.server.sandbox.egress import EgressPolicy, parse_egress
 
 __all__ = ["MODES", "SandboxSpec", "parse_spec"]
 
@@ -44,6 +45,7 @@ class SandboxSpec:
         timeout_seconds: Wall-clock limit.
         run_as: ``{"type", "id"}`` of the principal to run as, or None.
         network: Whether the sandbox may use the host's network.
+        egress: Allow-list of the sandbox's HTTP(S) proxy (no direct network), or None.
 
     """
 
@@ -56,6 +58,7 @@ class SandboxSpec:
     timeout_seconds: int = 3600
     run_as: dict[str, str] | None = None
     network: bool = False
+    egress: EgressPolicy | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Return the fields as the full Sandbox object shows them."""
@@ -68,6 +71,7 @@ class SandboxSpec:
             "path_prefix": self.path_prefix,
             "timeout_seconds": self.timeout_seconds,
             "network": self.network,
+            "egress": self.egress.to_json() if self.egress else None,
         }
 
 
@@ -186,6 +190,9 @@ def parse_spec(body: Any, *, default_timeout: int, max_timeout: int | None) -> S
     network = body.get("network", False)
     if not isinstance(network, bool):
         raise _bad("network must be a boolean")
+    egress = parse_egress(body.get("egress"))
+    if egress is not None and network:
+        raise _bad("egress (a proxied allow-list) and network (direct access) exclude each other")
     return SandboxSpec(
         image=image.strip(),
         command=command if mode == "one-shot" else None,
@@ -196,4 +203,5 @@ def parse_spec(body: Any, *, default_timeout: int, max_timeout: int | None) -> S
         timeout_seconds=_timeout(body.get("timeout_seconds"), default_timeout, max_timeout),
         run_as=_run_as(body.get("run_as")),
         network=network,
+        egress=egress,
     )

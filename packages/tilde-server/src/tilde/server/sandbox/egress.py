@@ -1,0 +1,216 @@
+"""Per-sandbox egress proxy: an allow-list of hosts, with every decision logged as NDJSON.
+
+A sandbox created with ``"egress": {"allow": ["pypi.org", "*.pythonhosted.org", "localhost:8080"]}`` gets no
+network namespace of the host, but ``HTTP_PROXY``/``HTTPS_PROXY`` pointing at the agent's loopback relay,
+which forwards to this proxy in the server process. It understands ``CONNECT host:port`` (HTTPS and any other
+TLS: the tunnel is opaque, so only the destination is known) and plain-HTTP requests in absolute form
+(forwarded with ``Connection: close``; the upstream status is logged). Each request appends one JSON line to
+the sandbox's network log (``GET …/logs/network``)::
+
+    {"time": "...", "decision": "allow", "method": "GET", "url": "http://localhost:8080/x", "status": 200}
+    {"time": "...", "decision": "deny", "method": "CONNECT", "url": "https://example.com:443", "reason": "…"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tilde.server.errors import ApiError
+
+__all__ = ["EgressPolicy", "parse_egress", "start_egress_proxy"]
+
+_MAX_HEAD = 64 * 1024
+_CHUNK = 64 * 1024
+_CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    """Which destinations a sandbox may reach through its proxy.
+
+    Attributes:
+        allow: Patterns ``host`` or ``host:port`` (shell wildcards, e.g. ``*.example.com``); a pattern without
+            a port allows every port.
+
+    """
+
+    allow: tuple[str, ...]
+
+    def permits(self, host: str, port: int) -> bool:
+        """Tell whether ``host:port`` matches an allowed pattern."""
+        host = host.lower().rstrip(".")
+        for pattern in self.allow:
+            name, _, wanted = pattern.lower().rpartition(":") if ":" in pattern else (pattern.lower(), "", "")
+            if fnmatch.fnmatchcase(host, name) and (not wanted or wanted == str(port)):
+                return True
+        return False
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the policy as the Sandbox object shows it."""
+        return {"allow": list(self.allow)}
+
+
+def parse_egress(value: Any) -> EgressPolicy | None:
+    """Validate the ``egress`` field of a CreateSandbox body (None when absent).
+
+    Raises:
+        ApiError: 400 for a malformed policy.
+
+    """
+    if value is None:
+        return None
+    allow = value.get("allow") if isinstance(value, Mapping) else None
+    if (
+        not isinstance(allow, Sequence)
+        or isinstance(allow, str)
+        or not all(isinstance(a, str) for a in allow)
+    ):
+        raise ApiError(
+            400, "invalid_sandbox", 'egress must be {"allow": ["host", "*.domain", "host:port", ...]}'
+        )
+    patterns = tuple(a.strip() for a in allow if a.strip())
+    if any(any(c in p for c in "/ \t@") for p in patterns):
+        raise ApiError(400, "invalid_sandbox", "egress patterns are host names with an optional :port")
+    return EgressPolicy(patterns)
+
+
+class _Log:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, entry: dict[str, Any]) -> None:
+        entry = {"time": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"), **entry}
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(_CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (ConnectionError, OSError):
+        pass
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.wait_closed()
+
+
+def _reply(writer: asyncio.StreamWriter, status: str, message: str = "") -> None:
+    body = message.encode()
+    writer.write(
+        f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+        f"Connection: close\r\n\r\n".encode()
+        + body
+    )
+
+
+def _target(method: str, target: str) -> tuple[str, int, str] | None:
+    """``(host, port, url)`` of a proxy request, or None when it is not a proxy request."""
+    if method == "CONNECT":
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit():
+            return None
+        return host.strip("[]"), int(port), f"https://{target}"
+    parts = urlsplit(target)
+    if parts.scheme != "http" or not parts.hostname:
+        return None
+    return parts.hostname, parts.port or 80, target
+
+
+async def _handle(
+    policy: EgressPolicy, log: _Log, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError):
+        await _close(writer)
+        return
+    lines = head.decode("latin-1").split("\r\n")
+    method, _, rest = lines[0].partition(" ")
+    target_text, _, version = rest.partition(" ")
+    found = _target(method, target_text)
+    if found is None:
+        _reply(writer, "400 Bad Request", "not a proxy request\n")
+        await _close(writer)
+        return
+    host, port, url = found
+    if not policy.permits(host, port):
+        log.write(
+            {"decision": "deny", "method": method, "url": url, "reason": "not in the sandbox's allow-list"}
+        )
+        _reply(writer, "403 Forbidden", f"egress to {host}:{port} is not allowed for this sandbox\n")
+        await _close(writer)
+        return
+    try:
+        up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port), _CONNECT_TIMEOUT)
+    except (OSError, asyncio.TimeoutError) as error:
+        log.write({"decision": "allow", "method": method, "url": url, "error": f"connect failed: {error}"})
+        _reply(writer, "502 Bad Gateway", f"cannot reach {host}:{port}\n")
+        await _close(writer)
+        return
+    entry: dict[str, Any] = {"decision": "allow", "method": method, "url": url}
+    try:
+        if method == "CONNECT":
+            writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            await writer.drain()
+            log.write(entry)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            return
+        parts = urlsplit(target_text)
+        origin = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = [
+            line
+            for line in lines[1:]
+            if line and not line.lower().startswith(("proxy-connection:", "connection:", "keep-alive:"))
+        ]
+        request = (
+            f"{method} {origin} {version}\r\n"
+            + "".join(h + "\r\n" for h in headers)
+            + "Connection: close\r\n\r\n"
+        )
+        up_writer.write(request.encode("latin-1"))
+        await up_writer.drain()
+        status_line = await up_reader.readline()
+        status = status_line.split(b" ", 2)[1:2]
+        entry["status"] = int(status[0]) if status and status[0].isdigit() else None
+        log.write(entry)
+        writer.write(status_line)
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+    finally:
+        await _close(up_writer)
+        await _close(writer)
+
+
+async def start_egress_proxy(path: str, policy: EgressPolicy, log_path: Path) -> asyncio.AbstractServer:
+    """Serve the proxy on the unix socket ``path`` (the agent relays the sandbox's proxy port there).
+
+    Args:
+        path: Unix socket to listen on.
+        policy: The sandbox's allow-list.
+        log_path: NDJSON file receiving one line per request.
+
+    Returns:
+        The listening server.
+
+    """
+    log = _Log(log_path)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _handle(policy, log, reader, writer)
+
+    return await asyncio.start_unix_server(handle, path=path, limit=_MAX_HEAD)
