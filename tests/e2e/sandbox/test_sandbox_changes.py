@@ -206,3 +206,30 @@ def test_agent_sandbox_commit_awaits_approval(api: httpx.Client, repo_path: str)
     approved = api.post(f"{base}/sessions/{sid}/approve", json={"message": "ok"})
     assert approved.status_code == 200, approved.text
     assert diff(api, repo_path, approved.json()["commit_id"]) == {"draft.txt": "added"}
+
+
+def test_files_and_directories_replacing_each_other(
+    api: httpx.Client, repo_path: str, sandboxes: Sandboxes, seeded: str
+) -> None:
+    # gone.txt becomes a directory; olddir (a directory) becomes a file.
+    script = "rm gone.txt && mkdir gone.txt && echo in > gone.txt/inner && rm -r olddir && echo flat > olddir"
+    status, log = sandboxes.run_once(script)
+    assert status["status_reason"] == "committed", log
+    assert diff(api, repo_path, status["commit_id"]) == {
+        "gone.txt": "removed",
+        "gone.txt/inner": "added",
+        "olddir": "added",
+        "olddir/a.txt": "removed",
+        "olddir/sub/b.txt": "removed",
+    }
+
+
+def test_symlinks_and_invalid_names_are_skipped_with_a_warning(
+    api: httpx.Client, repo_path: str, sandboxes: Sandboxes, seeded: str
+) -> None:
+    script = "ln -s /etc/passwd link && ln -s same.txt rel && echo real > real.txt && echo x > \"$(printf 'bad\\001')\""
+    status, log = sandboxes.run_once(script)
+    assert status["status_reason"] == "committed", log
+    assert diff(api, repo_path, status["commit_id"]) == {"real.txt": "added"}
+    assert "link" in status["warnings"][0]
+    assert "bad" in status["warnings"][0]

@@ -454,15 +454,25 @@ class _Run:
 
     def stage_and_commit(self) -> Outcome:
         """Stage the upper layer's changes into the session and commit it (blocking: a worker thread)."""
-        from tilde.server.storage import Conflict, StorageError, validate_path
+        from tilde.server.storage import Conflict, InvalidArgument, StorageError, validate_path
 
         rec = self.rec
         engine = self.rt.engine
         prefix = rec.spec.path_prefix
         changes = collect_changes(self.paths.upper, self.index)
+        unstorable = list(changes.ignored)
+        writes: list[tuple[str, str, str]] = []
+        for rel, host_file in changes.writes:
+            try:
+                writes.append((rel, host_file, validate_path(prefix + rel)))
+            except (InvalidArgument, UnicodeError):
+                unstorable.append(rel.encode("utf-8", "backslashreplace").decode("utf-8"))
+        if unstorable:
+            # Symlinks, devices, or names the repository cannot hold: skipped rather than failing the commit.
+            shown = ", ".join(unstorable[:20]) + (" …" if len(unstorable) > 20 else "")
+            rec.warnings.append(f"not stored (only regular files with valid object paths are): {shown}")
         try:
-            for rel, host_file in changes.writes:
-                path = validate_path(prefix + rel)
+            for rel, host_file, path in writes:
                 known = self.index.files.get(rel)
                 content_type = known.content_type if known else mimetypes.guess_type(rel)[0]
                 blob = engine.ingest_file(Path(host_file))

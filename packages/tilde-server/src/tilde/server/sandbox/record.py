@@ -58,6 +58,8 @@ class SandboxRecord:
     finished_at: str | None = None
     #: ``"cancel"`` or ``"finish"`` once requested.
     stop_request: str | None = None
+    #: Notes for the caller, e.g. paths that could not be stored (shown in the status when present).
+    warnings: list[str] = field(default_factory=list)
     _control_fd: int = -1
     _version: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -167,6 +169,8 @@ class SandboxRecord:
         }
         if self.status in ("failed", "errored") or self.error_message:
             body["error_message"] = self.error_message or ""
+        if self.warnings:
+            body["warnings"] = list(self.warnings)
         return body
 
     def full_json(self) -> dict[str, Any]:
