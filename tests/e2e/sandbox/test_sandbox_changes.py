@@ -227,7 +227,10 @@ def test_files_and_directories_replacing_each_other(
 def test_symlinks_and_invalid_names_are_skipped_with_a_warning(
     api: httpx.Client, repo_path: str, sandboxes: Sandboxes, seeded: str
 ) -> None:
-    script = "ln -s /etc/passwd link && ln -s same.txt rel && echo real > real.txt && echo x > \"$(printf 'bad\\001')\""
+    script = (
+        "ln -s /etc/passwd link && ln -s same.txt rel && echo real > real.txt && "
+        "echo x > \"$(printf 'bad\\001')\""
+    )
     status, log = sandboxes.run_once(script)
     assert status["status_reason"] == "committed", log
     assert diff(api, repo_path, status["commit_id"]) == {"real.txt": "added"}
