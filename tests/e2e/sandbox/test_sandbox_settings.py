@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,3 +90,40 @@ def test_layers_are_cleaned_up(custom: Sandboxes, custom_server: LocalServer) ->
     sandbox_dir = Path(custom_server.data_dir) / "sandboxes"
     leftovers = [p for p in sandbox_dir.glob("*/*") if p.name in ("upper", "work", "merged", "run", "lower")]
     assert leftovers == []
+
+
+def test_sandboxes_outlive_a_server_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+
+    def client(server: LocalServer) -> httpx.Client:
+        return httpx.Client(
+            base_url=server.endpoint_url + "/api/v1",
+            headers={"Authorization": f"Bearer {server.api_key}"},
+            timeout=60,
+        )
+
+    with LocalServer(data_dir=data_dir) as first, client(first) as api:
+        assert api.post("/organizations", json={"name": "keep", "display_name": "Keep"}).status_code == 201
+        assert api.post("/organizations/keep/repositories", json={"name": "repo"}).status_code == 201
+        sandboxes = Sandboxes(api, "keep/repo", "", first.api_key)
+        done, log = sandboxes.run_once("echo kept; echo x > x.txt")
+        assert done["status_reason"] == "committed", log
+        finished = sandboxes.create(command=["true"])
+        sandboxes.wait(finished)
+        service = sandboxes.service()
+    # Pretend the server died while `finished` was still running.
+    state_file = data_dir / "sandboxes" / finished / "state.json"
+    state = json.loads(state_file.read_text())
+    state["status"], state["status_reason"] = "running", ""
+    state_file.write_text(json.dumps(state))
+
+    with LocalServer(data_dir=data_dir) as second, client(second) as api:
+        sandboxes = Sandboxes(api, "keep/repo", "", second.api_key)
+        listed = [item["id"] for item in api.get(sandboxes.base, params={"amount": 10}).json()["results"]]
+        assert len(listed) == 3
+        assert sandboxes.status(service)["status"] == "cancelled"
+        lost = sandboxes.status(finished)
+        assert (lost["status"], lost["status_reason"]) == ("failed", "sandbox_lost")
+        committed = sandboxes.status(listed[0])
+        assert committed["status_reason"] == "committed"
+        assert sandboxes.logs(listed[0]) == "kept\n"

@@ -37,6 +37,7 @@ from tilde.server.sandbox.isolation import (
 from tilde.server.sandbox.layers import LowerIndex, build_lower, collect_changes
 from tilde.server.sandbox.lower_cache import LowerTree
 from tilde.server.sandbox.mounts import MountError, detach, mount_overlay
+from tilde.server.sandbox.persistence import save_record
 from tilde.server.sandbox.relay import close_server, short_path, start_api_relay, start_credentials_server
 
 if TYPE_CHECKING:
@@ -551,3 +552,7 @@ async def run_sandbox(runtime: SandboxRuntime, record: SandboxRecord) -> None:
             logger.exception("sandbox %s: cleanup failed", record.id)
         record.set_status(outcome.status, outcome.reason, **outcome.fields)
         runtime.forget_stop_event(record)
+        try:
+            save_record(record)
+        except OSError:
+            logger.exception("sandbox %s: saving its record failed", record.id)

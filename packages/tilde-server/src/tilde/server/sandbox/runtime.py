@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -25,6 +24,7 @@ from tilde.server.sandbox.layers import LowerIndex, build_lower
 from tilde.server.sandbox.lifecycle import run_sandbox
 from tilde.server.sandbox.lower_cache import LowerCache
 from tilde.server.sandbox.mounts import detach_stale
+from tilde.server.sandbox.persistence import load_records, save_record
 from tilde.server.sandbox.record import SandboxRecord
 from tilde.server.sandbox.settings import SandboxSettings
 from tilde.server.sandbox.spec import parse_spec
@@ -60,10 +60,13 @@ class SandboxRuntime:
         self.direct_mounts = os.geteuid() == 0 and self.settings.mount_mode == "auto"
         if os.geteuid() == 0:
             detach_stale(self.root)
-        self._discard_leftovers()
         self.lowers = LowerCache(self.root / ".lower", capacity=self.settings.shared_lower_trees)
         self._records: dict[str, SandboxRecord] = {}
         self._by_repo: dict[str, list[str]] = {}
+        registry = getattr(app_state, "registry", None)
+        for old in load_records(self.root, registry, engine, self.settings.retained_sandboxes):
+            self._records[old.id] = old
+            self._by_repo.setdefault(old.repo.id, []).append(old.id)
         self._stop_events: dict[str, asyncio.Event] = {}
         self._futures: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
@@ -119,7 +122,7 @@ class SandboxRuntime:
             directory=self.root / session.id,
         )
         record.directory.mkdir(parents=True, exist_ok=True)
-        (record.directory / "sandbox.json").write_text(json.dumps({"repo_id": repo.id}), encoding="utf-8")
+        save_record(record)
         record.log_path.touch()
         record.network_log_path.touch()
         with self._lock:
@@ -153,21 +156,6 @@ class SandboxRuntime:
                 400, "invalid_sandbox", f"run_as: no {run_as['type']} {run_as['id']} in this organization"
             )
         return Principal(run_as["type"], found.id, found.name, found.organization_id)
-
-    def _discard_leftovers(self) -> None:
-        """Roll back and remove sandboxes a previous server process left behind (their records are gone)."""
-        from tilde.server.storage import StorageError
-
-        for directory in self.root.iterdir():
-            if directory.name.startswith(".") or not directory.is_dir():
-                continue
-            try:
-                repo_id = json.loads((directory / "sandbox.json").read_text(encoding="utf-8"))["repo_id"]
-                if self.engine.get_session(repo_id, directory.name).state == "open":
-                    self.engine.rollback_session(repo_id, directory.name)
-            except (OSError, ValueError, KeyError, StorageError):
-                pass
-            shutil.rmtree(directory, ignore_errors=True)
 
     # -- lookups ------------------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ class SandboxSettings:
         gid: Group id inside the sandbox.
         hostname: Host name inside the sandbox.
         token_ttl_seconds: Lifetime of the ``tst-`` tokens handed out by the credentials endpoint.
+        retained_sandboxes: Finished sandboxes (records and logs) kept across server restarts.
         shared_lower_trees: Unused per-commit lower trees kept for the next sandboxes on the same commit.
         finish_grace_seconds: How long a graceful stop may take before the sandbox is killed.
         mount_mode: ``"auto"``: the server mounts each overlay itself when it may (root), else in a private
@@ -59,6 +60,7 @@ class SandboxSettings:
     gid: int = 1000
     hostname: str = "sandbox"
     token_ttl_seconds: int = 900
+    retained_sandboxes: int = 1000
     shared_lower_trees: int = 8
     finish_grace_seconds: float = 5.0
     mount_mode: str = "auto"
