@@ -236,3 +236,44 @@ def test_symlinks_and_invalid_names_are_skipped_with_a_warning(
     assert diff(api, repo_path, status["commit_id"]) == {"real.txt": "added"}
     assert "link" in status["warnings"][0]
     assert "bad" in status["warnings"][0]
+
+
+LIST_TREE = (
+    "find . \\( -type f -o -type c -o -type l \\) -printf '%y %p\\n' | sort; cat keep/edit.txt same.txt"
+)
+
+
+def test_commits_stack_as_thin_layers_with_exact_contents(
+    api: httpx.Client, repo_path: str, sandboxes: Sandboxes, seeded: str
+) -> None:
+    # The first sandbox builds the seeded commit's tree; the commits after it are stacked on it as layers.
+    status, log = sandboxes.run_once("echo v2 >> keep/edit.txt && rm gone.txt && mkdir new && echo x > new/x")
+    assert status["status_reason"] == "committed", log
+    status, log = sandboxes.run_once(f"{LIST_TREE}; rm new/x olddir/a.txt; echo same2 > same.txt")
+    assert status["status_reason"] == "committed", log
+    assert log.splitlines() == [
+        "f ./keep/edit.txt",
+        "f ./keep/untouched.txt",
+        "f ./new/x",
+        "f ./olddir/a.txt",
+        "f ./olddir/sub/b.txt",
+        "f ./same.txt",
+        "original",
+        "v2",
+        "same",
+    ]
+    status, log = sandboxes.run_once(
+        f"{LIST_TREE}; grep -o 'lowerdir=[^,]*' /proc/mounts | tr -cd ':' | wc -c"
+    )
+    assert status["status_reason"] == "no_changes", log
+    lines = log.splitlines()
+    assert lines[:-1] == [
+        "f ./keep/edit.txt",
+        "f ./keep/untouched.txt",
+        "f ./olddir/sub/b.txt",
+        "f ./same.txt",
+        "original",
+        "v2",
+        "same2",
+    ]
+    assert int(lines[-1]) >= 1  # several lower layers

@@ -14,12 +14,12 @@ import hashlib
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Changes", "LowerFile", "LowerIndex", "build_lower", "collect_changes"]
+__all__ = ["Changes", "LowerFile", "LowerIndex", "build_delta", "build_lower", "collect_changes"]
 
 _OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 _HASH_CHUNK = 1024 * 1024
@@ -161,6 +161,62 @@ def build_lower(entries: Iterable[Any], prefix: str, lower_dir: str, *, workers:
         for future in futures:
             future.result()
     return index
+
+
+def build_delta(
+    items: Iterable[Any], prefix: str, directory: str, parent: LowerIndex, blob_path: Callable[[Any], Any]
+) -> LowerIndex:
+    """Materialise one commit's changes as a layer over its parent's tree: links, and whiteouts for removals.
+
+    Needs the right to create whiteouts (character devices 0/0), i.e. root.
+
+    Args:
+        items: The engine's diff items (parent → commit) under ``prefix``: ``path``, ``status``, ``version``.
+        prefix: The repository prefix mounted at the mountpoint (``""`` or ending with ``/``).
+        directory: An empty directory (the new top layer).
+        parent: The parent tree's index.
+        blob_path: Maps a ``BlobRef`` to its file.
+
+    Returns:
+        The index of the stacked tree (the parent's, updated).
+
+    Raises:
+        DeltaUnsupported: When a change turns a file into a directory or back, or the parent skipped objects.
+
+    """
+    from tilde.server.sandbox.lower_cache import DeltaUnsupported
+
+    if parent.skipped:
+        raise DeltaUnsupported("the parent tree could not show every object")
+    files = dict(parent.files)
+    base = directory.rstrip("/") + "/"
+    made_dirs: set[str] = {""}
+    cut = len(prefix)
+
+    def ensure_dir(rel_dir: str) -> None:
+        if rel_dir not in made_dirs:
+            os.makedirs(base + rel_dir, exist_ok=True)
+            made_dirs.add(rel_dir)
+
+    for item in items:
+        rel = item.path[cut:]
+        if not rel:
+            continue
+        rel_dir = rel.rpartition("/")[0]
+        if item.status == "removed":
+            if rel in files:
+                ensure_dir(rel_dir)
+                os.mknod(base + rel, stat.S_IFCHR, os.makedev(0, 0))
+                del files[rel]
+            continue
+        parts = rel.split("/")
+        if any("/".join(parts[:i]) in files for i in range(1, len(parts))) or parent.under(rel):
+            raise DeltaUnsupported(f"{rel} changes between a file and a directory")
+        ensure_dir(rel_dir)
+        version = item.version
+        _link_or_copy(str(blob_path(version.blob)), base + rel)
+        files[rel] = LowerFile(version.size, version.blob.sha256, version.content_type)
+    return LowerIndex(files=files)
 
 
 def _sha256_of(path: str) -> str:

@@ -170,6 +170,7 @@ class _Run:
         self.process: _Process | None = None
         self.mounted = False
         self.lower_tree: LowerTree | None = None
+        self.lower_layers: list[str] = []
         self.private_lower = False
 
     # -- start ---------------------------------------------------------------------------------------------
@@ -197,8 +198,9 @@ class _Run:
             return
         session = await self.loop.run_in_executor(None, self.rt.engine.get_session, rec.repo.id, rec.id)
         key = (rec.repo.id, session.base_commit_id, rec.spec.path_prefix)
-        self.lower_tree, self.index = await self.rt.lowers.acquire(key, self._build_lower)
+        self.lower_tree, self.index = await self.rt.acquire_lower(key, self._build_lower)
         self.paths = dataclasses.replace(self.paths, lower=self.lower_tree.path)
+        self.lower_layers = self.lower_tree.layers
         if await self.loop.run_in_executor(None, self.rt.engine.has_changes, rec.repo.id, rec.id):
             # Something was staged while the tree was built: it may not be the commit's tree, so share it no
             # more.
@@ -302,7 +304,7 @@ class _Run:
         paths = self.paths
         try:
             await self.loop.run_in_executor(
-                None, mount_overlay, paths.lower, paths.upper, paths.work, paths.merged
+                None, mount_overlay, self.lower_layers or [paths.lower], paths.upper, paths.work, paths.merged
             )
         except MountError as error:
             if error.errno not in (errno.EPERM, errno.EACCES):

@@ -30,7 +30,7 @@ def _lib() -> ctypes.CDLL:
     return _libc
 
 
-def overlay_options(lower: str, upper: str, work: str) -> str:
+def overlay_options(lower: list[str], upper: str, work: str) -> str:
     r"""Return the overlay mount options for three layer directories.
 
     ``redirect_dir`` and ``metacopy`` are off so every change in the upper layer is a plain file, a whiteout
@@ -40,14 +40,15 @@ def overlay_options(lower: str, upper: str, work: str) -> str:
         MountError: When a path contains a character the option syntax cannot carry (``,`` ``:`` ``\\``).
 
     """
-    for path in (lower, upper, work):
+    for path in (*lower, upper, work):
         if any(char in path for char in ",:\\"):
             raise MountError(f"unsupported character in sandbox layer path {path!r}")
-    return f"lowerdir={lower},upperdir={upper},workdir={work},redirect_dir=off,metacopy=off"
+    layers = ":".join(lower)
+    return f"lowerdir={layers},upperdir={upper},workdir={work},redirect_dir=off,metacopy=off"
 
 
-def mount_overlay(lower: str, upper: str, work: str, merged: str) -> None:
-    """Mount an overlay of ``lower`` and ``upper`` at ``merged``.
+def mount_overlay(lower: list[str], upper: str, work: str, merged: str) -> None:
+    """Mount an overlay of the ``lower`` layers (topmost first) and ``upper`` at ``merged``.
 
     Raises:
         MountError: With the system's reason (e.g. EPERM when not allowed to mount).

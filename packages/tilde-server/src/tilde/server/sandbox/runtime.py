@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -20,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from tilde.server.errors import ApiError
-from tilde.server.sandbox.layers import LowerIndex, build_lower
+from tilde.server.sandbox.layers import LowerIndex, build_delta, build_lower
 from tilde.server.sandbox.lifecycle import run_sandbox
-from tilde.server.sandbox.lower_cache import LowerCache
+from tilde.server.sandbox.lower_cache import DeltaUnsupported, LowerCache, LowerTree
 from tilde.server.sandbox.mounts import detach_stale
 from tilde.server.sandbox.persistence import load_records, save_record
 from tilde.server.sandbox.record import SandboxRecord
@@ -33,6 +34,9 @@ from tilde.server.sandbox.tokens import SandboxTokens
 __all__ = ["SandboxRuntime"]
 
 logger = logging.getLogger("tilde.server.sandbox")
+
+#: Commits changing more objects than this get a full tree rather than a delta layer.
+_MAX_DELTA = 5000
 
 
 class SandboxRuntime:
@@ -304,13 +308,55 @@ class SandboxRuntime:
                         self.engine.session_view(repo.id, session.id, prefix), prefix, directory
                     )
 
-                tree, _ = await self.lowers.acquire(key, build)
+                tree, _ = await self.acquire_lower(key, build)
                 await self.lowers.release(tree)
         except Exception:
             logger.exception("preparing a lower tree for repository %s failed", repo.id)
         finally:
             with contextlib.suppress(StorageError):
                 await loop.run_in_executor(None, self.engine.rollback_session, repo.id, session.id)
+
+    async def acquire_lower(
+        self, key: tuple[str, str | None, str], build: Callable[[str], LowerIndex]
+    ) -> tuple[LowerTree, LowerIndex]:
+        """Return the shared lower tree of ``key``, stacked on its parent commit's tree when possible.
+
+        Args:
+            key: ``(repo_id, base_commit_id, path_prefix)``.
+            build: Builds the whole tree into a directory (from a session view of that commit).
+
+        Returns:
+            The tree (release it with ``self.lowers.release``) and its index.
+
+        """
+        repo_id, commit_id, prefix = key
+        parent_key = None
+        delta = None
+        # Deltas need whiteouts (mknod), hence root and the server's own mounts.
+        if self.direct_mounts and commit_id is not None and key not in self.lowers:
+            loop = asyncio.get_running_loop()
+            commit = await loop.run_in_executor(None, self.engine.get_commit, repo_id, commit_id)
+            if commit.parent_id is not None:
+                parent_key = (repo_id, commit.parent_id, prefix)
+                delta = functools.partial(self._build_delta, repo_id, commit.parent_id, commit_id, prefix)
+        return await self.lowers.acquire(key, build, parent_key=parent_key, delta=delta)
+
+    def _build_delta(
+        self, repo_id: str, parent_id: str, commit_id: str, prefix: str, directory: str, parent: LowerIndex
+    ) -> LowerIndex:
+        items: list[Any] = []
+        after = ""
+        while True:
+            page = self.engine.diff(
+                repo_id, left=parent_id, right=commit_id, prefix=prefix, after=after, limit=1000
+            )
+            items.extend(page.items)
+            if len(items) > _MAX_DELTA:
+                raise DeltaUnsupported("too many changes for a delta layer")
+            if not page.has_more or not page.next_cursor:
+                break
+            after = page.next_cursor
+        return build_delta(items, prefix, directory, parent, self.engine.blob_path)
 
     # -- shutdown -----------------------------------------------------------------------------------------
 
