@@ -15,8 +15,6 @@ import json
 import logging
 import mimetypes
 import os
-import shutil
-import signal
 import stat
 import subprocess
 import time
@@ -38,6 +36,7 @@ from tilde.server.sandbox.layers import LowerIndex, build_lower, collect_changes
 from tilde.server.sandbox.lower_cache import LowerTree
 from tilde.server.sandbox.mounts import MountError, detach, mount_overlay
 from tilde.server.sandbox.persistence import save_record
+from tilde.server.sandbox.process import SandboxProcess, read_info, read_pipe, remove_trees
 from tilde.server.sandbox.relay import close_server, short_path, start_api_relay, start_credentials_server
 
 if TYPE_CHECKING:
@@ -49,7 +48,6 @@ __all__ = ["run_sandbox"]
 logger = logging.getLogger("tilde.server.sandbox")
 
 _BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_KILL_WAIT = 10.0
 
 
 @dataclass
@@ -60,92 +58,6 @@ class Outcome:
     reason: str
     commit: bool = False
     fields: dict[str, Any] = field(default_factory=dict)
-
-
-class _Process:
-    """The ``unshare`` → ``bwrap`` process tree of one sandbox, observed without blocking threads."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], loop: asyncio.AbstractEventLoop) -> None:
-        self.proc = proc
-        self.child_pid: int | None = None  # the sandbox's pid 1, from bwrap's --info-fd
-        self.exited = loop.create_future()
-        self._pidfd = os.pidfd_open(proc.pid)
-        self._loop = loop
-        loop.add_reader(self._pidfd, self._on_exit)
-
-    def _on_exit(self) -> None:
-        self._loop.remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        self._pidfd = -1
-        if not self.exited.done():
-            self.exited.set_result(self.proc.wait())
-
-    def close(self) -> None:
-        if self._pidfd >= 0:
-            self._loop.remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = -1
-
-    async def kill(self) -> None:
-        """Kill every process of the sandbox and wait until they are gone."""
-        if self.exited.done():
-            return
-        # Killing the sandbox's pid 1 tears down its pid namespace; bwrap outside exits only once every
-        # process inside is gone, so the upper layer is quiet when `exited` resolves.
-        if self.child_pid is not None:
-            with contextlib.suppress(OSError):
-                os.kill(self.child_pid, signal.SIGKILL)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self.exited), _KILL_WAIT)
-        if not self.exited.done():
-            with contextlib.suppress(OSError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            await self.exited
-
-
-async def _read_pipe(
-    loop: asyncio.AbstractEventLoop, fd: int
-) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
-    reader = asyncio.StreamReader()
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-    )
-    return reader, transport
-
-
-async def _read_info(reader: asyncio.StreamReader, process: _Process) -> None:
-    """Parse bwrap's info JSON (written once, pretty-printed) for the sandbox's pid 1."""
-    data = b""
-    while True:
-        chunk = await reader.read(4096)
-        if not chunk:
-            return
-        data += chunk
-        try:
-            info = json.loads(data)
-        except ValueError:
-            continue
-        if isinstance(info, dict) and isinstance(info.get("child-pid"), int):
-            process.child_pid = info["child-pid"]
-        return
-
-
-def _remove_tree(path: Path) -> None:
-    def force(func: Any, failed: str, _exc: Any) -> None:
-        # overlayfs leaves its work/work directory with mode 000.
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(failed), 0o700)
-            os.chmod(failed, 0o700)
-        with contextlib.suppress(OSError):
-            func(failed)
-
-    if path.exists():
-        shutil.rmtree(path, onerror=force)
-
-
-def _remove_trees(paths: list[str]) -> None:
-    for path in paths:
-        _remove_tree(Path(path))
 
 
 class _Run:
@@ -167,7 +79,7 @@ class _Run:
         self.run_fd = -1
         self.servers: list[asyncio.AbstractServer] = []
         self.transports: list[asyncio.BaseTransport] = []
-        self.process: _Process | None = None
+        self.process: SandboxProcess | None = None
         self.mounted = False
         self.lower_tree: LowerTree | None = None
         self.lower_layers: list[str] = []
@@ -285,12 +197,12 @@ class _Run:
         finally:
             for fd in pass_fds:
                 os.close(fd)
-        self.process = _Process(proc, self.loop)
-        status_reader, transport = await _read_pipe(self.loop, status_r)
+        self.process = SandboxProcess(proc, self.loop)
+        status_reader, transport = await read_pipe(self.loop, status_r)
         self.transports.append(transport)
-        info_reader, transport = await _read_pipe(self.loop, info_r)
+        info_reader, transport = await read_pipe(self.loop, info_r)
         self.transports.append(transport)
-        return status_reader, asyncio.ensure_future(_read_info(info_reader, self.process))
+        return status_reader, asyncio.ensure_future(read_info(info_reader, self.process))
 
     async def _direct_argv(
         self, options: list[str], command: list[str], pass_fds: list[int]
@@ -412,7 +324,7 @@ class _Run:
             )
         return Outcome("done", "", commit=True, fields={"exit_code": 0})
 
-    async def _stopped(self, process: _Process) -> Outcome:
+    async def _stopped(self, process: SandboxProcess) -> Outcome:
         rec = self.rec
         if rec.stop_request == "finish":
             if await send_shutdown(rec):
@@ -444,7 +356,7 @@ class _Run:
         own = [paths.upper, paths.work, paths.merged, paths.run] + (
             [paths.lower] if self.private_lower else []
         )
-        await self.loop.run_in_executor(None, _remove_trees, own)
+        await self.loop.run_in_executor(None, remove_trees, own)
         if self.lower_tree is not None:
             tree, self.lower_tree = self.lower_tree, None
             await self.rt.lowers.release(tree)
