@@ -216,3 +216,34 @@ def test_egress_and_network_exclude_each_other(sandboxes: Sandboxes) -> None:
         sandboxes.base, json={"image": "x", "command": ["true"], "network": True, "egress": {"allow": ["a"]}}
     )
     assert response.status_code == 400
+
+
+SELF_COMMIT = """
+import json, os, urllib.request
+creds = json.load(urllib.request.urlopen(os.environ["TILDE_SANDBOX_CREDENTIALS_URI"]))
+org, repo = os.environ["TILDE_REPOSITORY"].split("/")
+base = f"{os.environ['TILDE_API_URL']}/api/v1/organizations/{org}/repositories/{repo}"
+sid = os.environ["TILDE_SESSION_ID"]
+auth = {"Authorization": "Bearer " + creds["access_token"], "Content-Type": "application/json"}
+
+def call(method, url, body=None, headers=auth):
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    with urllib.request.urlopen(urllib.request.Request(url, data=data, method=method, headers=headers)) as r:
+        return json.loads(r.read() or b"{}")
+
+target = call("PUT", f"{base}/object?session_id={sid}&path=api.txt")
+call("PUT", target["upload_url"], b"via api\\n", headers={})
+call("POST", f"{base}/object/finalize?session_id={sid}&path=api.txt", {"upload_token": target["upload_token"]})
+open("late.txt", "w").write("written after the inside commit\\n")
+print(call("POST", f"{base}/sessions/{sid}", {"message": "inside"})["commit_id"])
+"""
+
+
+def test_code_inside_may_commit_its_own_session(
+    api: httpx.Client, repo_path: str, sandboxes: Sandboxes
+) -> None:
+    status, log = sandboxes.run_once(["python3", "-c", SELF_COMMIT])
+    assert (status["status"], status["status_reason"]) == ("done", "committed"), (log, status)
+    assert status["commit_id"] == log.strip()
+    assert diff(api, repo_path, status["commit_id"]) == {"api.txt": "added"}
+    assert "later file changes were dropped" in status["warnings"][0]

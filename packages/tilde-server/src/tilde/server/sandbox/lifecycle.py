@@ -369,7 +369,7 @@ class _Run:
 
     def stage_and_commit(self) -> Outcome:
         """Stage the upper layer's changes into the session and commit it (blocking: a worker thread)."""
-        from tilde.server.storage import Conflict, InvalidArgument, StorageError, validate_path
+        from tilde.server.storage import Conflict, InvalidArgument, SessionClosed, StorageError, validate_path
 
         rec = self.rec
         engine = self.rt.engine
@@ -409,6 +409,21 @@ class _Run:
                 metadata={"sandbox_id": rec.id},
                 require_approval=require_approval,
             )
+        except SessionClosed as error:
+            # Code inside may have committed (or rolled back) the sandbox's session itself through the API.
+            session = engine.get_session(rec.repo.id, rec.id)
+            if session.state in ("committed", "pending_approval"):
+                if writes or changes.deletes:
+                    rec.warnings.append(
+                        "the session was committed from inside; later file changes were dropped"
+                    )
+                if session.state == "pending_approval":
+                    return Outcome("done", "awaiting_approval", fields={"web_url": self.rt.approval_url(rec)})
+                if session.commit_id:
+                    return Outcome("done", "committed", fields={"commit_id": session.commit_id})
+                return Outcome("done", "no_changes")
+            text = getattr(error, "message", "") or str(error)
+            return Outcome("failed", "commit_failed", fields={"error_message": f"commit failed: {text}"})
         except (Conflict, StorageError) as error:
             self.rollback()
             text = getattr(error, "message", "") or str(error)
