@@ -233,7 +233,8 @@ def call(method, url, body=None, headers=auth):
 
 target = call("PUT", f"{base}/object?session_id={sid}&path=api.txt")
 call("PUT", target["upload_url"], b"via api\\n", headers={})
-call("POST", f"{base}/object/finalize?session_id={sid}&path=api.txt", {"upload_token": target["upload_token"]})
+finalize = f"{base}/object/finalize?session_id={sid}&path=api.txt"
+call("POST", finalize, {"upload_token": target["upload_token"]})
 open("late.txt", "w").write("written after the inside commit\\n")
 print(call("POST", f"{base}/sessions/{sid}", {"message": "inside"})["commit_id"])
 """
