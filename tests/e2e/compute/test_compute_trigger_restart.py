@@ -36,11 +36,6 @@ def test_stored_triggers_are_listed_after_a_restart(tmp_path: Path) -> None:
         assert [t.id for t in client.repository("restart/repo").sandbox_triggers.list()] == [trigger.id]
 
 
-@pytest.mark.xfail(
-    reason="create_app does not call tilde.server.sandbox.triggers.install(app) yet: after a restart, "
-    "triggers fire only once a trigger route has been used",
-    strict=False,
-)
 def test_triggers_fire_after_a_restart_without_touching_their_routes(tmp_path: Path) -> None:
     with LocalServer(data_dir=tmp_path) as first:
         _make_repo(first)

@@ -136,6 +136,11 @@ def create_app(config: ServerConfig) -> Starlette:
     make_runtime = getattr(sandbox, "make_runtime", None)
     if make_runtime is not None:
         app.state.runtime = make_runtime(config, engine, app)
+    triggers = _optional_module("tilde.server.sandbox.triggers")
+    install_triggers = getattr(triggers, "install", None)
+    if install_triggers is not None:
+        # Triggers must fire on the first commit after start-up, not only once a trigger route was used.
+        install_triggers(app)
     return app
 
 
