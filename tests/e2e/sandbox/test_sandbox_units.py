@@ -1,0 +1,131 @@
+"""Pure pieces of the sandbox runtime, without a server: validation, egress policy, change collection."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tilde.server.errors import ApiError
+from tilde.server.sandbox.egress import EgressPolicy, parse_egress
+from tilde.server.sandbox.layers import LowerFile, LowerIndex, collect_changes
+from tilde.server.sandbox.settings import SandboxSettings
+from tilde.server.sandbox.spec import parse_spec
+
+pytestmark = pytest.mark.sandbox
+
+
+def spec(**body: object) -> object:
+    return parse_spec({"image": "img", "command": ["true"], **body}, default_timeout=60, max_timeout=3600)
+
+
+def test_spec_defaults_and_normalisation() -> None:
+    parsed = parse_spec(
+        {"image": " python:3.12 ", "command": "echo hi"}, default_timeout=60, max_timeout=None
+    )
+    assert parsed.image == "python:3.12"
+    assert parsed.command == ["sh", "-c", "echo hi"]
+    assert (parsed.mode, parsed.mountpoint, parsed.path_prefix, parsed.timeout_seconds) == (
+        "one-shot",
+        "/sandbox",
+        "",
+        60,
+    )
+    assert spec(path_prefix="/data/raw/").path_prefix == "data/raw/"  # type: ignore[attr-defined]
+    assert spec(mountpoint="/work/./x/").mountpoint == "/work/x"  # type: ignore[attr-defined]
+    service = parse_spec(
+        {"image": "i", "mode": "service", "command": ["ignored"]}, default_timeout=9, max_timeout=5
+    )
+    assert (service.command, service.timeout_seconds) == (None, 5)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"mode": "interactive"},
+        {"timeout_seconds": 7200},
+        {"timeout_seconds": 1.5},
+        {"timeout_seconds": True},
+        {"mountpoint": "/"},
+        {"mountpoint": "/proc/x"},
+        {"mountpoint": "relative"},
+        {"mountpoint": "/a/../etc"},
+        {"env_vars": {"BAD=NAME": "x"}},
+        {"command": ["ok", 3]},
+        {"network": "yes"},
+        {"run_as": {"type": "user", "id": "x"}},
+        {"egress": {"allow": "example.com"}},
+        {"egress": {"allow": ["http://example.com"]}},
+    ],
+)
+def test_spec_rejections(body: dict[str, object]) -> None:
+    with pytest.raises(ApiError) as raised:
+        spec(**body)
+    assert raised.value.status == 400
+
+
+def test_egress_policy_matching() -> None:
+    policy = parse_egress({"allow": ["pypi.org", "*.pythonhosted.org", "localhost:8080"]})
+    assert isinstance(policy, EgressPolicy)
+    assert policy.permits("pypi.org", 443)
+    assert policy.permits("PyPI.org.", 80)
+    assert policy.permits("files.pythonhosted.org", 443)
+    assert not policy.permits("pythonhosted.org.evil.com", 443)
+    assert policy.permits("localhost", 8080)
+    assert not policy.permits("localhost", 8081)
+    assert not policy.permits("example.com", 443)
+    assert parse_egress(None) is None
+
+
+def test_settings_reject_unknown_keys_and_root() -> None:
+    assert SandboxSettings.from_mapping(None).uid == 1000
+    with pytest.raises(ValueError, match="unknown"):
+        SandboxSettings.from_mapping({"strict_image": True})
+    with pytest.raises(ValueError, match="uid"):
+        SandboxSettings.from_mapping({"uid": 0})
+    assert "RLIMIT_AS" in SandboxSettings.from_mapping({}).rlimits()
+    assert "RLIMIT_AS" not in SandboxSettings.from_mapping({"memory_limit_bytes": None}).rlimits()
+
+
+def _lower(files: dict[str, bytes]) -> LowerIndex:
+    import hashlib
+
+    return LowerIndex(
+        files={
+            path: LowerFile(len(data), hashlib.sha256(data).hexdigest(), "text/plain")
+            for path, data in files.items()
+        }
+    )
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="whiteouts and trusted.* xattrs need root")
+
+
+@needs_root
+def test_collect_changes_from_an_upper_layer(tmp_path: Path) -> None:
+    lower = _lower({"same.txt": b"same", "edit.txt": b"old", "gone.txt": b"x", "dir/a": b"a", "dir/b": b"b"})
+    upper = tmp_path / "upper"
+    (upper / "dir").mkdir(parents=True)
+    (upper / "same.txt").write_bytes(b"same")  # copied up, unchanged
+    (upper / "edit.txt").write_bytes(b"new")
+    (upper / "new.txt").write_bytes(b"n")
+    os.mknod(upper / "gone.txt", 0o600 | 0o020000, os.makedev(0, 0))  # a whiteout
+    os.mknod(upper / "dir" / "a", 0o600 | 0o020000, os.makedev(0, 0))
+    (upper / "link").symlink_to("same.txt")
+    changes = collect_changes(str(upper), lower)
+    assert [rel for rel, _ in changes.writes] == ["edit.txt", "new.txt"]
+    assert changes.deletes == ["dir/a", "gone.txt"]
+    assert changes.ignored == ["link"]
+
+
+@needs_root
+def test_collect_changes_of_an_opaque_directory(tmp_path: Path) -> None:
+    lower = _lower({"dir/a": b"a", "dir/sub/b": b"b", "dir/keep": b"k"})
+    upper = tmp_path / "upper"
+    (upper / "dir").mkdir(parents=True)
+    os.setxattr(upper / "dir", "trusted.overlay.opaque", b"y")
+    (upper / "dir" / "keep").write_bytes(b"k")  # re-created identical: neither written nor deleted
+    changes = collect_changes(str(upper), lower)
+    assert changes.writes == []
+    assert changes.deletes == ["dir/a", "dir/sub/b"]
