@@ -11,12 +11,12 @@ from tilde.server.errors import ApiError
 from tilde.server.sandbox.egress import EgressPolicy, parse_egress
 from tilde.server.sandbox.layers import LowerFile, LowerIndex, collect_changes
 from tilde.server.sandbox.settings import SandboxSettings
-from tilde.server.sandbox.spec import parse_spec
+from tilde.server.sandbox.spec import SandboxSpec, parse_spec
 
 pytestmark = pytest.mark.sandbox
 
 
-def spec(**body: object) -> object:
+def spec(**body: object) -> SandboxSpec:
     return parse_spec({"image": "img", "command": ["true"], **body}, default_timeout=60, max_timeout=3600)
 
 
@@ -32,8 +32,8 @@ def test_spec_defaults_and_normalisation() -> None:
         "",
         60,
     )
-    assert spec(path_prefix="/data/raw/").path_prefix == "data/raw/"  # type: ignore[attr-defined]
-    assert spec(mountpoint="/work/./x/").mountpoint == "/work/x"  # type: ignore[attr-defined]
+    assert spec(path_prefix="/data/raw/").path_prefix == "data/raw/"
+    assert spec(mountpoint="/work/./x/").mountpoint == "/work/x"
     service = parse_spec(
         {"image": "i", "mode": "service", "command": ["ignored"]}, default_timeout=9, max_timeout=5
     )
