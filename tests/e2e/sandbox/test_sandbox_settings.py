@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ def custom_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSer
         "images": {"host-root": "/", "missing": str(data_dir / "no-such-rootfs")},
         "mount_mode": "namespace",
         "memory_limit_bytes": 1024**3,
+        "retained_sandboxes": 4,
     }
     with LocalServer(config=ServerConfig(data_dir=data_dir, sandbox=settings)) as server:
         yield server
@@ -127,3 +129,18 @@ def test_sandboxes_outlive_a_server_restart(tmp_path: Path) -> None:
         committed = sandboxes.status(listed[0])
         assert committed["status_reason"] == "committed"
         assert sandboxes.logs(listed[0]) == "kept\n"
+
+
+def test_only_the_newest_finished_sandboxes_are_kept(custom: Sandboxes) -> None:
+    ids = []
+    for _ in range(6):
+        ids.append(custom.create(command=["true"], image="host-root"))
+        custom.wait(ids[-1])
+    # A sandbox is trimmed a moment after the next one ends; the last one ended, so poll for the count.
+    deadline = time.monotonic() + 10
+    while True:
+        gone = [i for i in ids if custom.api.get(f"{custom.base}/{i}/status").status_code == 404]
+        if len(gone) >= 2 or time.monotonic() > deadline:
+            break
+    assert ids[0] in gone and ids[1] in gone
+    assert all(custom.status(i)["status"] == "done" for i in ids[-4:])

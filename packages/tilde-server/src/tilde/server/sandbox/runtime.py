@@ -136,13 +136,23 @@ class SandboxRuntime:
         return record.id
 
     async def _start(self, record: SandboxRecord) -> None:
-        self._stop_events[record.id] = asyncio.Event()
-        if record.stop_request is not None:
-            self._stop_events[record.id].set()
+        self.stop_event(record)
         try:
             await run_sandbox(self, record)
         finally:
             self._futures.pop(record.id, None)
+            await asyncio.get_running_loop().run_in_executor(None, self._trim)
+
+    def _trim(self) -> None:
+        """Forget the oldest finished sandboxes (records, logs) beyond ``retained_sandboxes``."""
+        with self._lock:
+            finished = [r for r in self._records.values() if r.is_terminal]
+            excess = finished[: max(0, len(finished) - self.settings.retained_sandboxes)]
+            for record in excess:
+                del self._records[record.id]
+                self._by_repo[record.repo.id].remove(record.id)
+        for record in excess:
+            shutil.rmtree(record.directory, ignore_errors=True)
 
     def _run_as(self, repo: Any, principal: Any, run_as: dict[str, str] | None) -> Any:
         """Return whom a sandbox acts as: the ``run_as`` agent or role of the organization, or the caller."""
