@@ -16,6 +16,7 @@ Used only from the runtime's event loop (no locking).
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import uuid
 from collections import OrderedDict
@@ -26,6 +27,8 @@ from pathlib import Path
 from tilde.server.sandbox.layers import LowerIndex
 
 __all__ = ["MAX_DEPTH", "DeltaUnsupported", "LowerCache", "LowerKey", "LowerTree"]
+
+logger = logging.getLogger("tilde.server.sandbox")
 
 #: Most layers a stacked tree may have.
 MAX_DEPTH = 16
@@ -122,7 +125,10 @@ class LowerCache:
                     entry.parent, entry.depth = parent, parent.depth + 1
                     try:
                         index = await loop.run_in_executor(None, delta, entry.path, parent.ready.result())
-                    except DeltaUnsupported:
+                    except Exception as error:
+                        # DeltaUnsupported, or e.g. whiteouts refused by the filesystem: build it whole.
+                        if not isinstance(error, DeltaUnsupported):
+                            logger.warning("delta lower layer failed (%s); building the whole tree", error)
                         entry.parent, entry.depth = None, 1
                         parent.refs -= 1
                         await loop.run_in_executor(None, _reset, entry.path)
