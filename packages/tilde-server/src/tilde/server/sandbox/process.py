@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,10 @@ def _remove_tree(path: Path) -> None:
             func(failed)
 
     if path.exists():
-        shutil.rmtree(path, onerror=force)
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=force)
+        else:  # ``onerror`` is deprecated from 3.12 on
+            shutil.rmtree(path, onerror=force)
 
 
 def remove_trees(paths: list[str]) -> None:
