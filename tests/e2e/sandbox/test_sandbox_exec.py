@@ -137,6 +137,10 @@ def test_exec_handshake_refusals(sandboxes: Sandboxes, service: Callable[..., st
             open_timeout=10,
         )
     assert finished.value.response.status_code == 410
+    unknown = sandboxes.exec_url("00000000-0000-4000-8000-000000000000")
+    with pytest.raises(InvalidStatus) as missing:
+        connect(unknown, additional_headers={"Authorization": f"Bearer {sandboxes.token}"}, open_timeout=10)
+    assert missing.value.response.status_code == 404
 
 
 def test_an_exec_running_when_the_sandbox_ends_still_gets_exit(
