@@ -387,11 +387,24 @@ class SandboxRuntime:
                 future.result(timeout=30)
             except Exception:
                 logger.exception("sandbox shutdown failed")
+        try:
+            asyncio.run_coroutine_threadsafe(self._cancel_tasks(), self.loop).result(timeout=30)
+        except Exception:
+            logger.exception("stopping the sandbox runtime's tasks failed")
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         if not self.loop.is_running():
             self.loop.close()
         atexit.unregister(self.close)
+
+    async def _cancel_tasks(self) -> None:
+        """Cancel what still runs on the runtime loop (tree preparations) and wait for it to unwind."""
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.get_running_loop().shutdown_default_executor()
 
     async def aclose(self) -> None:
         """`close` from an event loop (the application's shutdown), without blocking that loop."""
