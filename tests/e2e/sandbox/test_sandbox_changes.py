@@ -277,3 +277,14 @@ def test_commits_stack_as_thin_layers_with_exact_contents(
         "same2",
     ]
     assert int(lines[-1]) >= 1  # several lower layers
+
+
+def test_concurrent_sandboxes_on_one_commit_all_commit(
+    api: httpx.Client, repo_path: str, sandboxes: Sandboxes, seeded: str
+) -> None:
+    ids = [sandboxes.create(command=["sh", "-c", f"cat same.txt > copy-{n}.txt"]) for n in range(6)]
+    statuses = [sandboxes.wait(sid) for sid in ids]
+    assert [s["status_reason"] for s in statuses] == ["committed"] * 6
+    objects = list_objects(api, repo_path)
+    assert all(read_object(api, repo_path, f"copy-{n}.txt") == b"same\n" for n in range(6))
+    assert len(objects) == 6 + 6
