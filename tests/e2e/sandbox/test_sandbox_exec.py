@@ -162,3 +162,19 @@ def test_an_exec_running_when_the_sandbox_ends_still_gets_exit(
     assert not thread.is_alive()
     assert results[0].stdout == b"go\n"
     assert results[0].exit_code == -1
+
+
+def test_concurrent_execs_stay_apart(sandboxes: Sandboxes, service: Callable[..., str]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sid = service()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(lambda n: sandboxes.exec(sid, f"echo out-{n}; echo err-{n} >&2; exit {n}"), range(8))
+        )
+    for n, result in enumerate(results):
+        assert (result.stdout, result.stderr, result.exit_code) == (
+            f"out-{n}\n".encode(),
+            f"err-{n}\n".encode(),
+            n,
+        )
