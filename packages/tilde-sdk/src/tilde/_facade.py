@@ -8,6 +8,7 @@ reset there.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,25 @@ if TYPE_CHECKING:
 __all__ = ["configure", "get_default_client", "repository"]
 
 _lock = threading.Lock()
+_close_at_exit_registered = False
+
+
+def _close_default_client_at_exit() -> None:
+    """Close the default client's connection pool when the interpreter exits (no unclosed sockets)."""
+    import tilde
+
+    with _lock:
+        client, tilde._default_client = tilde._default_client, None
+    if client is not None:
+        client.close()
+
+
+def _ensure_closed_at_exit() -> None:
+    """Register `_close_default_client_at_exit` once, the first time a default client is made."""
+    global _close_at_exit_registered
+    if not _close_at_exit_registered:
+        atexit.register(_close_default_client_at_exit)
+        _close_at_exit_registered = True
 
 
 def configure(
@@ -52,6 +72,7 @@ def configure(
             default_sandbox_image=default_sandbox_image,
             credentials_provider=credentials_provider,
         )
+        _ensure_closed_at_exit()
 
 
 def get_default_client() -> Client:
@@ -63,6 +84,7 @@ def get_default_client() -> Client:
         client = tilde._default_client
         if client is None:
             client = tilde._default_client = Client()
+            _ensure_closed_at_exit()
         return client
 
 
