@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import statistics
 import tempfile
 import time
@@ -32,7 +31,6 @@ from typing import Any
 import httpx
 from websockets.sync.client import connect
 
-import tilde.server.local
 from tilde.server import LocalServer
 
 FILL = """
@@ -128,25 +126,6 @@ def copy_baseline(data_dir: Path, count: int) -> float:
         return time.perf_counter() - started
 
 
-class _TcpSocketModule:
-    """``socket`` with TCP sockets created as ``IPPROTO_TCP``, so asyncio turns Nagle off on accepted
-    connections.
-
-    A listening socket made as ``socket(AF_INET, SOCK_STREAM)`` has protocol 0, and asyncio only sets
-    ``TCP_NODELAY`` on transports whose socket says ``IPPROTO_TCP``; with Nagle on, every response on a reused
-    connection waits for the client's delayed ACK (about 40 ms), which would drown what is measured here.
-    """
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(socket, name)
-
-    @staticmethod
-    def socket(family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM, proto: int = 0) -> socket.socket:
-        if kind == socket.SOCK_STREAM and family in (socket.AF_INET, socket.AF_INET6) and proto == 0:
-            proto = socket.IPPROTO_TCP
-        return socket.socket(family, kind, proto)
-
-
 def timed(rounds: int, action: Callable[[], float]) -> list[float]:
     action()  # warm-up
     return [action() for _ in range(rounds)]
@@ -167,8 +146,6 @@ def main() -> None:
     args = parser.parse_args()
     count, size = (1_000, 100 * 1024) if args.quick else (10_000, 100 * 1024 + 3)
     rounds = args.rounds or (10 if args.quick else 30)
-    # Only the benchmark's own server gets the fix; see _TcpSocketModule.
-    tilde.server.local.socket = _TcpSocketModule()  # type: ignore[assignment]
     data_dir = Path(tempfile.mkdtemp(prefix="bench-sandbox-"))
     try:
         with LocalServer(data_dir=data_dir) as server, client(server) as api:

@@ -141,6 +141,8 @@ s, b = call("GET", f"{base}/object?path=api/written.txt&session_id={sid}", token
 out["read_back"] = [s, b.decode()]
 s, _ = call("POST", f"{base}/sessions", token)
 out["new_session"] = s
+s, _ = call("GET", f"{api}/organizations", token)
+out["list_orgs"] = s
 open("fs.txt", "w").write("via filesystem\n")
 print(json.dumps(out))
 """
@@ -160,6 +162,7 @@ def test_code_inside_uses_the_injected_credentials(
     assert out["finalize"] == 201
     assert out["read_back"] == [200, "via api\n"]
     assert out["new_session"] == 403  # the token is limited to its own session
+    assert out["list_orgs"] == 403  # ... and to its own repository: nothing org-wide
     # API writes and filesystem writes land in the same commit.
     assert diff(api, repo_path, status["commit_id"]) == {"api/written.txt": "added", "fs.txt": "added"}
     assert read_object(api, repo_path, "api/written.txt") == b"via api\n"

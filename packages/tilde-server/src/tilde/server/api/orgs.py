@@ -21,6 +21,7 @@ from tilde.server.errors import ApiError
 async def list_orgs(request: Request) -> Response:
     """List the organizations the caller belongs to."""
     principal = require_principal(request)
+    auth_of(request).authorize(principal, "ListOrganizations")
     registry = registry_of(request)
     if principal.type == "user":
         orgs = registry.list_orgs(user_id=principal.id)
