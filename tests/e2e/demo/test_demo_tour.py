@@ -1,4 +1,4 @@
-"""The README's first command, ``hatch run demo``, run as a newcomer would (a fresh process, nothing running)."""
+"""The README's first command, ``hatch run demo``, run the way a newcomer runs it."""
 
 from __future__ import annotations
 
