@@ -19,11 +19,15 @@ def _runs(trigger: SandboxTrigger) -> list[SandboxTriggerRun]:
 
 
 def _wait_for_runs(trigger: SandboxTrigger, count: int, timeout: float = 60) -> list[SandboxTriggerRun]:
-    """Poll the run history until it holds ``count`` runs (commit listeners run in the background)."""
+    """Poll the run history until it holds ``count`` settled runs (listeners run in the background).
+
+    A run is recorded as ``pending`` first and settles (``created`` with its sandbox, ``skipped`` or ``failed``)
+    once the sandbox has been asked for, so only settled runs count.
+    """
     deadline = time.monotonic() + timeout
     while True:
         runs = _runs(trigger)
-        if len(runs) >= count:
+        if len(runs) >= count and all(run.status != "pending" for run in runs):
             return runs
         assert time.monotonic() < deadline, f"expected {count} runs, have {runs}"
         time.sleep(0.05)
@@ -170,7 +174,7 @@ def test_a_trigger_never_fires_on_its_own_commits(repo: Repository, seed: Callab
         sandbox_config={"image": "i", "command": ["sh", "-c", "date +%s%N > /sandbox/stamp.txt"]},
     )
     seed({"x.txt": b"x"})
-    [run] = _wait_for_runs(trigger, 1)
+    run = _wait_for_runs(trigger, 1)[-1]  # newest first: the sandbox may already have committed
     assert run.status == "created"
     final = repo.sandboxes.get(run.sandbox_id or "").wait(timeout=60)
     assert final.is_committed
@@ -210,4 +214,5 @@ def test_diff_types_and_disabled_triggers(repo: Repository, seed: Callable[..., 
     assert len(_runs(on_change)) == 1
     assert _runs(disabled) == []
     for run in (changed, removed):
+        assert run.status == "created", (run.status, run.reason)
         assert repo.sandboxes.get(run.sandbox_id or "").wait(timeout=60).has_no_changes
