@@ -21,8 +21,8 @@ def _runs(trigger: SandboxTrigger) -> list[SandboxTriggerRun]:
 def _wait_for_runs(trigger: SandboxTrigger, count: int, timeout: float = 60) -> list[SandboxTriggerRun]:
     """Poll the run history until it holds ``count`` settled runs (listeners run in the background).
 
-    A run is recorded as ``pending`` first and settles (``created`` with its sandbox, ``skipped`` or ``failed``)
-    once the sandbox has been asked for, so only settled runs count.
+    A run is recorded as ``pending`` first and settles (``created`` with its sandbox, ``skipped`` or
+    ``failed``) once the sandbox has been asked for, so only settled runs count.
     """
     deadline = time.monotonic() + timeout
     while True:
