@@ -6,6 +6,8 @@ Each test gets its own organization and repository so tests never see each other
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,3 +80,39 @@ def repo_path(api: httpx.Client, org_name: str) -> str:
     response = api.post(f"/organizations/{org_name}/repositories", json=body)
     assert response.status_code == 201, response.text
     return f"{org_name}/{name}"
+
+
+#: The published client that our server must keep serving.
+PUBLISHED_CLIENT = "tilde-sdk==0.7.9"
+_REGISTRY_DOWN_MARKERS = (
+    "Could not find a version",
+    "No matching distribution",
+    "Network is unreachable",
+    "Temporary failure in name resolution",
+    "Connection refused",
+    "Max retries exceeded",
+)
+
+
+@pytest.fixture(scope="session")
+def published_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The interpreter of a fresh venv with the published ``tilde-sdk`` installed from the package registry.
+
+    Skips only when the registry cannot be reached; any other install failure fails the test.
+    """
+    venv = tmp_path_factory.mktemp("published-client") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", PUBLISHED_CLIENT],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if install.returncode != 0:
+        output = install.stdout + install.stderr
+        if any(marker in output for marker in _REGISTRY_DOWN_MARKERS):
+            pytest.skip(f"package registry unreachable: {output.strip()[-300:]}")
+        pytest.fail(f"pip install {PUBLISHED_CLIENT} failed:\n{output}")
+    return python
