@@ -1,17 +1,16 @@
-"""The asynchronous client: a thin awaiting driver around the same request core as `tilde.core.Client`."""
+"""The asynchronous client: a thin awaiting driver around the shared request core."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
 import httpx
 import pluggy
 
+from tilde.core._async_support import SleepFunction, default_sleep, fetch_token, pool_lock
 from tilde.core._base import ClientBase, pick_injected
 from tilde.core._streams import wrap_async_stream
 from tilde.core._transport import (
@@ -25,7 +24,7 @@ from tilde.core._transport import (
     json_object,
     optional_json_object,
 )
-from tilde.core.credentials import CredentialsProvider, StaticTokenProvider
+from tilde.core.credentials import CredentialsProvider
 from tilde.core.pagination import (
     AsyncPaginatedIterator,
     PageResult,
@@ -41,12 +40,14 @@ T = TypeVar("T")
 
 
 class AsyncClient(ClientBase):
-    """A connection to a Tilde server for asyncio or trio code.
+    """A connection to a Tilde server, for asyncio or trio code.
 
-    Takes the same arguments as `tilde.core.Client` (``http_client`` must be an `httpx.AsyncClient`) and
-    exposes the same members as coroutines; `_paginate` and `_list_once` return `AsyncPaginatedIterator`.
-    Credentials providers that only have a blocking ``get_token`` are called in a worker thread when they
-    might do I/O; one with an ``async def aget_token()`` is awaited instead.
+    Settings not passed here are resolved from the environment and ``~/.tilde/config.yaml`` (see
+    `tilde.core.config`); a missing API key only fails at the first request, with `ConfigurationError`.
+
+    Every member that sends a request is a coroutine; `_paginate` and `_list_once` return
+    `AsyncPaginatedIterator`. Credentials providers that only have a blocking ``get_token`` are called in a
+    worker thread when they might do I/O; one with an ``async def aget_token()`` is awaited instead.
 
     Args:
         endpoint_url: The server root, e.g. ``https://tilde.run``.
@@ -54,11 +55,14 @@ class AsyncClient(ClientBase):
         default_sandbox_image: The image sandboxes use when none is named.
         credentials_provider: Supplies the token for every request; wins over every other source.
         extra_user_agent: Appended to the ``User-Agent`` after a space.
-        http_client: An `httpx.AsyncClient` to send API requests with; used as is and never closed here.
+        http_client: An `httpx.AsyncClient` to send API requests with; used as is and never closed by this
+            client.
         httpx_client: Alias of ``http_client``.
         timeout: Seconds (or an `httpx.Timeout`) per API call; default connect 5 s, read 60 s.
-        max_retries: Retries after a connection failure, 429 or 502/503/504 (see `tilde.core.Client`).
-        plugin_manager: The plugin manager to take auth providers from.
+        max_retries: Retries after a connection failure, 429 or 502/503/504 (idempotent methods only, except
+            failures to connect, which are retried for every method).
+        plugin_manager: The plugin manager to take auth providers from; by default a fresh one from
+            `tilde.core.plugins.make_plugin_manager`.
 
     Example:
         ```python
@@ -106,8 +110,9 @@ class AsyncClient(ClientBase):
             )
         )
         self._upload_http_client: httpx.AsyncClient | None = None
+        self._upload_lock = pool_lock()
         # Replaceable so tests can observe backoff without waiting.
-        self._sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+        self._sleep: SleepFunction = default_sleep()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -140,20 +145,7 @@ class AsyncClient(ClientBase):
 
     async def _token(self) -> str:
         """Return the bearer token to send now (`ConfigurationError` when there is no token source)."""
-        provider = self._require_provider()
-        if isinstance(provider, StaticTokenProvider):
-            return provider.get_token()
-        aget_token = getattr(provider, "aget_token", None)
-        if callable(aget_token):
-            token: str = await aget_token()
-            return token
-        peek_token = getattr(provider, "peek_token", None)
-        if callable(peek_token):
-            cached = peek_token()
-            if isinstance(cached, str) and cached:
-                return cached
-        # The provider may block on the network: keep the event loop free.
-        return await anyio.to_thread.run_sync(provider.get_token)
+        return await fetch_token(self._require_provider())
 
     _ensure_api_key = _token
 
@@ -165,14 +157,23 @@ class AsyncClient(ClientBase):
 
     @property
     def _upload_http(self) -> httpx.AsyncClient:
-        """The client for presigned URLs (see `tilde.core.Client._upload_http`)."""
-        if self._upload_http_client is None:
-            self._upload_http_client = (
-                self._http
-                if not self._owns_http
-                else httpx.AsyncClient(timeout=UPLOAD_TIMEOUT, follow_redirects=False)
-            )
-        return self._upload_http_client
+        """The client for presigned URLs: separate pool and timeouts, never an Authorization header.
+
+        When the caller injected an HTTP client, uploads go through it too (it may carry a proxy or a mock).
+        """
+        upload = self._upload_http_client
+        if upload is None:
+            # Sync multipart uploads reach this from several worker threads at once: build exactly one pool.
+            with self._upload_lock:
+                upload = self._upload_http_client
+                if upload is None:
+                    upload = (
+                        self._http
+                        if not self._owns_http
+                        else httpx.AsyncClient(timeout=UPLOAD_TIMEOUT, follow_redirects=False)
+                    )
+                    self._upload_http_client = upload
+        return upload
 
     async def _drive(self, exchange: Exchange, http: httpx.AsyncClient) -> httpx.Response:
         """Perform the actions the request core yields until it returns a response or raises."""
@@ -221,7 +222,7 @@ class AsyncClient(ClientBase):
         follow_redirects: bool = False,
         timeout: Any = None,
     ) -> httpx.Response:
-        """Send an API request and return the successful response, body read (see `tilde.core.Client`).
+        """Send an API request and return the successful response, body read.
 
         Args:
             method: HTTP method.
@@ -235,6 +236,11 @@ class AsyncClient(ClientBase):
 
         Returns:
             The 2xx response.
+
+        Raises:
+            ConfigurationError: No token source.
+            TransportError: Network failure (after retries).
+            APIError: Non-2xx status, as the subclass for that status.
 
         """
         exchange = self._core.exchange(
@@ -260,7 +266,10 @@ class AsyncClient(ClientBase):
         headers: Mapping[str, str] | None = None,
         follow_redirects: bool = False,
     ) -> AsyncIterator[httpx.Response]:
-        """Send a request and yield the open, unread response; errors are raised before yielding."""
+        """Send a request and yield the open, unread response; errors are raised before yielding.
+
+        Network failures while reading the body are raised as `TransportError`.
+        """
         exchange = self._core.exchange(
             self._http.build_request,
             method,
@@ -308,7 +317,20 @@ class AsyncClient(ClientBase):
     async def _presigned_put(
         self, url: str, content: Any, *, headers: Mapping[str, str] | None = None
     ) -> httpx.Response:
-        """PUT bytes to a self-authorising URL (see `tilde.core.Client._presigned_put`)."""
+        """PUT bytes to a self-authorising URL (no Authorization header; upload timeouts).
+
+        Args:
+            url: The absolute presigned URL.
+            content: Bytes, or an iterator of bytes (not retried once sent).
+            headers: Extra headers; ``Content-Type`` defaults to ``application/octet-stream``.
+
+        Returns:
+            The 2xx response (read its ``ETag``).
+
+        Raises:
+            TransportError: Network failure or a non-2xx answer.
+
+        """
         http = self._upload_http
         exchange = self._core.presigned_put(http.build_request, url, content, headers)
         return await self._drive(exchange, http)
@@ -325,7 +347,18 @@ class AsyncClient(ClientBase):
         page_size: int | None = None,
         after: str | None = None,
     ) -> AsyncPaginatedIterator[T]:
-        """Return a lazy ``async for`` iterator over a paginated list endpoint (see `tilde.core.Client`).
+        """Return a lazy iterator over a paginated list endpoint (CONTRACT §3).
+
+        Args:
+            path: The list endpoint.
+            parse: Converts one item into the caller's type.
+            params: Extra query parameters (filters).
+            amount: Cap on the total number of items; 0 makes no request.
+            page_size: Items per request (1 to 1000, default 100).
+            after: Cursor to start after.
+
+        Returns:
+            The iterator; nothing is requested until the first item is needed.
 
         Raises:
             ValueError: Bad ``page_size`` or ``amount`` (raised now, before any request).
@@ -348,7 +381,18 @@ class AsyncClient(ClientBase):
         params: Mapping[str, Any] | None = None,
         amount: int | None = None,
     ) -> AsyncPaginatedIterator[T]:
-        """Return a lazy ``async for`` iterator over a single-shot ``{"results": [...]}`` list."""
+        """Return a lazy iterator over a single-shot ``{"results": [...]}`` list (no paging parameters).
+
+        Args:
+            path: The list endpoint.
+            parse: Converts one item into the caller's type.
+            params: Query parameters (filters).
+            amount: Cap on the number of items; 0 makes no request.
+
+        Returns:
+            The iterator.
+
+        """
         check_amount(amount)
 
         async def fetch(cursor: str | None) -> PageResult[T]:

@@ -1,10 +1,9 @@
+# Generated from async_client.py by scripts/unasync.py — do not edit.
 """The synchronous client: a thin blocking driver around the shared request core."""
 
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
@@ -14,6 +13,7 @@ import pluggy
 
 from tilde.core._base import ClientBase, pick_injected
 from tilde.core._streams import wrap_sync_stream
+from tilde.core._sync_support import SleepFunction, default_sleep, fetch_token, pool_lock
 from tilde.core._transport import (
     UPLOAD_TIMEOUT,
     CloseResponse,
@@ -52,7 +52,8 @@ class Client(ClientBase):
         default_sandbox_image: The image sandboxes use when none is named.
         credentials_provider: Supplies the token for every request; wins over every other source.
         extra_user_agent: Appended to the ``User-Agent`` after a space.
-        http_client: An `httpx.Client` to send API requests with; used as is and never closed by this client.
+        http_client: An `httpx.Client` to send API requests with; used as is and never closed by this
+            client.
         httpx_client: Alias of ``http_client``.
         timeout: Seconds (or an `httpx.Timeout`) per API call; default connect 5 s, read 60 s.
         max_retries: Retries after a connection failure, 429 or 502/503/504 (idempotent methods only, except
@@ -106,9 +107,9 @@ class Client(ClientBase):
             )
         )
         self._upload_http_client: httpx.Client | None = None
-        self._upload_lock = threading.Lock()
+        self._upload_lock = pool_lock()
         # Replaceable so tests can observe backoff without waiting.
-        self._sleep: Callable[[float], None] = time.sleep
+        self._sleep: SleepFunction = default_sleep()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -141,7 +142,7 @@ class Client(ClientBase):
 
     def _token(self) -> str:
         """Return the bearer token to send now (`ConfigurationError` when there is no token source)."""
-        return self._require_provider().get_token()
+        return fetch_token(self._require_provider())
 
     _ensure_api_key = _token
 
@@ -159,7 +160,7 @@ class Client(ClientBase):
         """
         upload = self._upload_http_client
         if upload is None:
-            # Multipart uploads reach this from several worker threads at once: build exactly one pool.
+            # Sync multipart uploads reach this from several worker threads at once: build exactly one pool.
             with self._upload_lock:
                 upload = self._upload_http_client
                 if upload is None:
