@@ -1,6 +1,14 @@
 """The storage engine: versioned repositories of objects, sessions, commits and content-addressed blobs."""
 
-from tilde.server.storage.blobs import BlobStore, BlobWriter, LocalBlobStore, LocalBlobWriter
+from tilde.server.storage._inplace import InPlacePartWriter
+from tilde.server.storage.blobs import (
+    BlobStore,
+    BlobWriter,
+    LocalBlobStore,
+    LocalBlobWriter,
+    UploadFile,
+    UploadFileStore,
+)
 from tilde.server.storage.engine import ActorLike, StorageEngine
 from tilde.server.storage.errors import (
     Conflict,
@@ -36,6 +44,7 @@ __all__ = [
     "CommitInfo",
     "CommitOutcome",
     "Conflict",
+    "InPlacePartWriter",
     "InvalidArgument",
     "ListingItem",
     "LocalBlobStore",
@@ -51,6 +60,8 @@ __all__ = [
     "SessionInfo",
     "StorageEngine",
     "StorageError",
+    "UploadFile",
+    "UploadFileStore",
     "ViewEntry",
     "validate_path",
 ]

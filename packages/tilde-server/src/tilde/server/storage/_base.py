@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Protocol
 
+from tilde.server.storage._inplace import PartClaims
 from tilde.server.storage._time import from_micros
-from tilde.server.storage.blobs import BlobStore
+from tilde.server.storage.blobs import BlobStore, UploadFileStore
 from tilde.server.storage.errors import InvalidArgument, NotFound, SessionClosed
-from tilde.server.storage.metadata import MetadataStore, MetadataTx, RepoRecord, SessionRecord, VersionRecord
+from tilde.server.storage.metadata import (
+    MetadataStore,
+    MetadataTx,
+    RepoRecord,
+    SessionRecord,
+    UploadRecord,
+    VersionRecord,
+)
 from tilde.server.storage.types import Actor, BlobRef, ObjectVersion, SessionInfo, SessionState
 
 __all__ = ["ActorLike", "EngineBase", "to_actor", "to_object", "to_session_info"]
@@ -99,6 +107,20 @@ class EngineBase:
     def __init__(self, meta: MetadataStore, blobs: BlobStore) -> None:
         self.meta = meta
         self.blobs = blobs
+        self._part_claims = PartClaims()
+
+    def _upload_files(self) -> UploadFileStore | None:
+        """Return the blob store as an ``UploadFileStore``; None when it cannot assemble uploads in place."""
+        return self.blobs if isinstance(self.blobs, UploadFileStore) else None
+
+    def _discard_upload_files(self, uploads: Iterable[UploadRecord]) -> None:
+        """Delete the files of forgotten in-place uploads (call once their records are gone)."""
+        files = self._upload_files()
+        if files is None:
+            return
+        for upload in uploads:
+            if upload.part_size is not None:
+                files.discard_upload_file(upload.id)
 
     @staticmethod
     def _repo(tx: MetadataTx, repo_id: str) -> RepoRecord:

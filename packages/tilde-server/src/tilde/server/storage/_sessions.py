@@ -87,8 +87,10 @@ class SessionsMixin(CommitsMixin):
             if session.state not in ("open", "pending_approval"):
                 raise SessionClosed(f"session '{session_id}' is {session.state.replace('_', ' ')}")
             tx.clear_staged(session_id)
+            uploads = tx.list_uploads(session_id=session_id)
             tx.delete_session_uploads(session_id)
             tx.update_session(replace(session, state="rolled_back", pending_actor=None))
+        self._discard_upload_files(uploads)
 
     @staticmethod
     def _check_conflicts(tx: MetadataTx, repo: RepoRecord, session: SessionRecord) -> None:
@@ -152,33 +154,42 @@ class SessionsMixin(CommitsMixin):
         with self.meta.write() as tx:
             repo = self._repo(tx, repo_id)
             session = self._open_session(tx, repo_id, session_id)
+            # Uploads still unfinished when the session closes can never complete; in-place ones hold a file.
+            uploads = tx.list_uploads(session_id=session_id)
             if not tx.has_staged(session_id):
                 tx.update_session(replace(session, state="committed"))
+                tx.delete_session_uploads(session_id)
                 head = tx.get_commit_at(repo_id, repo.head_seq) if repo.head_seq else None
-                return CommitOutcome(status="no_changes", commit=head)
-            self._check_conflicts(tx, repo, session)
-            if require_approval:
-                parked = replace(
-                    session,
-                    state="pending_approval",
-                    pending_message=message,
-                    pending_metadata=meta,
-                    pending_actor=committer,
-                )
-                tx.update_session(parked)
-                return CommitOutcome(status="approval_required", commit=None)
-            commit = self._commit(
-                tx,
-                repo,
-                self._staged_changes(tx, session_id),
-                message=message,
-                committer=committer,
-                metadata=meta,
-            )
-            tx.clear_staged(session_id)
-            tx.delete_session_uploads(session_id)
-            tx.update_session(replace(session, state="committed", commit_id=commit.id))
-        return CommitOutcome(status="committed", commit=commit)
+                outcome = CommitOutcome(status="no_changes", commit=head)
+            else:
+                self._check_conflicts(tx, repo, session)
+                if require_approval:
+                    parked = replace(
+                        session,
+                        state="pending_approval",
+                        pending_message=message,
+                        pending_metadata=meta,
+                        pending_actor=committer,
+                    )
+                    tx.update_session(parked)
+                    # Approval or rollback settles the session later; its uploads go then.
+                    uploads = []
+                    outcome = CommitOutcome(status="approval_required", commit=None)
+                else:
+                    commit = self._commit(
+                        tx,
+                        repo,
+                        self._staged_changes(tx, session_id),
+                        message=message,
+                        committer=committer,
+                        metadata=meta,
+                    )
+                    tx.clear_staged(session_id)
+                    tx.delete_session_uploads(session_id)
+                    tx.update_session(replace(session, state="committed", commit_id=commit.id))
+                    outcome = CommitOutcome(status="committed", commit=commit)
+        self._discard_upload_files(uploads)
+        return outcome
 
     def approve_session(
         self,
@@ -227,6 +238,8 @@ class SessionsMixin(CommitsMixin):
                 metadata={**session.pending_metadata, **extra},
             )
             tx.clear_staged(session_id)
+            uploads = tx.list_uploads(session_id=session_id)
             tx.delete_session_uploads(session_id)
             tx.update_session(replace(session, state="committed", commit_id=commit.id))
+        self._discard_upload_files(uploads)
         return commit

@@ -1,4 +1,10 @@
-"""Write operations of the engine: staging into sessions and multipart uploads."""
+"""Write operations of the engine: staging into sessions and multipart uploads.
+
+A multipart upload is stored one of two ways. By default each part is its own blob and completing copies
+them into one new blob. Created with a ``part_size`` (and a blob store that has upload files), its parts are
+written in place into one sparse file at ``(n - 1) * part_size`` and completing hashes that file and renames
+it into place, so every byte is written once (see ``_inplace``).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,21 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from tilde.server.storage._base import EngineBase, check_metadata, to_object
+from tilde.server.storage._inplace import InPlacePartWriter
 from tilde.server.storage._time import now_micros
 from tilde.server.storage.errors import InvalidArgument, NotFound
 from tilde.server.storage.metadata import MetadataTx, PartRecord, SessionRecord, UploadRecord, VersionRecord
 from tilde.server.storage.paths import validate_path
 from tilde.server.storage.types import BlobRef, ObjectVersion
 
-__all__ = ["DEFAULT_CONTENT_TYPE", "MAX_PART_NUMBER", "WritesMixin"]
+__all__ = ["DEFAULT_CONTENT_TYPE", "MAX_IN_PLACE_PART_SIZE", "MAX_PART_NUMBER", "WritesMixin"]
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 MAX_PART_NUMBER = 10_000
+#: Largest part size laid out in one file: 10 000 such parts stay within ext4's 16 TiB file size limit.
+MAX_IN_PLACE_PART_SIZE = 1 << 30
+# Copying a blob into an in-place upload's range (``put_part`` on such an upload) reads this much at a time.
+_COPY_CHUNK = 8 * 1024 * 1024
 
 
 def _record(
@@ -234,10 +245,18 @@ class WritesMixin(EngineBase):
             tx.put_staged(session_id, [record])
         return to_object(record)
 
-    # Multipart uploads: parts are ordinary blobs; completing concatenates them into one blob and stages it.
+    # Multipart uploads
 
-    def create_upload(self, repo_id: str, session_id: str, path: str) -> str:
+    def create_upload(self, repo_id: str, session_id: str, path: str, *, part_size: int | None = None) -> str:
         """Start a multipart upload to ``path`` in a session.
+
+        Args:
+            repo_id: The repository.
+            session_id: An open session.
+            path: Destination path.
+            part_size: The size of every part but the last, when the uploader knows it: the parts are then
+                written in place into one file (``part_writer``) and never copied. Ignored (one blob per part)
+                above ``MAX_IN_PLACE_PART_SIZE`` or when the blob store has no upload files.
 
         Returns:
             The upload id.
@@ -245,16 +264,74 @@ class WritesMixin(EngineBase):
         Raises:
             NotFound: Unknown repository or session.
             SessionClosed: The session is not open.
-            InvalidArgument: Invalid path.
+            InvalidArgument: Invalid path, or a part size below 1.
 
         """
         validate_path(path)
+        if part_size is not None and part_size < 1:
+            raise InvalidArgument("part size must be at least 1 byte", code="invalid_part_size")
+        files = self._upload_files()
+        in_place = part_size is not None and part_size <= MAX_IN_PLACE_PART_SIZE and files is not None
         upload_id = uuid.uuid4().hex
-        with self.meta.write() as tx:
-            self._repo(tx, repo_id)
-            self._open_session(tx, repo_id, session_id)
-            tx.insert_upload(UploadRecord(upload_id, repo_id, session_id, path, now_micros()))
+        if in_place and files is not None:
+            # The file exists before the record, so any part writer that finds the upload finds its file.
+            files.create_upload_file(upload_id)
+        try:
+            with self.meta.write() as tx:
+                self._repo(tx, repo_id)
+                self._open_session(tx, repo_id, session_id)
+                record = UploadRecord(
+                    upload_id, repo_id, session_id, path, now_micros(), part_size if in_place else None
+                )
+                tx.insert_upload(record)
+        except BaseException:
+            if in_place and files is not None:
+                files.discard_upload_file(upload_id)
+            raise
         return upload_id
+
+    def part_writer(self, upload_id: str, part_number: int) -> InPlacePartWriter | None:
+        """Open a writer for a part of an in-place upload (one created with a ``part_size``).
+
+        The writer streams the part into its range of the upload's file; its ``commit`` records the part and
+        returns its etag. Writers of different parts may run at once, from any thread.
+
+        Args:
+            upload_id: The upload.
+            part_number: 1 to 10000.
+
+        Returns:
+            The writer, or None when the upload stores one blob per part (use ``put_part`` then).
+
+        Raises:
+            NotFound: Unknown upload, or its file is gone.
+            InvalidArgument: Part number out of range.
+
+        """
+        _check_part_number(part_number)
+        with self.meta.read() as tx:
+            upload = tx.get_upload(upload_id)
+        if upload is None:
+            raise NotFound(f"upload '{upload_id}'")
+        files = self._upload_files()
+        if upload.part_size is None or files is None:
+            return None
+        return InPlacePartWriter(
+            upload_id,
+            part_number,
+            upload.part_size,
+            files.open_upload_file(upload_id),
+            self._part_claims,
+            record=lambda part: self._record_part(upload_id, part),
+            # An empty digest marks the part as not uploaded (no real part hashes to "").
+            invalidate=lambda number: self._record_part(upload_id, PartRecord(number, "", 0, "")),
+        )
+
+    def _record_part(self, upload_id: str, part: PartRecord) -> None:
+        with self.meta.write() as tx:
+            if tx.get_upload(upload_id) is None:
+                raise NotFound(f"upload '{upload_id}'")
+            tx.put_part(upload_id, part)
 
     def put_part(self, upload_id: str, part_number: int, writer_commit: BlobRef) -> str:
         """Record (or replace) a part of an upload.
@@ -262,23 +339,27 @@ class WritesMixin(EngineBase):
         Args:
             upload_id: The upload.
             part_number: 1 to 10000.
-            writer_commit: The part's bytes, already committed to the blob store.
+            writer_commit: The part's bytes, already committed to the blob store (copied into the upload's
+                file for an in-place upload).
 
         Returns:
             The part's etag (quoted), to be passed back to ``complete_upload``.
 
         Raises:
             NotFound: Unknown upload.
-            InvalidArgument: Part number out of range.
+            InvalidArgument: Part number out of range (or, in place, a part larger than the part size).
 
         """
-        if not 1 <= part_number <= MAX_PART_NUMBER:
-            raise InvalidArgument(f"part number must be between 1 and {MAX_PART_NUMBER}", code="invalid_part")
-        part = PartRecord(part_number, writer_commit.key, writer_commit.size, writer_commit.sha256)
-        with self.meta.write() as tx:
-            if tx.get_upload(upload_id) is None:
-                raise NotFound(f"upload '{upload_id}'")
-            tx.put_part(upload_id, part)
+        _check_part_number(part_number)
+        writer = self.part_writer(upload_id, part_number)
+        if writer is not None:
+            with writer, open(self.blobs.path(writer_commit), "rb", buffering=0) as source:
+                while chunk := source.read(_COPY_CHUNK):
+                    writer.write(chunk)
+                return writer.commit()
+        self._record_part(
+            upload_id, PartRecord(part_number, writer_commit.key, writer_commit.size, writer_commit.sha256)
+        )
         return writer_commit.etag
 
     def complete_upload(
@@ -292,14 +373,15 @@ class WritesMixin(EngineBase):
         content_type: str,
         size_bytes: int | None = None,
     ) -> ObjectVersion:
-        """Concatenate the listed parts into one object and stage it.
+        """Assemble the listed parts into one object and stage it.
 
         Args:
             repo_id: The repository.
             session_id: The session the upload was created in (still open).
             path: The upload's destination path.
             upload_id: The upload.
-            parts: ``(part_number, etag)`` in strictly ascending part order; etags quoted or bare.
+            parts: ``(part_number, etag)`` in strictly ascending part order; etags quoted or bare. An in-place
+                upload needs parts 1 to N, each but the last holding exactly the part size.
             content_type: MIME type of the object.
             size_bytes: Expected total size, checked when given.
 
@@ -307,10 +389,10 @@ class WritesMixin(EngineBase):
             The staged version.
 
         Raises:
-            NotFound: Unknown repository, session or upload.
+            NotFound: Unknown repository, session or upload (or the in-place upload's file is gone).
             SessionClosed: The session is not open.
-            InvalidArgument: Parts out of order, unknown, with a wrong etag, or a size mismatch; or the upload
-                belongs to another session or path.
+            InvalidArgument: Parts out of order, unknown, with a wrong etag or size, or a size mismatch; or
+                the upload belongs to another session or path.
 
         """
         validate_path(path)
@@ -323,11 +405,16 @@ class WritesMixin(EngineBase):
             if upload.session_id != session_id or upload.path != path:
                 raise InvalidArgument("the upload belongs to another session or path", code="invalid_upload")
             recorded = tx.get_parts(upload_id)
-        refs = self._checked_parts(parts, recorded)
-        total = sum(ref.size for ref in refs)
-        if size_bytes is not None and size_bytes != total:
-            raise InvalidArgument(f"the parts hold {total} bytes, not {size_bytes}", code="size_mismatch")
-        blob = refs[0] if len(refs) == 1 else self.blobs.concat(refs)
+        files = self._upload_files()
+        if upload.part_size is not None and files is not None:
+            total = self._in_place_size(parts, recorded, upload.part_size)
+            _check_size(total, size_bytes)
+            blob = files.install_upload_file(upload_id, total)
+        else:
+            refs = self._checked_parts(parts, recorded)
+            total = sum(ref.size for ref in refs)
+            _check_size(total, size_bytes)
+            blob = refs[0] if len(refs) == 1 else self.blobs.concat(refs)
         record = _record(path, blob, content_type, {}, now_micros())
         with self.meta.write() as tx:
             self._open_session(tx, repo_id, session_id)
@@ -336,6 +423,26 @@ class WritesMixin(EngineBase):
             tx.put_staged(session_id, [record])
             tx.delete_upload(upload_id)
         return to_object(record)
+
+    @classmethod
+    def _in_place_size(
+        cls, parts: list[tuple[int, str]], recorded: dict[int, PartRecord], part_size: int
+    ) -> int:
+        """Check the parts of an in-place upload (1 to N, full but the last) and return the object's size."""
+        cls._checked_parts(parts, recorded)
+        for index, (number, _) in enumerate(parts, start=1):
+            if number != index:
+                raise InvalidArgument(
+                    f"part {index} is missing: an upload with a part size needs parts 1 to N",
+                    code="invalid_part",
+                )
+            size = recorded[number].size
+            if number < len(parts) and size != part_size:
+                raise InvalidArgument(
+                    f"part {number} holds {size} bytes; every part but the last must hold {part_size}",
+                    code="invalid_part",
+                )
+        return (len(parts) - 1) * part_size + recorded[len(parts)].size if parts else 0
 
     @staticmethod
     def _checked_parts(parts: list[tuple[int, str]], recorded: dict[int, PartRecord]) -> list[BlobRef]:
@@ -348,7 +455,7 @@ class WritesMixin(EngineBase):
                 )
             previous = number
             part = recorded.get(number)
-            if part is None:
+            if part is None or not part.sha256:
                 raise InvalidArgument(f"part {number} was not uploaded", code="invalid_part")
             if _bare_etag(etag) != part.sha256:
                 raise InvalidArgument(f"part {number} has a different etag", code="invalid_part")
@@ -356,13 +463,25 @@ class WritesMixin(EngineBase):
         return refs
 
     def abort_upload(self, upload_id: str) -> None:
-        """Forget an upload and its parts.
+        """Forget an upload and its parts (and delete an in-place upload's file).
 
         Raises:
             NotFound: Unknown upload.
 
         """
         with self.meta.write() as tx:
-            if tx.get_upload(upload_id) is None:
+            upload = tx.get_upload(upload_id)
+            if upload is None:
                 raise NotFound(f"upload '{upload_id}'")
             tx.delete_upload(upload_id)
+        self._discard_upload_files([upload])
+
+
+def _check_part_number(part_number: int) -> None:
+    if not 1 <= part_number <= MAX_PART_NUMBER:
+        raise InvalidArgument(f"part number must be between 1 and {MAX_PART_NUMBER}", code="invalid_part")
+
+
+def _check_size(total: int, size_bytes: int | None) -> None:
+    if size_bytes is not None and size_bytes != total:
+        raise InvalidArgument(f"the parts hold {total} bytes, not {size_bytes}", code="size_mismatch")

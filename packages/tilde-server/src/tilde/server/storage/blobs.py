@@ -3,12 +3,17 @@
 Bytes are addressed by their SHA-256. A writer streams into a temporary file inside the store (same
 filesystem), fsyncs it and renames it into place, so a crash can leave stray temporary files but never a
 torn blob.
+
+``LocalBlobStore`` also keeps *upload files* (``UploadFileStore``): one sparse temporary file per in-place
+multipart upload, written part by part at fixed offsets and finally hashed and renamed into place as a blob,
+so the parts' bytes are written once instead of once per part and once more for their concatenation.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import stat
@@ -22,12 +27,16 @@ from typing import BinaryIO, Protocol, runtime_checkable
 from tilde.server.storage.errors import InvalidArgument, NotFound
 from tilde.server.storage.types import BlobRef
 
-__all__ = ["BlobStore", "BlobWriter", "LocalBlobStore", "LocalBlobWriter"]
+__all__ = ["BlobStore", "BlobWriter", "LocalBlobStore", "LocalBlobWriter", "UploadFile", "UploadFileStore"]
 
 # Large reads keep hashlib (which drops the GIL) busy and syscall overhead negligible.
 _CHUNK = 8 * 1024 * 1024
 _FILE_MODE = 0o644
 _HEX = frozenset("0123456789abcdef")
+# Upload files live among the temporary files, so the stale-file sweep also removes abandoned ones.
+_UPLOAD_PREFIX = "u-"
+_UPLOAD_SUFFIX = ".tmp"
+_UPLOAD_ID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_")
 
 
 @runtime_checkable
@@ -87,6 +96,47 @@ class BlobStore(Protocol):
 
     def delete(self, blob: BlobRef, older_than: float) -> bool:
         """Delete a blob if it was still last written before ``older_than``."""
+        ...
+
+
+class UploadFile(Protocol):
+    """One open handle on an upload file, for writing part bytes at their offsets."""
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        """Write all of ``data`` at ``offset``."""
+        ...
+
+    def sync(self) -> None:
+        """Make the bytes written so far durable."""
+        ...
+
+    def close(self) -> None:
+        """Release the handle; idempotent."""
+        ...
+
+
+@runtime_checkable
+class UploadFileStore(Protocol):
+    """A blob store that can assemble a multipart upload in place in one file (optional capability)."""
+
+    def create_upload_file(self, upload_id: str) -> None:
+        """Create the empty upload file of an upload."""
+        ...
+
+    def open_upload_file(self, upload_id: str) -> UploadFile:
+        """Open an upload file for writing parts."""
+        ...
+
+    def install_upload_file(self, upload_id: str, size: int) -> BlobRef:
+        """Cut the upload file to ``size`` bytes, hash it and move it into the store as a blob."""
+        ...
+
+    def discard_upload_file(self, upload_id: str) -> None:
+        """Delete an upload file (a no-op when it is gone)."""
+        ...
+
+    def upload_file_ids(self, older_than: float) -> list[str]:
+        """Return the uploads whose file was last written before ``older_than``."""
         ...
 
 
@@ -183,6 +233,58 @@ class LocalBlobWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.abort()
+
+
+class LocalUploadFile:
+    """A handle on an upload file of a ``LocalBlobStore``; use ``LocalBlobStore.open_upload_file``.
+
+    Each write holds a shared ``flock`` on the file and first checks that the file is still the upload's
+    (not yet installed as a blob nor deleted); installing holds the exclusive lock. So no write, from any
+    thread or process sharing the store, can land while the file is hashed or after it became an immutable
+    blob, while writes of different parts still run concurrently.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        try:
+            self._fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            raise NotFound(f"upload file '{path.name}'") from None
+        self._inode = os.fstat(self._fd).st_ino
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        """Write all of ``data`` at ``offset``.
+
+        Raises:
+            NotFound: The upload was completed or aborted since the file was opened.
+
+        """
+        if self._fd < 0:
+            raise InvalidArgument("upload file is closed")
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+        try:
+            try:
+                current = os.stat(self._path).st_ino
+            except FileNotFoundError:
+                current = -1
+            if current != self._inode:
+                raise NotFound(f"upload file '{self._path.name}'")
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(self._fd, view, offset)
+                view, offset = view[written:], offset + written
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def sync(self) -> None:
+        """Make the bytes written so far durable (data only: the file's name does not matter yet)."""
+        os.fdatasync(self._fd)
+
+    def close(self) -> None:
+        """Close the handle; idempotent."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
 
 
 class LocalBlobStore:
@@ -367,6 +469,120 @@ class LocalBlobStore:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
+
+    # Upload files (``UploadFileStore``)
+
+    def _upload_path(self, upload_id: str) -> Path:
+        if not upload_id or len(upload_id) > 128 or not _UPLOAD_ID_CHARS.issuperset(upload_id):
+            raise InvalidArgument(f"not an upload id: {upload_id!r}")
+        return self.tmp_dir / f"{_UPLOAD_PREFIX}{upload_id}{_UPLOAD_SUFFIX}"
+
+    def create_upload_file(self, upload_id: str) -> None:
+        """Create the empty upload file of an in-place multipart upload.
+
+        Its parts are written at their offsets later (``open_upload_file``); the gaps stay holes, so the file
+        costs only the bytes actually written.
+
+        Args:
+            upload_id: The upload.
+
+        Raises:
+            InvalidArgument: When the id is not a plain token, or the file already exists.
+
+        """
+        try:
+            fd = os.open(self._upload_path(upload_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise InvalidArgument(f"upload file of '{upload_id}' already exists") from None
+        os.close(fd)
+
+    def open_upload_file(self, upload_id: str) -> LocalUploadFile:
+        """Open an upload file for writing parts at their offsets.
+
+        Args:
+            upload_id: The upload.
+
+        Returns:
+            A handle; close it when done.
+
+        Raises:
+            NotFound: When the upload has no file (finished, aborted, or swept as stale).
+
+        """
+        return LocalUploadFile(self._upload_path(upload_id))
+
+    def install_upload_file(self, upload_id: str, size: int) -> BlobRef:
+        """Turn a finished upload file into a blob: truncate, hash, fsync, rename into place.
+
+        The file is truncated to ``size`` (dropping anything written past the last listed part), hashed in
+        one sequential pass (its pages were just written, so this reads memory, not disk) and renamed to its
+        content address; no byte is copied. Writers are excluded meanwhile (see ``LocalUploadFile``).
+
+        Args:
+            upload_id: The upload.
+            size: The object's size: the sum of its parts.
+
+        Returns:
+            The stored blob (an existing one when identical bytes were already stored).
+
+        Raises:
+            NotFound: When the upload has no file.
+
+        """
+        path = self._upload_path(upload_id)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            raise NotFound(f"upload file of '{upload_id}'") from None
+        try:
+            # Waits for in-flight part writes (which hold the shared lock) and keeps new ones out until the
+            # file has its content address; they then find the path gone and stop.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.ftruncate(fd, size)
+            hasher = hashlib.sha256()
+            view = memoryview(bytearray(_CHUNK))
+            offset = 0
+            while offset < size:
+                count = os.preadv(fd, [view[: min(_CHUNK, size - offset)]], offset)
+                if count == 0:
+                    break
+                hasher.update(view[:count])
+                offset += count
+            os.fchmod(fd, _FILE_MODE)
+            os.fsync(fd)
+            return self._install(path, hasher.hexdigest(), size)
+        finally:
+            os.close(fd)
+
+    def discard_upload_file(self, upload_id: str) -> None:
+        """Delete an upload file; a no-op when it is already gone.
+
+        Args:
+            upload_id: The upload.
+
+        """
+        with contextlib.suppress(FileNotFoundError):
+            self._upload_path(upload_id).unlink()
+
+    def upload_file_ids(self, older_than: float) -> list[str]:
+        """Return the uploads whose file was last written before ``older_than`` (a ``time.time()`` value).
+
+        Args:
+            older_than: Cut-off modification time.
+
+        Returns:
+            Upload ids, for garbage collection of files whose upload is gone.
+
+        """
+        ids: list[str] = []
+        for entry in self.tmp_dir.iterdir():
+            name = entry.name
+            if not (name.startswith(_UPLOAD_PREFIX) and name.endswith(_UPLOAD_SUFFIX)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat().st_mtime < older_than:
+                    ids.append(name[len(_UPLOAD_PREFIX) : -len(_UPLOAD_SUFFIX)])
+        return ids
 
     def _path_for(self, key: str) -> Path:
         if len(key) != 64 or not _HEX.issuperset(key):

@@ -75,14 +75,16 @@ class StorageEngine(SessionsMixin, ReadsMixin, WritesMixin):
             tx.create_repo(repo_id, now_micros())
 
     def drop_repository(self, repo_id: str) -> None:
-        """Forget a repository: its commits, versions, sessions and uploads (blobs stay).
+        """Forget a repository: its commits, versions, sessions and uploads (blobs stay; upload files go).
 
         Args:
             repo_id: The repository; unknown ids are ignored.
 
         """
         with self.meta.write() as tx:
+            uploads = tx.list_uploads(repo_id=repo_id)
             tx.delete_repo(repo_id)
+        self._discard_upload_files(uploads)
 
     # Commits
 
@@ -151,8 +153,10 @@ class StorageEngine(SessionsMixin, ReadsMixin, WritesMixin):
         """Delete stored blobs that nothing refers to any more.
 
         Unreferenced blobs come from rolled-back sessions, replaced uploads and multipart parts (completing an
-        upload copies its parts into one new blob). A blob is only deleted when its file has not been written
-        or reused for ``grace_seconds``, so bytes uploaded but not yet staged are safe.
+        upload stored one blob per part copies them into one new blob). A blob is only deleted when its file
+        has not been written or reused for ``grace_seconds``, so bytes uploaded but not yet staged are safe.
+        Files of in-place uploads that no longer exist (left by a crash between forgetting an upload and
+        deleting its file) go too, after the same grace period.
 
         Args:
             grace_seconds: Minimum age of a deleted blob file.
@@ -164,6 +168,14 @@ class StorageEngine(SessionsMixin, ReadsMixin, WritesMixin):
         cutoff = time.time() - grace_seconds
         with self.meta.read() as tx:
             referenced = tx.referenced_blob_keys()
-        return sum(
+        deleted = sum(
             1 for blob in list(self.blobs.unreferenced(referenced, cutoff)) if self.blobs.delete(blob, cutoff)
         )
+        files = self._upload_files()
+        if files is not None:
+            for upload_id in files.upload_file_ids(cutoff):
+                with self.meta.read() as tx:
+                    orphaned = tx.get_upload(upload_id) is None
+                if orphaned:
+                    files.discard_upload_file(upload_id)
+        return deleted

@@ -130,6 +130,8 @@ class UploadRecord:
         session_id: Session the result is staged into.
         path: Destination path.
         created_us: Creation time, microseconds since the epoch.
+        part_size: Size of every part but the last when the parts are written in place into one file (see
+            ``StorageEngine.create_upload``); None when each part is its own blob.
 
     """
 
@@ -138,6 +140,7 @@ class UploadRecord:
     session_id: str
     path: str
     created_us: int
+    part_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ class PartRecord:
 
     Attributes:
         number: Part number (1-based).
-        blob_key: Blob holding the part.
+        blob_key: Blob holding the part; empty for a part written in place into its upload's file.
         size: Size in bytes.
         sha256: Hex digest.
 
@@ -288,6 +291,12 @@ class MetadataTx(Protocol):
 
     def delete_session_uploads(self, session_id: str) -> None:
         """Forget every upload of a session."""
+        ...
+
+    def list_uploads(
+        self, *, session_id: str | None = None, repo_id: str | None = None
+    ) -> list[UploadRecord]:
+        """Return the uploads of a session, of a repository, or (neither given) all of them."""
         ...
 
     def referenced_blob_keys(self) -> set[str]:

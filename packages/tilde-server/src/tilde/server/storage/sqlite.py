@@ -98,7 +98,8 @@ CREATE TABLE IF NOT EXISTS uploads (
     repo_id TEXT NOT NULL,
     session_id TEXT NOT NULL,
     path TEXT NOT NULL,
-    created_us INTEGER NOT NULL
+    created_us INTEGER NOT NULL,
+    part_size INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS uploads_by_session ON uploads (session_id);
 CREATE INDEX IF NOT EXISTS uploads_by_repo ON uploads (repo_id);
@@ -112,6 +113,19 @@ CREATE TABLE IF NOT EXISTS upload_parts (
     PRIMARY KEY (upload_id, number)
 ) WITHOUT ROWID;
 """
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database created by an earlier release up to the current schema (idempotent)."""
+    columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(uploads)")}
+    if "part_size" not in columns:
+        # Uploads started before in-place multipart existed have no part size: they stay one blob per part.
+        try:
+            conn.execute("ALTER TABLE uploads ADD COLUMN part_size INTEGER")
+        except sqlite3.OperationalError as error:
+            # Another process sharing the database may have added it between the check and here.
+            if "duplicate column" not in str(error):
+                raise
 
 
 class SQLiteTx(HistoryQueries, SessionQueries):
@@ -141,6 +155,7 @@ class SQLiteMetadataStore:
         conn = self._connect()
         try:
             conn.executescript(_SCHEMA)
+            _migrate(conn)
         finally:
             self._release(conn)
 

@@ -25,6 +25,7 @@ _SESSION_COLUMNS = (
     "pending_metadata, pending_actor"
 )
 _STAGED_COLUMNS = "path, blob_key, size, sha256, content_type, metadata, modified_us, deleted"
+_UPLOAD_COLUMNS = "id, repo_id, session_id, path, created_us, part_size"
 
 
 def _dump_actor(actor: Actor | None) -> str | None:
@@ -55,6 +56,11 @@ def _session(row: tuple[Any, ...]) -> SessionRecord:
         pending_metadata=load_metadata(meta),
         pending_actor=_load_actor(actor),
     )
+
+
+def _upload(row: tuple[Any, ...]) -> UploadRecord:
+    part_size = None if row[5] is None else int(row[5])
+    return UploadRecord(row[0], row[1], row[2], row[3], int(row[4]), part_size)
 
 
 def _staged(row: tuple[Any, ...]) -> VersionRecord:
@@ -184,16 +190,31 @@ class SessionQueries:
     def insert_upload(self, upload: UploadRecord) -> None:
         """Record a new upload."""
         self.conn.execute(
-            "INSERT INTO uploads (id, repo_id, session_id, path, created_us) VALUES (?, ?, ?, ?, ?)",
-            (upload.id, upload.repo_id, upload.session_id, upload.path, upload.created_us),
+            "INSERT INTO uploads (id, repo_id, session_id, path, created_us, part_size)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (upload.id, upload.repo_id, upload.session_id, upload.path, upload.created_us, upload.part_size),
         )
 
     def get_upload(self, upload_id: str) -> UploadRecord | None:
         """Return an upload."""
         row = self.conn.execute(
-            "SELECT id, repo_id, session_id, path, created_us FROM uploads WHERE id = ?", (upload_id,)
+            f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = ?", (upload_id,)
         ).fetchone()
-        return None if row is None else UploadRecord(row[0], row[1], row[2], row[3], int(row[4]))
+        return None if row is None else _upload(row)
+
+    def list_uploads(
+        self, *, session_id: str | None = None, repo_id: str | None = None
+    ) -> list[UploadRecord]:
+        """Return the uploads of a session, of a repository, or (neither given) all of them."""
+        if session_id is not None:
+            rows = self.conn.execute(
+                f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE session_id = ?", (session_id,)
+            )
+        elif repo_id is not None:
+            rows = self.conn.execute(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE repo_id = ?", (repo_id,))
+        else:
+            rows = self.conn.execute(f"SELECT {_UPLOAD_COLUMNS} FROM uploads")
+        return [_upload(row) for row in rows]
 
     def put_part(self, upload_id: str, part: PartRecord) -> None:
         """Insert or replace a part."""
