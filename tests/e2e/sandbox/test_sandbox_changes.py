@@ -116,10 +116,10 @@ def test_path_prefix_and_mountpoint(
     api: httpx.Client, repo_path: str, sandboxes: Sandboxes, seeded: str
 ) -> None:
     status, log = sandboxes.run_once(
-        "pwd; ls -R; echo new > sub/n.txt; rm a.txt", path_prefix="olddir", mountpoint="/work/data"
+        "pwd; ls -R; echo new > sub/n.txt; rm a.txt", path_prefix="olddir", mountpoint="/mnt/data"
     )
     assert status["status_reason"] == "committed", log
-    assert log.splitlines()[0] == "/work/data"
+    assert log.splitlines()[0] == "/mnt/data"
     assert "edit.txt" not in log
     assert diff(api, repo_path, status["commit_id"]) == {
         "olddir/a.txt": "removed",

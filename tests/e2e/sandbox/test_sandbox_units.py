@@ -33,7 +33,7 @@ def test_spec_defaults_and_normalisation() -> None:
         60,
     )
     assert spec(path_prefix="/data/raw/").path_prefix == "data/raw/"
-    assert spec(mountpoint="/work/./x/").mountpoint == "/work/x"
+    assert spec(mountpoint="/mnt/./x/").mountpoint == "/mnt/x"
     service = parse_spec(
         {"image": "i", "mode": "service", "command": ["ignored"]}, default_timeout=9, max_timeout=5
     )
