@@ -4,13 +4,17 @@ The upload target (``PUT /uploads/{upload_id}?…&signature=…``, outside ``/ap
 the body into a blob writer. Bytes are gathered into large batches and written (and hashed) in a worker
 thread while the next batch is being received, so the event loop never touches the disk and never waits on
 a thread per small chunk. It answers ``ETag: "<sha256 hex>"``.
+
+A multipart upload initiated with ``part_size`` (our SDK sends it; other clients do not, and keep one blob
+per part) has its parts written straight into one file at their offsets instead, and completing it renames
+that file into place rather than copying every part once more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -38,7 +42,7 @@ from tilde.server.api.common import (
 )
 from tilde.server.errors import ApiError
 from tilde.server.registry import UploadRecord
-from tilde.server.storage import BlobRef, BlobStore
+from tilde.server.storage import BlobRef, BlobStore, InPlacePartWriter
 
 #: Bytes gathered before one write in the worker thread.
 WRITE_BATCH = 8 * 1024 * 1024
@@ -54,23 +58,39 @@ def _secret(request: Request) -> bytes:
     return secret
 
 
-async def receive_blob(request: Request, blobs: BlobStore) -> BlobRef:
-    """Stream the request body into a new blob and return it (the writer is aborted on any failure).
+class _Sink(Protocol):
+    """Where received bytes go: a blob writer or an in-place part writer."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+async def _pump(request: Request, sink: _Sink, limit: int | None = None) -> None:
+    """Stream the request body into ``sink`` in large batches written by a worker thread.
 
     Args:
-        request: The request whose body is the blob's content (Content-Length or chunked).
-        blobs: The blob store.
+        request: The request whose body to store (Content-Length or chunked).
+        sink: Receives the bytes; aborted here on any failure.
+        limit: Most bytes accepted; more is a 400 ``part_too_large``, raised as soon as it is known.
 
     """
     loop = asyncio.get_running_loop()
-    writer = blobs.open_writer()
     pending: asyncio.Future[None] | None = None
     batch: list[bytes] = []
     batched = 0
+    received = 0
     try:
+        if limit is not None:
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise _too_large(limit)
         async for chunk in request.stream():
             if not chunk:
                 continue
+            received += len(chunk)
+            if limit is not None and received > limit:
+                raise _too_large(limit)
             batch.append(chunk)
             batched += len(chunk)
             if batched >= WRITE_BATCH:
@@ -79,19 +99,57 @@ async def receive_blob(request: Request, blobs: BlobStore) -> BlobRef:
                 if pending is not None:
                     await pending
                 # Overlap: this batch is written while the next one is received.
-                pending = loop.run_in_executor(None, writer.write, data)
+                pending = loop.run_in_executor(None, sink.write, data)
         if pending is not None:
             await pending
             pending = None
         if batch:
-            await run_sync(writer.write, b"".join(batch))
-        return await run_sync(writer.commit)
+            await run_sync(sink.write, b"".join(batch))
     except BaseException:
         if pending is not None and not pending.done():
             # Abort only once the in-flight write finished touching the file.
-            pending.add_done_callback(lambda _: writer.abort())
+            pending.add_done_callback(lambda _: sink.abort())
         else:
-            writer.abort()
+            sink.abort()
+        raise
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        400, "part_too_large", f"a part of this upload holds at most {limit} bytes (its part_size)"
+    )
+
+
+async def receive_blob(request: Request, blobs: BlobStore) -> BlobRef:
+    """Stream the request body into a new blob and return it (the writer is aborted on any failure).
+
+    Args:
+        request: The request whose body is the blob's content (Content-Length or chunked).
+        blobs: The blob store.
+
+    """
+    writer = blobs.open_writer()
+    await _pump(request, writer)
+    try:
+        return await run_sync(writer.commit)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+async def receive_part(request: Request, writer: InPlacePartWriter) -> str:
+    """Stream the request body into its range of an in-place upload's file; returns the part's etag.
+
+    Args:
+        request: The request whose body is the part (at most the upload's part size).
+        writer: The part's writer (aborted on any failure).
+
+    """
+    await _pump(request, writer, writer.limit)
+    try:
+        return await run_sync(writer.commit)
+    except BaseException:
+        writer.abort()
         raise
 
 
@@ -105,6 +163,12 @@ async def upload_target(request: Request) -> Response:
     if info.state != "open":
         raise ApiError(409, "session_closed", f"session {target.session_id} is {info.state}")
     try:
+        if target.part_number is not None:
+            writer = await run_sync(engine.part_writer, target.upload_id, target.part_number)
+            if writer is not None:
+                # Written in place: no blob per part, nothing to copy when the upload completes.
+                etag = await receive_part(request, writer)
+                return JSONResponse({"etag": etag, "size": writer.size}, headers={"ETag": etag})
         blob = await receive_blob(request, engine.blobs)
     except ClientDisconnect:
         raise ApiError(400, "client_disconnected", "the client went away during the upload") from None
@@ -189,9 +253,21 @@ async def finalize_object(request: Request) -> Response:
 
 
 async def initiate_multipart(request: Request) -> Response:
-    """Start a multipart upload: ``{upload_id, upload_token}``."""
+    """Start a multipart upload: ``{upload_id, upload_token}``.
+
+    An optional ``part_size`` query parameter (an extension: the size of every part but the last) lets the
+    parts be written in place into one file, so completing copies nothing.
+    """
     repo_id, session_id, path = await _open_session(request)
-    upload_id = await run_sync(engine_of(request).create_upload, repo_id, session_id, path)
+    raw = request.query_params.get("part_size")
+    part_size: int | None = None
+    if raw is not None:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ApiError(400, "invalid_parameter", "part_size must be a positive integer")
+        part_size = int(raw)
+    upload_id = await run_sync(
+        engine_of(request).create_upload, repo_id, session_id, path, part_size=part_size
+    )
     token = upload_token(_secret(request), repo_id, session_id, path, upload_id, TOKEN_TTL)
     return JSONResponse({"upload_id": upload_id, "upload_token": token})
 
