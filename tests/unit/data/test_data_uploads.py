@@ -149,6 +149,19 @@ def test_large_upload_runs_parts_in_parallel_and_in_order(mock: respx.MockRouter
     assert store.aborted == 0
 
 
+def test_initiate_announces_the_part_size(mock: respx.MockRouter) -> None:
+    store = FakeStore(mock)
+    with _small_client() as client:
+        _put(client, b"y" * 125)
+    (call,) = store.initiate.calls
+    assert dict(call.request.url.params) == {"session_id": "s1", "path": "a/b.bin", "part_size": "10"}
+    # Every part but the last holds exactly the announced size; the hint goes on initiate only.
+    assert [len(store.parts[n]) for n in sorted(store.parts)] == [10] * 12 + [5]
+    others = [c.request for c in mock.calls if not c.request.url.path.endswith("/object/multipart")]
+    assert others
+    assert all("part_size" not in request.url.params for request in others)
+
+
 def test_parts_really_overlap(mock: respx.MockRouter) -> None:
     store = FakeStore(mock)
     store.gate = threading.Event()

@@ -2,7 +2,9 @@
 
 The caller's thread reads parts from the source one at a time and hands them to a thread pool; it reads the
 next part only once fewer than ``max_parts_in_flight`` are outstanding, so memory stays bounded by
-``max_parts_in_flight * part_size`` whatever the object size.
+``max_parts_in_flight * part_size`` whatever the object size. Every part but the last holds exactly
+``part_size`` bytes (``UploadSource.read_block`` only returns fewer at the end), which the initiate call
+announces as a hint.
 """
 
 from __future__ import annotations
@@ -40,8 +42,12 @@ def multipart_upload(upload: UploadRequest) -> PutObjectResult:
     """
     client = upload.client
     base = f"{upload.repository_path}/object/multipart"
+    # ``part_size`` is an extension: every part but the last has exactly this size, so a server that knows it
+    # can write each part straight to its final offset instead of concatenating the parts when completing.
+    # Servers that do not know it ignore it.
+    initiate = {**upload.params, "part_size": str(upload.settings.part_size)}
     try:
-        started = client._post_json(base, params=upload.params) or {}
+        started = client._post_json(base, params=initiate) or {}
     except APIError as exc:
         if exc.status_code == _NOT_IMPLEMENTED:
             upload.mark_multipart_unsupported()

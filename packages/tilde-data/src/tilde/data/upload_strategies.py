@@ -2,7 +2,9 @@
 
 The built-ins follow the wire contract (CONTRACT §5.3): a single presigned PUT below the threshold, and a
 parallel multipart upload at or above it or when the size is unknown, falling back to the single PUT for the
-rest of the client's life once the server answers 501.
+rest of the client's life once the server answers 501. The multipart initiate call also carries the part size
+as a ``part_size`` query parameter, a hint servers may use to place parts without copying them (others
+ignore it).
 """
 
 from __future__ import annotations
