@@ -145,7 +145,7 @@ def test_hinted_upload_rejects_oversized_parts_and_bad_hints(server: LocalServer
         session = client.repository(repo_path).session()
         where = {"session_id": session.session_id, "path": "small.bin"}
         with _repo_api(server, repo_path) as api:
-            for bad in ("0", "-1", "big"):
+            for bad in ("0", "-1", "big", "\u00b2"):
                 refused = api.post("/object/multipart", params={**where, "part_size": bad})
                 assert refused.status_code == 400, refused.text
                 assert refused.json()["code"] == "invalid_parameter"

@@ -262,7 +262,7 @@ async def initiate_multipart(request: Request) -> Response:
     raw = request.query_params.get("part_size")
     part_size: int | None = None
     if raw is not None:
-        if not raw.isdigit() or int(raw) < 1:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
             raise ApiError(400, "invalid_parameter", "part_size must be a positive integer")
         part_size = int(raw)
     upload_id = await run_sync(
