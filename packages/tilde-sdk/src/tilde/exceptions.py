@@ -15,42 +15,6 @@ work whichever module a caller imports them from. The tree::
         └── ServerError (>= 500)
 """
 
-from tilde.core.errors import (
-    APIError,
-    AuthenticationError,
-    BadRequestError,
-    CommandError,
-    ConfigurationError,
-    ConflictError,
-    ForbiddenError,
-    GoneError,
-    LockedError,
-    NotFoundError,
-    PreconditionFailedError,
-    SandboxError,
-    SerializationError,
-    ServerError,
-    TildeError,
-    TransportError,
-    api_error_for_status,
-)
-
-__all__ = [
-    "APIError",
-    "AuthenticationError",
-    "BadRequestError",
-    "CommandError",
-    "ConfigurationError",
-    "ConflictError",
-    "ForbiddenError",
-    "GoneError",
-    "LockedError",
-    "NotFoundError",
-    "PreconditionFailedError",
-    "SandboxError",
-    "SerializationError",
-    "ServerError",
-    "TildeError",
-    "TransportError",
-    "api_error_for_status",
-]
+# Re-export tilde.core.errors' public surface as it is, so this module's names cannot drift from it.
+from tilde.core.errors import *  # noqa: F403
+from tilde.core.errors import __all__ as __all__
