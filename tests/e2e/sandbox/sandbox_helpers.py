@@ -4,6 +4,7 @@ websocket."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,7 +147,9 @@ class Sandboxes:
         env: dict[str, str] | None = None,
         cwd: str | None = None,
         timeout: float | None = None,
+        output: threading.Event | None = None,
     ) -> ExecResult:
+        """Run ``cmd`` over the exec websocket; ``output`` is set when the first stdout bytes arrive."""
         launch: dict[str, Any] = {"cmd": ["sh", "-c", cmd] if isinstance(cmd, str) else cmd}
         if env is not None:
             launch["env"] = env
@@ -171,6 +174,8 @@ class Sandboxes:
                 sizes.append(len(message))
                 if message[0] == STDOUT:
                     out += message[1:]
+                    if output is not None:
+                        output.set()
                 elif message[0] == STDERR:
                     err += message[1:]
                 elif message[0] == EXIT:

@@ -150,13 +150,14 @@ def test_an_exec_running_when_the_sandbox_ends_still_gets_exit(
     import threading
 
     results = []
-    thread = threading.Thread(target=lambda: results.append(sandboxes.exec(sid, "echo go; sleep 60")))
+    # "go" arrives once the shell runs: then the exec is surely live when the sandbox is cancelled (a
+    # process list would show the command line before anything ran).
+    output = threading.Event()
+    thread = threading.Thread(
+        target=lambda: results.append(sandboxes.exec(sid, "echo go; sleep 60", output=output))
+    )
     thread.start()
-    # Wait (bounded) until the command is surely running: its output arrives only once it runs, so poll the
-    # process list from a second exec instead of sleeping.
-    for _ in range(200):
-        if b"sleep 60" in sandboxes.exec(sid, "ps -eo args").stdout:
-            break
+    assert output.wait(30), "the exec never produced output"
     sandboxes.cancel(sid)
     thread.join(30)
     assert not thread.is_alive()
