@@ -91,11 +91,14 @@ def tour(server: LocalServer) -> None:
         rows = sh.run("wc -l < /sandbox/summary/daily_means.csv").stdout.text().strip()
         sh.run("mkdir -p /sandbox/notes && echo 'reviewed by the tour' > /sandbox/notes/README")
         show(f"daily_means.csv has {rows} lines; wrote notes/README")
-    # finish() returns at once and the server commits in the background: wait for the head to move.
-    deadline = time.monotonic() + 30
-    while next(iter(repo.commits.list(amount=1))).id == transform.id and time.monotonic() < deadline:
-        time.sleep(0.05)
-    show(f"head is now {next(iter(repo.commits.list(amount=1))).message!r}")
+    # finish() returns at once and the server commits in the background: wait for the sandbox to end.
+    status = sh.sandbox.wait()
+    head = next(iter(repo.commits.list(amount=1)))
+    if not status.is_committed or status.commit_id != head.id:
+        raise SystemExit(f"the shell's changes were not committed: {status!r}")
+    show(f"head is now {head.id}: {head.message!r}")
+    for change in head.diff():
+        show(f"{change.status:<9} {change.path}")
 
 
 def main() -> int:

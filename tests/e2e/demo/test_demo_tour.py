@@ -35,5 +35,8 @@ def test_demo_tour_runs_and_tells_the_story() -> None:
     # The result reads back from the commit, including a byte range.
     assert "warmest: Valley on 2026-11-06" in out
     assert "(bytes 0-120/1527)" in out
+    # The shell's commands ran in one sandbox and its change was committed on leaving the block.
+    assert "daily_means.csv has 57 lines" in out
+    assert "added     notes/README" in out
     assert "Done: the server stopped" in out
     assert "ResourceWarning" not in done.stderr
