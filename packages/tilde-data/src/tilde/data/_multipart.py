@@ -80,8 +80,6 @@ def _upload_parts(upload: UploadRequest, ids: dict[str, str]) -> tuple[list[tupl
     etags: dict[int, str] = {}
     total = 0
     number = 0
-    # tilde-core builds its upload connection pool lazily; build it here, before worker threads race to.
-    getattr(upload.client, "_upload_http", None)
     pool = ThreadPoolExecutor(max_workers=settings.max_parts_in_flight, thread_name_prefix="tilde-upload")
     pending: set[Future[tuple[int, str]]] = set()
     try:

@@ -19,8 +19,9 @@ _READ_CHUNK = 1024 * 1024
 class UploadSource:
     """A forward-only byte source with an optional size, rewindable when the underlying data allows it.
 
-    Strategies read it in pieces (``read_block``) or as a chunk iterator (``iter_chunks``); neither ever holds
-    more than the requested block in memory, except for in-memory inputs which are sliced without copying.
+    Strategies read it in pieces (``read_block``) or as a chunk iterator (``iter_chunks``); neither reads more
+    than the requested block from a file or iterable. In-memory inputs stay whole (they already are); each
+    block is a copy of the requested slice.
 
     Args:
         data: ``bytes``-like, a ``pathlib.Path`` (opened here and closed by ``close``), a binary file object
