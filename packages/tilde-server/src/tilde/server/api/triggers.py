@@ -27,7 +27,7 @@ from tilde.server.api.common import (
 from tilde.server.errors import ApiError
 from tilde.server.registry import RepoRecord
 from tilde.server.sandbox.spec import parse_spec
-from tilde.server.sandbox.triggers import TriggerRecord, TriggerRunRecord, TriggerStore, install
+from tilde.server.sandbox.triggers import TriggerRecord, TriggerRunRecord, TriggerStore
 
 MAX_NAME_LENGTH = 100
 MAX_CONDITIONS = 10
@@ -44,7 +44,8 @@ def _bad(message: str) -> ApiError:
 
 
 def _store(conn: HTTPConnection) -> TriggerStore:
-    return install(conn.app).store
+    store: TriggerStore = conn.app.state.trigger_store
+    return store
 
 
 def _name(value: Any) -> str:

@@ -531,30 +531,22 @@ class TriggerDispatcher:
         return sandbox_id
 
 
-_install_lock = threading.Lock()
-
-
 def install(app: Starlette) -> TriggerDispatcher:
-    """Open the trigger store in the data directory and register the commit listener (idempotent).
+    """Open the trigger store in the data directory and register the commit listener (``create_app`` does).
 
-    ``create_app`` should call it so triggers fire from the first commit on; the trigger routes also call it
-    on first use, so a server that does not still serves triggers once one has been touched. Afterwards
-    ``app.state.trigger_store`` serves the routes and every commit is evaluated. The store closes when the
-    application is garbage-collected.
+    Call it once per application.
+
+    Afterwards ``app.state.trigger_store`` serves the routes and every commit is evaluated. The store closes
+    when the application is garbage-collected.
 
     Args:
         app: The application (its ``state`` has ``config``, ``engine``, ``registry``, ``commit_listeners``).
 
     """
     state = app.state
-    with _install_lock:
-        existing: TriggerDispatcher | None = getattr(state, "trigger_dispatcher", None)
-        if existing is not None:
-            return existing
-        store = TriggerStore(Path(state.config.data_dir) / "triggers.sqlite3")
-        dispatcher = TriggerDispatcher(store, state)
-        state.trigger_store = store
-        state.commit_listeners.append(dispatcher.on_commit)
-        state.trigger_dispatcher = dispatcher
+    store = TriggerStore(Path(state.config.data_dir) / "triggers.sqlite3")
+    dispatcher = TriggerDispatcher(store, state)
+    state.trigger_store = store
+    state.commit_listeners.append(dispatcher.on_commit)
     weakref.finalize(app, store.close)
     return dispatcher
