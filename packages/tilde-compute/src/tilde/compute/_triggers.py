@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tilde.data._timestamps import parse_timestamp
-from tilde.data.models import _CompactRepr
+from tilde.data.models import _CompactRepr, _text
 
 if TYPE_CHECKING:
     from tilde.core import Client
     from tilde.core.pagination import PaginatedIterator
-
-
-def _text(data: Mapping[str, Any], key: str) -> str:
-    value = data.get(key)
-    return "" if value is None else str(value)
 
 
 @dataclass(slots=True, repr=False)
@@ -57,15 +52,7 @@ class SandboxTriggerCondition(_CompactRepr):
             The condition object.
 
         """
-        return {name: value for name, value in self._items() if value}
-
-    def _items(self) -> list[tuple[str, str]]:
-        return [
-            ("type", self.type),
-            ("prefix", self.prefix),
-            ("path", self.path),
-            ("diff_type", self.diff_type),
-        ]
+        return {name: value for name, value in asdict(self).items() if value}
 
 
 @dataclass(slots=True, repr=False)
