@@ -1,11 +1,8 @@
 from __future__ import annotations
 
-import httpx
 import pytest
-import respx
 
 from tilde.compute import OutputStream, RunResult
-from tilde.core import Client as CoreClient
 
 
 def test_read_text_and_str() -> None:
@@ -53,19 +50,6 @@ def test_equality_and_repr() -> None:
     assert repr(OutputStream(b"abc")) == "OutputStream(3 bytes)"
     with pytest.raises(TypeError):
         hash(OutputStream(b"x"))
-
-
-def test_lazy_stream_fetches_once_on_first_access() -> None:
-    with respx.mock() as router, CoreClient(endpoint_url="http://tilde.test", api_key="tuk-t") as client:
-        route = router.get("http://tilde.test/api/v1/some/log").mock(
-            return_value=httpx.Response(200, content=b"late")
-        )
-        stream = OutputStream(_client=client, _path="/some/log")
-        assert repr(stream) == "OutputStream(pending)"
-        assert stream.read() == b"late"
-        assert stream.text() == "late"
-        assert route.call_count == 1
-        assert repr(stream) == "OutputStream(4 bytes)"
 
 
 def test_run_result() -> None:

@@ -5,10 +5,6 @@ from __future__ import annotations
 import codecs
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from tilde.core import Client
 
 
 class OutputStream:
@@ -24,18 +20,8 @@ class OutputStream:
 
     __hash__ = None  # type: ignore[assignment]  # equality follows mutable-looking content, like the original
 
-    def __init__(self, data: bytes | None = None, *, _client: Client | None = None, _path: str | None = None):
-        self._data: bytes | None = bytes(data) if data is not None else (None if _path else b"")
-        self._client = _client
-        self._path = _path
-
-    def _load(self) -> bytes:
-        # Lazy mode: fetch the bytes once, on first access.
-        if self._data is None:
-            assert self._client is not None
-            assert self._path is not None
-            self._data = self._client._request("GET", self._path).content
-        return self._data
+    def __init__(self, data: bytes | None = None):
+        self._data = bytes(data) if data is not None else b""
 
     def read(self) -> bytes:
         """Return all the bytes.
@@ -44,7 +30,7 @@ class OutputStream:
             The output as bytes.
 
         """
-        return self._load()
+        return self._data
 
     def text(self, encoding: str = "utf-8") -> str:
         """Return the output decoded as text (undecodable bytes are replaced).
@@ -56,7 +42,7 @@ class OutputStream:
             The output as a string.
 
         """
-        return self._load().decode(encoding, errors="replace")
+        return self._data.decode(encoding, errors="replace")
 
     def iter_bytes(self, chunk_size: int = 8192) -> Iterator[bytes]:
         """Yield the output in chunks of at most ``chunk_size`` bytes.
@@ -73,9 +59,8 @@ class OutputStream:
         """
         if chunk_size <= 0:
             raise ValueError("chunk_size must be positive")
-        data = self._load()
-        for start in range(0, len(data), chunk_size):
-            yield data[start : start + chunk_size]
+        for start in range(0, len(self._data), chunk_size):
+            yield self._data[start : start + chunk_size]
 
     def iter_text(self, chunk_size: int = 8192, encoding: str = "utf-8") -> Iterator[str]:
         """Yield the output decoded as text, reading ``chunk_size`` bytes at a time.
@@ -113,14 +98,12 @@ class OutputStream:
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, OutputStream):
-            return self._load() == other._load()
+            return self._data == other._data
         if isinstance(other, (bytes, bytearray, memoryview)):
-            return self._load() == bytes(other)
+            return self._data == bytes(other)
         return NotImplemented
 
     def __repr__(self) -> str:
-        if self._data is None:
-            return "OutputStream(pending)"
         return f"OutputStream({len(self._data)} bytes)"
 
 
