@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tilde.admin._fields import text_field, timestamp_field
+from tilde.data._timestamps import parse_timestamp
+from tilde.data.models import _optional_text, _text
 
 if TYPE_CHECKING:
     import tilde.core
@@ -69,17 +70,16 @@ class Connector:
             The connector.
 
         """
-        public_key = data.get("public_key")
         return cls(
             client,
             org,
-            id=text_field(data, "id"),
-            name=text_field(data, "name"),
-            type=text_field(data, "type"),
-            source_uri=text_field(data, "source_uri"),
+            id=_text(data, "id"),
+            name=_text(data, "name"),
+            type=_text(data, "type"),
+            source_uri=_text(data, "source_uri"),
             disabled=bool(data.get("disabled")),
-            public_key=None if public_key is None else str(public_key),
-            created_at=timestamp_field(data, "created_at"),
+            public_key=_optional_text(data, "public_key"),
+            created_at=parse_timestamp(data.get("created_at")),
         )
 
     def delete(self) -> None:

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tilde.admin._fields import text_field, timestamp_field
+from tilde.data._timestamps import parse_timestamp
+from tilde.data.models import _text
 
 if TYPE_CHECKING:
     import tilde.core
@@ -83,13 +84,13 @@ class ImportJob:
 
     def _apply(self, data: Mapping[str, Any]) -> None:
         for name in _TEXT_FIELDS:
-            setattr(self, name, text_field(data, name))
+            setattr(self, name, _text(data, name))
         count = data.get("objects_imported")
         self.objects_imported: int | None = None
         if isinstance(count, (int, float)) and not isinstance(count, bool):
             self.objects_imported = int(count)
-        self.created_at: datetime | None = timestamp_field(data, "created_at")
-        self.updated_at: datetime | None = timestamp_field(data, "updated_at")
+        self.created_at: datetime | None = parse_timestamp(data.get("created_at"))
+        self.updated_at: datetime | None = parse_timestamp(data.get("updated_at"))
 
     def refresh(self) -> ImportJob:
         """Re-read the job's state into this object.

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tilde.admin._fields import text_field, timestamp_field
 from tilde.core.errors import api_error_for_status
+from tilde.data._timestamps import parse_timestamp
+from tilde.data.models import _text
 
 if TYPE_CHECKING:
     import tilde.core
@@ -71,12 +72,12 @@ class Member:
         return cls(
             client,
             org,
-            user_id=text_field(data, "user_id"),
-            username=text_field(data, "username"),
-            full_name=text_field(data, "full_name"),
-            email=text_field(data, "email"),
-            organization_id=text_field(data, "organization_id"),
-            joined_at=timestamp_field(data, "joined_at"),
+            user_id=_text(data, "user_id"),
+            username=_text(data, "username"),
+            full_name=_text(data, "full_name"),
+            email=_text(data, "email"),
+            organization_id=_text(data, "organization_id"),
+            joined_at=parse_timestamp(data.get("joined_at")),
         )
 
     def delete(self) -> None:

@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import tilde.data
-from tilde.admin._fields import text_field, timestamp_field
 from tilde.admin.connectors import Connectors
 from tilde.admin.members import Members
+from tilde.data._timestamps import parse_timestamp
+from tilde.data.models import _text
 
 if TYPE_CHECKING:
     import tilde.core
@@ -69,10 +70,10 @@ class Organization:
         """
         return cls(
             client,
-            id=text_field(data, "id"),
-            name=text_field(data, "name"),
-            display_name=text_field(data, "display_name"),
-            created_at=timestamp_field(data, "created_at"),
+            id=_text(data, "id"),
+            name=_text(data, "name"),
+            display_name=_text(data, "display_name"),
+            created_at=parse_timestamp(data.get("created_at")),
         )
 
     @property

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tilde.admin._fields import text_field, timestamp_field
+from tilde.data._timestamps import parse_timestamp
+from tilde.data.models import _optional_text, _text
 
 if TYPE_CHECKING:
     import tilde.core
@@ -66,16 +67,15 @@ class Secret:
             The secret (with its value when the object carried one).
 
         """
-        value = data.get("value")
         return cls(
             client,
             base_path,
-            text_field(data, "key") or text_field(data, "name"),
-            value=None if value is None else str(value),
-            created_by_type=text_field(data, "created_by_type"),
-            created_by=text_field(data, "created_by"),
-            created_at=timestamp_field(data, "created_at"),
-            updated_at=timestamp_field(data, "updated_at"),
+            _text(data, "key") or _text(data, "name"),
+            value=_optional_text(data, "value"),
+            created_by_type=_text(data, "created_by_type"),
+            created_by=_text(data, "created_by"),
+            created_at=parse_timestamp(data.get("created_at")),
+            updated_at=parse_timestamp(data.get("updated_at")),
         )
 
     @property
