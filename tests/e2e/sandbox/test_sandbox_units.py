@@ -1,15 +1,21 @@
-"""Pure pieces of the sandbox runtime, without a server: validation, egress policy, change collection."""
+"""Pure pieces of the sandbox runtime, without a server: validation, egress policy, change collection, status
+long poll."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tilde.server.errors import ApiError
 from tilde.server.sandbox.egress import EgressPolicy, parse_egress
 from tilde.server.sandbox.layers import LowerFile, LowerIndex, collect_changes
+from tilde.server.sandbox.record import SandboxRecord
 from tilde.server.sandbox.settings import SandboxSettings
 from tilde.server.sandbox.spec import SandboxSpec, parse_spec
 
@@ -129,3 +135,32 @@ def test_collect_changes_of_an_opaque_directory(tmp_path: Path) -> None:
     changes = collect_changes(str(upper), lower)
     assert changes.writes == []
     assert changes.deletes == ["dir/a", "dir/sub/b"]
+
+
+def test_status_long_poll_sees_a_change_made_while_it_looks(tmp_path: Path) -> None:
+    """A status change from another thread between the long poll's look and its wait still wakes it."""
+
+    class Racing(SandboxRecord):
+        fired = False
+
+        def __getattribute__(self, name: str) -> Any:
+            value = super().__getattribute__(name)
+            if name == "status" and not Racing.fired:
+                # The runtime ends the sandbox just after the poll has read "starting".
+                Racing.fired = True
+                thread = threading.Thread(target=self.set_status, args=("done", ""))
+                thread.start()
+                thread.join()
+            return value
+
+    record = Racing(
+        id="s", org_name="o", repo=None, principal=None, actor=None, spec=spec(), directory=tmp_path
+    )
+
+    async def poll() -> float:
+        started = time.monotonic()
+        await record.wait_while(None, 10)
+        return time.monotonic() - started
+
+    assert asyncio.run(poll()) < 5
+    assert record.status == "done"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -61,7 +63,6 @@ class SandboxRecord:
     #: Notes for the caller, e.g. paths that could not be stored (shown in the status when present).
     warnings: list[str] = field(default_factory=list)
     _control_fd: int = -1
-    _version: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list, repr=False)
 
@@ -116,7 +117,6 @@ class SandboxRecord:
             self.updated_at = _now()
             if status in TERMINAL:
                 self.finished_at = self.updated_at
-            self._version += 1
         self.notify()
 
     def notify(self) -> None:
@@ -132,27 +132,29 @@ class SandboxRecord:
     async def wait_while(self, status: str | None, timeout: float) -> None:
         """Wait until the status differs from ``status`` (None: while active), or ``timeout`` seconds pass."""
         deadline = time.monotonic() + timeout
-
-        def waiting() -> bool:
-            return self.status in ACTIVE if status is None else self.status == status
-
-        while waiting():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            await self.wait_change(remaining)
+        while True:
+            # Registered before looking: a change made (on another thread) after the look still wakes it.
+            with self._waiter() as changed:
+                waiting = self.status in ACTIVE if status is None else self.status == status
+                remaining = deadline - time.monotonic()
+                if not waiting or remaining <= 0:
+                    return
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(changed.wait(), remaining)
 
     async def wait_change(self, timeout: float) -> None:
-        """Wait for the next `notify` (status change or new output), at most ``timeout`` seconds."""
-        loop = asyncio.get_running_loop()
-        event = asyncio.Event()
-        entry = (loop, event)
+        """Wait for the next `notify` (a status change), at most ``timeout`` seconds."""
+        with self._waiter() as changed, contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(changed.wait(), timeout)
+
+    @contextlib.contextmanager
+    def _waiter(self) -> Iterator[asyncio.Event]:
+        """Yield an event of the running loop that `notify` sets while the block runs."""
+        entry = (asyncio.get_running_loop(), asyncio.Event())
         with self._lock:
             self._waiters.append(entry)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+            yield entry[1]
         finally:
             with self._lock:
                 self._waiters.remove(entry)
