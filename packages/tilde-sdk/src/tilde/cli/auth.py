@@ -15,12 +15,17 @@ from typing import Any
 import click
 import yaml
 
+from tilde.core.config import _default_config_path
+
 __all__ = ["auth", "config_path"]
 
 
 def config_path() -> Path:
-    """Where the credentials live: ``~/.tilde/config.yaml`` for the current home directory."""
-    return Path.home() / ".tilde" / "config.yaml"
+    """Where the credentials live: ``~/.tilde/config.yaml`` for the current home directory.
+
+    The very path `tilde.core.config.read_config_file` reads by default.
+    """
+    return _default_config_path()
 
 
 def _read_existing(path: Path) -> dict[str, Any]:
