@@ -10,7 +10,7 @@ import pytest
 import respx
 
 import tilde.data.sessions
-from tilde.core.errors import ConflictError, NotFoundError
+from tilde.core.errors import ConflictError, NotFoundError, SerializationError
 from tilde.data import (
     Client,
     Commit,
@@ -166,6 +166,17 @@ def test_non_blocking_commit_and_commit_result(mock: respx.MockRouter, client: C
     expected = CommitResult(status="approval_required", web_url=APPROVAL["web_url"])
     assert session.commit_result("m") == expected
     assert not poll.called
+
+
+@pytest.mark.parametrize("answer", [b"<html>", b"[1]", b""])
+def test_commit_answer_that_is_not_a_json_object_is_a_serialization_error(
+    mock: respx.MockRouter, client: Client, answer: bytes
+) -> None:
+    mock.post(f"{REPO}/sessions/s1").mock(return_value=httpx.Response(200, content=answer))
+    session = client.repository("acme/data").attach("s1")
+    with pytest.raises(SerializationError, match=r"POST \S+/sessions/s1: expected a JSON object"):
+        session.commit("m")
+    assert not session._committed
 
 
 def test_commit_objects_read_that_commit(mock: respx.MockRouter, client: Client) -> None:

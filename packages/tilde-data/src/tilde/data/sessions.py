@@ -8,7 +8,8 @@ import warnings
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from tilde.core.errors import NotFoundError, SerializationError, TildeError
+from tilde.core._transport import json_object
+from tilde.core.errors import NotFoundError, TildeError
 from tilde.data.models import CommitResult, EntryRecord
 from tilde.data.objects import SessionObjects
 
@@ -111,7 +112,7 @@ class Session:
         if metadata:
             body["metadata"] = metadata
         response = self._client._request("POST", self._path, json=body)
-        data = _json_object(response)
+        data = json_object(response)
         self._committed = True
         if response.status_code == _ACCEPTED:
             web_url = data.get("web_url")
@@ -177,13 +178,3 @@ class Session:
         # The caller's exception is the one worth seeing; a failed rollback must not replace it.
         with contextlib.suppress(TildeError):
             self.rollback()
-
-
-def _json_object(response: Any) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError as exc:
-        raise SerializationError(f"commit response is not JSON: {response.text[:200]!r}") from exc
-    if not isinstance(data, dict):
-        raise SerializationError("commit response is not a JSON object")
-    return data
