@@ -15,14 +15,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from tilde.core.errors import APIError, TildeError, TransportError
-from tilde.data.models import PutObjectResult
-from tilde.data.upload_strategies import (
-    _OCTET_STREAM,
-    StrategyDeclined,
-    UploadRequest,
-    _result,
-    _text,
-)
+from tilde.data.models import PutObjectResult, _text
+from tilde.data.upload_strategies import _OCTET_STREAM, StrategyDeclined, UploadRequest, _result
 
 _NOT_IMPLEMENTED = 501
 

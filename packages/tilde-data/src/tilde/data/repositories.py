@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tilde.data._timestamps import parse_timestamp
-from tilde.data.commits import Commits
+from tilde.data.commits import Commits, _int_or_none
 from tilde.data.sessions import Session
 
 if TYPE_CHECKING:
@@ -350,12 +350,3 @@ class Repositories:
 
         """
         self._client._delete(f"{self._path}/{name}")
-
-
-def _int_or_none(value: object) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(str(value))
-    except ValueError:
-        return None

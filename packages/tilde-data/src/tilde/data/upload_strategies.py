@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from tilde.data.hookspecs import hookimpl
-from tilde.data.models import PutObjectResult
+from tilde.data.models import PutObjectResult, _text
 from tilde.data.upload_source import UploadSource
 
 if TYPE_CHECKING:
@@ -241,11 +241,6 @@ class _ByteCounter:
         for chunk in chunks:
             self.total += len(chunk)
             yield chunk
-
-
-def _text(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    return "" if value is None else str(value)
 
 
 def _result(done: dict[str, Any] | None, path: str) -> PutObjectResult:
