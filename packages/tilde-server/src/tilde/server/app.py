@@ -7,23 +7,19 @@ Shared objects on ``app.state`` (other parts of the server rely on these names):
 - ``token_resolvers``: list of ``(token) -> Principal | None`` consulted for tokens no stored key matches;
 - ``commit_listeners``: list of ``(org_name, repo, commit) -> None`` called in a worker thread after every
   commit (see `tilde.server.api.common.notify_commit`); ``listener_executor`` runs them;
-- ``runtime``: only when ``tilde.server.sandbox`` provides ``make_runtime(config, engine, app)``. On startup
-  an async ``runtime.start()`` is awaited if it exists; on shutdown ``runtime.aclose()`` or ``close()``.
+- ``runtime``: the sandbox runtime (`tilde.server.sandbox.make_runtime`), closed on shutdown.
 
-Route modules in ``tilde.server.api`` expose ``routes`` relative to ``/api/v1``; the compute modules
-(``sandboxes``, ``exec``, ``triggers``) are included when they exist.
+Route modules in ``tilde.server.api`` expose ``routes`` relative to ``/api/v1`` (a route whose path already
+starts with ``/api/v1/`` is mounted as it is).
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -32,7 +28,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from tilde.server._ids import rfc3339
-from tilde.server.api import agents, commits, objects, orgs, repos, sessions, uploads
+from tilde.server.api import (
+    agents,
+    commits,
+    exec,
+    objects,
+    orgs,
+    repos,
+    sandboxes,
+    sessions,
+    triggers,
+    uploads,
+)
 from tilde.server.auth import Authenticator, AuthMiddleware, TokenResolver
 from tilde.server.config import (
     REGISTRY_FILE,
@@ -42,36 +49,22 @@ from tilde.server.config import (
 )
 from tilde.server.errors import RequestIdMiddleware, exception_handlers
 from tilde.server.registry import Registry
+from tilde.server.sandbox import SandboxRuntime, make_runtime
+from tilde.server.sandbox import triggers as trigger_dispatch
 from tilde.server.storage import StorageEngine
 
 logger = logging.getLogger("tilde.server")
 
 API_PREFIX = "/api/v1"
-#: Route modules owned by the compute side of the server; optional.
-OPTIONAL_ROUTE_MODULES = ("sandboxes", "exec", "triggers")
-
-
-def _optional_module(name: str) -> Any | None:
-    """Import ``name`` or return None when that module (not one of its imports) does not exist."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and name.startswith(exc.name):
-            return None
-        raise
+_ROUTE_MODULES = (orgs, repos, sessions, objects, uploads, commits, agents, sandboxes, exec, triggers)
 
 
 def _api_routes() -> tuple[list[BaseRoute], list[BaseRoute]]:
     """Return ``(relative, absolute)`` API routes: relative ones get mounted under ``/api/v1``."""
     relative: list[BaseRoute] = []
     absolute: list[BaseRoute] = []
-    modules: list[Any] = [orgs, repos, sessions, objects, uploads, commits, agents]
-    for name in OPTIONAL_ROUTE_MODULES:
-        module = _optional_module(f"tilde.server.api.{name}")
-        if module is not None:
-            modules.append(module)
-    for module in modules:
-        for route in getattr(module, "routes", []):
+    for module in _ROUTE_MODULES:
+        for route in module.routes:
             path = getattr(route, "path", "")
             (absolute if path.startswith(API_PREFIX + "/") else relative).append(route)
     return relative, absolute
@@ -98,14 +91,10 @@ def create_app(config: ServerConfig) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        runtime = getattr(app.state, "runtime", None)
-        start = getattr(runtime, "start", None)
-        if start is not None and inspect.iscoroutinefunction(start):
-            await start()
         try:
             yield
         finally:
-            await _close_runtime(runtime)
+            await _close_runtime(app.state.runtime)
             executor.shutdown(wait=True)
             engine.close()
             registry.close()
@@ -132,27 +121,15 @@ def create_app(config: ServerConfig) -> Starlette:
     app.state.listener_executor = executor
     app.state.upload_secret = load_or_create_upload_secret(data_dir)
     app.state.admin_key = admin_key
-    sandbox = _optional_module("tilde.server.sandbox")
-    make_runtime = getattr(sandbox, "make_runtime", None)
-    if make_runtime is not None:
-        app.state.runtime = make_runtime(config, engine, app)
-    triggers = _optional_module("tilde.server.sandbox.triggers")
-    install_triggers = getattr(triggers, "install", None)
-    if install_triggers is not None:
-        # Triggers must fire on the first commit after start-up, not only once a trigger route was used.
-        install_triggers(app)
+    app.state.runtime = make_runtime(config, engine, app)
+    # Triggers must fire on the first commit after start-up, not only once a trigger route was used.
+    trigger_dispatch.install(app)
     return app
 
 
-async def _close_runtime(runtime: Any) -> None:
-    if runtime is None:
-        return
+async def _close_runtime(runtime: SandboxRuntime) -> None:
     try:
-        aclose = getattr(runtime, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        elif hasattr(runtime, "close"):
-            runtime.close()
+        await runtime.aclose()
     except Exception:
         logger.exception("closing the sandbox runtime failed")
 
