@@ -1,4 +1,4 @@
-"""Organizations, IAM, secrets, connectors and imports for the Tilde SDK.
+"""Organizations, members, connectors, secrets and imports for the Tilde SDK.
 
 This release covers organizations, members, connectors, repository secrets and imports. Groups, policies,
 roles, agents and API keys arrive in a later release, one module per resource family, hanging off
