@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import httpx
@@ -42,6 +44,56 @@ def test_data_and_admin_key_survive_a_restart(tmp_path: Path) -> None:
         )
         assert staged.status_code == 200
     assert tmp_path.is_dir()
+
+
+def test_restart_collects_unreferenced_blobs_but_keeps_pending_uploads(tmp_path: Path) -> None:
+    def blob_file(data: bytes) -> Path:
+        digest = hashlib.sha256(data).hexdigest()
+        return tmp_path / "blobs" / digest[:2] / digest[2:4] / digest
+
+    repo = "/organizations/gc/repositories/r1"
+    with LocalServer(data_dir=tmp_path) as first:
+        api = httpx.Client(
+            base_url=first.endpoint_url + "/api/v1", headers={"Authorization": f"Bearer {first.api_key}"}
+        )
+        assert api.post("/organizations", json={"name": "gc"}).status_code == 201
+        assert api.post("/organizations/gc/repositories", json={"name": "r1"}).status_code == 201
+        uploads = {}
+        for name in ("rolled", "pending"):
+            session = api.post(repo + "/sessions").json()["session_id"]
+            staged = api.put(repo + "/object", params={"session_id": session, "path": name}).json()
+            assert httpx.put(staged["upload_url"], content=name.encode() + b" bytes").status_code == 200
+            uploads[name] = (session, staged["upload_token"])
+        rolled_session, rolled_token = uploads["rolled"]
+        finalized = api.post(
+            repo + "/object/finalize",
+            params={"session_id": rolled_session, "path": "rolled"},
+            json={"upload_token": rolled_token},
+        )
+        assert finalized.status_code == 201, finalized.text
+        assert api.delete(repo + f"/sessions/{rolled_session}").is_success
+        api.close()
+    # Both blobs are now older than any grace period; neither is referenced by a version or staged row.
+    for data in (b"rolled bytes", b"pending bytes"):
+        os.utime(blob_file(data), (1_000_000, 1_000_000))
+    with LocalServer(data_dir=tmp_path) as second:
+        assert not blob_file(b"rolled bytes").exists()
+        assert blob_file(b"pending bytes").exists()
+        api = httpx.Client(
+            base_url=second.endpoint_url + "/api/v1", headers={"Authorization": f"Bearer {second.api_key}"}
+        )
+        session, token = uploads["pending"]
+        finalized = api.post(
+            repo + "/object/finalize",
+            params={"session_id": session, "path": "pending"},
+            json={"upload_token": token},
+        )
+        assert finalized.status_code == 201, finalized.text
+        assert (
+            api.get(repo + "/object", params={"path": "pending", "session_id": session}).content
+            == b"pending bytes"
+        )
+        api.close()
 
 
 def test_explicit_admin_key_and_config(tmp_path: Path) -> None:

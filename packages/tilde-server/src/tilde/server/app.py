@@ -73,6 +73,8 @@ def _api_routes() -> tuple[list[BaseRoute], list[BaseRoute]]:
 def create_app(config: ServerConfig) -> Starlette:
     """Build the application for ``config`` (opens the registry and the engine in ``config.data_dir``).
 
+    Start-up forgets single uploads older than their token and deletes blobs nothing refers to any more.
+
     Args:
         config: Server settings; ``admin_key`` None reads or generates the stored key.
 
@@ -86,6 +88,11 @@ def create_app(config: ServerConfig) -> Starlette:
     engine = StorageEngine.open(data_dir)
     # Upload tokens live a week; finished uploads nobody finalized since then can never be used.
     registry.forget_uploads_before(rfc3339(datetime.now(timezone.utc) - timedelta(seconds=uploads.TOKEN_TTL)))
+    # Drop bytes nothing refers to any more (rolled-back sessions, replaced uploads, concatenated parts). The
+    # blobs of single uploads still waiting for their finalize are known only to the registry: keep those.
+    collected = engine.collect_garbage(keep=registry.pending_upload_blob_keys())
+    if collected:
+        logger.info("deleted %d unreferenced blobs", collected)
     token_resolvers: list[TokenResolver] = []
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tilde-commit-listener")
 

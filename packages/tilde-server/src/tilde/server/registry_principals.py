@@ -358,6 +358,10 @@ class PrincipalStore(SqliteStore):
         )
         return UploadRecord(**dict(row)) if row else None
 
+    def pending_upload_blob_keys(self) -> set[str]:
+        """Return the blob keys of finished uploads still waiting for their finalize call."""
+        return {str(row[0]) for row in self._all("SELECT blob_key FROM uploads")}
+
     def forget_uploads_before(self, cutoff: str) -> int:
         """Forget finished uploads never finalized before ``cutoff`` (RFC 3339); return how many."""
         with self._tx() as db:

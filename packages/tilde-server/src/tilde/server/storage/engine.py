@@ -8,6 +8,7 @@ multipart uploads).
 from __future__ import annotations
 
 import time
+from collections.abc import Set
 from pathlib import Path
 
 from tilde.server.storage._base import ActorLike
@@ -149,7 +150,7 @@ class StorageEngine(SessionsMixin, ReadsMixin, WritesMixin):
 
     # Garbage collection
 
-    def collect_garbage(self, *, grace_seconds: float = 3600.0) -> int:
+    def collect_garbage(self, *, grace_seconds: float = 3600.0, keep: Set[str] = frozenset()) -> int:
         """Delete stored blobs that nothing refers to any more.
 
         Unreferenced blobs come from rolled-back sessions, replaced uploads and multipart parts (completing an
@@ -160,6 +161,8 @@ class StorageEngine(SessionsMixin, ReadsMixin, WritesMixin):
 
         Args:
             grace_seconds: Minimum age of a deleted blob file.
+            keep: Further blob keys in use that the metadata store does not know about (read them before
+                calling, so a blob moving from there into a session is seen in one place or the other).
 
         Returns:
             How many blobs were deleted.
@@ -167,7 +170,7 @@ class StorageEngine(SessionsMixin, ReadsMixin, WritesMixin):
         """
         cutoff = time.time() - grace_seconds
         with self.meta.read() as tx:
-            referenced = tx.referenced_blob_keys()
+            referenced = tx.referenced_blob_keys() | keep
         deleted = sum(
             1 for blob in list(self.blobs.unreferenced(referenced, cutoff)) if self.blobs.delete(blob, cutoff)
         )
