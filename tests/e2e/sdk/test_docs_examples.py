@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[3]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 # Documents whose examples start sandboxes.
-NEEDS_SANDBOX = {"docs/guides/compute.md"}
+NEEDS_SANDBOX = {"docs/guides/compute.md", "docs/index.md"}
 
 _FENCE = re.compile(r"^```(\S*)\s*$")
 _NOT_TESTED = re.compile(r"^<!--\s*not-tested:\s*(?P<reason>\S.*?)\s*-->$")
