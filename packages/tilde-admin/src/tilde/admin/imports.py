@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tilde.data._timestamps import parse_timestamp
-from tilde.data.models import _text
+from tilde.data.models import _optional_int, _text
 
 if TYPE_CHECKING:
     import tilde.core
@@ -85,10 +85,7 @@ class ImportJob:
     def _apply(self, data: Mapping[str, Any]) -> None:
         for name in _TEXT_FIELDS:
             setattr(self, name, _text(data, name))
-        count = data.get("objects_imported")
-        self.objects_imported: int | None = None
-        if isinstance(count, (int, float)) and not isinstance(count, bool):
-            self.objects_imported = int(count)
+        self.objects_imported: int | None = _optional_int(data, "objects_imported")
         self.created_at: datetime | None = parse_timestamp(data.get("created_at"))
         self.updated_at: datetime | None = parse_timestamp(data.get("updated_at"))
 
