@@ -479,9 +479,12 @@ async def run_sandbox(runtime: SandboxRuntime, record: SandboxRecord) -> None:
             await run.cleanup()
         except Exception:
             logger.exception("sandbox %s: cleanup failed", record.id)
+        retired = runtime.retire_oldest(record)
         record.set_status(outcome.status, outcome.reason, **outcome.fields)
         runtime.forget_stop_event(record)
         try:
             save_record(record)
         except OSError:
             logger.exception("sandbox %s: saving its record failed", record.id)
+        if retired:
+            await run.loop.run_in_executor(None, remove_trees, [str(old.directory) for old in retired])

@@ -141,18 +141,21 @@ class SandboxRuntime:
             await run_sandbox(self, record)
         finally:
             self._futures.pop(record.id, None)
-            await asyncio.get_running_loop().run_in_executor(None, self._trim)
 
-    def _trim(self) -> None:
-        """Forget the oldest finished sandboxes (records, logs) beyond ``retained_sandboxes``."""
+    def retire_oldest(self, ending: SandboxRecord) -> list[SandboxRecord]:
+        """Forget the oldest finished sandboxes beyond ``retained_sandboxes``, ``ending`` counted as finished.
+
+        The lifecycle calls it just before ``ending`` gets its terminal status, so a client that sees that
+        status never sees more finished sandboxes than are retained. Returns the forgotten records, whose
+        directories (and logs) the caller removes.
+        """
         with self._lock:
-            finished = [r for r in self._records.values() if r.is_terminal]
+            finished = [r for r in self._records.values() if r.is_terminal or r is ending]
             excess = finished[: max(0, len(finished) - self.settings.retained_sandboxes)]
             for record in excess:
                 del self._records[record.id]
                 self._by_repo[record.repo.id].remove(record.id)
-        for record in excess:
-            shutil.rmtree(record.directory, ignore_errors=True)
+        return excess
 
     def _run_as(self, repo: Any, principal: Any, run_as: dict[str, str] | None) -> Any:
         """Return whom a sandbox acts as: the ``run_as`` agent or role of the organization, or the caller."""
