@@ -45,6 +45,7 @@ def test_members_list_add_remove(api: httpx.Client, org_name: str, assert_error:
     added = api.post(f"/organizations/{org_name}/members", json={"username": username})
     assert added.status_code == 201
     member = added.json()
+    assert set(member) == {"organization_id", "user_id", "username", "full_name", "email", "joined_at"}
     assert member["username"] == username
     assert member["organization_id"]
     assert member["joined_at"]
@@ -67,6 +68,19 @@ def test_repo_create_echoes_legacy_fields(api: httpx.Client, org_name: str) -> N
     created = api.post(f"/organizations/{org_name}/repositories", json=body)
     assert created.status_code == 201, created.text
     repo = created.json()
+    assert set(repo) == {
+        "id",
+        "organization_id",
+        "name",
+        "description",
+        "visibility",
+        "retention_days",
+        "session_max_duration_days",
+        "agent_commits_require_approval",
+        "created_by_type",
+        "created_by",
+        "created_at",
+    }
     for key in ("visibility", "description", "session_max_duration_days", "retention_days"):
         assert repo[key] == body[key]
     assert repo["agent_commits_require_approval"] is False
@@ -74,6 +88,29 @@ def test_repo_create_echoes_legacy_fields(api: httpx.Client, org_name: str) -> N
     assert repo["organization_id"]
     assert repo["id"]
     assert api.get(f"/organizations/{org_name}/repositories/legacy").json() == repo
+
+
+def test_agent_and_role_fields(api: httpx.Client, org_name: str) -> None:
+    common = {
+        "id",
+        "organization_id",
+        "name",
+        "description",
+        "created_by_type",
+        "created_by",
+        "created_by_name",
+        "created_at",
+        "last_used_at",
+    }
+    role = api.post(f"/organizations/{org_name}/roles", json={"name": "ops", "description": "operators"})
+    assert role.status_code == 201, role.text
+    assert set(role.json()) == common
+    assert role.json()["description"] == "operators"
+    agent = api.post(f"/organizations/{org_name}/agents", json={"name": "bot", "metadata": {"team": "x"}})
+    assert agent.status_code == 201, agent.text
+    assert set(agent.json()) == common | {"metadata", "inline_policy", "inline_policy_updated_at"}
+    assert agent.json()["metadata"] == {"team": "x"}
+    assert api.get(f"/organizations/{org_name}/agents/bot").json() == agent.json()
 
 
 def test_repo_update_is_partial(api: httpx.Client, repo_path: str, assert_error: ExpectError) -> None:

@@ -100,7 +100,10 @@ class OrgRecord:
 
 @dataclass(frozen=True)
 class MemberRecord:
-    """A user's membership of an organization."""
+    """A user's membership of an organization.
+
+    Its fields are the contract entity's, one for one (`tilde.server.api.serialize` sends them all as is).
+    """
 
     organization_id: str
     user_id: str
@@ -112,7 +115,10 @@ class MemberRecord:
 
 @dataclass(frozen=True)
 class RepoRecord:
-    """A repository; ``id`` is the storage engine's repo id."""
+    """A repository; ``id`` is the storage engine's repo id.
+
+    Its fields are the contract entity's, one for one (`tilde.server.api.serialize` sends them all as is).
+    """
 
     id: str
     organization_id: str

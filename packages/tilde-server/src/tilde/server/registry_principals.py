@@ -20,7 +20,10 @@ def hash_token(token: str) -> str:
 
 @dataclass(frozen=True)
 class AgentRecord:
-    """An agent principal (belongs to one organization)."""
+    """An agent principal (belongs to one organization).
+
+    Its fields are the contract entity's, one for one (`tilde.server.api.serialize` sends them all as is).
+    """
 
     id: str
     organization_id: str
@@ -38,7 +41,10 @@ class AgentRecord:
 
 @dataclass(frozen=True)
 class RoleRecord:
-    """A role principal (belongs to one organization)."""
+    """A role principal (belongs to one organization).
+
+    Its fields are the contract entity's, one for one (`tilde.server.api.serialize` sends them all as is).
+    """
 
     id: str
     organization_id: str

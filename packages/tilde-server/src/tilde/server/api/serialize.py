@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
 from tilde.server._ids import rfc3339
 from tilde.server.registry import (
@@ -14,6 +15,14 @@ from tilde.server.registry import (
     RoleRecord,
 )
 from tilde.server.storage import ChangeItem, CommitInfo, ListingItem, ObjectVersion
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+
+def _as_json(record: DataclassInstance) -> dict[str, Any]:
+    """Return a record whose fields are its contract entity's, one for one, as that entity's object."""
+    return {field.name: getattr(record, field.name) for field in fields(record)}
 
 
 def org_json(org: OrgRecord) -> dict[str, Any]:
@@ -30,31 +39,12 @@ def org_json(org: OrgRecord) -> dict[str, Any]:
 
 def member_json(member: MemberRecord) -> dict[str, Any]:
     """Return a Membership."""
-    return {
-        "organization_id": member.organization_id,
-        "user_id": member.user_id,
-        "username": member.username,
-        "full_name": member.full_name,
-        "email": member.email,
-        "joined_at": member.joined_at,
-    }
+    return _as_json(member)
 
 
 def repo_json(repo: RepoRecord) -> dict[str, Any]:
     """Return a Repository (with the legacy and extension fields)."""
-    return {
-        "id": repo.id,
-        "organization_id": repo.organization_id,
-        "name": repo.name,
-        "description": repo.description,
-        "visibility": repo.visibility,
-        "retention_days": repo.retention_days,
-        "session_max_duration_days": repo.session_max_duration_days,
-        "agent_commits_require_approval": repo.agent_commits_require_approval,
-        "created_by_type": repo.created_by_type,
-        "created_by": repo.created_by,
-        "created_at": repo.created_at,
-    }
+    return _as_json(repo)
 
 
 def commit_json(commit: CommitInfo) -> dict[str, Any]:
@@ -105,35 +95,12 @@ def change_json(item: ChangeItem) -> dict[str, Any]:
 
 def agent_json(agent: AgentRecord) -> dict[str, Any]:
     """Return an Agent."""
-    return {
-        "id": agent.id,
-        "organization_id": agent.organization_id,
-        "name": agent.name,
-        "description": agent.description,
-        "metadata": agent.metadata,
-        "inline_policy": agent.inline_policy,
-        "inline_policy_updated_at": agent.inline_policy_updated_at,
-        "created_by_type": agent.created_by_type,
-        "created_by": agent.created_by,
-        "created_by_name": agent.created_by_name,
-        "created_at": agent.created_at,
-        "last_used_at": agent.last_used_at,
-    }
+    return _as_json(agent)
 
 
 def role_json(role: RoleRecord) -> dict[str, Any]:
     """Return a Role."""
-    return {
-        "id": role.id,
-        "organization_id": role.organization_id,
-        "name": role.name,
-        "description": role.description,
-        "created_by_type": role.created_by_type,
-        "created_by": role.created_by,
-        "created_by_name": role.created_by_name,
-        "created_at": role.created_at,
-        "last_used_at": role.last_used_at,
-    }
+    return _as_json(role)
 
 
 def key_json(key: KeyRecord) -> dict[str, Any]:
