@@ -19,6 +19,7 @@ Run: ``hatch run python bench/bench_sandbox.py [--quick] [--rounds N]``. Prints 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tilde.server import LocalServer
@@ -96,6 +98,8 @@ class Bench:
         started = time.perf_counter()
         with connect(url, additional_headers={"Authorization": f"Bearer {self.server.api_key}"}) as ws:
             ws.send(b"\x00" + json.dumps({"cmd": ["true"]}).encode())
+            with contextlib.suppress(ConnectionClosed):  # the command may have ended already
+                ws.send(b"\x02")  # STDIN_CLOSE, as sh.run sends it
             while True:
                 message = ws.recv()
                 if isinstance(message, bytes) and message[:1] == b"\x05":
