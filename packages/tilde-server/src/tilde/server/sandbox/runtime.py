@@ -412,10 +412,3 @@ class SandboxRuntime:
     async def aclose(self) -> None:
         """`close` from an event loop (the application's shutdown), without blocking that loop."""
         await asyncio.to_thread(self.close)
-
-    def purge(self) -> None:
-        """Remove the directories of every finished sandbox (their logs included)."""
-        with self._lock:
-            finished = [r for r in self._records.values() if r.is_terminal]
-        for record in finished:
-            shutil.rmtree(record.directory, ignore_errors=True)
