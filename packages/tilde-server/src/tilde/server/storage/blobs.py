@@ -384,14 +384,8 @@ class LocalBlobStore:
                 ref = self._copy_from(source)
                 path.unlink()
                 return ref
-            hasher = hashlib.sha256()
-            view = memoryview(bytearray(_CHUNK))
-            size = 0
-            while count := source.readinto(view):
-                hasher.update(view[:count])
-                size += count
+            digest, size = _sha256(fd)
             os.fsync(fd)
-            digest = hasher.hexdigest()
             if self._reuse(self._path_for(digest)):
                 path.unlink()
                 return BlobRef(key=digest, size=size, sha256=digest)
@@ -454,14 +448,9 @@ class LocalBlobStore:
                     os.close(source_fd)
             os.fchmod(fd, _FILE_MODE)
             os.fsync(fd)
+            digest, _ = _sha256(fd, offset)
             os.close(fd)
             fd = -1
-            hasher = hashlib.sha256()
-            view = memoryview(bytearray(_CHUNK))
-            with open(tmp, "rb", buffering=0) as result:
-                while count := result.readinto(view):
-                    hasher.update(view[:count])
-            digest = hasher.hexdigest()
             return self._install(tmp, digest, offset)
         except BaseException:
             if fd >= 0:
@@ -539,18 +528,10 @@ class LocalBlobStore:
             # file has its content address; they then find the path gone and stop.
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.ftruncate(fd, size)
-            hasher = hashlib.sha256()
-            view = memoryview(bytearray(_CHUNK))
-            offset = 0
-            while offset < size:
-                count = os.preadv(fd, [view[: min(_CHUNK, size - offset)]], offset)
-                if count == 0:
-                    break
-                hasher.update(view[:count])
-                offset += count
+            digest, _ = _sha256(fd, size)
             os.fchmod(fd, _FILE_MODE)
             os.fsync(fd)
-            return self._install(path, hasher.hexdigest(), size)
+            return self._install(path, digest, size)
         finally:
             os.close(fd)
 
@@ -648,6 +629,26 @@ class LocalBlobStore:
             os.replace(tmp, target)
             _fsync_dir(target.parent)
         return BlobRef(key=digest, size=size, sha256=digest)
+
+
+def _sha256(fd: int, size: int | None = None) -> tuple[str, int]:
+    """Hash the first ``size`` bytes of ``fd`` (all of it when None) with positional reads.
+
+    Returns:
+        The hex digest and the number of bytes hashed.
+
+    """
+    hasher = hashlib.sha256()
+    view = memoryview(bytearray(_CHUNK))
+    offset = 0
+    while size is None or offset < size:
+        want = _CHUNK if size is None else min(_CHUNK, size - offset)
+        count = os.preadv(fd, [view[:want]], offset)
+        if count == 0:
+            break
+        hasher.update(view[:count])
+        offset += count
+    return hasher.hexdigest(), offset
 
 
 def _copy_all(source_fd: int, dest_fd: int, size: int, dest_offset: int) -> int:
