@@ -26,6 +26,7 @@ from tilde.server.api.common import (
 )
 from tilde.server.errors import ApiError
 from tilde.server.registry import RepoRecord
+from tilde.server.sandbox.runtime import org_principal
 from tilde.server.sandbox.spec import parse_spec
 from tilde.server.sandbox.triggers import TriggerRecord, TriggerRunRecord, TriggerStore
 
@@ -114,14 +115,10 @@ def _run_as(conn: HTTPConnection, value: Any, repo: RepoRecord) -> dict[str, str
         return None
     if not isinstance(value, Mapping) or value.get("type") not in ("agent", "role") or not value.get("id"):
         raise _bad('run_as must be {"type": "agent"|"role", "id": "<id>"}')
-    kind, principal_id = str(value["type"]), str(value["id"])
-    registry = registry_of(conn)
-    record = (
-        registry.get_agent_by_id(principal_id) if kind == "agent" else registry.get_role_by_id(principal_id)
-    )
-    if record is None or record.organization_id != repo.organization_id:
-        raise _bad(f"no {kind} with id {principal_id!r} in this organization")
-    return {"type": kind, "id": principal_id}
+    run_as = {"type": str(value["type"]), "id": str(value["id"])}
+    if org_principal(registry_of(conn), run_as, repo.organization_id) is None:
+        raise _bad(f"no {run_as['type']} with id {run_as['id']!r} in this organization")
+    return run_as
 
 
 def _enabled(value: Any) -> bool:

@@ -15,11 +15,12 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from tilde.server.auth import Principal
 from tilde.server.errors import ApiError
 from tilde.server.sandbox.layers import LowerIndex, build_delta, build_lower
 from tilde.server.sandbox.lifecycle import run_sandbox
@@ -31,12 +32,21 @@ from tilde.server.sandbox.settings import SandboxSettings
 from tilde.server.sandbox.spec import parse_spec
 from tilde.server.sandbox.tokens import SandboxTokens
 
-__all__ = ["SandboxRuntime"]
+__all__ = ["SandboxRuntime", "org_principal"]
 
 logger = logging.getLogger("tilde.server.sandbox")
 
 #: Commits changing more objects than this get a full tree rather than a delta layer.
 _MAX_DELTA = 5000
+
+
+def org_principal(registry: Any, run_as: Mapping[str, str], org_id: str) -> Principal | None:
+    """Return the agent or role ``run_as`` (``{"type", "id"}``) names; None unless it is in ``org_id``."""
+    kind = run_as["type"]
+    found = (registry.get_agent_by_id if kind == "agent" else registry.get_role_by_id)(run_as["id"])
+    if found is None or found.organization_id != org_id:
+        return None
+    return Principal(kind, found.id, found.name, found.organization_id)
 
 
 class SandboxRuntime:
@@ -161,18 +171,13 @@ class SandboxRuntime:
         """Return whom a sandbox acts as: the ``run_as`` agent or role of the organization, or the caller."""
         if run_as is None:
             return principal
-        from tilde.server.auth import Principal
-
         registry = getattr(self.app_state, "registry", None)
-        found = None
-        if registry is not None:
-            getter = registry.get_agent_by_id if run_as["type"] == "agent" else registry.get_role_by_id
-            found = getter(run_as["id"])
-        if found is None or found.organization_id != repo.organization_id:
+        found = org_principal(registry, run_as, repo.organization_id) if registry is not None else None
+        if found is None:
             raise ApiError(
                 400, "invalid_sandbox", f"run_as: no {run_as['type']} {run_as['id']} in this organization"
             )
-        return Principal(run_as["type"], found.id, found.name, found.organization_id)
+        return found
 
     # -- lookups ------------------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from tilde.server._ids import new_id, utc_now
 from tilde.server.auth import Authenticator, Principal
 from tilde.server.errors import ApiError
 from tilde.server.registry import Registry, RepoRecord
+from tilde.server.sandbox.runtime import org_principal
 from tilde.server.storage import CommitInfo, NotFound, StorageEngine
 
 __all__ = [
@@ -493,13 +494,9 @@ class TriggerDispatcher:
             if user is not None:
                 return Principal("user", user.id, user.username)
         elif kind in ("agent", "role"):
-            record = (
-                registry.get_agent_by_id(principal_id)
-                if kind == "agent"
-                else registry.get_role_by_id(principal_id)
-            )
-            if record is not None and record.organization_id == repo.organization_id:
-                return Principal(kind, record.id, record.name, record.organization_id)
+            principal = org_principal(registry, {"type": kind, "id": principal_id}, repo.organization_id)
+            if principal is not None:
+                return principal
         raise ApiError(
             403, "principal_not_found", f"the trigger's principal ({kind} {principal_id}) no longer exists"
         )
