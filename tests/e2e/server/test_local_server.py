@@ -105,6 +105,8 @@ def test_explicit_admin_key_and_config(tmp_path: Path) -> None:
             server.endpoint_url + "/api/v1/organizations", headers={"Authorization": "Bearer tuk-given"}
         )
         assert ok.status_code == 200
+    # The caller's settings are copied, not changed.
+    assert (config.admin_key, config.port) == (None, 8900)
 
 
 def test_create_api_key_helper(server: LocalServer, api: httpx.Client, org_name: str) -> None:

@@ -7,6 +7,7 @@ import socket
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -35,8 +36,8 @@ class LocalServer:
         port: TCP port; 0 picks a free one.
         host: Interface (loopback unless told otherwise).
         admin_key: The admin's API key; None reads the stored one or generates it.
-        config: Extra settings (its ``data_dir``, ``host``, ``port`` and ``admin_key`` are overridden by the
-            arguments above when those are given).
+        config: Extra settings, copied (not changed): ``host`` and ``port`` always come from the arguments
+            above, ``data_dir`` and ``admin_key`` when those are given.
 
     """
 
@@ -51,16 +52,15 @@ class LocalServer:
     ) -> None:
         self._temp_dir: Path | None = None
         if data_dir is None and config is None:
-            self._temp_dir = Path(tempfile.mkdtemp(prefix="tilde-server-"))
-        base = config or ServerConfig(data_dir=Path(data_dir or self._temp_dir or "."))
-        if data_dir is not None:
-            base.data_dir = Path(data_dir)
-        elif self._temp_dir is not None:
-            base.data_dir = self._temp_dir
-        base.host, base.port = host, port
-        if admin_key is not None:
-            base.admin_key = admin_key
-        self.config = base
+            self._temp_dir = data_dir = Path(tempfile.mkdtemp(prefix="tilde-server-"))
+        base = config or ServerConfig(data_dir=Path(data_dir or "."))
+        self.config = replace(
+            base,
+            host=host,
+            port=port,
+            data_dir=Path(data_dir) if data_dir is not None else base.data_dir,
+            admin_key=admin_key if admin_key is not None else base.admin_key,
+        )
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
