@@ -45,10 +45,7 @@ def runtime_of(conn: HTTPConnection) -> SandboxRuntime:
 def sandbox_of(conn: HTTPConnection, action: str) -> tuple[RepoRecord, SandboxRecord]:
     """Return the repository and the sandbox named by the path, after authorizing ``action``."""
     _, repo = resolve_repo(conn, action)
-    runtime = runtime_of(conn)
-    if conn.scope.get("server"):
-        runtime.note_server_address(conn.scope["server"])
-    return repo, runtime.get(repo.id, conn.path_params["sandbox_id"])
+    return repo, runtime_of(conn).get(repo.id, conn.path_params["sandbox_id"])
 
 
 async def create_sandbox(request: Request) -> Response:
