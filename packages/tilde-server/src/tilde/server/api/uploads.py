@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -42,7 +42,7 @@ from tilde.server.api.common import (
 )
 from tilde.server.errors import ApiError
 from tilde.server.registry import UploadRecord
-from tilde.server.storage import BlobRef, BlobStore, InPlacePartWriter
+from tilde.server.storage import BlobRef
 
 #: Bytes gathered before one write in the worker thread.
 WRITE_BATCH = 8 * 1024 * 1024
@@ -52,21 +52,25 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 R = "/organizations/{org}/repositories/{repo}"
 
+T_co = TypeVar("T_co", covariant=True)
+
 
 def _secret(request: Request) -> bytes:
     secret: bytes = request.app.state.upload_secret
     return secret
 
 
-class _Sink(Protocol):
-    """Where received bytes go: a blob writer or an in-place part writer."""
+class _Sink(Protocol[T_co]):
+    """Where received bytes go: a blob writer (its commit gives a `BlobRef`) or an in-place part writer."""
 
     def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> T_co: ...
 
     def abort(self) -> None: ...
 
 
-async def _pump(request: Request, sink: _Sink, limit: int | None = None) -> None:
+async def _pump(request: Request, sink: _Sink[object], limit: int | None = None) -> None:
     """Stream the request body into ``sink`` in large batches written by a worker thread.
 
     Args:
@@ -120,36 +124,20 @@ def _too_large(limit: int) -> ApiError:
     )
 
 
-async def receive_blob(request: Request, blobs: BlobStore) -> BlobRef:
-    """Stream the request body into a new blob and return it (the writer is aborted on any failure).
+async def _receive(request: Request, sink: _Sink[T_co], limit: int | None = None) -> T_co:
+    """Stream the request body into ``sink`` and commit it (``sink`` is aborted on any failure).
 
     Args:
-        request: The request whose body is the blob's content (Content-Length or chunked).
-        blobs: The blob store.
+        request: The request whose body is the content (Content-Length or chunked).
+        sink: A new blob writer, or the writer of one in-place part.
+        limit: Most bytes accepted (an in-place part's size).
 
     """
-    writer = blobs.open_writer()
-    await _pump(request, writer)
+    await _pump(request, sink, limit)
     try:
-        return await run_sync(writer.commit)
+        return await run_sync(sink.commit)
     except BaseException:
-        writer.abort()
-        raise
-
-
-async def receive_part(request: Request, writer: InPlacePartWriter) -> str:
-    """Stream the request body into its range of an in-place upload's file; returns the part's etag.
-
-    Args:
-        request: The request whose body is the part (at most the upload's part size).
-        writer: The part's writer (aborted on any failure).
-
-    """
-    await _pump(request, writer, writer.limit)
-    try:
-        return await run_sync(writer.commit)
-    except BaseException:
-        writer.abort()
+        sink.abort()
         raise
 
 
@@ -167,9 +155,9 @@ async def upload_target(request: Request) -> Response:
             writer = await run_sync(engine.part_writer, target.upload_id, target.part_number)
             if writer is not None:
                 # Written in place: no blob per part, nothing to copy when the upload completes.
-                etag = await receive_part(request, writer)
+                etag = await _receive(request, writer, writer.limit)
                 return JSONResponse({"etag": etag, "size": writer.size}, headers={"ETag": etag})
-        blob = await receive_blob(request, engine.blobs)
+        blob = await _receive(request, engine.blobs.open_writer())
     except ClientDisconnect:
         raise ApiError(400, "client_disconnected", "the client went away during the upload") from None
     if target.part_number is not None:
