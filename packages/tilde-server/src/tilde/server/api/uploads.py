@@ -27,7 +27,7 @@ from tilde.server.api._signing import (
     upload_url,
     verify_upload_url,
 )
-from tilde.server.api._validate import opt_int, opt_str
+from tilde.server.api._validate import opt_int, opt_str, str_map
 from tilde.server.api.common import (
     check_session,
     config_of,
@@ -211,11 +211,7 @@ async def finalize_object(request: Request) -> Response:
     content_type = opt_str(body, "content_type", max_len=255) or DEFAULT_CONTENT_TYPE
     size_bytes = opt_int(body, "size_bytes")
     checksum = opt_str(body, "checksum", max_len=200)
-    metadata = body.get("metadata")
-    if metadata is not None and not (
-        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
-    ):
-        raise ApiError(400, "invalid_field", "metadata must be an object of string values")
+    metadata = str_map(body, "metadata")
     registry = registry_of(request)
     record = registry.get_upload(upload_id)
     if record is None or (record.repo_id, record.session_id, record.path) != (repo_id, session_id, path):
