@@ -106,6 +106,13 @@ def check_session(conn: HTTPConnection, session_id: str) -> None:
     Authenticator.check_session(require_principal(conn), session_id)
 
 
+def session_query(conn: HTTPConnection) -> str:
+    """Return the required ``session_id`` query parameter (403 when a sandbox token names another session)."""
+    session_id = required_query(conn, "session_id")
+    check_session(conn, session_id)
+    return session_id
+
+
 async def run_sync(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a blocking call (engine, file I/O) in the worker thread pool."""
     return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))

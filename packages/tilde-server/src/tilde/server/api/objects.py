@@ -22,9 +22,9 @@ from tilde.server.api.common import (
     paged,
     query,
     read_json,
-    required_query,
     resolve_repo,
     run_sync,
+    session_query,
 )
 from tilde.server.api.serialize import change_json, listing_json
 from tilde.server.errors import ApiError
@@ -96,8 +96,7 @@ async def list_objects(request: Request) -> Response:
 async def list_changes(request: Request) -> Response:
     """List a session's staged changes (a deletion has no ``entry``)."""
     _, repo = resolve_repo(request, "ReadObjects")
-    session_id = required_query(request, "session_id")
-    check_session(request, session_id)
+    session_id = session_query(request)
     amount, after = page_params(request)
     page = await run_sync(
         engine_of(request).list_changes,
@@ -110,16 +109,10 @@ async def list_changes(request: Request) -> Response:
     return paged([change_json(c) for c in page.items], page.has_more, page.next_cursor)
 
 
-def _write_session(request: Request) -> str:
-    session_id = required_query(request, "session_id")
-    check_session(request, session_id)
-    return session_id
-
-
 async def delete_object(request: Request) -> Response:
     """Stage the deletion of one object (404 when nothing is visible at the path)."""
     _, repo = resolve_repo(request, "WriteObjects")
-    session_id = _write_session(request)
+    session_id = session_query(request)
     path = object_path(request)
     if not await run_sync(engine_of(request).stage_delete, repo.id, session_id, path):
         raise ApiError(404, "not_found", f"object {path!r} not found")
@@ -129,7 +122,7 @@ async def delete_object(request: Request) -> Response:
 async def delete_many(request: Request) -> Response:
     """Stage the deletion of 1-1000 paths: ``{deleted: <count>}``."""
     _, repo = resolve_repo(request, "WriteObjects")
-    session_id = _write_session(request)
+    session_id = session_query(request)
     body = await read_json(request)
     paths = body.get("paths")
     if not isinstance(paths, list) or not 1 <= len(paths) <= MAX_DELETE:
@@ -144,7 +137,7 @@ async def delete_many(request: Request) -> Response:
 async def copy_object(request: Request) -> Response:
     """Stage a metadata-only copy (the destination shares the source's stored bytes)."""
     _, repo = resolve_repo(request, "WriteObjects")
-    session_id = _write_session(request)
+    session_id = session_query(request)
     source = object_path(request, "source_path")
     destination = object_path(request, "destination_path")
     await run_sync(engine_of(request).stage_copy, repo.id, session_id, source, destination)

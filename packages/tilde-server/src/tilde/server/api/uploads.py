@@ -29,7 +29,6 @@ from tilde.server.api._signing import (
 )
 from tilde.server.api._validate import opt_int, opt_str, str_map
 from tilde.server.api.common import (
-    check_session,
     config_of,
     engine_of,
     object_path,
@@ -39,6 +38,7 @@ from tilde.server.api.common import (
     required_query,
     resolve_repo,
     run_sync,
+    session_query,
 )
 from tilde.server.errors import ApiError
 from tilde.server.registry import UploadRecord
@@ -174,8 +174,7 @@ async def upload_target(request: Request) -> Response:
 async def _open_session(request: Request, action: str = "WriteObjects") -> tuple[str, str, str]:
     """Return ``(repo_id, session_id, path)`` for a write in an open session (409 when it is not open)."""
     _, repo = resolve_repo(request, action)
-    session_id = required_query(request, "session_id")
-    check_session(request, session_id)
+    session_id = session_query(request)
     path = object_path(request)
     info = await run_sync(engine_of(request).get_session, repo.id, session_id)
     if info.state != "open":
