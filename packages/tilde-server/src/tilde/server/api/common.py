@@ -97,7 +97,7 @@ def resolve_repo(conn: HTTPConnection, action: str = "GetRepository") -> tuple[O
         # Checked before looking the repository up, so outsiders cannot probe repository names.
         raise ApiError(403, "forbidden", f"no access to organization {org.name!r}")
     repo = registry.get_repo(org.id, conn.path_params["repo"])
-    auth.authorize(principal, action, org, repo)
+    auth.authorize(principal, action, repo=repo)  # without org: its membership was just checked
     return org, repo
 
 
