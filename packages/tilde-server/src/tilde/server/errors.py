@@ -17,16 +17,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tilde.server.storage.errors import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    RangeNotSatisfiable,
+    SessionClosed,
+    StorageError,
+)
+
 logger = logging.getLogger("tilde.server")
 
-#: Storage-engine error class name -> HTTP status. Looked up by name so this module does not import the
-# engine.
-_STORAGE_STATUS = {
-    "NotFound": 404,
-    "Conflict": 409,
-    "InvalidArgument": 400,
-    "SessionClosed": 409,
-    "RangeNotSatisfiable": 416,
+#: Storage-engine error class -> HTTP status (a subclass answers as its nearest listed base; others 400).
+_STORAGE_STATUS: dict[type[StorageError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    InvalidArgument: 400,
+    SessionClosed: 409,
+    RangeNotSatisfiable: 416,
 }
 
 _HTTP_CODES = {
@@ -112,20 +120,10 @@ def _http_exception_handler(request: Request, exc: Exception) -> Response:
     return error_response(request.scope, exc.status_code, code, message, exc.headers)
 
 
-def storage_error_status(exc: Exception) -> int | None:
-    """Return the HTTP status for a storage-engine error, or None when ``exc`` is not one."""
-    for klass in type(exc).__mro__:
-        status = _STORAGE_STATUS.get(klass.__name__)
-        if status is not None and klass.__module__.startswith("tilde.server.storage"):
-            return status
-    return None
-
-
 def _storage_error_handler(request: Request, exc: Exception) -> Response:
-    status = storage_error_status(exc) or 400
-    code = str(getattr(exc, "code", "") or _HTTP_CODES.get(status, "error"))
-    message = str(getattr(exc, "message", "") or exc)
-    return error_response(request.scope, status, code, message)
+    assert isinstance(exc, StorageError)
+    status = next((_STORAGE_STATUS[k] for k in type(exc).__mro__ if k in _STORAGE_STATUS), 400)
+    return error_response(request.scope, status, exc.code or _HTTP_CODES.get(status, "error"), exc.message)
 
 
 def _unhandled_handler(request: Request, exc: Exception) -> Response:
@@ -142,19 +140,13 @@ def _unhandled_handler(request: Request, exc: Exception) -> Response:
 
 
 def exception_handlers() -> dict[Any, Any]:
-    """Return the exception-handler mapping `create_app` installs (storage errors when the engine exists)."""
-    handlers: dict[Any, Any] = {
+    """Return the exception-handler mapping `create_app` installs."""
+    return {
         ApiError: _api_error_handler,
+        StorageError: _storage_error_handler,
         HTTPException: _http_exception_handler,
         Exception: _unhandled_handler,
     }
-    try:
-        from tilde.server.storage.errors import StorageError
-    except ImportError:  # pragma: no cover - the engine ships with this distribution
-        pass
-    else:
-        handlers[StorageError] = _storage_error_handler
-    return handlers
 
 
 class RequestIdMiddleware:
