@@ -77,7 +77,11 @@ async def update_repo(request: Request) -> Response:
 
 
 async def delete_repo(request: Request) -> Response:
-    """Soft-delete a repository: its name is free again and its sessions are forgotten."""
+    """Soft-delete a repository: the record stays, its name is free again.
+
+    The engine drops the repository's commits, versions and sessions (not just its sessions); bytes nothing
+    else refers to are collected at the next start-up.
+    """
     _, repo = resolve_repo(request, "DeleteRepository")
     registry_of(request).delete_repo(repo.id)
     await run_sync(engine_of(request).drop_repository, repo.id)
