@@ -3,7 +3,8 @@
 Shared objects on ``app.state`` (other parts of the server rely on these names):
 
 - ``config`` (`ServerConfig`), ``registry`` (`Registry`), ``engine`` (`StorageEngine`), ``auth``
-  (`Authenticator`), ``upload_secret`` (bytes), ``admin_key`` (str);
+  (`Authenticator`), ``upload_secret`` (bytes), ``admin_key`` (str), ``secret_box`` (`SecretBox`, encryption
+  at rest under the master key);
 - ``token_resolvers``: list of ``(token) -> Principal | None`` consulted for tokens no stored key matches;
 - ``commit_listeners``: list of ``(org_name, repo, commit) -> None`` called in a worker thread after every
   commit (see `tilde.server.api.common.notify_commit`); ``listener_executor`` runs them;
@@ -31,11 +32,16 @@ from tilde.server._ids import rfc3339
 from tilde.server.api import (
     agents,
     commits,
+    connectors,
     exec,
+    groups,
+    imports,
     objects,
     orgs,
+    policies,
     repos,
     sandboxes,
+    secrets,
     sessions,
     triggers,
     uploads,
@@ -47,6 +53,7 @@ from tilde.server.config import (
     load_or_create_admin_key,
     load_or_create_upload_secret,
 )
+from tilde.server.crypto import SecretBox, load_master_keys
 from tilde.server.errors import RequestIdMiddleware, exception_handlers
 from tilde.server.registry import Registry
 from tilde.server.sandbox import SandboxRuntime, make_runtime
@@ -56,7 +63,23 @@ from tilde.server.storage import StorageEngine
 logger = logging.getLogger("tilde.server")
 
 API_PREFIX = "/api/v1"
-_ROUTE_MODULES = (orgs, repos, sessions, objects, uploads, commits, agents, sandboxes, exec, triggers)
+_ROUTE_MODULES = (
+    orgs,
+    repos,
+    sessions,
+    objects,
+    uploads,
+    commits,
+    agents,
+    groups,
+    policies,
+    secrets,
+    connectors,
+    imports,
+    sandboxes,
+    exec,
+    triggers,
+)
 
 
 def _api_routes() -> tuple[list[BaseRoute], list[BaseRoute]]:
@@ -128,6 +151,7 @@ def create_app(config: ServerConfig) -> Starlette:
     app.state.listener_executor = executor
     app.state.upload_secret = load_or_create_upload_secret(data_dir)
     app.state.admin_key = admin_key
+    app.state.secret_box = SecretBox(load_master_keys(data_dir))
     app.state.runtime = make_runtime(config, engine, app)
     # Triggers must fire on the first commit after start-up, not only once a trigger route was used.
     trigger_dispatch.install(app)

@@ -65,12 +65,13 @@ def require_principal(conn: HTTPConnection) -> Principal:
     return principal
 
 
-def resolve_org(conn: HTTPConnection, action: str = "GetOrganization") -> OrgRecord:
+def resolve_org(conn: HTTPConnection, action: str = "GetOrganization", **resource: str | None) -> OrgRecord:
     """Return the organization named by the ``org`` path parameter, after checking ``action`` on it.
 
     Args:
         conn: The request (or websocket).
         action: The action to authorize.
+        **resource: Resource arguments of the action (``agent``, ``role``, ``repository``, ``path``).
 
     """
     principal = require_principal(conn)
@@ -79,7 +80,9 @@ def resolve_org(conn: HTTPConnection, action: str = "GetOrganization") -> OrgRec
     return org
 
 
-def resolve_repo(conn: HTTPConnection, action: str = "GetRepository") -> tuple[OrgRecord, RepoRecord]:
+def resolve_repo(
+    conn: HTTPConnection, action: str = "GetRepository", **resource: str | None
+) -> tuple[OrgRecord, RepoRecord]:
     """Return ``(org, repo)`` named by the ``org`` and ``repo`` path parameters, after checking ``action``.
 
     Unknown organizations and repositories answer 404; a caller outside the organization gets 403.
@@ -87,6 +90,7 @@ def resolve_repo(conn: HTTPConnection, action: str = "GetRepository") -> tuple[O
     Args:
         conn: The request (or websocket).
         action: The action to authorize (``"ReadObjects"``, ``"WriteObjects"``, ``"CommitSession"``, ...).
+        **resource: Resource arguments besides the repository (``path``, ``agent``, ``role``).
 
     """
     principal = require_principal(conn)
