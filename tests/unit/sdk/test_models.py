@@ -1,4 +1,4 @@
-"""``tilde.models``: the upstream surface's 58 model names, minus the admin types that are not built yet."""
+"""``tilde.models``: exactly the upstream surface's 58 model names, each a distribution's own class."""
 
 from __future__ import annotations
 
@@ -22,41 +22,38 @@ UPSTREAM_MODEL_NAMES = {
     "Shell", "SourceMetadata", "ValidationError", "ValidationResult",
 }  # fmt: skip
 
-# Still missing, and why: all of them belong to the admin surface that a later release implements.
-MISSING = {
-    "APIKey": "admin: role/agent API keys not implemented yet",
-    "APIKeys": "admin: role/agent API keys not implemented yet",
-    "Agent": "admin: agents not implemented yet",
-    "Agents": "admin: agents not implemented yet",
-    "Attachment": "admin: policies not implemented yet",
-    "EffectiveGroup": "admin: groups not implemented yet",
-    "EffectivePolicy": "admin: policies not implemented yet",
-    "Group": "admin: groups not implemented yet",
-    "GroupMember": "admin: groups not implemented yet",
-    "GroupMembers": "admin: groups not implemented yet",
-    "Groups": "admin: groups not implemented yet",
-    "Policies": "admin: policies not implemented yet",
-    "Policy": "admin: policies not implemented yet",
-    "Role": "admin: roles not implemented yet",
-    "Roles": "admin: roles not implemented yet",
-    "ValidationError": "admin: policy validation not implemented yet",
-    "ValidationResult": "admin: policy validation not implemented yet",
-}
+ADMIN_IAM_NAMES = {
+    "APIKey", "APIKeys", "Agent", "Agents", "Attachment", "EffectiveGroup", "EffectivePolicy", "Group",
+    "GroupMember", "GroupMembers", "Groups", "Policies", "Policy", "Role", "Roles", "ValidationError",
+    "ValidationResult",
+}  # fmt: skip
 
 
 def test_upstream_list_has_58_names() -> None:
     assert len(UPSTREAM_MODEL_NAMES) == 58
-    assert set(MISSING) <= UPSTREAM_MODEL_NAMES
+    assert ADMIN_IAM_NAMES <= UPSTREAM_MODEL_NAMES
 
 
-def test_models_exports_every_upstream_name_that_exists() -> None:
-    assert set(tilde.models.__all__) == UPSTREAM_MODEL_NAMES - set(MISSING)
+def test_models_exports_exactly_the_upstream_names() -> None:
+    assert set(tilde.models.__all__) == UPSTREAM_MODEL_NAMES
+    assert len(tilde.models.__all__) == 58
+    assert list(tilde.models.__all__) == sorted(tilde.models.__all__)
+    for name in UPSTREAM_MODEL_NAMES:
+        assert hasattr(tilde.models, name), name
 
 
-def test_missing_names_are_really_missing() -> None:
-    # When an admin type lands, this fails until it is added to tilde.models and removed from MISSING.
-    for name in MISSING:
-        assert not hasattr(tilde.admin, name), f"{name} exists now: export it from tilde.models"
+def test_admin_iam_models_come_from_tilde_admin() -> None:
+    for name in ADMIN_IAM_NAMES:
+        assert getattr(tilde.models, name) is getattr(tilde.admin, name), name
+
+
+def test_validation_error_is_a_value_not_an_exception() -> None:
+    from tilde.models import ValidationError
+
+    assert not issubclass(ValidationError, BaseException)
+    assert not issubclass(ValidationError, tilde.core.errors.TildeError)
+    error = ValidationError(line=2, column=5, message="unknown action")
+    assert error == ValidationError(2, 5, "unknown action")
 
 
 def test_models_are_the_distributions_own_classes() -> None:

@@ -1,23 +1,40 @@
 """Compatibility module: the SDK's entity, collection and value types under one import.
 
 A pure re-export of classes defined in the distributions (so ``isinstance`` checks agree whichever module a
-class is imported from). `Repository` here is the full SDK's composed handle. The admin types not listed yet
-(groups, policies, roles, agents and API keys) are added with the admin release that implements them.
+class is imported from): exactly the 58 names of the published ``tilde.models``. `Repository` here is the full
+SDK's composed handle. `ValidationError` is the value type of a policy validation, not an exception.
 """
 
 from tilde._composed import Repository
 from tilde.admin import (
+    Agent,
+    Agents,
+    APIKey,
+    APIKeys,
+    Attachment,
     Connector,
     Connectors,
+    EffectiveGroup,
+    EffectivePolicy,
+    Group,
+    GroupMember,
+    GroupMembers,
+    Groups,
     ImportJob,
     Imports,
     Member,
     Members,
     Organization,
     Organizations,
+    Policies,
+    Policy,
     RepositoryConnectors,
+    Role,
+    Roles,
     Secret,
     Secrets,
+    ValidationError,
+    ValidationResult,
 )
 from tilde.compute import (
     LogStream,
@@ -53,14 +70,25 @@ from tilde.data import (
 )
 
 __all__ = [
+    "APIKey",
+    "APIKeys",
+    "Agent",
+    "Agents",
+    "Attachment",
     "Commit",
     "CommitResult",
     "Commits",
     "Connector",
     "Connectors",
     "CopyObjectResult",
+    "EffectiveGroup",
+    "EffectivePolicy",
     "Entry",
     "EntryRecord",
+    "Group",
+    "GroupMember",
+    "GroupMembers",
+    "Groups",
     "ImportJob",
     "Imports",
     "ListingEntry",
@@ -71,11 +99,15 @@ __all__ = [
     "Organization",
     "Organizations",
     "OutputStream",
+    "Policies",
+    "Policy",
     "PutObjectResult",
     "ReadOnlyObjects",
     "Repositories",
     "Repository",
     "RepositoryConnectors",
+    "Role",
+    "Roles",
     "RunResult",
     "Sandbox",
     "SandboxCredentials",
@@ -94,4 +126,6 @@ __all__ = [
     "SessionObjects",
     "Shell",
     "SourceMetadata",
+    "ValidationError",
+    "ValidationResult",
 ]

@@ -1,12 +1,13 @@
 """Imports: server-side jobs that copy objects into a repository, from a connector or another repository.
 
 An import runs asynchronously and ends in one commit. `Imports.create_from_connector` and
-`Imports.create_from_repository` start a job and return its current state; call `ImportJob.refresh` until
-``status`` is ``completed`` or ``failed``.
+`Imports.create_from_repository` start a job and return its current state; `ImportJob.wait` follows it to
+its end (or call `ImportJob.refresh` yourself until ``status`` is ``completed``, ``failed`` or ``canceled``).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -36,9 +37,34 @@ _TEXT_FIELDS = (
     "created_by",
 )
 
+# "cancelled" too: the contract spells it "canceled", and a job is just as finished either way.
+_TERMINAL_STATUSES = frozenset({"completed", "failed", "canceled", "cancelled"})
+
 
 class ImportJob:
     """An import job and its progress.
+
+    Args:
+        client: The client to send requests with.
+        org: The destination repository's organization.
+        repo: The destination repository's name.
+        id: The job's id.
+        status: ``pending``, ``running``, ``completed``, ``failed`` or ``canceled``.
+        repository_id: The destination repository's id.
+        connector_id: The connector imported through (connector imports).
+        source_prefix: Only objects under this prefix of the source are imported.
+        destination_path: Where the objects land in the repository.
+        commit_message: The message of the import's commit.
+        objects_imported: How many objects were imported, once known.
+        commit_id: The import's commit, once completed.
+        error: Why it failed, if it did.
+        source_repository_id: The source repository's id (repository imports).
+        source_organization: The source repository's organization (repository imports).
+        source_repository: The source repository's name (repository imports).
+        created_by_type: ``user``, ``role`` or ``agent``.
+        created_by: The id of the principal that started it.
+        created_at: When it started.
+        updated_at: When its state last changed.
 
     Attributes:
         id: The job's id.
@@ -61,33 +87,80 @@ class ImportJob:
 
     """
 
-    id: str
-    status: str
-    repository_id: str
-    connector_id: str
-    source_prefix: str
-    destination_path: str
-    commit_message: str
-    commit_id: str
-    error: str
-    source_repository_id: str
-    source_organization: str
-    source_repository: str
-    created_by_type: str
-    created_by: str
-
-    def __init__(self, client: tilde.core.Client, org: str, repo: str, data: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        client: tilde.core.Client,
+        org: str,
+        repo: str,
+        *,
+        id: str = "",
+        status: str = "",
+        repository_id: str = "",
+        connector_id: str = "",
+        source_prefix: str = "",
+        destination_path: str = "",
+        commit_message: str = "",
+        objects_imported: int | None = None,
+        commit_id: str = "",
+        error: str = "",
+        source_repository_id: str = "",
+        source_organization: str = "",
+        source_repository: str = "",
+        created_by_type: str = "",
+        created_by: str = "",
+        created_at: datetime | None = None,
+        updated_at: datetime | None = None,
+    ) -> None:
         self._client = client
         self._org = org
         self._repo = repo
-        self._apply(data)
+        self.id = id
+        self.status = status
+        self.repository_id = repository_id
+        self.connector_id = connector_id
+        self.source_prefix = source_prefix
+        self.destination_path = destination_path
+        self.commit_message = commit_message
+        self.objects_imported = objects_imported
+        self.commit_id = commit_id
+        self.error = error
+        self.source_repository_id = source_repository_id
+        self.source_organization = source_organization
+        self.source_repository = source_repository
+        self.created_by_type = created_by_type
+        self.created_by = created_by
+        self.created_at = created_at
+        self.updated_at = updated_at
+
+    @classmethod
+    def from_dict(cls, client: tilde.core.Client, org: str, repo: str, data: Mapping[str, Any]) -> ImportJob:
+        """Build from an ``ImportJob`` response object.
+
+        Args:
+            client: The client that fetched it.
+            org: The destination repository's organization.
+            repo: The destination repository's name.
+            data: The decoded JSON object.
+
+        Returns:
+            The job.
+
+        """
+        job = cls(client, org, repo)
+        job._apply(data)
+        return job
 
     def _apply(self, data: Mapping[str, Any]) -> None:
         for name in _TEXT_FIELDS:
             setattr(self, name, _text(data, name))
-        self.objects_imported: int | None = _optional_int(data, "objects_imported")
-        self.created_at: datetime | None = parse_timestamp(data.get("created_at"))
-        self.updated_at: datetime | None = parse_timestamp(data.get("updated_at"))
+        self.objects_imported = _optional_int(data, "objects_imported")
+        self.created_at = parse_timestamp(data.get("created_at"))
+        self.updated_at = parse_timestamp(data.get("updated_at"))
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has ended (``completed``, ``failed`` or ``canceled``), as of the last read."""
+        return self.status in _TERMINAL_STATUSES
 
     def refresh(self) -> ImportJob:
         """Re-read the job's state into this object.
@@ -98,6 +171,42 @@ class ImportJob:
         """
         path = f"/organizations/{self._org}/repositories/{self._repo}/import/{self.id}"
         self._apply(self._client._get_json(path))
+        return self
+
+    def wait(self, *, timeout: float | None = None, poll_interval: float = 1.0) -> ImportJob:
+        """Follow the job until it ends, re-reading it every ``poll_interval`` seconds.
+
+        A failed or canceled job is returned like a completed one: check ``status`` (and ``error``).
+
+        Args:
+            timeout: Give up after this many seconds (``None``: wait as long as the job runs).
+            poll_interval: Seconds between two reads of the job.
+
+        Returns:
+            This job, updated to its final state.
+
+        Raises:
+            TimeoutError: The job was still running when ``timeout`` ran out (this object then holds the last
+                state read; the job goes on on the server).
+            ValueError: ``poll_interval`` is not positive or ``timeout`` is negative.
+
+        """
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must not be negative, got {timeout!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.finished:
+            if deadline is None:
+                time.sleep(poll_interval)
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"import job {self.id} is still {self.status or 'unfinished'} after {timeout} s"
+                    )
+                time.sleep(min(poll_interval, remaining))
+            self.refresh()
         return self
 
     def __repr__(self) -> str:
@@ -133,7 +242,7 @@ class Imports:
             The job.
 
         """
-        return ImportJob(
+        return ImportJob.from_dict(
             self._client, self._org, self._repo, self._client._get_json(f"{self._path}/{job_id}")
         )
 

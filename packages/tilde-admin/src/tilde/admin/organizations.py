@@ -1,7 +1,7 @@
 """Organizations: ``client.organizations`` / ``tilde.organizations``.
 
-An `Organization` is the root of every org-scoped collection: repositories, members and connectors so far;
-groups, policies, roles and agents hang off the same entity as they arrive, one module per resource family.
+An `Organization` is the root of every org-scoped collection: repositories, members, groups, policies,
+roles, agents and connectors, each from its own module.
 """
 
 from __future__ import annotations
@@ -11,8 +11,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import tilde.data
+from tilde.admin.agents import Agents
 from tilde.admin.connectors import Connectors
+from tilde.admin.groups import Groups
 from tilde.admin.members import Members
+from tilde.admin.policies import Policies
+from tilde.admin.roles import Roles
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _text
 
@@ -85,6 +89,26 @@ class Organization:
     def members(self) -> Members:
         """The organization's members (a new collection object on each access)."""
         return Members(self._client, self.name)
+
+    @property
+    def groups(self) -> Groups:
+        """The organization's groups (a new collection object on each access)."""
+        return Groups(self._client, self.name)
+
+    @property
+    def policies(self) -> Policies:
+        """The organization's policies (a new collection object on each access)."""
+        return Policies(self._client, self.name)
+
+    @property
+    def roles(self) -> Roles:
+        """The organization's roles (a new collection object on each access)."""
+        return Roles(self._client, self.name)
+
+    @property
+    def agents(self) -> Agents:
+        """The organization's agents (a new collection object on each access)."""
+        return Agents(self._client, self.name)
 
     @property
     def connectors(self) -> Connectors:

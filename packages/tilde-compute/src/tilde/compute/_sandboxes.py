@@ -39,6 +39,22 @@ class Sandbox:
         self._repo = repo
         self.id = id
 
+    @classmethod
+    def from_dict(cls, client: Client, org: str, repo: str, data: Mapping[str, Any]) -> Sandbox:
+        """Build a handle from a ``Sandbox`` object (or a create answer); only its id is kept.
+
+        Args:
+            client: The API client.
+            org: The organization's name.
+            repo: The repository's name.
+            data: The decoded JSON object (``id``, or ``sandbox_id`` as the create call answers).
+
+        Returns:
+            The sandbox handle.
+
+        """
+        return cls(client, org, repo, str(data.get("id") or data.get("sandbox_id") or ""))
+
     @property
     def _path(self) -> str:
         return f"/organizations/{self._org}/repositories/{self._repo}/sandboxes/{self.id}"

@@ -1,141 +1,46 @@
-"""Sandbox triggers: sandboxes the server starts by itself when a commit touches matching paths."""
+"""Sandbox triggers: sandboxes the server starts by itself when a commit touches matching paths.
+
+The conditions and sandbox configuration are value types in `tilde.compute._trigger_config`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tilde.compute._trigger_config import (
+    ConditionLike,
+    ConfigLike,
+    SandboxTriggerCondition,
+    SandboxTriggerConfig,
+    conditions_body,
+    config_body,
+)
 from tilde.data._timestamps import parse_timestamp
-from tilde.data.models import _CompactRepr, _text
+from tilde.data.models import _text
 
 if TYPE_CHECKING:
     from tilde.core import Client
     from tilde.core.pagination import PaginatedIterator
 
 
-@dataclass(slots=True, repr=False)
-class SandboxTriggerCondition(_CompactRepr):
-    """One condition of a trigger; a trigger fires when any of its conditions matches a commit's changes.
-
-    Attributes:
-        type: ``"prefix"`` (paths under ``prefix``) or ``"path_exact"`` (the one ``path``).
-        prefix: The path prefix, for ``prefix`` conditions.
-        path: The exact path, for ``path_exact`` conditions.
-        diff_type: ``"any"`` (default), ``"added"``, ``"removed"`` or ``"changed"``.
-
-    """
-
-    type: str = ""
-    prefix: str = ""
-    path: str = ""
-    diff_type: str = ""
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SandboxTriggerCondition:
-        """Build a condition from its wire form.
-
-        Args:
-            data: The condition object.
-
-        Returns:
-            The condition.
-
-        """
-        return cls(_text(data, "type"), _text(data, "prefix"), _text(data, "path"), _text(data, "diff_type"))
-
-    def to_dict(self) -> dict[str, str]:
-        """Return the wire form, without empty fields.
-
-        Returns:
-            The condition object.
-
-        """
-        return {name: value for name, value in asdict(self).items() if value}
-
-
-@dataclass(slots=True, repr=False)
-class SandboxTriggerConfig(_CompactRepr):
-    """The sandbox a trigger starts.
-
-    Attributes:
-        image: The image to run.
-        command: The command's argv.
-        mountpoint: Where the repository appears (server default ``/sandbox``).
-        path_prefix: Mount only this part of the repository.
-        timeout_seconds: Stop the sandbox after this long.
-        env_vars: Environment variables of the sandbox.
-
-    """
-
-    image: str
-    command: list[str] = field(default_factory=list)
-    mountpoint: str = ""
-    path_prefix: str = ""
-    timeout_seconds: int | None = None
-    env_vars: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SandboxTriggerConfig:
-        """Build a config from its wire form.
-
-        Args:
-            data: The ``sandbox_config`` object.
-
-        Returns:
-            The config.
-
-        """
-        command = data.get("command")
-        env = data.get("env_vars")
-        timeout = data.get("timeout_seconds")
-        return cls(
-            image=_text(data, "image"),
-            command=[str(part) for part in command] if isinstance(command, list) else [],
-            mountpoint=_text(data, "mountpoint"),
-            path_prefix=_text(data, "path_prefix"),
-            timeout_seconds=int(timeout)
-            if isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-            else None,
-            env_vars={str(k): str(v) for k, v in env.items()} if isinstance(env, Mapping) else {},
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the wire form, without empty fields.
-
-        Returns:
-            The ``sandbox_config`` object.
-
-        """
-        body: dict[str, Any] = {"image": self.image}
-        if self.command:
-            body["command"] = list(self.command)
-        if self.mountpoint:
-            body["mountpoint"] = self.mountpoint
-        if self.path_prefix:
-            body["path_prefix"] = self.path_prefix
-        if self.timeout_seconds is not None:
-            body["timeout_seconds"] = self.timeout_seconds
-        if self.env_vars:
-            body["env_vars"] = dict(self.env_vars)
-        return body
-
-
-ConditionLike = Mapping[str, Any] | SandboxTriggerCondition
-ConfigLike = Mapping[str, Any] | SandboxTriggerConfig
-
-
-def _conditions_body(conditions: Sequence[ConditionLike]) -> list[dict[str, Any]]:
-    return [c.to_dict() if isinstance(c, SandboxTriggerCondition) else dict(c) for c in conditions]
-
-
-def _config_body(config: ConfigLike) -> dict[str, Any]:
-    return config.to_dict() if isinstance(config, SandboxTriggerConfig) else dict(config)
+# The value types are re-exported here: tilde.compute imports every trigger name from this module.
+__all__ = [
+    "SandboxTrigger",
+    "SandboxTriggerCondition",
+    "SandboxTriggerConfig",
+    "SandboxTriggerRun",
+    "SandboxTriggerRuns",
+    "SandboxTriggers",
+]
 
 
 class SandboxTriggerRun:
     """One evaluation of a trigger against a commit.
+
+    The constructor's keyword arguments set the attributes of the same names; `SandboxTriggerRun.from_dict`
+    builds a run from its wire form.
 
     Attributes:
         id: The run id.
@@ -151,19 +56,56 @@ class SandboxTriggerRun:
 
     """
 
-    def __init__(self, data: Mapping[str, Any]):
-        self.id = _text(data, "id")
-        self.repository_id = _text(data, "repository_id")
-        self.trigger_id = _text(data, "trigger_id")
-        self.commit_id = _text(data, "commit_id")
-        self.status = _text(data, "status")
-        self.reason = _text(data, "reason")
+    def __init__(
+        self,
+        *,
+        id: str = "",
+        repository_id: str = "",
+        trigger_id: str = "",
+        commit_id: str = "",
+        status: str = "",
+        reason: str = "",
+        sandbox_id: str | None = None,
+        matched_paths: list[str] | None = None,
+        created_at: datetime | None = None,
+        updated_at: datetime | None = None,
+    ):
+        self.id = id
+        self.repository_id = repository_id
+        self.trigger_id = trigger_id
+        self.commit_id = commit_id
+        self.status = status
+        self.reason = reason
+        self.sandbox_id = sandbox_id
+        self.matched_paths: list[str] = list(matched_paths or [])
+        self.created_at = created_at
+        self.updated_at = updated_at
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SandboxTriggerRun:
+        """Build a run from its wire form.
+
+        Args:
+            data: The ``SandboxTriggerRun`` object.
+
+        Returns:
+            The run.
+
+        """
         sandbox_id = data.get("sandbox_id")
-        self.sandbox_id: str | None = str(sandbox_id) if sandbox_id else None
         paths = data.get("matched_paths")
-        self.matched_paths: list[str] = [str(p) for p in paths] if isinstance(paths, list) else []
-        self.created_at: datetime | None = parse_timestamp(data.get("created_at"))
-        self.updated_at: datetime | None = parse_timestamp(data.get("updated_at"))
+        return cls(
+            id=_text(data, "id"),
+            repository_id=_text(data, "repository_id"),
+            trigger_id=_text(data, "trigger_id"),
+            commit_id=_text(data, "commit_id"),
+            status=_text(data, "status"),
+            reason=_text(data, "reason"),
+            sandbox_id=str(sandbox_id) if sandbox_id else None,
+            matched_paths=[str(p) for p in paths] if isinstance(paths, list) else [],
+            created_at=parse_timestamp(data.get("created_at")),
+            updated_at=parse_timestamp(data.get("updated_at")),
+        )
 
     def __repr__(self) -> str:
         return f"SandboxTriggerRun(id={self.id!r}, status={self.status!r})"
@@ -197,7 +139,7 @@ class SandboxTriggerRuns:
 
         """
         return self._client._paginate(
-            self.path, SandboxTriggerRun, amount=amount, page_size=page_size, after=after
+            self.path, SandboxTriggerRun.from_dict, amount=amount, page_size=page_size, after=after
         )
 
     def __repr__(self) -> str:
@@ -206,6 +148,14 @@ class SandboxTriggerRuns:
 
 class SandboxTrigger:
     """A trigger: on each commit touching paths that match its conditions, the server starts a sandbox.
+
+    Built by `SandboxTriggers` (or `SandboxTrigger.from_dict`); the constructor's keyword arguments set the
+    attributes of the same names.
+
+    Args:
+        client: The API client.
+        org: The organization's name.
+        repo: The repository's name.
 
     Attributes:
         id: The trigger id.
@@ -222,11 +172,56 @@ class SandboxTrigger:
 
     """
 
-    def __init__(self, client: Client, org: str, repo: str, data: Mapping[str, Any]):
+    def __init__(
+        self,
+        client: Client,
+        org: str,
+        repo: str,
+        *,
+        id: str = "",
+        name: str = "",
+        description: str = "",
+        enabled: bool = False,
+        conditions: list[SandboxTriggerCondition] | None = None,
+        sandbox_config: SandboxTriggerConfig | None = None,
+        run_as: dict[str, Any] | None = None,
+        repository_id: str = "",
+        created_by: str = "",
+        created_at: datetime | None = None,
+        updated_at: datetime | None = None,
+    ):
         self._client = client
         self._org = org
         self._repo = repo
-        self._load(data)
+        self.id = id
+        self.name = name
+        self.description = description
+        self.enabled = enabled
+        self.conditions: list[SandboxTriggerCondition] = list(conditions or [])
+        self.sandbox_config = sandbox_config
+        self.run_as = run_as
+        self.repository_id = repository_id
+        self.created_by = created_by
+        self.created_at = created_at
+        self.updated_at = updated_at
+
+    @classmethod
+    def from_dict(cls, client: Client, org: str, repo: str, data: Mapping[str, Any]) -> SandboxTrigger:
+        """Build a trigger from its wire form.
+
+        Args:
+            client: The API client.
+            org: The organization's name.
+            repo: The repository's name.
+            data: The ``SandboxTrigger`` object.
+
+        Returns:
+            The trigger.
+
+        """
+        trigger = cls(client, org, repo)
+        trigger._load(data)
+        return trigger
 
     def _load(self, data: Mapping[str, Any]) -> None:
         self.id = _text(data, "id")
@@ -234,21 +229,19 @@ class SandboxTrigger:
         self.description = _text(data, "description")
         self.enabled = bool(data.get("enabled", False))
         conditions = data.get("conditions")
-        self.conditions: list[SandboxTriggerCondition] = (
+        self.conditions = (
             [SandboxTriggerCondition.from_dict(c) for c in conditions if isinstance(c, Mapping)]
             if isinstance(conditions, list)
             else []
         )
         config = data.get("sandbox_config")
-        self.sandbox_config: SandboxTriggerConfig | None = (
-            SandboxTriggerConfig.from_dict(config) if isinstance(config, Mapping) else None
-        )
+        self.sandbox_config = SandboxTriggerConfig.from_dict(config) if isinstance(config, Mapping) else None
         run_as = data.get("run_as")
-        self.run_as: dict[str, Any] | None = dict(run_as) if isinstance(run_as, Mapping) else None
+        self.run_as = dict(run_as) if isinstance(run_as, Mapping) else None
         self.repository_id = _text(data, "repository_id")
         self.created_by = _text(data, "created_by")
-        self.created_at: datetime | None = parse_timestamp(data.get("created_at"))
-        self.updated_at: datetime | None = parse_timestamp(data.get("updated_at"))
+        self.created_at = parse_timestamp(data.get("created_at"))
+        self.updated_at = parse_timestamp(data.get("updated_at"))
 
     @property
     def _path(self) -> str:
@@ -297,13 +290,13 @@ class SandboxTrigger:
         if description is not None:
             body["description"] = description
         if conditions is not None:
-            body["conditions"] = _conditions_body(conditions)
+            body["conditions"] = conditions_body(conditions)
         if sandbox_config is not None:
-            body["sandbox_config"] = _config_body(sandbox_config)
+            body["sandbox_config"] = config_body(sandbox_config)
         if run_as is not None:
             body["run_as"] = dict(run_as)
         data = self._client._put_json(self._path, json=body) or {}
-        return SandboxTrigger(self._client, self._org, self._repo, data)
+        return SandboxTrigger.from_dict(self._client, self._org, self._repo, data)
 
     def toggle(self, *, enabled: bool) -> SandboxTrigger:
         """Enable or disable the trigger.
@@ -316,7 +309,7 @@ class SandboxTrigger:
 
         """
         data = self._client._patch_json(self._path, json={"enabled": enabled}) or {}
-        return SandboxTrigger(self._client, self._org, self._repo, data)
+        return SandboxTrigger.from_dict(self._client, self._org, self._repo, data)
 
     def delete(self) -> None:
         """Delete the trigger."""
@@ -346,7 +339,7 @@ class SandboxTriggers:
         return f"/organizations/{self._org}/repositories/{self._repo}/sandbox-triggers"
 
     def _build(self, data: Mapping[str, Any]) -> SandboxTrigger:
-        return SandboxTrigger(self._client, self._org, self._repo, data)
+        return SandboxTrigger.from_dict(self._client, self._org, self._repo, data)
 
     def list(
         self, *, after: str | None = None, amount: int | None = None, page_size: int | None = None
@@ -402,8 +395,8 @@ class SandboxTriggers:
         """
         body: dict[str, Any] = {
             "name": name,
-            "conditions": _conditions_body(conditions),
-            "sandbox_config": _config_body(sandbox_config),
+            "conditions": conditions_body(conditions),
+            "sandbox_config": config_body(sandbox_config),
         }
         if description:
             body["description"] = description

@@ -82,6 +82,22 @@ class Commit:
         commit._apply(data)
         return commit
 
+    @classmethod
+    def from_dict(cls, client: CoreClient, org: str, repo: str, data: Mapping[str, Any]) -> Commit:
+        """Build a loaded commit from a ``CommitLog`` response object.
+
+        Args:
+            client: The client that fetched it.
+            org: The organization's name.
+            repo: The repository's name.
+            data: The decoded JSON object.
+
+        Returns:
+            The commit.
+
+        """
+        return cls._from_dict(client, org, repo, data)
+
     def _apply(self, data: Mapping[str, Any]) -> None:
         self.id = str(data.get("id") or self.id)
         self._committer = str(data.get("committer") or "")

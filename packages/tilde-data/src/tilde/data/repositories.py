@@ -72,6 +72,21 @@ class Repository:
         repository._apply(data, loaded=True)
         return repository
 
+    @classmethod
+    def from_dict(cls, client: CoreClient, org: str, data: Mapping[str, Any]) -> Repository:
+        """Build a loaded handle from a ``Repository`` response object (subclasses keep their type).
+
+        Args:
+            client: The client that fetched it.
+            org: The organization's name.
+            data: The decoded JSON object.
+
+        Returns:
+            The repository handle.
+
+        """
+        return cls._from_dict(client, org, data)
+
     def _apply(self, data: Mapping[str, Any], *, loaded: bool) -> None:
         self._id = str(data.get("id") or "")
         self._organization_id = str(data.get("organization_id") or "")
