@@ -84,6 +84,15 @@ def _compile_check(name: str, value: str) -> _Check:
             return path is not None and path.startswith(value)
 
         return has_prefix
+    stem = value[:-1]
+    if value.endswith("*") and not any(char in stem for char in "*?["):
+        # "ml-*", the usual shape of a glob: a prefix test is several times cheaper than a regex.
+
+        def has_stem(resource: Resource) -> bool:
+            actual: str | None = getattr(resource, name)
+            return actual is not None and actual.startswith(stem)
+
+        return has_stem
     if "*" in value or "?" in value or "[" in value:
         match = re.compile(fnmatch.translate(value)).match
 
