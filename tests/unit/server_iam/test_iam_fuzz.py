@@ -58,10 +58,10 @@ def _check(text: str) -> None:
         parse_policy(text)
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(4))
 def test_validate_never_raises_and_agrees_with_parse(seed: int) -> None:
     rng = random.Random(seed)
-    for _ in range(500):
+    for _ in range(400):
         _check(_random_text(rng))
 
 

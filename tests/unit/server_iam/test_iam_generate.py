@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from tilde.server.iam import (
@@ -180,3 +182,44 @@ def test_generate_policy_prompt_limit() -> None:
         generate_policy(at_limit + "x", manager)
     assert caught.value.status == 400
     assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "path"),
+    [
+        ('read under "data/*.csv"', 'path="data/"'),
+        ("read under data/*", 'path="data/"'),
+        ('read under "/abs/dir/"', 'path="abs/dir/"'),
+    ],
+)
+def test_paths_become_literal_prefixes(prompt: str, path: str) -> None:
+    text = builtin_generate(prompt)
+    assert text is not None
+    assert f"GetObject({path})" in statements(text)
+
+
+def test_names_with_quotes_backslashes_or_control_characters_stay_valid() -> None:
+    prompts = ['read repository "a\\b"', 'read repository "x\ty"', 'read under "a\nb"', "read repo 'it\"s'"]
+    for prompt in prompts:
+        text = builtin_generate(prompt)
+        assert text is not None
+        assert validate_policy(text) == [], (prompt, text)
+
+
+WORDS = [
+    "read", "write", "delete", "run", "admin", "everything", "manage", "members", "groups", "and", ",",
+    "except", "not", "repository", "repo", "repositories", "matching", "ml-*", '"q x"', "'a'", "under",
+    "prefix", "data/", "/", "*", "as", "agent", "role", "bot", "named", "in", "folder", "the", "\t", "\n",
+    '"', "\\", "é", "approve", "import", "keys", "api", "secrets", "policies", "full", "access", "no", "deny",
+    "x" * 30,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_generator_output_always_validates(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(400):
+        prompt = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 25)))
+        text = builtin_generate(prompt)
+        if text is not None:
+            assert validate_policy(text) == [], (prompt, text)

@@ -236,6 +236,9 @@ _NOT_NAMES = frozenset({
 })  # fmt: skip
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 @dataclass
 class _Scope:
     repositories: list[str] = field(default_factory=list)
@@ -255,7 +258,7 @@ def _name(match: re.Match[str], first_group: int) -> tuple[str | None, bool]:
 def _accept(match: re.Match[str], first_group: int, explicit: bool) -> str | None:
     """Return the name a match captured, unless it is an ordinary word rather than a name."""
     name, quoted = _name(match, first_group)
-    if name is None:
+    if name is None or _CONTROL.search(name):
         return None
     if quoted:
         return name
@@ -283,10 +286,11 @@ def _scope(prompt: str) -> _Scope:
             scope.run_as.append((match.start(), match.group(1).lower(), name))
     for match in _PATH.finditer(prompt):
         raw, quoted = _name(match, 2)
-        if raw is None or (not quoted and raw.lower() in _NOT_NAMES):
+        if raw is None or _CONTROL.search(raw) or (not quoted and raw.lower() in _NOT_NAMES):
             continue
         blank(match)
-        path = (raw if quoted else raw.rstrip(".,;:!?)")).lstrip("/").rstrip("*")
+        # A path argument is a literal prefix: "data/*.csv" can only be granted as "data/".
+        path = (raw if quoted else raw.rstrip(".,;:!?)")).lstrip("/").split("*", 1)[0]
         if scope.path is not None or not path:
             continue
         if not match.group(1).lower().startswith("prefix") and not path.endswith("/"):
