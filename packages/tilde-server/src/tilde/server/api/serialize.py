@@ -66,14 +66,20 @@ def commit_json(commit: CommitInfo) -> dict[str, Any]:
 
 
 def entry_json(version: ObjectVersion) -> dict[str, Any]:
-    """Return an Entry (note ``e_tag`` with an underscore, as in the contract)."""
-    return {
+    """Return an Entry (note ``e_tag`` with an underscore, as in the contract).
+
+    Imported objects also carry ``source_metadata`` (where they came from); other objects have none.
+    """
+    body: dict[str, Any] = {
         "last_modified": rfc3339(version.last_modified),
         "size": version.size,
         "e_tag": version.etag,
         "metadata": dict(version.metadata),
         "content_type": version.content_type,
     }
+    if version.source_metadata:
+        body["source_metadata"] = dict(version.source_metadata)
+    return body
 
 
 def listing_json(item: ListingItem) -> dict[str, Any]:

@@ -66,6 +66,7 @@ def to_object(record: VersionRecord) -> ObjectVersion:
         content_type=record.content_type,
         metadata=dict(record.metadata),
         last_modified=from_micros(record.modified_us),
+        source_metadata=dict(record.source_metadata),
     )
 
 

@@ -75,6 +75,7 @@ class VersionRecord:
         metadata: User metadata.
         modified_us: Staging time, microseconds since the epoch.
         deleted: True for a staged deletion (tombstone).
+        source_metadata: Where an imported version came from (empty for anything else).
 
     """
 
@@ -86,6 +87,7 @@ class VersionRecord:
     metadata: Mapping[str, str]
     modified_us: int
     deleted: bool = False
+    source_metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS versions (
     content_type TEXT NOT NULL,
     metadata TEXT NOT NULL,
     modified_us INTEGER NOT NULL,
+    source_metadata TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (repo_id, path, born_seq)
 ) WITHOUT ROWID;
 -- Head listings: a range scan over the live rows in path order.
@@ -90,6 +91,7 @@ CREATE TABLE IF NOT EXISTS staged (
     content_type TEXT NOT NULL,
     metadata TEXT NOT NULL,
     modified_us INTEGER NOT NULL,
+    source_metadata TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (session_id, path)
 ) WITHOUT ROWID;
 
@@ -115,17 +117,26 @@ CREATE TABLE IF NOT EXISTS upload_parts (
 """
 
 
+def _add_column(conn: sqlite3.Connection, table: str, column: str, definition: str) -> None:
+    """Add a column unless the table already has it."""
+    columns = {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
+    if column in columns:
+        return
+    try:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    except sqlite3.OperationalError as error:
+        # Another process sharing the database may have added it between the check and here.
+        if "duplicate column" not in str(error):
+            raise
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a database created by an earlier release up to the current schema (idempotent)."""
-    columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(uploads)")}
-    if "part_size" not in columns:
-        # Uploads started before in-place multipart existed have no part size: they stay one blob per part.
-        try:
-            conn.execute("ALTER TABLE uploads ADD COLUMN part_size INTEGER")
-        except sqlite3.OperationalError as error:
-            # Another process sharing the database may have added it between the check and here.
-            if "duplicate column" not in str(error):
-                raise
+    # Uploads started before in-place multipart existed have no part size: they stay one blob per part.
+    _add_column(conn, "uploads", "part_size", "INTEGER")
+    # Versions written before imports existed have no origin to report.
+    _add_column(conn, "versions", "source_metadata", "TEXT NOT NULL DEFAULT '{}'")
+    _add_column(conn, "staged", "source_metadata", "TEXT NOT NULL DEFAULT '{}'")
 
 
 class SQLiteTx(HistoryQueries, SessionQueries):

@@ -14,7 +14,7 @@ from tilde.server.storage.types import Actor, CommitInfo
 
 __all__ = ["HistoryQueries", "dump_metadata", "key_range_sql", "load_metadata", "version_from_row"]
 
-_VERSION_COLUMNS = "path, blob_key, size, sha256, content_type, metadata, modified_us"
+_VERSION_COLUMNS = "path, blob_key, size, sha256, content_type, metadata, modified_us, source_metadata"
 _COMMIT_COLUMNS = (
     "repo_id, seq, id, parent_id, message, committer_type, committer_id, committer_name, metadata, "
     "created_us, tree_id, object_count, total_size"
@@ -46,7 +46,7 @@ def key_range_sql(keys: KeyRange, column: str = "path") -> tuple[str, list[objec
 
 def version_from_row(row: tuple[Any, ...]) -> VersionRecord:
     """Build a version from the first columns of a row, in ``_VERSION_COLUMNS`` order."""
-    path, blob_key, size, sha256, content_type, metadata, modified_us = row[:7]
+    path, blob_key, size, sha256, content_type, metadata, modified_us, source = row[:8]
     return VersionRecord(
         path=str(path),
         blob_key=str(blob_key),
@@ -55,6 +55,7 @@ def version_from_row(row: tuple[Any, ...]) -> VersionRecord:
         content_type=str(content_type),
         metadata=load_metadata(str(metadata)),
         modified_us=int(modified_us),
+        source_metadata=load_metadata(str(source)),
     )
 
 
@@ -173,7 +174,7 @@ class HistoryQueries:
             " ORDER BY born_seq DESC LIMIT 1",
             (repo_id, path, seq),
         ).fetchone()
-        if row is None or int(row[7]) <= seq:
+        if row is None or int(row[8]) <= seq:
             return None
         return version_from_row(row)
 
@@ -231,13 +232,13 @@ class HistoryQueries:
             if row is not None:
                 conn.execute(
                     "UPDATE versions SET died_seq = ? WHERE repo_id = ? AND path = ? AND born_seq = ?",
-                    (seq, repo_id, path, row[7]),
+                    (seq, repo_id, path, row[8]),
                 )
                 closed.append(version_from_row(row))
             if new is not None:
                 conn.execute(
                     f"INSERT INTO versions (repo_id, born_seq, died_seq, {_VERSION_COLUMNS})"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         repo_id,
                         seq,
@@ -249,6 +250,7 @@ class HistoryQueries:
                         new.content_type,
                         dump_metadata(new.metadata),
                         new.modified_us,
+                        dump_metadata(new.source_metadata),
                     ),
                 )
                 inserted.append(new)

@@ -24,7 +24,9 @@ _SESSION_COLUMNS = (
     "id, repo_id, base_seq, base_commit_id, state, created_by, created_us, commit_id, pending_message, "
     "pending_metadata, pending_actor"
 )
-_STAGED_COLUMNS = "path, blob_key, size, sha256, content_type, metadata, modified_us, deleted"
+_STAGED_COLUMNS = (
+    "path, blob_key, size, sha256, content_type, metadata, modified_us, source_metadata, deleted"
+)
 _UPLOAD_COLUMNS = "id, repo_id, session_id, path, created_us, part_size"
 
 
@@ -65,7 +67,7 @@ def _upload(row: tuple[Any, ...]) -> UploadRecord:
 
 def _staged(row: tuple[Any, ...]) -> VersionRecord:
     record = version_from_row(row)
-    if row[7]:
+    if row[8]:
         return VersionRecord(
             path=record.path,
             blob_key="",
@@ -131,7 +133,7 @@ class SessionQueries:
     def put_staged(self, session_id: str, rows: Iterable[VersionRecord]) -> None:
         """Insert or replace staged rows."""
         self.conn.executemany(
-            f"REPLACE INTO staged (session_id, {_STAGED_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"REPLACE INTO staged (session_id, {_STAGED_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 (
                     session_id,
@@ -142,6 +144,7 @@ class SessionQueries:
                     row.content_type,
                     dump_metadata(row.metadata),
                     row.modified_us,
+                    dump_metadata(row.source_metadata),
                     1 if row.deleted else 0,
                 )
                 for row in rows

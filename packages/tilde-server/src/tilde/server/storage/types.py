@@ -14,6 +14,7 @@ __all__ = [
     "CommitInfo",
     "CommitOutcome",
     "ListingItem",
+    "NewObject",
     "ObjectVersion",
     "Page",
     "SessionInfo",
@@ -75,6 +76,8 @@ class ObjectVersion:
         content_type: MIME type given at upload.
         metadata: User metadata.
         last_modified: When this version was staged (UTC).
+        source_metadata: Where an imported version came from (connector, source path, etag, import job);
+            empty for objects written any other way.
 
     """
 
@@ -85,6 +88,27 @@ class ObjectVersion:
     content_type: str
     metadata: dict[str, str]
     last_modified: datetime
+    source_metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NewObject:
+    """An object to stage whose bytes are already in the blob store (see ``StorageEngine.stage_objects``).
+
+    Attributes:
+        path: Object path inside the repository.
+        blob: The stored bytes.
+        content_type: MIME type (empty means ``application/octet-stream``).
+        metadata: User metadata.
+        source_metadata: Where the object came from (imports: connector, source path, etag, job).
+
+    """
+
+    path: str
+    blob: BlobRef
+    content_type: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    source_metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
