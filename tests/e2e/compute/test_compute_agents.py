@@ -18,6 +18,14 @@ pytestmark = pytest.mark.sandbox
 def agent(api: httpx.Client, org_name: str) -> dict[str, Any]:
     created = api.post(f"/organizations/{org_name}/agents", json={"name": "robot", "description": ""})
     assert created.status_code == 201, created.text
+    # Sandboxes, sessions and reads: what the built-in ReadWrite policy grants.
+    policies = api.get(f"/organizations/{org_name}/policies").json()["results"]
+    read_write = next(p["id"] for p in policies if p["name"] == "ReadWrite")
+    attach = {"principal_type": "agent", "principal_id": created.json()["id"]}
+    assert (
+        api.post(f"/organizations/{org_name}/policies/{read_write}/attachments", json=attach).status_code
+        == 201
+    )
     key = api.post(f"/organizations/{org_name}/agents/robot/auth/keys", json={"name": "k"})
     assert key.status_code == 201, key.text
     return {**created.json(), "token": key.json()["token"]}
@@ -54,7 +62,7 @@ def _wait_for_run(client: Client, repo_path: str) -> SandboxTriggerRun:
     deadline = time.monotonic() + 60
     while True:
         runs = list(trigger.runs.list())
-        if runs:
+        if runs and runs[0].status != "pending":  # a run is recorded before its sandbox starts
             return runs[0]
         assert time.monotonic() < deadline, "the trigger did not run"
         time.sleep(0.05)

@@ -162,6 +162,8 @@ def test_blocking_commit_waits_for_a_human_approval(
     assert response.status_code == 200, response.text
     response = api.post(f"/organizations/{org_name}/agents", json={"name": "uploader", "description": "bot"})
     assert response.status_code == 201, response.text
+    response = api.put(f"/organizations/{org_name}/agents/uploader", json={"inline_policy": "*()"})
+    assert response.status_code == 200, response.text
     response = api.post(f"/organizations/{org_name}/agents/uploader/auth/keys", json={"name": "k"})
     assert response.status_code == 201, response.text
     token = response.json()["token"]

@@ -192,6 +192,8 @@ def test_agent_sandbox_commit_awaits_approval(api: httpx.Client, repo_path: str)
     base = repo_url(repo_path)
     assert api.put(base, json={"agent_commits_require_approval": True}).is_success
     assert api.post(f"/organizations/{org}/agents", json={"name": "builder"}).status_code == 201
+    granted = api.put(f"/organizations/{org}/agents/builder", json={"inline_policy": "*()"})
+    assert granted.status_code == 200, granted.text
     key = api.post(f"/organizations/{org}/agents/builder/auth/keys", json={"name": "k"})
     assert key.status_code == 201, key.text
     headers = {"Authorization": f"Bearer {key.json()['token']}"}

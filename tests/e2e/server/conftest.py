@@ -96,10 +96,15 @@ def base_url(server: LocalServer) -> str:
 def agent_client(
     api: httpx.Client, base_url: str, org_name: str
 ) -> Iterator[tuple[httpx.Client, dict[str, Any]]]:
-    """An agent of ``org_name`` created over HTTP, and a client authenticated with its new ``tak-`` key."""
+    """An agent of ``org_name`` created over HTTP, and a client authenticated with its new ``tak-`` key.
+
+    The agent's inline policy grants every action (``*()``); the hard limits on agents still apply.
+    """
     name = f"agent-{uuid.uuid4().hex[:8]}"
     created = api.post(f"/organizations/{org_name}/agents", json={"name": name, "description": "bot"})
     assert created.status_code == 201, created.text
+    granted = api.put(f"/organizations/{org_name}/agents/{name}", json={"inline_policy": "*()"})
+    assert granted.status_code == 200, granted.text
     key = api.post(f"/organizations/{org_name}/agents/{name}/auth/keys", json={"name": "ci"})
     assert key.status_code == 201, key.text
     token = key.json()["token"]

@@ -5,14 +5,14 @@ A request carries ``Authorization: Bearer <token>``. Stored API keys are looked 
 to the callables in ``app.state.token_resolvers`` (each ``(token) -> Principal | None``), which is how the
 sandbox runtime recognises its short-lived ``tst-`` tokens. The caller ends up in ``request.state.principal``.
 
-`Authenticator.authorize` is the single place deciding whether a principal may perform an action; today it
-enforces organization membership, the one-organization rule for agents and roles, user-only actions and
-sandbox scopes. Full IAM policies plug in there later.
+`Authenticator.authorize` is the single place deciding whether a principal may perform an action: the hard
+limits first (user-only actions, what agents never do, sandbox scopes), then organization membership, then
+the principal's effective policies (`tilde.server.iam.evaluate.Authorizer`; owners and the admin may do
+everything).
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tilde.server.errors import ApiError, error_response
+from tilde.server.iam.evaluate import Authorizer
+from tilde.server.iam.policy import Resource
 from tilde.server.registry import OrgRecord, Registry, RepoRecord
+from tilde.server.registry_principals import mint_token
 
 __all__ = [
     "AGENT_KEY_PREFIX",
@@ -38,14 +41,43 @@ USER_KEY_PREFIX = "tuk-"
 AGENT_KEY_PREFIX = "tak-"
 ROLE_KEY_PREFIX = "trk-"
 
-#: Actions only a human (user principal) may perform.
-USER_ONLY_ACTIONS = frozenset(
-    {"ApproveSession", "CreateOrganization", "DeleteOrganization", "ManageMembers", "ManageRoles"}
+#: Actions only a human (user principal) may perform, whatever the policies say.
+USER_ONLY_ACTIONS = frozenset({"ApproveSession", "CreateOrganization", "DeleteOrganization"})
+#: Actions agents never perform, whatever their policies say: no minting keys or agents, no changing
+#: inline policies, policies, groups or attachments (an agent cannot raise its own rights).
+NOT_FOR_AGENTS = frozenset(
+    {
+        "CreateAPIKey",
+        "CreateAgent",
+        "UpdateAgent",
+        "CreatePolicy",
+        "UpdatePolicy",
+        "DeletePolicy",
+        "AttachPolicy",
+        "DetachPolicy",
+        "CreateGroup",
+        "UpdateGroup",
+        "DeleteGroup",
+        "AddGroupMember",
+        "RemoveGroupMember",
+    }
 )
-#: Actions agents may not perform (they cannot mint principals or keys).
-NOT_FOR_AGENTS = frozenset({"ManageAgents"})
-#: Actions a sandbox-scoped token may perform (reads, and writes/commit of its own session).
-SCOPED_ACTIONS = frozenset({"GetRepository", "ReadObjects", "WriteObjects", "CommitSession", "ReadCommits"})
+#: Actions a sandbox-scoped token may perform at all (its own repository and session only); its run-as
+#: principal's policies still decide each of them.
+SCOPED_ACTIONS = frozenset(
+    {
+        "GetRepository",
+        "ListObjects",
+        "GetObject",
+        "PutObject",
+        "DeleteObject",
+        "CommitSession",
+        "ListCommits",
+        "GetCommit",
+    }
+)
+#: What any member of an organization may do without a policy: see the organization.
+MEMBER_ACTIONS = frozenset({"ListOrganizations", "GetOrganization"})
 
 
 @dataclass(frozen=True)
@@ -88,7 +120,7 @@ TokenResolver = Callable[[str], "Principal | None"]
 def new_token(principal_type: str) -> str:
     """Return a fresh API key with the prefix for ``principal_type`` (``user``, ``agent`` or ``role``)."""
     prefix = {"user": USER_KEY_PREFIX, "agent": AGENT_KEY_PREFIX, "role": ROLE_KEY_PREFIX}[principal_type]
-    return prefix + secrets.token_urlsafe(32)
+    return mint_token(prefix)
 
 
 class Authenticator:
@@ -107,6 +139,7 @@ class Authenticator:
     def __init__(self, registry: Registry, token_resolvers: list[TokenResolver]) -> None:
         self.registry = registry
         self.token_resolvers = token_resolvers
+        self.authorizer = Authorizer(registry)
         self._touched: dict[str, float] = {}
 
     def authenticate(self, token: str) -> Principal | None:
@@ -140,32 +173,61 @@ class Authenticator:
 
     def can_access_org(self, principal: Principal, org: OrgRecord) -> bool:
         """Tell whether the principal belongs to the organization."""
-        if principal.type == "user":
-            return self.registry.is_member(org.id, principal.id)
-        return principal.org_id == org.id
+        if principal.type != "user" and principal.org_id != org.id:
+            return False
+        return self.authorizer.access(principal.type, principal.id, org.id).member
 
     def authorize(
-        self, principal: Principal, action: str, org: OrgRecord | None = None, repo: RepoRecord | None = None
+        self,
+        principal: Principal,
+        action: str,
+        org: OrgRecord | None = None,
+        repo: RepoRecord | None = None,
+        **resource: str | None,
     ) -> None:
-        """Raise a 403 `ApiError` unless ``principal`` may perform ``action`` (on ``org`` / ``repo``).
+        """Raise a 403 `ApiError` naming ``action`` unless ``principal`` may perform it.
 
         Args:
             principal: The caller.
-            action: An action name, e.g. ``"ReadObjects"``, ``"CommitSession"``, ``"ApproveSession"``.
-            org: The organization acted on, if any.
-            repo: The repository acted on, if any.
+            action: A catalogue action (`tilde.server.iam.actions.ACTIONS`), e.g. ``"GetObject"``.
+            org: The organization acted on, if any (the repository's organization when ``repo`` is given).
+            repo: The repository acted on, if any; fills the ``repository`` resource argument.
+            **resource: Further resource arguments: ``path``, ``agent``, ``role`` (or ``repository``).
 
         """
         if principal.scope is not None and (
             repo is None or repo.id != principal.scope.repo_id or action not in SCOPED_ACTIONS
         ):
-            raise ApiError(403, "forbidden", "this token is limited to its sandbox's repository and session")
+            raise ApiError(
+                403,
+                "forbidden",
+                f"this sandbox token is limited to its repository and session: {action} refused",
+            )
         if action in USER_ONLY_ACTIONS and principal.type != "user":
             raise ApiError(403, "forbidden", f"{action} may only be performed by a user")
         if action in NOT_FOR_AGENTS and principal.type == "agent":
             raise ApiError(403, "forbidden", f"agents may not perform {action}")
-        if org is not None and not self.can_access_org(principal, org):
-            raise ApiError(403, "forbidden", f"no access to organization {org.name!r}")
+        org_id = org.id if org is not None else repo.organization_id if repo is not None else None
+        if org_id is None:
+            # Organization-less actions: listing one's organizations and (users) creating one.
+            return
+        outsider = f"no access to organization {_org_label(org)} ({action} refused)"
+        if principal.type != "user" and principal.org_id != org_id:
+            raise ApiError(403, "forbidden", outsider)
+        access = self.authorizer.access(principal.type, principal.id, org_id)
+        if not access.member:
+            raise ApiError(403, "forbidden", outsider)
+        if access.policies is None or action in MEMBER_ACTIONS:
+            return
+        if repo is not None and resource.get("repository") is None:
+            resource["repository"] = repo.name
+        target = Resource(**resource)
+        if not access.policies.allows(action, target):
+            raise ApiError(
+                403,
+                "forbidden",
+                f"{principal.type} {principal.name!r} is not allowed to {action} on {_describe(target, org)}",
+            )
 
     @staticmethod
     def check_session(principal: Principal, session_id: str) -> None:
@@ -211,6 +273,22 @@ class AuthMiddleware:
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+
+def _org_label(org: OrgRecord | None) -> str:
+    return repr(org.name) if org is not None else "of this repository"
+
+
+def _describe(resource: Resource, org: OrgRecord | None) -> str:
+    """Name what a request acts on, for a denial message (``repository "r", path "a/"``)."""
+    parts = [
+        f'{name} "{value}"'
+        for name in ("repository", "path", "agent", "role")
+        if (value := getattr(resource, name)) is not None
+    ]
+    if parts:
+        return ", ".join(parts)
+    return f'organization "{org.name}"' if org is not None else "this organization"
 
 
 def _bearer_token(scope: Scope) -> str | None:

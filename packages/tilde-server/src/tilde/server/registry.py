@@ -10,6 +10,7 @@ HTTP handler.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 from tilde.server._db import page_of
 from tilde.server._ids import new_id, utc_now
 from tilde.server.errors import ApiError
+from tilde.server.iam.builtin import BUILTIN_POLICIES
+from tilde.server.iam.store import IAM_SCHEMA, IamStore
 from tilde.server.registry_principals import (
     AgentRecord,
     KeyRecord,
@@ -38,7 +41,8 @@ __all__ = [
     "UserRecord",
 ]
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, full_name TEXT NOT NULL DEFAULT '',
     email TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL);
@@ -47,7 +51,8 @@ CREATE TABLE IF NOT EXISTS organizations (
     deleted_at TEXT);
 CREATE UNIQUE INDEX IF NOT EXISTS org_name ON organizations(name) WHERE deleted_at IS NULL;
 CREATE TABLE IF NOT EXISTS memberships (
-    org_id TEXT NOT NULL, user_id TEXT NOT NULL, joined_at TEXT NOT NULL, PRIMARY KEY (org_id, user_id));
+    org_id TEXT NOT NULL, user_id TEXT NOT NULL, joined_at TEXT NOT NULL, role TEXT NOT NULL DEFAULT 'member',
+    PRIMARY KEY (org_id, user_id));
 CREATE TABLE IF NOT EXISTS repositories (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL DEFAULT '',
     visibility TEXT NOT NULL DEFAULT 'private', retention_days INTEGER, session_max_duration_days INTEGER,
@@ -73,6 +78,8 @@ CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY, repo_id TEXT NOT NULL, session_id TEXT NOT NULL, path TEXT NOT NULL,
     blob_key TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, created_at TEXT NOT NULL);
 """
+    + IAM_SCHEMA
+)
 
 ADMIN_USERNAME = "admin"
 
@@ -133,17 +140,29 @@ class RepoRecord:
     created_at: str
 
 
-class Registry(PrincipalStore):
+class Registry(IamStore, PrincipalStore):
     """Organizations, repositories, users and principals, in ``data_dir/registry.sqlite3``.
+
+    Changes to memberships, agents and roles bump the IAM generation (see `IamStore`), so cached rights
+    never outlive them.
 
     Args:
         path: The SQLite file.
+        builtin_policies: ``(name, description, policy_text)`` of the policies every organization has
+            (default: `tilde.server.iam.builtin.BUILTIN_POLICIES`); they are seeded into existing
+            organizations now and into new ones at creation.
 
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, builtin_policies: Sequence[tuple[str, str, str]] | None = None) -> None:
         super().__init__(path, _SCHEMA)
+        self._migrate_iam()
         self.admin = self.ensure_user(ADMIN_USERNAME, full_name="Administrator")
+        if builtin_policies is None:
+            builtin_policies = [(p.name, p.description, p.policy_text) for p in BUILTIN_POLICIES.values()]
+        self.builtin_policies = tuple(builtin_policies)
+        for org in self.list_orgs():
+            self.seed_builtin_policies(org.id, self.builtin_policies)
 
     # -- users and memberships ---------------------------------------------------------------------
 
@@ -187,12 +206,16 @@ class Registry(PrincipalStore):
                 "INSERT OR IGNORE INTO memberships (org_id, user_id, joined_at) VALUES (?, ?, ?)",
                 (org_id, user_id, utc_now()),
             )
+        self.bump_iam_generation()
 
     def remove_member(self, org_id: str, user_id: str) -> bool:
-        """Remove a user from an organization; False when it was not a member."""
+        """Remove a user from an organization, its groups and attachments; False when it was not a member."""
         with self._tx() as db:
             cur = db.execute("DELETE FROM memberships WHERE org_id = ? AND user_id = ?", (org_id, user_id))
-            return cur.rowcount > 0
+            removed = cur.rowcount > 0
+        if removed:
+            self.forget_principal("user", user_id, org_id)
+        return removed
 
     def list_members(self, org_id: str) -> list[MemberRecord]:
         """Every member of the organization, by user name."""
@@ -210,7 +233,10 @@ class Registry(PrincipalStore):
     # -- organizations -----------------------------------------------------------------------------
 
     def create_org(self, name: str, display_name: str, creator_user_id: str | None) -> OrgRecord:
-        """Create an organization; its creator (and the admin) become members. Duplicate name → 409."""
+        """Create an organization with the built-in policies; its creator (and the admin) become owners.
+
+        Duplicate name → 409.
+        """
         org = OrgRecord(new_id(), name, display_name, utc_now())
         try:
             with self._tx() as db:
@@ -220,11 +246,13 @@ class Registry(PrincipalStore):
                 )
                 for user_id in {self.admin.id, creator_user_id} - {None}:
                     db.execute(
-                        "INSERT OR IGNORE INTO memberships (org_id, user_id, joined_at) VALUES (?, ?, ?)",
+                        "INSERT OR IGNORE INTO memberships (org_id, user_id, joined_at, role) "
+                        "VALUES (?, ?, ?, 'owner')",
                         (org.id, user_id, org.created_at),
                     )
         except sqlite3.IntegrityError:
             raise ApiError(409, "already_exists", f"organization {name!r} already exists") from None
+        self.seed_builtin_policies(org.id, self.builtin_policies)
         return org
 
     def get_org(self, name: str) -> OrgRecord:
@@ -273,6 +301,25 @@ class Registry(PrincipalStore):
                 "UPDATE repositories SET deleted_at = ? WHERE org_id = ? AND deleted_at IS NULL",
                 (now, org_id),
             )
+        self.bump_iam_generation()
+
+    # -- principals: deleting one drops its memberships and attachments too ---------------------------
+
+    def update_agent(self, agent_id: str, changes: dict[str, Any]) -> AgentRecord:
+        """Apply validated changes to an agent (its inline policy may change its rights)."""
+        updated = super().update_agent(agent_id, changes)
+        self.bump_iam_generation()
+        return updated
+
+    def delete_agent(self, agent_id: str) -> None:
+        """Delete an agent, revoke its keys and drop its group memberships and attachments."""
+        super().delete_agent(agent_id)
+        self.forget_principal("agent", agent_id)
+
+    def delete_role(self, role_id: str) -> None:
+        """Delete a role, revoke its keys and drop its group memberships and attachments."""
+        super().delete_role(role_id)
+        self.forget_principal("role", role_id)
 
     # -- repositories ------------------------------------------------------------------------------
 

@@ -21,9 +21,11 @@ from tilde.server.api.common import (
     require_principal,
     resolve_org,
 )
+from tilde.server.api.policies import check_policy_text
 from tilde.server.api.serialize import agent_json, key_json, role_json
 from tilde.server.auth import new_token
 from tilde.server.errors import ApiError
+from tilde.server.iam.policy import MAX_POLICY_CHARS
 
 ORG = "/organizations/{org}"
 
@@ -45,7 +47,7 @@ def _metadata(body: dict[str, Any]) -> dict[str, Any] | None:
 
 async def list_roles(request: Request) -> Response:
     """List an organization's roles by name."""
-    org = resolve_org(request, "ListPrincipals")
+    org = resolve_org(request, "ListRoles")
     amount, after = page_params(request)
     roles, more = registry_of(request).list_roles(org.id, after, amount)
     return paged([role_json(r) for r in roles], more, roles[-1].name if roles else None)
@@ -53,7 +55,7 @@ async def list_roles(request: Request) -> Response:
 
 async def create_role(request: Request) -> Response:
     """Create a role."""
-    org = resolve_org(request, "ManageRoles")
+    org = resolve_org(request, "CreateRole")
     body = await read_json(request)
     name = check_name(body.get("name"), "name")
     description = opt_str(body, "description", "") or ""
@@ -63,15 +65,17 @@ async def create_role(request: Request) -> Response:
 
 async def get_role(request: Request) -> Response:
     """Return one role."""
-    org = resolve_org(request, "ListPrincipals")
-    return JSONResponse(role_json(registry_of(request).get_role(org.id, request.path_params["name"])))
+    name = request.path_params["name"]
+    org = resolve_org(request, "GetRole", role=name)
+    return JSONResponse(role_json(registry_of(request).get_role(org.id, name)))
 
 
 async def delete_role(request: Request) -> Response:
-    """Delete a role and revoke its keys."""
-    org = resolve_org(request, "ManageRoles")
+    """Delete a role, revoke its keys and drop its group memberships and attachments."""
+    name = request.path_params["name"]
+    org = resolve_org(request, "DeleteRole", role=name)
     registry = registry_of(request)
-    registry.delete_role(registry.get_role(org.id, request.path_params["name"]).id)
+    registry.delete_role(registry.get_role(org.id, name).id)
     return Response(status_code=204)
 
 
@@ -80,15 +84,15 @@ async def delete_role(request: Request) -> Response:
 
 async def list_agents(request: Request) -> Response:
     """List an organization's agents by name."""
-    org = resolve_org(request, "ListPrincipals")
+    org = resolve_org(request, "ListAgents")
     amount, after = page_params(request)
     agents, more = registry_of(request).list_agents(org.id, after, amount)
     return paged([agent_json(a) for a in agents], more, agents[-1].name if agents else None)
 
 
 async def create_agent(request: Request) -> Response:
-    """Create an agent."""
-    org = resolve_org(request, "ManageAgents")
+    """Create an agent (its rights will never exceed its creator's)."""
+    org = resolve_org(request, "CreateAgent")
     body = await read_json(request)
     name = check_name(body.get("name"), "name")
     description = opt_str(body, "description", "") or ""
@@ -100,20 +104,27 @@ async def create_agent(request: Request) -> Response:
 
 async def get_agent(request: Request) -> Response:
     """Return one agent."""
-    org = resolve_org(request, "ListPrincipals")
-    return JSONResponse(agent_json(registry_of(request).get_agent(org.id, request.path_params["name"])))
+    name = request.path_params["name"]
+    org = resolve_org(request, "GetAgent", agent=name)
+    return JSONResponse(agent_json(registry_of(request).get_agent(org.id, name)))
 
 
 async def update_agent(request: Request) -> Response:
-    """Update an agent's description, metadata or inline policy (``""`` clears the policy)."""
-    org = resolve_org(request, "ManageAgents")
+    """Update an agent's description, metadata or inline policy (``""`` clears the policy).
+
+    An inline policy that does not validate is refused (400, naming the first error's line and column).
+    """
+    name = request.path_params["name"]
+    org = resolve_org(request, "UpdateAgent", agent=name)
     body = await read_json(request, optional=True)
     registry = registry_of(request)
-    agent = registry.get_agent(org.id, request.path_params["name"])
+    agent = registry.get_agent(org.id, name)
     changes: dict[str, Any] = {}
     for key in ("description", "inline_policy"):
         if body.get(key) is not None:
-            changes[key] = opt_str(body, key, max_len=100_000)
+            changes[key] = opt_str(body, key, max_len=MAX_POLICY_CHARS)
+    if changes.get("inline_policy"):
+        check_policy_text(changes["inline_policy"], "inline_policy")
     metadata = _metadata(body)
     if metadata is not None:
         changes["metadata"] = metadata
@@ -121,21 +132,22 @@ async def update_agent(request: Request) -> Response:
 
 
 async def delete_agent(request: Request) -> Response:
-    """Delete an agent and revoke its keys."""
-    org = resolve_org(request, "ManageAgents")
+    """Delete an agent, revoke its keys and drop its group memberships and attachments."""
+    name = request.path_params["name"]
+    org = resolve_org(request, "DeleteAgent", agent=name)
     registry = registry_of(request)
-    registry.delete_agent(registry.get_agent(org.id, request.path_params["name"]).id)
+    registry.delete_agent(registry.get_agent(org.id, name).id)
     return Response(status_code=204)
 
 
 # -- API keys of agents and roles ------------------------------------------------------------------
 
 
-def _key_owner(request: Request, kind: str) -> tuple[str, str]:
-    """Authorize and return ``(principal_type, principal_id)`` of the agent or role named in the path."""
-    org = resolve_org(request, "ManageAgents" if kind == "agent" else "ManageRoles")
-    registry = registry_of(request)
+def _key_owner(request: Request, kind: str, action: str) -> tuple[str, str]:
+    """Authorize ``action`` and return ``(principal_type, principal_id)`` of the agent or role in the path."""
     name = request.path_params["name"]
+    org = resolve_org(request, action, **{kind: name})
+    registry = registry_of(request)
     if kind == "agent":
         return kind, registry.get_agent(org.id, name).id
     return kind, registry.get_role(org.id, name).id
@@ -143,7 +155,7 @@ def _key_owner(request: Request, kind: str) -> tuple[str, str]:
 
 async def list_keys(request: Request, kind: str) -> Response:
     """List an agent's or role's keys (revoked ones included, with ``revoked_at``)."""
-    kind, owner_id = _key_owner(request, kind)
+    kind, owner_id = _key_owner(request, kind, "ListAPIKeys")
     amount, after = page_params(request)
     keys, more = registry_of(request).list_keys(kind, owner_id, after, amount)
     return paged([key_json(k) for k in keys], more, keys[-1].id if keys else None)
@@ -151,7 +163,7 @@ async def list_keys(request: Request, kind: str) -> Response:
 
 async def create_key(request: Request, kind: str) -> Response:
     """Create a key; the response is the only time the token is shown."""
-    kind, owner_id = _key_owner(request, kind)
+    kind, owner_id = _key_owner(request, kind, "CreateAPIKey")
     body = await read_json(request, optional=True)
     name = opt_str(body, "name", "", max_len=200) or ""
     description = opt_str(body, "description", "", max_len=1000) or ""
@@ -162,7 +174,7 @@ async def create_key(request: Request, kind: str) -> Response:
 
 async def get_key(request: Request, kind: str) -> Response:
     """Return one key (never its token)."""
-    kind, owner_id = _key_owner(request, kind)
+    kind, owner_id = _key_owner(request, kind, "GetAPIKey")
     key = registry_of(request).get_key(kind, owner_id, request.path_params["key_id"])
     if key is None:
         raise ApiError(404, "not_found", "API key not found")
@@ -171,7 +183,7 @@ async def get_key(request: Request, kind: str) -> Response:
 
 async def revoke_key(request: Request, kind: str) -> Response:
     """Revoke a key."""
-    kind, owner_id = _key_owner(request, kind)
+    kind, owner_id = _key_owner(request, kind, "RevokeAPIKey")
     registry = registry_of(request)
     if registry.get_key(kind, owner_id, request.path_params["key_id"]) is None:
         raise ApiError(404, "not_found", "API key not found")

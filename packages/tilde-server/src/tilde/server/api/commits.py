@@ -26,7 +26,7 @@ R = "/organizations/{org}/repositories/{repo}"
 
 async def log(request: Request) -> Response:
     """List history newest first, from ``ref`` (default: the head)."""
-    _, repo = resolve_repo(request, "ReadCommits")
+    _, repo = resolve_repo(request, "ListCommits")
     amount, after = page_params(request)
     page = await run_sync(
         engine_of(request).log, repo.id, ref=query(request, "ref") or None, after=after or None, limit=amount
@@ -36,14 +36,14 @@ async def log(request: Request) -> Response:
 
 async def get_commit(request: Request) -> Response:
     """Return one commit."""
-    _, repo = resolve_repo(request, "ReadCommits")
+    _, repo = resolve_repo(request, "GetCommit")
     commit = await run_sync(engine_of(request).get_commit, repo.id, request.path_params["commit_id"])
     return JSONResponse(commit_json(commit))
 
 
 async def diff(request: Request) -> Response:
     """List what changed between ``left`` (default: the empty tree) and ``right``, with ``status``."""
-    _, repo = resolve_repo(request, "ReadCommits")
+    _, repo = resolve_repo(request, "GetCommit")
     amount, after = page_params(request)
     page = await run_sync(
         engine_of(request).diff,

@@ -70,13 +70,14 @@ def resolve_org(conn: HTTPConnection, action: str = "GetOrganization", **resourc
 
     Args:
         conn: The request (or websocket).
-        action: The action to authorize.
+        action: The catalogue action to authorize (`tilde.server.iam.route_actions.ROUTE_ACTIONS` says which
+            one each route checks).
         **resource: Resource arguments of the action (``agent``, ``role``, ``repository``, ``path``).
 
     """
     principal = require_principal(conn)
     org = registry_of(conn).get_org(conn.path_params["org"])
-    auth_of(conn).authorize(principal, action, org)
+    auth_of(conn).authorize(principal, action, org, None, **resource)
     return org
 
 
@@ -89,8 +90,9 @@ def resolve_repo(
 
     Args:
         conn: The request (or websocket).
-        action: The action to authorize (``"ReadObjects"``, ``"WriteObjects"``, ``"CommitSession"``, ...).
-        **resource: Resource arguments besides the repository (``path``, ``agent``, ``role``).
+        action: The action to authorize (``"GetObject"``, ``"PutObject"``, ``"CommitSession"``, ...).
+        **resource: Resource arguments besides the repository (``path``, ``agent``, ``role``); the
+            ``repository`` argument is the repository's name.
 
     """
     principal = require_principal(conn)
@@ -99,9 +101,9 @@ def resolve_repo(
     auth = auth_of(conn)
     if not auth.can_access_org(principal, org):
         # Checked before looking the repository up, so outsiders cannot probe repository names.
-        raise ApiError(403, "forbidden", f"no access to organization {org.name!r}")
+        raise ApiError(403, "forbidden", f"no access to organization {org.name!r} ({action} refused)")
     repo = registry.get_repo(org.id, conn.path_params["repo"])
-    auth.authorize(principal, action, repo=repo)  # without org: its membership was just checked
+    auth.authorize(principal, action, org, repo, **resource)
     return org, repo
 
 

@@ -95,7 +95,7 @@ async def _agent_to_client(websocket: WebSocket, reader: asyncio.StreamReader) -
 async def exec_endpoint(websocket: WebSocket) -> None:
     """Run one command in a running sandbox over the §7 binary frame protocol."""
     try:
-        _, record = sandbox_of(websocket, "RunSandbox")
+        _, record = sandbox_of(websocket, "ExecSandbox")
     except ApiError as error:
         await _refuse(websocket, error.status)
         return

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from tilde.server.api._blobresponse import BlobResponse, parse_range
 from tilde.server.api.common import (
+    auth_of,
     check_session,
     checked_path,
     engine_of,
@@ -22,6 +23,7 @@ from tilde.server.api.common import (
     paged,
     query,
     read_json,
+    require_principal,
     resolve_repo,
     run_sync,
     session_query,
@@ -50,8 +52,8 @@ def _read_view(request: Request) -> tuple[str | None, str | None]:
 
 async def get_object(request: Request) -> Response:
     """Serve an object's bytes (200, 206 for a satisfiable ``Range``, else 416); HEAD: headers only."""
-    _, repo = resolve_repo(request, "ReadObjects")
     path = object_path(request)
+    _, repo = resolve_repo(request, "GetObject", path=path)
     session_id, ref = _read_view(request)
     engine = engine_of(request)
     version = await run_sync(engine.stat, repo.id, path, session_id=session_id, ref=ref)
@@ -77,7 +79,8 @@ async def get_object(request: Request) -> Response:
 
 async def list_objects(request: Request) -> Response:
     """List objects in path order (``session_id`` view, ``ref`` commit, or the head)."""
-    _, repo = resolve_repo(request, "ReadObjects")
+    prefix = query(request, "prefix") or ""
+    _, repo = resolve_repo(request, "ListObjects", path=prefix)
     session_id, ref = _read_view(request)
     amount, after = page_params(request)
     page = await run_sync(
@@ -85,7 +88,7 @@ async def list_objects(request: Request) -> Response:
         repo.id,
         session_id=session_id,
         ref=ref,
-        prefix=query(request, "prefix") or "",
+        prefix=prefix,
         delimiter=query(request, "delimiter") or "",
         after=after,
         limit=amount,
@@ -95,14 +98,15 @@ async def list_objects(request: Request) -> Response:
 
 async def list_changes(request: Request) -> Response:
     """List a session's staged changes (a deletion has no ``entry``)."""
-    _, repo = resolve_repo(request, "ReadObjects")
+    prefix = query(request, "prefix") or ""
+    _, repo = resolve_repo(request, "ListObjects", path=prefix)
     session_id = session_query(request)
     amount, after = page_params(request)
     page = await run_sync(
         engine_of(request).list_changes,
         repo.id,
         session_id,
-        prefix=query(request, "prefix") or "",
+        prefix=prefix,
         after=after,
         limit=amount,
     )
@@ -111,18 +115,16 @@ async def list_changes(request: Request) -> Response:
 
 async def delete_object(request: Request) -> Response:
     """Stage the deletion of one object (404 when nothing is visible at the path)."""
-    _, repo = resolve_repo(request, "WriteObjects")
-    session_id = session_query(request)
     path = object_path(request)
+    _, repo = resolve_repo(request, "DeleteObject", path=path)
+    session_id = session_query(request)
     if not await run_sync(engine_of(request).stage_delete, repo.id, session_id, path):
         raise ApiError(404, "not_found", f"object {path!r} not found")
     return Response(status_code=204)
 
 
 async def delete_many(request: Request) -> Response:
-    """Stage the deletion of 1-1000 paths: ``{deleted: <count>}``."""
-    _, repo = resolve_repo(request, "WriteObjects")
-    session_id = session_query(request)
+    """Stage the deletion of 1-1000 paths: ``{deleted: <count>}`` (DeleteObject is checked for each path)."""
     body = await read_json(request)
     paths = body.get("paths")
     if not isinstance(paths, list) or not 1 <= len(paths) <= MAX_DELETE:
@@ -130,16 +132,22 @@ async def delete_many(request: Request) -> Response:
     if not all(isinstance(p, str) for p in paths):
         raise ApiError(400, "invalid_field", "paths must be strings")
     checked = [checked_path(p) for p in paths]
+    org, repo = resolve_repo(request, "DeleteObject", path=checked[0])
+    principal = require_principal(request)
+    for path in checked[1:]:
+        auth_of(request).authorize(principal, "DeleteObject", org, repo, path=path)
+    session_id = session_query(request)
     deleted = await run_sync(engine_of(request).delete_many, repo.id, session_id, checked)
     return JSONResponse({"deleted": deleted})
 
 
 async def copy_object(request: Request) -> Response:
-    """Stage a metadata-only copy (the destination shares the source's stored bytes)."""
-    _, repo = resolve_repo(request, "WriteObjects")
-    session_id = session_query(request)
+    """Stage a metadata-only copy (PutObject on the destination, GetObject on the source)."""
     source = object_path(request, "source_path")
     destination = object_path(request, "destination_path")
+    org, repo = resolve_repo(request, "PutObject", path=destination)
+    auth_of(request).authorize(require_principal(request), "GetObject", org, repo, path=source)
+    session_id = session_query(request)
     await run_sync(engine_of(request).stage_copy, repo.id, session_id, source, destination)
     return JSONResponse({"source_path": source, "destination_path": destination}, status_code=201)
 

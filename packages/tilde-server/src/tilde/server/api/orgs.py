@@ -55,13 +55,13 @@ async def delete_org(request: Request) -> Response:
 
 async def list_members(request: Request) -> Response:
     """List an organization's members."""
-    org = resolve_org(request)
+    org = resolve_org(request, "ListMembers")
     return JSONResponse({"results": [member_json(m) for m in registry_of(request).list_members(org.id)]})
 
 
 async def add_member(request: Request) -> Response:
     """Add a user (by user name, created on first mention on this local server) to an organization."""
-    org = resolve_org(request, "ManageMembers")
+    org = resolve_org(request, "AddMember")
     body = await read_json(request)
     username = opt_str(body, "username", max_len=100)
     if not username:
@@ -75,7 +75,7 @@ async def add_member(request: Request) -> Response:
 
 async def remove_member(request: Request) -> Response:
     """Remove a user from an organization."""
-    org = resolve_org(request, "ManageMembers")
+    org = resolve_org(request, "RemoveMember")
     if not registry_of(request).remove_member(org.id, request.path_params["user_id"]):
         raise ApiError(404, "not_found", "no such member")
     return Response(status_code=204)

@@ -50,7 +50,7 @@ def sandbox_of(conn: HTTPConnection, action: str) -> tuple[RepoRecord, SandboxRe
 
 async def create_sandbox(request: Request) -> Response:
     """Create a sandbox: ``201 {sandbox_id}``."""
-    org, repo = resolve_repo(request, "RunSandbox")
+    org, repo = resolve_repo(request, "CreateSandbox")
     runtime = runtime_of(request)
     body = await read_json(request)
     sandbox_id = await run_sync(
@@ -61,7 +61,7 @@ async def create_sandbox(request: Request) -> Response:
 
 async def list_sandboxes(request: Request) -> Response:
     """List a page of the repository's sandboxes (full Sandbox objects)."""
-    _, repo = resolve_repo(request, "ReadSandboxes")
+    _, repo = resolve_repo(request, "ListSandboxes")
     amount, after = page_params(request)
     records, has_more = runtime_of(request).list(repo.id, after, amount)
     return paged([r.full_json() for r in records], has_more, records[-1].id if records else None)
@@ -69,7 +69,7 @@ async def list_sandboxes(request: Request) -> Response:
 
 async def get_sandbox(request: Request) -> Response:
     """Return the full Sandbox object."""
-    _, record = sandbox_of(request, "ReadSandboxes")
+    _, record = sandbox_of(request, "GetSandbox")
     return JSONResponse(record.full_json())
 
 
@@ -88,7 +88,7 @@ def _wait_param(request: Request) -> float | None:
 
 async def sandbox_status(request: Request) -> Response:
     """SandboxStatus; with ``wait``, held while the status equals ``while`` (default: while active)."""
-    _, record = sandbox_of(request, "ReadSandboxes")
+    _, record = sandbox_of(request, "GetSandbox")
     wait = _wait_param(request)
     if wait:
         await record.wait_while(request.query_params.get("while") or None, wait)
@@ -97,14 +97,14 @@ async def sandbox_status(request: Request) -> Response:
 
 async def cancel_sandbox(request: Request) -> Response:
     """Cancel: discard the sandbox's changes (``202``; ``409`` when it already ended)."""
-    _, record = sandbox_of(request, "RunSandbox")
+    _, record = sandbox_of(request, "CancelSandbox")
     runtime_of(request).cancel(record)
     return JSONResponse({"message": f"sandbox {record.id} is being cancelled"}, status_code=202)
 
 
 async def finish_sandbox(request: Request) -> Response:
     """Finish a service sandbox: stop it gracefully, then commit (202; 400 unless service; 409 if ended)."""
-    _, record = sandbox_of(request, "RunSandbox")
+    _, record = sandbox_of(request, "FinishSandbox")
     runtime_of(request).finish(record)
     return JSONResponse({"message": f"sandbox {record.id} is finishing"}, status_code=202)
 
@@ -134,7 +134,7 @@ async def _follow(record: SandboxRecord, path: str) -> AsyncIterator[bytes]:
 
 async def stdout_log(request: Request) -> Response:
     """Stream the main command's stdout and stderr merged in order (``text/plain``, live while running)."""
-    _, record = sandbox_of(request, "ReadSandboxes")
+    _, record = sandbox_of(request, "GetSandbox")
     if not os.path.exists(record.log_path):
         raise ApiError(410, "gone", "the sandbox's logs are no longer available")
     return StreamingResponse(_follow(record, str(record.log_path)), media_type="text/plain; charset=utf-8")
@@ -142,7 +142,7 @@ async def stdout_log(request: Request) -> Response:
 
 async def network_log(request: Request) -> Response:
     """Outbound request decisions as NDJSON (empty: the local runtime has no egress proxy)."""
-    _, record = sandbox_of(request, "ReadSandboxes")
+    _, record = sandbox_of(request, "GetSandbox")
     body: Any = b""
     with contextlib.suppress(FileNotFoundError):
         body = await asyncio.to_thread(record.network_log_path.read_bytes)

@@ -94,7 +94,8 @@ async def rollback_session(request: Request) -> Response:
 
 
 async def _pending(request: Request, action: str) -> tuple[str, RepoRecord, str]:
-    org, repo = resolve_repo(request, action)
+    # Reading what waits for approval lists the whole session: ListObjects on the repository's root.
+    org, repo = resolve_repo(request, action, **({"path": ""} if action == "ListObjects" else {}))
     session_id = request.path_params["session_id"]
     info = await run_sync(engine_of(request).get_session, repo.id, session_id)
     if info.state != "pending_approval":
@@ -104,7 +105,7 @@ async def _pending(request: Request, action: str) -> tuple[str, RepoRecord, str]
 
 async def head_approval(request: Request) -> Response:
     """Answer 200 while the session waits for approval, 404 once it is resolved."""
-    await _pending(request, "ReadObjects")
+    await _pending(request, "ListObjects")
     return Response(status_code=200)
 
 
@@ -112,7 +113,7 @@ async def list_approval(request: Request) -> Response:
     """List the changes waiting for approval (paged EntryRecord); HEAD only tells whether it waits."""
     if request.method == "HEAD":
         return await head_approval(request)
-    _, repo, session_id = await _pending(request, "ReadObjects")
+    _, repo, session_id = await _pending(request, "ListObjects")
     amount, after = page_params(request)
     page = await run_sync(engine_of(request).list_changes, repo.id, session_id, after=after, limit=amount)
     return paged([change_json(c) for c in page.items], page.has_more, page.next_cursor)

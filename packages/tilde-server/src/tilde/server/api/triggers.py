@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tilde.server.api.common import (
+    auth_of,
     checked_path,
     page_params,
     paged,
@@ -35,9 +36,6 @@ MAX_CONDITIONS = 10
 CONDITION_TYPES = ("prefix", "path_exact")
 DIFF_TYPES = ("any", "added", "removed", "changed")
 _CONFIG_KEYS = ("image", "command", "mountpoint", "path_prefix", "timeout_seconds", "env_vars")
-
-_READ = "ReadSandboxTriggers"
-_WRITE = "WriteSandboxTriggers"
 
 
 def _bad(message: str) -> ApiError:
@@ -116,8 +114,14 @@ def _run_as(conn: HTTPConnection, value: Any, repo: RepoRecord) -> dict[str, str
     if not isinstance(value, Mapping) or value.get("type") not in ("agent", "role") or not value.get("id"):
         raise _bad('run_as must be {"type": "agent"|"role", "id": "<id>"}')
     run_as = {"type": str(value["type"]), "id": str(value["id"])}
-    if org_principal(registry_of(conn), run_as, repo.organization_id) is None:
+    registry = registry_of(conn)
+    found = org_principal(registry, run_as, repo.organization_id)
+    if found is None:
         raise _bad(f"no {run_as['type']} with id {run_as['id']!r} in this organization")
+    # Whoever sets run_as must be allowed to act as that agent or role (RunAs), or a trigger would let
+    # anyone borrow another principal's rights.
+    org = registry.get_org_by_id(repo.organization_id)
+    auth_of(conn).authorize(require_principal(conn), "RunAs", org, None, **{found.type: found.name})
     return run_as
 
 
@@ -188,7 +192,7 @@ def run_json(run: TriggerRunRecord) -> dict[str, Any]:
 
 async def list_triggers(request: Request) -> Response:
     """``GET R/sandbox-triggers``: the repository's triggers, oldest first."""
-    _, repo = resolve_repo(request, _READ)
+    _, repo = resolve_repo(request, "ListSandboxTriggers")
     amount, after = page_params(request)
     triggers, has_more = await run_sync(_store(request).list_triggers, repo.id, after, amount)
     return paged([trigger_json(t) for t in triggers], has_more, str(triggers[-1].seq) if triggers else None)
@@ -196,7 +200,7 @@ async def list_triggers(request: Request) -> Response:
 
 async def create_trigger(request: Request) -> Response:
     """``POST R/sandbox-triggers``: create a trigger (enabled unless the body says otherwise)."""
-    _, repo = resolve_repo(request, _WRITE)
+    _, repo = resolve_repo(request, "CreateSandboxTrigger")
     body = await read_json(request)
     fields = _validate(request, body, repo, partial=False)
     trigger = await run_sync(_store(request).create, repo.id, fields, require_principal(request))
@@ -205,14 +209,14 @@ async def create_trigger(request: Request) -> Response:
 
 async def get_trigger(request: Request) -> Response:
     """``GET T``: one trigger."""
-    _, repo = resolve_repo(request, _READ)
+    _, repo = resolve_repo(request, "GetSandboxTrigger")
     trigger = await run_sync(_store(request).get, repo.id, request.path_params["trigger_id"])
     return JSONResponse(trigger_json(trigger))
 
 
 async def update_trigger(request: Request) -> Response:
     """``PUT T``: merge the given fields into the trigger."""
-    _, repo = resolve_repo(request, _WRITE)
+    _, repo = resolve_repo(request, "UpdateSandboxTrigger")
     body = await read_json(request)
     fields = _validate(request, body, repo, partial=True)
     fields.pop("enabled", None)  # enabling is PATCH's job; PUT leaves it as it is
@@ -222,7 +226,7 @@ async def update_trigger(request: Request) -> Response:
 
 async def patch_trigger(request: Request) -> Response:
     """``PATCH T``: enable or disable the trigger (``{"enabled": bool}``)."""
-    _, repo = resolve_repo(request, _WRITE)
+    _, repo = resolve_repo(request, "UpdateSandboxTrigger")
     body = await read_json(request)
     if "enabled" not in body:
         raise _bad("enabled is required")
@@ -235,14 +239,14 @@ async def patch_trigger(request: Request) -> Response:
 
 async def delete_trigger(request: Request) -> Response:
     """``DELETE T``: delete the trigger and its run history."""
-    _, repo = resolve_repo(request, _WRITE)
+    _, repo = resolve_repo(request, "DeleteSandboxTrigger")
     await run_sync(_store(request).delete, repo.id, request.path_params["trigger_id"])
     return Response(status_code=204)
 
 
 async def list_runs(request: Request) -> Response:
     """``GET T/runs``: the trigger's runs, newest first."""
-    _, repo = resolve_repo(request, _READ)
+    _, repo = resolve_repo(request, "GetSandboxTrigger")
     amount, after = page_params(request)
     runs, has_more = await run_sync(
         _store(request).list_runs, repo.id, request.path_params["trigger_id"], after, amount

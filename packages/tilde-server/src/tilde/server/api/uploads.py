@@ -171,11 +171,14 @@ async def upload_target(request: Request) -> Response:
     return JSONResponse({"etag": etag, "size": blob.size}, headers={"ETag": etag})
 
 
-async def _open_session(request: Request, action: str = "WriteObjects") -> tuple[str, str, str]:
-    """Return ``(repo_id, session_id, path)`` for a write in an open session (409 when it is not open)."""
-    _, repo = resolve_repo(request, action)
-    session_id = session_query(request)
+async def _open_session(request: Request) -> tuple[str, str, str]:
+    """Return ``(repo_id, session_id, path)`` for a write in an open session (409 when it is not open).
+
+    Every upload route checks PutObject on the path.
+    """
     path = object_path(request)
+    _, repo = resolve_repo(request, "PutObject", path=path)
+    session_id = session_query(request)
     info = await run_sync(engine_of(request).get_session, repo.id, session_id)
     if info.state != "open":
         raise ApiError(409, "session_closed", f"session {session_id} is {info.state}")

@@ -177,6 +177,11 @@ class SandboxRuntime:
             raise ApiError(
                 400, "invalid_sandbox", f"run_as: no {run_as['type']} {run_as['id']} in this organization"
             )
+        # The caller must be allowed to act as that agent or role; the sandbox then has its rights only.
+        auth = getattr(self.app_state, "auth", None)
+        org = registry.get_org_by_id(repo.organization_id) if registry is not None else None
+        if auth is not None and org is not None:
+            auth.authorize(principal, "RunAs", org, None, **{found.type: found.name})
         return found
 
     # -- lookups ------------------------------------------------------------------------------------------

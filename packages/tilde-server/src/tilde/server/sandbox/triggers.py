@@ -516,14 +516,14 @@ class TriggerDispatcher:
             **trigger.sandbox_config.get("env_vars", {}),
         }
         principal = self._principal(repo, trigger)
-        # The same authorization as a sandbox created over HTTP, as of now: a creator who lost access to the
-        # organization (or, later, whose policies no longer allow it) no longer gets sandboxes started.
+        # The same authorization as a sandbox created over HTTP, as of now: a principal who lost access to the
+        # organization, or whose policies no longer allow CreateSandbox, no longer gets sandboxes started.
         registry: Registry = self._state.registry
         org = registry.get_org_by_id(repo.organization_id)
         if org is None:
             raise ApiError(404, "not_found", "the repository's organization no longer exists")
         auth: Authenticator = self._state.auth
-        auth.authorize(principal, "RunSandbox", org, repo)
+        auth.authorize(principal, "CreateSandbox", org, repo)
         sandbox_id: str = runtime.create(org_name=org_name, repo=repo, principal=principal, spec=spec)
         return sandbox_id
 
