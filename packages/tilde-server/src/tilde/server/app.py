@@ -58,6 +58,7 @@ from tilde.server.errors import RequestIdMiddleware, exception_handlers
 from tilde.server.registry import Registry
 from tilde.server.sandbox import SandboxRuntime, make_runtime
 from tilde.server.sandbox import triggers as trigger_dispatch
+from tilde.server.secret_store import install as install_secrets
 from tilde.server.storage import StorageEngine
 
 logger = logging.getLogger("tilde.server")
@@ -152,6 +153,7 @@ def create_app(config: ServerConfig) -> Starlette:
     app.state.upload_secret = load_or_create_upload_secret(data_dir)
     app.state.admin_key = admin_key
     app.state.secret_box = SecretBox(load_master_keys(data_dir))
+    install_secrets(app)  # app.state.secret_store and the sandboxes' secret environment
     app.state.runtime = make_runtime(config, engine, app)
     # Triggers must fire on the first commit after start-up, not only once a trigger route was used.
     trigger_dispatch.install(app)

@@ -91,6 +91,10 @@ class Agent:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.env: dict[str, str] = dict(config.get("env") or {})
+        if config.get("secrets_fd") is not None:
+            # Injected secrets come through a memory file, never through the config file on disk.
+            with os.fdopen(int(config["secrets_fd"]), "rb") as secrets:
+                self.env.update(json.load(secrets))
         self.cwd: str = config.get("cwd") or "/"
         self.status_fd: int = int(config["status_fd"])
         self.procs: set[subprocess.Popen[bytes]] = set()

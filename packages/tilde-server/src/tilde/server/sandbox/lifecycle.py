@@ -118,7 +118,7 @@ class _Run:
             # more.
             self.rt.lowers.forget(key)
 
-    def _agent_config(self, status_fd: int) -> dict[str, Any]:
+    def _agent_config(self, status_fd: int, secrets_fd: int) -> dict[str, Any]:
         rec = self.rec
         env = {
             "PATH": _BASE_PATH,
@@ -127,13 +127,13 @@ class _Run:
             "TILDE_SANDBOX_ID": rec.id,
             "TILDE_SESSION_ID": rec.id,
             "TILDE_REPOSITORY": f"{rec.org_name}/{rec.repo.name}",
-            **self.rt.secret_env(rec),
             **rec.spec.env_vars,
         }
         return {
             "mode": rec.spec.mode,
             "command": rec.spec.command,
             "env": env,
+            "secrets_fd": secrets_fd,
             "cwd": rec.spec.mountpoint,
             "control": f"{RUN_DIR}/ctl.sock",
             "api_socket": f"{RUN_DIR}/api.sock",
@@ -142,6 +142,21 @@ class _Run:
             "status_fd": status_fd,
             "rlimits": self.rt.settings.rlimits(),
         }
+
+    def _secrets_memfd(self) -> int:
+        """Return a memory file holding the injected secrets as JSON, for the agent to read at start.
+
+        Secrets never go into ``agent.json``: that file lives in the run directory under the data directory.
+        The request's ``env_vars`` win over secrets (CONTRACT §6.1), so their keys are left out here.
+        """
+        secrets = {k: v for k, v in self.rt.secret_env(self.rec).items() if k not in self.rec.spec.env_vars}
+        fd = os.memfd_create("tilde-secrets", 0)
+        data = json.dumps(secrets).encode("utf-8")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
 
     def _issue_credentials(self) -> dict[str, Any]:
         rec = self.rec
@@ -163,9 +178,10 @@ class _Run:
             )
         status_r, status_w = os.pipe()
         info_r, info_w = os.pipe()
-        pass_fds = [status_w, info_w]
+        secrets_fd = self._secrets_memfd()
+        pass_fds = [status_w, info_w, secrets_fd]
         try:
-            config = self._agent_config(status_w)
+            config = self._agent_config(status_w, secrets_fd)
             Path(self.paths.run, "agent.json").write_text(json.dumps(config), encoding="utf-8")
             options, command = bwrap_command(
                 self.rt.settings,
