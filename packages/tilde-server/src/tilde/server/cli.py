@@ -1,8 +1,18 @@
-"""The ``tilde-server`` command: ``tilde-server serve [--host] [--port] [--data-dir] [--admin-key]``."""
+"""The ``tilde-server`` command.
+
+- ``tilde-server serve [--host] [--port] [--data-dir] [--admin-key]``: run the server;
+- ``tilde-server user create NAME [--email] [--full-name]`` / ``tilde-server user list``: human users;
+- ``tilde-server rotate-master-key`` / ``tilde-server generate-master-key``: encryption at rest.
+
+The user and key commands work on the data directory while a server runs on it (SQLite in WAL mode).
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 import uvicorn
@@ -10,9 +20,42 @@ import uvicorn
 from tilde.server._tuning import tune_malloc
 from tilde.server._version import __version__
 from tilde.server.app import create_app
-from tilde.server.config import ServerConfig, load_or_create_admin_key
+from tilde.server.auth import USER_KEY_PREFIX
+from tilde.server.config import REGISTRY_FILE, ServerConfig, load_or_create_admin_key
+from tilde.server.crypto import (
+    MASTER_KEY_ENV,
+    MASTER_KEY_FILE,
+    DecryptionError,
+    SecretBox,
+    encode_key,
+    load_master_keys,
+)
+from tilde.server.errors import ApiError
+from tilde.server.registry import Registry
+from tilde.server.registry_principals import mint_token
+from tilde.server.secret_store import SecretStore
+from tilde.server.users import create_user, list_users
 
 DEFAULT_DATA_DIR = Path("~/.tilde/server")
+
+_data_dir_option = click.option(
+    "--data-dir",
+    envvar="TILDE_SERVER_DATA_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The server's data directory (env TILDE_SERVER_DATA_DIR; default ~/.tilde/server).",
+)
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    path = (data_dir or DEFAULT_DATA_DIR).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise SystemExit(1)
 
 
 @click.group()
@@ -51,3 +94,104 @@ def serve(host: str, port: int, data_dir: Path | None, admin_key: str | None) ->
     app = create_app(config)
     click.echo(f"tilde-server {__version__} on http://{host}:{port} (data in {data_dir})")
     uvicorn.run(app, host=host, port=port, http="httptools", loop="asyncio", log_level="info")
+
+
+@main.group()
+def user() -> None:
+    """Create and list human users (members are added to organizations by user name)."""
+
+
+@user.command("create")
+@click.argument("name")
+@click.option("--email", default="", help="The user's e-mail address.")
+@click.option("--full-name", default="", help="The user's display name.")
+@_data_dir_option
+def user_create(name: str, email: str, full_name: str, data_dir: Path | None) -> None:
+    """Create the user NAME and print its API key (shown this once only)."""
+    registry = Registry(_data_dir(data_dir) / REGISTRY_FILE)
+    try:
+        try:
+            record = create_user(registry, name, email=email, full_name=full_name)
+        except ApiError as error:
+            _fail(error.message)
+        token = mint_token(USER_KEY_PREFIX)
+        registry.create_key("user", record.id, token, name=f"{name} (created by tilde-server user create)")
+    finally:
+        registry.close()
+    click.echo(f"created user {name} ({record.id}); its API key, shown once, follows on stdout", err=True)
+    click.echo(token)
+
+
+@user.command("list")
+@_data_dir_option
+def user_list(data_dir: Path | None) -> None:
+    """List users: name, id and e-mail address (never keys)."""
+    registry = Registry(_data_dir(data_dir) / REGISTRY_FILE)
+    try:
+        users = list_users(registry)
+    finally:
+        registry.close()
+    for record in users:
+        click.echo(f"{record.username}\t{record.id}\t{record.email}")
+
+
+@main.command("generate-master-key")
+def generate_master_key() -> None:
+    """Print a new random master key in the form TILDE_SERVER_MASTER_KEY takes."""
+    click.echo(encode_key(os.urandom(32)))
+
+
+def _connector_store(path: Path, box: SecretBox) -> Any:
+    """Return the connector store when this server has connectors (their credentials are sealed too)."""
+    for module_name in ("tilde.server.connectors", "tilde.server.connectors.store"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        store_class = getattr(module, "ConnectorStore", None)
+        if store_class is not None and hasattr(store_class, "reencrypt_all"):
+            return store_class(path, box)
+    return None
+
+
+@main.command("rotate-master-key")
+@_data_dir_option
+def rotate_master_key(data_dir: Path | None) -> None:
+    """Re-seal every stored secret and connector credential under the first key of TILDE_SERVER_MASTER_KEY.
+
+    Set TILDE_SERVER_MASTER_KEY="NEW,OLD" (comma-separated; the first one encrypts). A key generated into
+    the data directory is used to decrypt as well, so moving from it to a configured key needs only NEW.
+    """
+    directory = _data_dir(data_dir)
+    configured = os.environ.get(MASTER_KEY_ENV, "").strip()
+    if not configured:
+        _fail(f"set {MASTER_KEY_ENV} to NEW,OLD (the new key first; see tilde-server generate-master-key)")
+    try:
+        keys = load_master_keys(directory)
+    except ValueError as error:
+        _fail(str(error))
+    generated = directory / MASTER_KEY_FILE
+    if generated.exists() and len(generated.read_bytes()) == 32 and generated.read_bytes() not in keys:
+        keys.append(generated.read_bytes())
+    box = SecretBox(keys)
+    path = directory / REGISTRY_FILE
+    Registry(path).close()  # creates or upgrades the registry's tables first
+    secrets = SecretStore(path, box)
+    connectors = _connector_store(path, box)
+    try:
+        resealed = secrets.reencrypt_all(box)
+        credentials = connectors.reencrypt_all(box) if connectors is not None else 0
+    except DecryptionError as error:
+        _fail(f"a stored value cannot be decrypted with the given keys ({error}); nothing else changed")
+    finally:
+        secrets.close()
+        if connectors is not None:
+            connectors.close()
+    click.echo(
+        f"re-sealed {resealed + credentials} values ({resealed} secrets, {credentials} connector credentials)"
+    )
+    if generated.exists():
+        click.echo(
+            f"{generated} (the generated key) is no longer needed once the server runs with {MASTER_KEY_ENV}",
+            err=True,
+        )

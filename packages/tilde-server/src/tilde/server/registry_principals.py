@@ -1,21 +1,66 @@
-"""Agents, roles, API keys and pending single-part uploads: the principal half of the registry."""
+"""Agents, roles, API keys and pending single-part uploads: the principal half of the registry.
+
+API keys are stored as salted hashes: each row keeps a random salt and SHA-256(salt + token), never the
+token. Keys minted here (`mint_token`) read ``<prefix><lookup id>.<secret>``: the 16 hex digits of the lookup
+id are not secret and find the row in one indexed query, whatever the number of keys; the secret part holds
+256 random bits. Tokens of another shape (an admin key given on the command line) are indexed by a truncated
+digest instead. Rows written before salting (``salt`` NULL, ``token_hash`` = SHA-256(token)) still
+authenticate and are re-hashed with a salt on first use.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
+import re
+import secrets
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tilde.server._db import SqliteStore, page_of
 from tilde.server._ids import new_id, utc_now
 from tilde.server.errors import ApiError
 
+#: ``<prefix><16 hex digits: the lookup id>.<secret>``, the shape of keys made by `mint_token`.
+_MINTED = re.compile(r"^[a-z]{3}-([0-9a-f]{16})\.[A-Za-z0-9_-]{32,}$")
+_SALT_BYTES = 16
 
-def hash_token(token: str) -> str:
-    """Return the stored form of an API key (keys are never stored in clear)."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+def mint_token(prefix: str) -> str:
+    """Return a new API key ``<prefix><lookup id>.<secret>`` (the secret part has 256 random bits).
+
+    Args:
+        prefix: ``tuk-``, ``tak-`` or ``trk-``.
+
+    """
+    return f"{prefix}{secrets.token_hex(8)}.{secrets.token_urlsafe(32)}"
+
+
+def token_lookup_id(token: str) -> str:
+    """Return the index under which a key's row is found: its embedded lookup id, else a short digest."""
+    minted = _MINTED.match(token)
+    if minted:
+        return minted.group(1)
+    return "d" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
+
+
+def hash_token(token: str, salt: bytes | None = None) -> str:
+    """Return the stored hash of an API key: SHA-256(salt + token), or the legacy unsalted SHA-256.
+
+    A fast hash is the right one here: keys carry 256 random bits, so nobody can guess them however cheap
+    each try is, and a slow password hash would only make every request slower. The salt makes equal
+    tokens hash differently and rules out precomputed tables.
+
+    Args:
+        token: The clear token.
+        salt: The row's salt; None computes the unsalted hash of rows written before salting.
+
+    """
+    return hashlib.sha256((salt or b"") + token.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -99,6 +144,10 @@ _KEY_COLUMNS = (
 )
 
 
+def _key(row: sqlite3.Row) -> KeyRecord:
+    return KeyRecord(**{name: row[name] for name in KeyRecord.__dataclass_fields__})
+
+
 def _agent(row: sqlite3.Row) -> AgentRecord:
     values = dict(row)
     values["metadata"] = json.loads(values["metadata"] or "{}")
@@ -106,7 +155,25 @@ def _agent(row: sqlite3.Row) -> AgentRecord:
 
 
 class PrincipalStore(SqliteStore):
-    """Agents, roles and API keys (base of `tilde.server.registry.Registry`)."""
+    """Agents, roles and API keys (base of `tilde.server.registry.Registry`).
+
+    Args:
+        path: The database file.
+        schema: The registry's schema (it creates ``api_keys``); the salt and lookup columns are added to
+            databases made before they existed.
+
+    """
+
+    def __init__(self, path: Path, schema: str) -> None:
+        super().__init__(path, schema)
+        with self._tx() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(api_keys)")}
+            if columns and "salt" not in columns:
+                db.execute("ALTER TABLE api_keys ADD COLUMN salt TEXT")
+            if columns and "lookup_id" not in columns:
+                db.execute("ALTER TABLE api_keys ADD COLUMN lookup_id TEXT")
+            if columns:
+                db.execute("CREATE INDEX IF NOT EXISTS api_keys_lookup ON api_keys(lookup_id)")
 
     # -- agents ------------------------------------------------------------------------------------
 
@@ -261,18 +328,20 @@ class PrincipalStore(SqliteStore):
 
         """
         key_id = new_id()
+        salt = os.urandom(_SALT_BYTES)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO api_keys (id, principal_type, principal_id, name, description, "
-                "token_hash, token_hint, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "token_hash, salt, lookup_id, token_hint, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key_id,
                     principal_type,
                     principal_id,
                     name,
                     description,
-                    hash_token(token),
+                    hash_token(token, salt),
+                    salt.hex(),
+                    token_lookup_id(token),
                     token[-4:],
                     utc_now(),
                 ),
@@ -281,17 +350,42 @@ class PrincipalStore(SqliteStore):
         assert found is not None
         return found
 
+    def _find_token(self, token: str, *, live: bool) -> sqlite3.Row | None:
+        """Return the row of ``token`` (salted, or legacy unsalted re-hashed on the way), or None."""
+        live_only = " AND revoked_at IS NULL" if live else ""
+        candidates = self._all(
+            f"SELECT {_KEY_COLUMNS}, salt, token_hash FROM api_keys WHERE lookup_id = ?{live_only}",
+            token_lookup_id(token),
+        )
+        for row in candidates:
+            if row["salt"] and hmac.compare_digest(
+                str(row["token_hash"]), hash_token(token, bytes.fromhex(row["salt"]))
+            ):
+                return row
+        # A row from before salting. Looking it up by equality is safe: it is a hash of 256 random bits.
+        legacy = self._one(
+            f"SELECT {_KEY_COLUMNS}, salt, token_hash FROM api_keys WHERE token_hash = ? AND salt IS NULL"
+            f"{live_only}",
+            hash_token(token),
+        )
+        if legacy is not None:
+            salt = os.urandom(_SALT_BYTES)
+            with self._tx() as db:
+                db.execute(
+                    "UPDATE api_keys SET token_hash = ?, salt = ?, lookup_id = ? "
+                    "WHERE id = ? AND salt IS NULL",
+                    (hash_token(token, salt), salt.hex(), token_lookup_id(token), legacy["id"]),
+                )
+        return legacy
+
     def has_token(self, token: str) -> bool:
         """Whether this exact token is already stored (revoked or not)."""
-        return self._one("SELECT 1 FROM api_keys WHERE token_hash = ?", hash_token(token)) is not None
+        return self._find_token(token, live=False) is not None
 
     def lookup_token(self, token: str) -> KeyRecord | None:
         """Return the live (not revoked) key matching ``token``, or None."""
-        row = self._one(
-            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE token_hash = ? AND revoked_at IS NULL",
-            hash_token(token),
-        )
-        return KeyRecord(**dict(row)) if row else None
+        row = self._find_token(token, live=True)
+        return _key(row) if row else None
 
     def touch_key(self, key: KeyRecord) -> None:
         """Record that a key (and its agent/role) was just used."""
