@@ -112,8 +112,8 @@ def _repository_fields(request: Request, principal: Principal, body: dict[str, A
     source_repo = registry.get_repo(source_org.id, repo_name)
     prefix = _relative_prefix(opt_str(body, "source_prefix", "", max_len=1024) or "", "source_prefix")
     # Importing reads the whole prefix: the caller needs both the listing and the reading right on it.
-    auth.authorize(principal, "ListObjects", org=source_org, repo=source_repo)
-    auth.authorize(principal, "GetObject", org=source_org, repo=source_repo)
+    auth.authorize(principal, "ListObjects", org=source_org, repo=source_repo, path=prefix)
+    auth.authorize(principal, "GetObject", org=source_org, repo=source_repo, path=prefix)
     return {
         "source_repository_id": source_repo.id,
         "source_organization": source_org.name,
