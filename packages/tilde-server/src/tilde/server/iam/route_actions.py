@@ -160,7 +160,10 @@ SECONDARY_ACTIONS: Mapping[tuple[str, str], tuple[str, str]] = MappingProxyType(
         ("POST", _R + "/sandboxes"): ("RunAs", "when the body names run_as"),
         ("POST", _R + "/sandbox-triggers"): ("RunAs", "when the body names run_as"),
         ("PUT", _T): ("RunAs", "when the body names run_as"),
-        ("POST", _R + "/import"): ("GetObject", "on the source repository, for a cross-repository import"),
+        ("POST", _R + "/import"): (
+            "ListObjects, GetObject",
+            "on the source repository, for a cross-repository import",
+        ),
     }
 )
 
@@ -193,8 +196,9 @@ def render_actions_page() -> str:
         "Every route of the local server's `/api/v1` API is guarded by exactly one action. A policy",
         "statement grants (or denies) an action, optionally only for some resources: the arguments",
         "column lists the resource arguments a statement about that action may carry. Paths are",
-        "relative to `/api/v1`;",
-        "`O` is `/organizations/{org}` and `R` is `O/repositories/{repo}`.",
+        "relative to `/api/v1`; `O` is `/organizations/{org}` and `R` is `O/repositories/{repo}`.",
+        "A `HEAD` request is checked like the `GET` on the same path. See the policies guide for the",
+        "policy language.",
         "",
         "Organization owners and the server's admin may do everything. Members with no policy may still list",
         "and read their organizations (`ListOrganizations`, `GetOrganization`). Whatever the policies say,",
