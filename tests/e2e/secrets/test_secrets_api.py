@@ -124,7 +124,7 @@ def test_outsiders_are_refused(raw: httpx.Client, server: Any, repo_path: str, o
 
 
 def _stored_rows(server: Any, scope: str, owner_id: str) -> int:
-    return len(server.app.state.secret_store.list(scope, owner_id))
+    return len(server.app.state.secret_store.list_secrets(scope, owner_id))
 
 
 def test_deleting_an_agent_drops_its_secrets(api: httpx.Client, server: Any, org_name: str) -> None:

@@ -106,7 +106,7 @@ class SecretStore(SqliteStore):
                     for statement in triggers:
                         db.execute(statement)
 
-    def list(self, scope: str, owner_id: str) -> list[SecretRecord]:
+    def list_secrets(self, scope: str, owner_id: str) -> list[SecretRecord]:
         """Return the metadata of an owner's secrets, by key.
 
         Args:

@@ -83,7 +83,7 @@ async def _value(request: Request) -> str:
 async def list_secrets(request: Request, scope: str) -> Response:
     """List the secrets' metadata, by key (never values)."""
     owner_id = _owner(request, scope, "ListSecrets")
-    records = await run_sync(store_of(request).list, scope, owner_id)
+    records = await run_sync(store_of(request).list_secrets, scope, owner_id)
     return JSONResponse({"results": [_record_json(r) for r in records]})
 
 
