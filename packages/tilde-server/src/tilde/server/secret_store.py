@@ -37,6 +37,7 @@ __all__ = [
     "SecretRecord",
     "SecretStore",
     "install",
+    "sandbox_env",
 ]
 
 logger = logging.getLogger("tilde.server.secrets")
