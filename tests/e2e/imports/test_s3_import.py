@@ -211,9 +211,14 @@ class _Stall:
             self.accepted.set()
 
     def close(self) -> None:
-        self.sock.close()
-        for conn in self.conns:
-            conn.close()
+        # shutdown() first: close() alone does not wake a thread blocked in accept(), and the listener would
+        # keep taking the client's retries.
+        for sock in (self.sock, *self.conns):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed or never connected
+            sock.close()
         self.thread.join(timeout=10)
 
 
