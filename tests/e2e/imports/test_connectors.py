@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import S3, LogCapture, wait_for_job
+from imports_helpers import S3, LogCapture, wait_for_job
 
 from tilde.server import LocalServer
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import commits_of, listing, read_hashes, sha256, wait_for_job
+from imports_helpers import commits_of, listing, read_hashes, sha256, wait_for_job
 
 import tilde
 from tilde.server import LocalServer

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import BUCKET_OBJECTS, S3, commits_of, listing, read_hashes, sha256, wait_for_job
+from imports_helpers import BUCKET_OBJECTS, S3, commits_of, listing, read_hashes, sha256, wait_for_job
 
 import tilde
 
