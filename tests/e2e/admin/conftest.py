@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -188,3 +189,20 @@ def admin_sdk(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     tilde._default_client = None
     if default is not None:
         default.close()
+
+
+@pytest.fixture
+def user_key(server: LocalServer) -> str:
+    """The ``tuk-`` key of a new human user, created the documented way (``tilde-server user create``)."""
+    name = f"user-{uuid.uuid4().hex[:10]}"
+    created = subprocess.run(
+        [sys.executable, "-m", "tilde.server", "user", "create", name, "--data-dir", str(server.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    keys = [word for word in created.stdout.split() if word.startswith("tuk-")]
+    assert len(keys) == 1, "user create prints exactly one key"
+    return keys[0]

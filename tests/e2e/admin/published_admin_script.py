@@ -5,11 +5,12 @@ The admin sections of the published README, code kept as written (``my-org``, ``
 It imports nothing of this project: only the published client, httpx (its dependency, for the human who
 approves an agent's commit) and the standard library.
 
-Arguments: endpoint_url admin_api_key s3_json, where s3_json holds ``endpoint_url, access_key_id,
+Arguments: endpoint_url admin_api_key s3_json user_api_key, where s3_json holds ``endpoint_url, access_key_id,
 secret_access_key, region, bucket`` and ``objects`` (the bucket's keys and text contents). The admin key and
 endpoint also come in ``TILDE_API_KEY`` / ``TILDE_ENDPOINT_URL``, as the README's module-level calls expect.
 Prints ``OK <section>`` for each section that passed and ``FAIL <section>: <error>`` for each that did not,
-and exits non-zero if any failed.
+and exits non-zero if any failed. ``user_api_key`` is a plain human user's key (``tilde-server user
+create``), with which the "Organizations" section runs a second time.
 """
 
 import json
@@ -26,7 +27,7 @@ import tilde
 from tilde.exceptions import AuthenticationError, ForbiddenError, NotFoundError
 from tilde.models import Commit, Organization
 
-ENDPOINT, ADMIN_KEY, S3_JSON = sys.argv[1:4]
+ENDPOINT, ADMIN_KEY, S3_JSON, USER_KEY = sys.argv[1:5]
 S3 = json.loads(S3_JSON)
 SECTIONS = []
 
@@ -111,6 +112,23 @@ def organizations():
     assert list(org.roles.list()) == []
     assert list(org.groups.list()) == []
     assert list(org.connectors.list()) == []
+
+
+@section("organizations as a user")
+def organizations_as_a_user():
+    tilde.configure(api_key=USER_KEY, endpoint_url=ENDPOINT)
+    try:
+        my_org = fresh("my-org")
+        org = tilde.organizations.create(my_org, display_name="My Org")
+        assert [o.name for o in tilde.organizations.list()] == [my_org]
+        org = tilde.organizations.get(my_org)
+        org.repositories.create("data")
+        assert [r.name for r in org.repositories.list()] == ["data"]
+        tilde.organizations.delete(my_org)
+        assert list(tilde.organizations.list()) == []
+    finally:
+        # Back to the environment's admin key for the other sections.
+        tilde.configure(api_key=ADMIN_KEY, endpoint_url=ENDPOINT)
 
 
 @section("members")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 SCRIPT = Path(__file__).with_name("published_admin_script.py")
 SECTIONS = [
     "organizations",
+    "organizations as a user",
     "members",
     "groups",
     "policies",
@@ -41,7 +42,7 @@ OBJECTS = {
 
 @pytest.mark.slow
 def test_published_client_runs_the_readme_admin_sections(
-    published_python: Path, server: LocalServer, s3_server: S3Server
+    published_python: Path, server: LocalServer, s3_server: S3Server, user_key: str
 ) -> None:
     bucket = s3_server.new_bucket({key: text.encode() for key, text in OBJECTS.items()})
     s3 = {
@@ -53,7 +54,7 @@ def test_published_client_runs_the_readme_admin_sections(
         "objects": OBJECTS,
     }
     result = subprocess.run(
-        [str(published_python), str(SCRIPT), server.endpoint_url, server.api_key, json.dumps(s3)],
+        [str(published_python), str(SCRIPT), server.endpoint_url, server.api_key, json.dumps(s3), user_key],
         capture_output=True,
         text=True,
         timeout=280,

@@ -88,6 +88,31 @@ def test_organizations(admin_sdk: None, org_name: str) -> None:
         assert callable(collection.list)
 
 
+def test_organizations_as_a_plain_user(
+    user_key: str, server: LocalServer, org_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same snippet with a human user's own key (from `tilde-server user create`) instead of the admin's.
+    monkeypatch.setenv("TILDE_API_KEY", user_key)
+    monkeypatch.setenv("TILDE_ENDPOINT_URL", server.endpoint_url)
+    tilde._default_client = None
+    try:
+        my_org = unique_name("my-org")
+        org = tilde.organizations.create(my_org, display_name="My Org")
+        assert [o.name for o in tilde.organizations.list()] == [my_org]  # only their own organization
+        org = tilde.organizations.get(my_org)
+        org.repositories.create("data")  # its creator owns it
+        assert [r.name for r in org.repositories.list()] == ["data"]
+        with pytest.raises((ForbiddenError, NotFoundError)):
+            tilde.organizations.get(org_name)  # someone else's organization
+        tilde.organizations.delete(my_org)
+        assert list(tilde.organizations.list()) == []
+    finally:
+        default = tilde._default_client
+        tilde._default_client = None
+        if default is not None:
+            default.close()
+
+
 def test_members(org: Organization) -> None:
     alice = unique_name("alice")
     for m in org.members.list():
