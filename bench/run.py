@@ -15,6 +15,7 @@ HERE = Path(__file__).resolve().parent
 
 #: Each benchmark and the arguments that make it CI-sized.
 QUICK_ARGS: dict[str, list[str]] = {
+    "bench_authz.py": ["--rounds", "5", "--batch", "100"],
     "bench_commit_cost.py": ["--quick"],
     "bench_sandbox.py": ["--quick"],
     "bench_exec.py": ["--rounds", "10", "--slow-rounds", "2"],
