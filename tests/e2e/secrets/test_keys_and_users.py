@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import make_agent
+from secrets_helpers import make_agent
 
 from tilde.server import LocalServer
 

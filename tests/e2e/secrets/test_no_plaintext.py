@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ALLOW_ALL, files_containing
+from secrets_helpers import ALLOW_ALL, files_containing
 
 import tilde
 

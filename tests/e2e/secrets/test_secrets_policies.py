@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import agent_secrets_url, make_agent, secrets_url
+from secrets_helpers import agent_secrets_url, make_agent, secrets_url
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import agent_secrets_url, files_containing, secrets_url
+from secrets_helpers import agent_secrets_url, files_containing, secrets_url
 
 import tilde
 from tilde.compute import Shell
