@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from conftest import IamOrg, assert_forbidden, unique
+from iam_helpers import IamOrg, assert_forbidden, unique
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import IamOrg, assert_forbidden
+from iam_helpers import IamOrg, assert_forbidden
 from starlette.routing import Mount, Route, WebSocketRoute
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import IamOrg, assert_forbidden
+from iam_helpers import IamOrg, assert_forbidden
 
 pytestmark = pytest.mark.sandbox
 
