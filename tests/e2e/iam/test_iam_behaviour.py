@@ -232,3 +232,48 @@ def test_groups_refuse_cycles_and_strangers(iam: IamOrg) -> None:
     )
     duplicate = iam.admin.post(f"{iam.base}/groups", json={"name": a["name"]})
     assert duplicate.status_code == 409
+
+
+def test_an_agent_that_may_commit_may_wait_for_its_approval(iam: IamOrg) -> None:
+    # A blocking session.commit() polls HEAD .../approve after its 202: committing must be enough for that.
+    guarded = iam.repository(agent_commits_require_approval=True)
+    name = guarded.rsplit("/", 1)[1]
+    _, bot = iam.agent(
+        f'CreateSession(repository="{name}")\nPutObject(repository="{name}")\nCommitSession(repository="{name}")'
+    )
+    session = iam.ok(bot.post(f"{guarded}/sessions"), 201)["session_id"]
+    iam.ok(iam.put_object(guarded, session, "results.csv", b"a,b\n", bot))
+    parked = bot.post(f"{guarded}/sessions/{session}", json={"message": "add results"})
+    assert parked.status_code == 202, parked.text
+    assert bot.head(f"{guarded}/sessions/{session}/approve").status_code == 200
+    assert_forbidden(bot.get(f"{guarded}/sessions/{session}/approve"), "ListObjects")
+    iam.ok(iam.admin.post(f"{guarded}/sessions/{session}/approve", json={"message": "ok"}))
+    assert bot.head(f"{guarded}/sessions/{session}/approve").status_code == 404
+
+
+def test_effective_groups_name_the_bad_query_parameter(iam: IamOrg) -> None:
+    refused = iam.admin.get(
+        f"{iam.base}/effective-groups", params={"principal_type": "weird", "principal_id": "x"}
+    )
+    assert refused.status_code == 400
+    assert "principal_type" in refused.json()["message"]
+
+
+def test_members_are_added_by_valid_user_names_only(iam: IamOrg) -> None:
+    refused = iam.admin.post(f"{iam.base}/members", json={"username": "a b/c"})
+    assert refused.status_code == 400
+    assert "user names must match" in refused.json()["message"]
+
+
+def test_a_generator_plugin_that_cannot_load_is_a_502(iam: IamOrg, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tilde.server.api import policies
+    from tilde.server.iam.plugins import PluginLoadError
+
+    def broken(**_: object) -> None:
+        raise PluginLoadError("plugin 'acme' failed to import")
+
+    monkeypatch.setattr(policies, "make_server_plugin_manager", broken)
+    monkeypatch.setattr(iam.server.app.state, "policy_plugin_manager", None, raising=False)
+    answer = iam.admin.post(f"{iam.base}/policies:generate", json={"prompt": "read-only access"})
+    assert answer.status_code == 502
+    assert answer.json()["code"] == "generator_unavailable"

@@ -195,3 +195,23 @@ def test_user_create_refuses_taken_and_invalid_names(
     [line] = failed.stderr.strip().splitlines()
     assert line.startswith("error: ")
     assert message in line
+
+
+def test_a_user_added_by_name_before_it_existed_gets_its_first_key(running: LocalServer) -> None:
+    # Members are added by name and this server creates the user then; `user create` still gives it a key.
+    with httpx.Client(
+        base_url=running.endpoint_url + "/api/v1", headers={"Authorization": f"Bearer {running.api_key}"}
+    ) as admin:
+        assert admin.post("/organizations", json={"name": "early-org"}).status_code == 201
+        assert admin.post("/organizations/early-org/members", json={"username": "early"}).status_code == 201
+    created = _cli("user", "create", "early", "--data-dir", str(running.data_dir))
+    assert created.returncode == 0, created.stderr
+    [key] = created.stdout.splitlines()
+    assert "existing user" in created.stderr
+    mine = httpx.get(
+        f"{running.endpoint_url}/api/v1/organizations", headers={"Authorization": f"Bearer {key}"}
+    ).json()["results"]
+    assert [org["name"] for org in mine] == ["early-org"]
+    again = _cli("user", "create", "early", "--data-dir", str(running.data_dir))
+    assert again.returncode == 1
+    assert "already exists" in again.stderr

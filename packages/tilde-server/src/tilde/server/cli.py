@@ -34,7 +34,7 @@ from tilde.server.errors import ApiError
 from tilde.server.registry import Registry
 from tilde.server.registry_principals import mint_token
 from tilde.server.secret_store import SecretStore
-from tilde.server.users import create_user, list_users
+from tilde.server.users import create_user, find_user, has_live_key, list_users
 
 DEFAULT_DATA_DIR = Path("~/.tilde/server")
 
@@ -110,15 +110,21 @@ def user_create(name: str, email: str, full_name: str, data_dir: Path | None) ->
     """Create the user NAME and print its API key (shown this once only)."""
     registry = Registry(_data_dir(data_dir) / REGISTRY_FILE)
     try:
+        note = "created user"
         try:
             record = create_user(registry, name, email=email, full_name=full_name)
         except ApiError as error:
-            _fail(error.message)
+            # A user an organization added by name before it was created here exists without any key:
+            # give it its first one instead of leaving it unable to sign in.
+            existing = find_user(registry, name) if error.status == 409 else None
+            if existing is None or has_live_key(registry, existing.id):
+                _fail(error.message)
+            record, note = existing, "issued the first API key of existing user"
         token = mint_token(USER_KEY_PREFIX)
         registry.create_key("user", record.id, token, name=f"{name} (created by tilde-server user create)")
     finally:
         registry.close()
-    click.echo(f"created user {name} ({record.id}); its API key, shown once, follows on stdout", err=True)
+    click.echo(f"{note} {name} ({record.id}); its API key, shown once, follows on stdout", err=True)
     click.echo(token)
 
 

@@ -14,7 +14,7 @@ from tilde.server._ids import new_id, utc_now
 from tilde.server.errors import ApiError
 from tilde.server.registry import Registry, UserRecord
 
-__all__ = ["USERNAME_RE", "create_user", "find_user", "list_users"]
+__all__ = ["USERNAME_RE", "create_user", "find_user", "has_live_key", "list_users"]
 
 #: User names: what organization members are added by (``POST O/members {username}``).
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -64,3 +64,12 @@ def list_users(registry: Registry) -> list[UserRecord]:
     """Return every user, by name."""
     rows = registry._all("SELECT id, username, full_name, email, created_at FROM users ORDER BY username")
     return [UserRecord(**dict(row)) for row in rows]
+
+
+def has_live_key(registry: Registry, user_id: str) -> bool:
+    """Tell whether the user has an API key that is not revoked."""
+    row = registry._one(
+        "SELECT 1 FROM api_keys WHERE principal_type = 'user' AND principal_id = ? AND revoked_at IS NULL",
+        user_id,
+    )
+    return row is not None

@@ -65,3 +65,33 @@ def str_map(body: Mapping[str, Any], key: str) -> dict[str, str] | None:
     ):
         raise ApiError(400, "invalid_field", f"{key} must be an object of string values")
     return dict(value)
+
+
+#: Longest group or policy name.
+MAX_DISPLAY_NAME = 200
+
+
+def display_name(value: Any) -> str:
+    """Return a group or policy name: a non-empty string of at most `MAX_DISPLAY_NAME` characters (400)."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_DISPLAY_NAME:
+        raise ApiError(
+            400, "invalid_field", f"name must be a non-empty string of at most {MAX_DISPLAY_NAME} characters"
+        )
+    return value
+
+
+def principal_ref(source: Mapping[str, Any], prefix: str, types: tuple[str, ...]) -> tuple[str, str]:
+    """Return ``(type, id)`` from ``<prefix>_type`` and ``<prefix>_id`` of a body or a query (400 if bad).
+
+    Args:
+        source: The decoded body or the query parameters.
+        prefix: ``"subject"`` (group members) or ``"principal"`` (attachments, effective-*).
+        types: The allowed types.
+
+    """
+    kind, ref_id = source.get(f"{prefix}_type"), source.get(f"{prefix}_id")
+    if not isinstance(kind, str) or kind not in types:
+        raise ApiError(400, "invalid_field", f"{prefix}_type must be one of {', '.join(types)}")
+    if not isinstance(ref_id, str) or not ref_id:
+        raise ApiError(400, "invalid_field", f"{prefix}_id is required")
+    return kind, ref_id

@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tilde.server.api._validate import opt_str
+from tilde.server.api._validate import display_name, opt_str, principal_ref
 from tilde.server.api.common import (
     auth_of,
     page_params,
@@ -24,31 +24,12 @@ from tilde.server.api.common import (
     require_principal,
     resolve_org,
 )
-from tilde.server.errors import ApiError
 from tilde.server.iam.store import PRINCIPAL_TYPES
 
 __all__ = ["routes"]
 
 ORG = "/organizations/{org}"
 GROUP = ORG + "/groups/{group_id}"
-MAX_NAME = 200
-
-
-def _name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
-        raise ApiError(
-            400, "invalid_field", f"name must be a non-empty string of at most {MAX_NAME} characters"
-        )
-    return value
-
-
-def _subject(source: Any) -> tuple[str, str]:
-    kind, subject_id = source.get("subject_type"), source.get("subject_id")
-    if not isinstance(kind, str) or kind not in PRINCIPAL_TYPES:
-        raise ApiError(400, "invalid_field", f"subject_type must be one of {', '.join(PRINCIPAL_TYPES)}")
-    if not isinstance(subject_id, str) or not subject_id:
-        raise ApiError(400, "invalid_field", "subject_id is required")
-    return kind, subject_id
 
 
 def _group_details(conn: HTTPConnection, org_id: str, group_id: str) -> dict[str, Any]:
@@ -74,7 +55,7 @@ async def create_group(request: Request) -> Response:
     org = resolve_org(request, "CreateGroup")
     principal = require_principal(request)
     body = await read_json(request)
-    name = _name(body.get("name"))
+    name = display_name(body.get("name"))
     description = opt_str(body, "description", "") or ""
     group = registry_of(request).create_group(org.id, name, description, (principal.type, principal.id))
     return JSONResponse(asdict(group), status_code=201)
@@ -90,7 +71,7 @@ async def update_group(request: Request) -> Response:
     """Rename or re-describe a group: the Group."""
     org = resolve_org(request, "UpdateGroup")
     body = await read_json(request, optional=True)
-    name = _name(body["name"]) if body.get("name") is not None else None
+    name = display_name(body["name"]) if body.get("name") is not None else None
     description = opt_str(body, "description")
     group = registry_of(request).update_group(org.id, request.path_params["group_id"], name, description)
     return JSONResponse(asdict(group))
@@ -107,7 +88,7 @@ async def add_member(request: Request) -> Response:
     """Add ``{subject_type, subject_id}`` to the group: ``201`` GroupMember."""
     org = resolve_org(request, "AddGroupMember")
     body = await read_json(request)
-    kind, subject_id = _subject(body)
+    kind, subject_id = principal_ref(body, "subject", PRINCIPAL_TYPES)
     registry = registry_of(request)
     group_id = request.path_params["group_id"]
     registry.add_group_member(org.id, group_id, kind, subject_id)
@@ -122,7 +103,7 @@ async def add_member(request: Request) -> Response:
 async def remove_member(request: Request) -> Response:
     """Remove ``?subject_type&subject_id`` from the group."""
     org = resolve_org(request, "RemoveGroupMember")
-    kind, subject_id = _subject(request.query_params)
+    kind, subject_id = principal_ref(request.query_params, "subject", PRINCIPAL_TYPES)
     registry_of(request).remove_group_member(org.id, request.path_params["group_id"], kind, subject_id)
     return Response(status_code=204)
 
@@ -131,12 +112,7 @@ async def effective_groups(request: Request) -> Response:
     """List the groups ``?principal_type&principal_id`` (default: the caller) belongs to, with sources."""
     org = resolve_org(request, "ListGroups")
     if request.query_params.get("principal_type") or request.query_params.get("principal_id"):
-        kind, principal_id = _subject(
-            {
-                "subject_type": request.query_params.get("principal_type"),
-                "subject_id": request.query_params.get("principal_id"),
-            }
-        )
+        kind, principal_id = principal_ref(request.query_params, "principal", PRINCIPAL_TYPES)
     else:
         caller = require_principal(request)
         kind, principal_id = caller.type, caller.id

@@ -16,6 +16,7 @@ from tilde.server.api.common import (
 )
 from tilde.server.api.serialize import member_json, org_json
 from tilde.server.errors import ApiError
+from tilde.server.users import USERNAME_RE
 
 
 async def list_orgs(request: Request) -> Response:
@@ -60,12 +61,18 @@ async def list_members(request: Request) -> Response:
 
 
 async def add_member(request: Request) -> Response:
-    """Add a user (by user name, created on first mention on this local server) to an organization."""
+    """Add a user by user name to an organization.
+
+    This local server creates a user the first time its name is added (``tilde-server user create NAME`` then
+    gives that user its first API key); the hosted service adds only existing users.
+    """
     org = resolve_org(request, "AddMember")
     body = await read_json(request)
     username = opt_str(body, "username", max_len=100)
     if not username:
         raise ApiError(400, "invalid_field", "username is required")
+    if not USERNAME_RE.match(username):
+        raise ApiError(400, "invalid_name", f"user names must match {USERNAME_RE.pattern}")
     registry = registry_of(request)
     user = registry.ensure_user(username)
     registry.add_member(org.id, user.id)

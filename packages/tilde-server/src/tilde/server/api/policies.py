@@ -8,6 +8,7 @@ once per application, on first use, and kept on ``app.state.policy_plugin_manage
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import asdict
 from typing import Any
@@ -17,7 +18,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tilde.server.api._validate import opt_str
+from tilde.server.api._validate import display_name, opt_str, principal_ref
 from tilde.server.api.common import (
     auth_of,
     page_params,
@@ -31,14 +32,14 @@ from tilde.server.api.common import (
 )
 from tilde.server.errors import ApiError
 from tilde.server.iam.generate import MAX_PROMPT_CHARS, PolicyGenerationError, generate_policy
-from tilde.server.iam.plugins import make_server_plugin_manager
+from tilde.server.iam.plugins import PluginLoadError, make_server_plugin_manager
 from tilde.server.iam.policy import MAX_POLICY_CHARS, validate_policy
 from tilde.server.iam.store import PRINCIPAL_TYPES
 
 __all__ = ["check_policy_text", "routes"]
 
 ORG = "/organizations/{org}"
-MAX_NAME = 200
+logger = logging.getLogger("tilde.server")
 _manager_lock = threading.Lock()
 
 
@@ -64,31 +65,18 @@ def check_policy_text(text: Any, field: str = "policy_text") -> str:
     return text
 
 
-def _name(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
-        raise ApiError(
-            400, "invalid_field", f"name must be a non-empty string of at most {MAX_NAME} characters"
-        )
-    return value
-
-
-def _principal_params(conn: HTTPConnection, body: dict[str, Any] | None = None) -> tuple[str, str]:
-    source = body if body is not None else conn.query_params
-    kind, principal_id = source.get("principal_type"), source.get("principal_id")
-    if not isinstance(kind, str) or kind not in PRINCIPAL_TYPES:
-        raise ApiError(400, "invalid_field", f"principal_type must be one of {', '.join(PRINCIPAL_TYPES)}")
-    if not isinstance(principal_id, str) or not principal_id:
-        raise ApiError(400, "invalid_field", "principal_id is required")
-    return kind, principal_id
-
-
 def plugin_manager_of(conn: HTTPConnection) -> pluggy.PluginManager:
     """Return the application's server plugin manager, made on first use."""
     state = conn.app.state
     with _manager_lock:
         manager = getattr(state, "policy_plugin_manager", None)
         if manager is None:
-            manager = make_server_plugin_manager()
+            try:
+                manager = make_server_plugin_manager()
+            except PluginLoadError as exc:
+                # A deployment's generator plugin that cannot load is the server's fault, not the caller's.
+                logger.error("policy generator plugins failed to load: %s", exc)
+                raise ApiError(502, "generator_unavailable", "the policy generator is unavailable") from None
             state.policy_plugin_manager = manager
     assert isinstance(manager, pluggy.PluginManager)
     return manager
@@ -107,7 +95,7 @@ async def create_policy(request: Request) -> Response:
     org = resolve_org(request, "CreatePolicy")
     principal = require_principal(request)
     body = await read_json(request)
-    name = _name(body.get("name"))
+    name = display_name(body.get("name"))
     text = check_policy_text(body.get("policy_text"))
     description = opt_str(body, "description", "") or ""
     policy = registry_of(request).create_policy(
@@ -164,7 +152,7 @@ async def update_policy(request: Request) -> Response:
     body = await read_json(request, optional=True)
     changes: dict[str, str] = {}
     if body.get("name") is not None:
-        changes["name"] = _name(body["name"])
+        changes["name"] = display_name(body["name"])
     if body.get("description") is not None:
         changes["description"] = opt_str(body, "description") or ""
     if body.get("policy_text") is not None:
@@ -185,7 +173,7 @@ async def attach(request: Request) -> Response:
     org = resolve_org(request, "AttachPolicy")
     principal = require_principal(request)
     body = await read_json(request)
-    kind, principal_id = _principal_params(request, body)
+    kind, principal_id = principal_ref(body, "principal", PRINCIPAL_TYPES)
     registry = registry_of(request)
     policy_id = request.path_params["policy_id"]
     registry.attach_policy(org.id, policy_id, kind, principal_id, (principal.type, principal.id))
@@ -196,7 +184,7 @@ async def attach(request: Request) -> Response:
 async def detach(request: Request) -> Response:
     """Detach a policy (``?principal_type&principal_id``)."""
     org = resolve_org(request, "DetachPolicy")
-    kind, principal_id = _principal_params(request)
+    kind, principal_id = principal_ref(request.query_params, "principal", PRINCIPAL_TYPES)
     registry_of(request).detach_policy(org.id, request.path_params["policy_id"], kind, principal_id)
     return Response(status_code=204)
 
@@ -214,7 +202,7 @@ async def effective_policies(request: Request) -> Response:
     if user_id:
         kind, principal_id = "user", user_id
     elif query(request, "principal_type") or query(request, "principal_id"):
-        kind, principal_id = _principal_params(request)
+        kind, principal_id = principal_ref(request.query_params, "principal", PRINCIPAL_TYPES)
     else:
         caller = require_principal(request)
         kind, principal_id = caller.type, caller.id

@@ -104,8 +104,12 @@ async def _pending(request: Request, action: str) -> tuple[str, RepoRecord, str]
 
 
 async def head_approval(request: Request) -> Response:
-    """Answer 200 while the session waits for approval, 404 once it is resolved."""
-    await _pending(request, "ListObjects")
+    """Answer 200 while the session waits for approval, 404 once it is resolved.
+
+    Whoever may commit may poll: a blocking ``session.commit()`` polls this after its 202, so an agent allowed
+    to commit but not to list would otherwise fail while waiting for its own approval.
+    """
+    await _pending(request, "CommitSession")
     return Response(status_code=200)
 
 

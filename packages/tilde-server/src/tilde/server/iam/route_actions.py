@@ -50,7 +50,7 @@ _TABLE: dict[tuple[str, str], str] = {
     ("POST", _S): "CommitSession",
     ("DELETE", _S): "RollbackSession",
     ("GET", _S + "/approve"): "ListObjects",
-    ("HEAD", _S + "/approve"): "ListObjects",
+    ("HEAD", _S + "/approve"): "CommitSession",
     ("POST", _S + "/approve"): "ApproveSession",
     # Objects
     ("GET", _R + "/objects"): "ListObjects",
