@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from weed_s3 import S3Server, run_weed_mini
 
 if TYPE_CHECKING:
     from tilde.server import LocalServer
@@ -27,6 +28,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
 
     with LocalServer(data_dir=tmp_path_factory.mktemp("tilde-server")) as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS on free loopback ports) shared by the whole test session."""
+    with run_weed_mini() as s3:
+        yield s3
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import S3Server
+    from weed_s3 import S3Server
 
     from tilde.server import LocalServer
 

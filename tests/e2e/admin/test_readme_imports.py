@@ -19,7 +19,7 @@ import tilde
 from tilde.models import Organization, Repository
 
 if TYPE_CHECKING:
-    from conftest import S3Server
+    from weed_s3 import S3Server
 
     from tilde.server import LocalServer
 
