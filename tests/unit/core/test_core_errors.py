@@ -46,7 +46,7 @@ from tilde.core.errors import (
         (599, ServerError),
         (405, APIError),
         (416, APIError),
-        (429, APIError),
+        (429, errors.RateLimitError),
         (302, APIError),
     ],
 )

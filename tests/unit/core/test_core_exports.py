@@ -35,7 +35,11 @@ PUBLIC = {
     "PageResult",
     "PaginatedIterator",
     # errors
+    "APIConnectionError",
     "APIError",
+    "APITimeoutError",
+    "ClientClosedError",
+    "RateLimitError",
     "AuthenticationError",
     "BadRequestError",
     "CommandError",

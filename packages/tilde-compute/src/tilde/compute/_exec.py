@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import logging
 import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -43,6 +44,9 @@ DEFAULT_COMMAND_LIMIT = 300.0
 _RECV_SLICE = 30.0
 #: Accept larger messages than the 1 MiB a conforming server sends, to be liberal in what we take.
 _MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+
+# Open, exit and close of each /exec websocket at DEBUG (never the Authorization header or the command's I/O).
+logger = logging.getLogger("tilde.compute.exec")
 
 
 @functools.lru_cache(maxsize=1)
@@ -93,6 +97,7 @@ class ExecSession:
         self._ws: ClientConnection | None = None
         self._stack = ExitStack()
         self._killed = threading.Event()
+        self._close_logged = False
         self.exit_code: int | None = None
         self.reason = ""
         self.error = ""
@@ -112,6 +117,7 @@ class ExecSession:
         """
         headers = self._client._auth_headers()
         user_agent = headers.pop("User-Agent", None)
+        logger.debug("exec %s: opening", self._url)
         try:
             # Entered as a context manager: recent websockets releases warn about bare connect() calls.
             self._ws = self._stack.enter_context(
@@ -131,6 +137,7 @@ class ExecSession:
             ) from exc
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             raise TransportError(f"Could not open {self._url}: {exc}", cause=exc) from exc
+        logger.debug("exec %s: open", self._url)
         try:
             self._ws.send(self._launch)
             if stdin is not None:
@@ -192,7 +199,9 @@ class ExecSession:
                 except ConnectionClosed as exc:
                     if self._killed.is_set():
                         self.exit_code, self.reason = KILLED_EXIT_CODE, "killed"
+                        logger.debug("exec %s: killed by the client", self._url)
                         return
+                    logger.debug("exec %s: connection closed before the exit status (%s)", self._url, exc)
                     raise SandboxError(
                         "The /exec connection closed before the command's exit status"
                     ) from exc
@@ -205,6 +214,12 @@ class ExecSession:
                         yield kind, payload
                 elif kind == FRAME_EXIT:
                     self.exit_code, self.reason, self.error = parse_exit(payload)
+                    logger.debug(
+                        "exec %s: exited with code %s%s",
+                        self._url,
+                        self.exit_code,
+                        f" ({self.reason})" if self.reason else "",
+                    )
                     return
                 # Unknown frame types are ignored, as the contract asks of clients.
         finally:
@@ -214,6 +229,7 @@ class ExecSession:
         if self._timeout is None:
             raise SandboxError(f"Command did not finish within {self._limit:g} s")
         # The server did not report the timeout itself in time: closing the socket stops the command.
+        logger.debug("exec %s: no exit status within the %g s timeout; stopping it", self._url, self._timeout)
         self.exit_code, self.reason = TIMEOUT_EXIT_CODE, "timeout"
 
     def kill(self) -> None:
@@ -224,6 +240,9 @@ class ExecSession:
     def close(self) -> None:
         """Close the websocket (idempotent)."""
         if self._ws is not None:
+            if not self._close_logged:
+                self._close_logged = True
+                logger.debug("exec %s: closed", self._url)
             self._ws.close()
         self._stack.close()
 

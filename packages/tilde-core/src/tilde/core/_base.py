@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import os
+from collections.abc import Mapping
+from contextvars import ContextVar
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pluggy
 
-from tilde.core._logging import configure_logging, logger
+from tilde.core._logging import auth_logger, configure_logging
 from tilde.core._transport import DEFAULT_TIMEOUT, RequestCore, RetryPolicy
 from tilde.core._version import __version__ as _core_version
 from tilde.core.auth import AuthSettings, ResolvedCredentials, resolve_credentials
 from tilde.core.config import Configuration, read_config_file, resolve_config
 from tilde.core.credentials import CredentialsProvider
-from tilde.core.errors import ConfigurationError
+from tilde.core.errors import ClientClosedError, ConfigurationError
 from tilde.core.plugins import make_plugin_manager
 
 USER_AGENT_PRODUCT = "tilde-python-sdk"
@@ -49,6 +53,23 @@ def as_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout | None:
     return httpx.Timeout(float(timeout))
 
 
+def check_max_retries(max_retries: Any) -> int:
+    """Return ``max_retries`` if it is a non-negative integer; `ValueError` otherwise."""
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+    return max_retries
+
+
+#: What a closed client's `ClientClosedError` says when nothing more specific is known.
+CLOSED_BY_CLOSE = (
+    "this Tilde client has been closed (by close() or at the end of its `with` block), so it and the "
+    "handles made from it (repositories, sessions, sandboxes, ...) cannot send requests; create a new "
+    "client and take fresh handles from it"
+)
+
+_ClientT = TypeVar("_ClientT", bound="ClientBase")
+
+
 def pick_injected(http_client: Any, httpx_client: Any) -> Any:
     """Return the injected HTTP client from ``http_client=`` or its alias ``httpx_client=``."""
     if http_client is not None and httpx_client is not None and http_client is not httpx_client:
@@ -61,6 +82,10 @@ class ClientBase:
 
     _config: Configuration
     _credentials_provider: CredentialsProvider | None
+    #: The client this one was copied from by `with_options` (which owns the pools), or None.
+    _parent: ClientBase | None
+    #: Why the client was closed, for `ClientClosedError` (the facade sets it when `configure` replaces it).
+    _close_hint: str
 
     def __init__(
         self,
@@ -75,8 +100,7 @@ class ClientBase:
         plugin_manager: pluggy.PluginManager | None,
         injected_http: bool,
     ) -> None:
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+        check_max_retries(max_retries)
         configure_logging()
         environ = dict(os.environ)
         file_settings = read_config_file()
@@ -107,18 +131,115 @@ class ClientBase:
         explicit_timeout = as_timeout(timeout)
         # An injected HTTP client keeps its own timeout unless the caller also asked for one.
         self._timeout = explicit_timeout if explicit_timeout is not None or injected_http else DEFAULT_TIMEOUT
+        # The last request id, per thread and per task: a plain attribute would be a race between threads
+        # sharing the client. One variable per client (and its `with_options` copies).
+        self._request_ids: ContextVar[str | None] = ContextVar(f"tilde_request_id_{id(self):x}", default=None)
         self._core = RequestCore(
             base_url=self._config.base_url,
             user_agent=self._user_agent,
             retry=RetryPolicy(max_retries=max_retries),
             timeout=self._timeout,
+            request_ids=self._request_ids,
         )
         self._closed = False
-        logger.debug(
+        self._close_hint = ""
+        self._parent = None
+        auth_logger.debug(
             "client for %s; credentials from %s",
             self._config.endpoint_url,
             self._credentials_source or "nowhere",
         )
+
+    @property
+    def last_request_id(self) -> str | None:
+        """The server's id of this client's last API response in the current thread or task, if any.
+
+        Quote it when reporting a problem. Each thread (and each asyncio task) sees its own: concurrent calls
+        through one shared client never overwrite each other's. Failed calls count too (their `APIError` also
+        carries it as ``request_id``); presigned storage transfers do not. Copies made by `with_options`
+        share it with their original.
+        """
+        return self._request_ids.get()
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether this client (or, for a `with_options` copy, the client it was copied from) is closed."""
+        client: ClientBase | None = self
+        while client is not None:
+            if client._closed:
+                return True
+            client = client._parent
+        return False
+
+    def _ensure_open(self) -> None:
+        """Raise `ClientClosedError` when this client, or the one it was copied from, has been closed."""
+        client: ClientBase | None = self
+        while client is not None:
+            if client._closed:
+                raise ClientClosedError(client._close_hint or CLOSED_BY_CLOSE)
+            client = client._parent
+
+    def with_options(
+        self: _ClientT,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> _ClientT:
+        """Return a copy of this client with some request options changed; the original is untouched.
+
+        The copy shares the connection pools, the credentials and `last_request_id` with this client and
+        costs no new connections, so it is cheap enough to make per call. Closing the copy releases nothing;
+        closing this client closes the copy too.
+
+        Args:
+            timeout: Seconds (or an `httpx.Timeout`) per API call; None keeps the current one. Pass
+                ``httpx.Timeout(None)`` to wait forever.
+            max_retries: Retries per request; None keeps the current number.
+            extra_headers: Headers added to every API request of the copy, over any the original adds.
+                ``Authorization`` and ``User-Agent`` are the client's own and cannot be replaced this way.
+
+        Returns:
+            The copy, of the same class as this client.
+
+        Raises:
+            ValueError: ``max_retries`` is negative or not an integer.
+            ClientClosedError: This client is closed.
+
+        Example:
+            ```python
+            patient = client.with_options(timeout=300, max_retries=5)
+            patient.repository("acme/data").objects.get("big.parquet")
+            ```
+
+        """
+        self._ensure_open()
+        retry = self._core.retry
+        if max_retries is not None:
+            retry = dataclasses.replace(retry, max_retries=check_max_retries(max_retries))
+        explicit_timeout = as_timeout(timeout)
+        headers = {**self._core.default_headers, **(extra_headers or {})}
+        for name in headers:
+            if name.lower() in ("authorization", "user-agent"):
+                raise ValueError(f"extra_headers cannot set {name}: the client sends its own")
+        clone = copy.copy(self)
+        clone._parent = self
+        clone._closed = False
+        clone._close_hint = ""
+        if explicit_timeout is not None:
+            clone._timeout = explicit_timeout
+        clone._core = RequestCore(
+            base_url=self._config.base_url,
+            user_agent=self._user_agent,
+            retry=retry,
+            timeout=clone._timeout,
+            default_headers=headers,
+            request_ids=self._request_ids,
+        )
+        # Test hooks replaced on the original (jitter, clock) carry over.
+        clone._core.rng = self._core.rng
+        clone._core.now = self._core.now
+        return clone
 
     @property
     def _ws_base_url(self) -> str:
@@ -131,7 +252,10 @@ class ClientBase:
         return self._credentials_provider
 
     def _close_credentials_provider(self) -> None:
-        if self._owns_credentials_provider and self._credentials_provider is not None:
+        # A with_options copy shares the original's provider: only the original closes it.
+        if self._parent is not None or not self._owns_credentials_provider:
+            return
+        if self._credentials_provider is not None:
             close = getattr(self._credentials_provider, "close", None)
             if callable(close):
                 close()

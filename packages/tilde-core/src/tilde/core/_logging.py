@@ -1,4 +1,13 @@
-"""The SDK's logging: the ``tilde`` logger, switched on by ``TILDE_LOG``, and redaction of secrets.
+"""The SDK's logging: the ``tilde`` logger tree, switched on by ``TILDE_LOG``, and redaction of secrets.
+
+Each layer logs to its own child of ``tilde``, so an application can tune one layer while ``TILDE_LOG`` (which
+configures ``tilde``) still covers them all:
+
+- ``tilde.core.http``: every request (DEBUG, with redacted headers), every response (INFO, with its status,
+  time and request id), retries (INFO, with the attempt and the delay);
+- ``tilde.core.auth``: where the token comes from, credential refreshes (DEBUG; never the token);
+- ``tilde.data.upload``: multipart parts retried (INFO), multipart uploads aborted (WARNING);
+- ``tilde.compute.exec``: websocket exec open, exit and close (DEBUG).
 
 Nothing is logged unless the application configures logging or sets ``TILDE_LOG=debug|info``; tokens, upload
 tokens and presigned signatures never appear in log records or error messages.
@@ -14,13 +23,26 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-__all__ = ["ENV_LOG", "LOGGER_NAME", "configure_logging", "logger", "redact_headers", "redact_url"]
+__all__ = [
+    "ENV_LOG",
+    "LOGGER_NAME",
+    "auth_logger",
+    "configure_logging",
+    "http_logger",
+    "logger",
+    "redact_headers",
+    "redact_url",
+]
 
 LOGGER_NAME = "tilde"
 ENV_LOG = "TILDE_LOG"
 REDACTED = "***"
 
 logger = logging.getLogger(LOGGER_NAME)
+#: Requests, responses and retries of the API and presigned URLs.
+http_logger = logging.getLogger(f"{LOGGER_NAME}.core.http")
+#: The credential chain and token refreshes.
+auth_logger = logging.getLogger(f"{LOGGER_NAME}.core.auth")
 
 # Query parameters that authorise on their own: upload tokens, presigned-URL signatures and credentials.
 _SECRET_QUERY_KEYS = frozenset(

@@ -1,4 +1,4 @@
-"""Response-body wrappers that turn network failures while streaming into `TransportError`.
+"""Response-body wrappers that turn network failures while streaming into `TransportError` subclasses.
 
 A streamed response is handed to callers (object downloads, log streams) after the status was checked;
 the body is read later, outside the request core, so its read errors are translated here.
@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 
 from tilde.core._logging import redact_url
-from tilde.core.errors import TransportError
+from tilde.core._transport import transport_error
 
 
 class _SyncStream(httpx.SyncByteStream):
@@ -23,7 +23,7 @@ class _SyncStream(httpx.SyncByteStream):
         try:
             yield from self._inner
         except httpx.RequestError as exc:
-            raise TransportError(f"{self._where}: reading the response failed: {exc!r}", cause=exc) from exc
+            raise transport_error(f"{self._where}: reading the response failed: {exc!r}", exc) from exc
 
     def close(self) -> None:
         self._inner.close()
@@ -39,7 +39,7 @@ class _AsyncStream(httpx.AsyncByteStream):
             async for chunk in self._inner:
                 yield chunk
         except httpx.RequestError as exc:
-            raise TransportError(f"{self._where}: reading the response failed: {exc!r}", cause=exc) from exc
+            raise transport_error(f"{self._where}: reading the response failed: {exc!r}", exc) from exc
 
     async def aclose(self) -> None:
         await self._inner.aclose()

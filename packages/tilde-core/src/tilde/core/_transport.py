@@ -8,19 +8,28 @@ retry policy, the headers, the logging and the status → exception mapping exis
 
 from __future__ import annotations
 
-import email.utils
 import json
 import random
 import time
 from collections.abc import Callable, Generator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NoReturn, Union
 
 import httpx
 
-from tilde.core._logging import logger, redact_headers, redact_url
-from tilde.core.errors import APIError, SerializationError, TransportError, api_error_for_status
+from tilde.core._logging import http_logger as logger
+from tilde.core._logging import redact_headers, redact_url
+from tilde.core.errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    SerializationError,
+    TransportError,
+    api_error_for_status,
+    parse_retry_after,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -38,6 +47,7 @@ __all__ = [
     "error_from_response",
     "json_object",
     "optional_json_object",
+    "transport_error",
 ]
 
 #: API calls: connect 5 s, everything else 60 s.
@@ -47,6 +57,8 @@ UPLOAD_TIMEOUT = httpx.Timeout(connect=30.0, read=120.0, write=None, pool=30.0)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: The response header our server (and the hosted one) names each request with.
+REQUEST_ID_HEADER = "X-Request-Id"
 
 _MESSAGE_EXCERPT = 200
 
@@ -119,23 +131,8 @@ class RetryPolicy:
 
     def retry_after(self, response: httpx.Response, now: Callable[[], datetime]) -> float | None:
         """Seconds requested by the ``Retry-After`` header (delta or HTTP date), capped; None if absent."""
-        value = response.headers.get("Retry-After")
-        if value is None:
-            return None
-        value = value.strip()
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError, IndexError):
-                return None
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
-            seconds = (when - now()).total_seconds()
-        if seconds != seconds:  # NaN
-            return None
-        return min(max(seconds, 0.0), self.max_retry_after)
+        seconds = parse_retry_after(response.headers.get("Retry-After"), now)
+        return None if seconds is None else min(seconds, self.max_retry_after)
 
 
 def _utcnow() -> datetime:
@@ -152,6 +149,31 @@ def _clean_params(params: Any) -> Any:
     if isinstance(params, Mapping):
         return {key: value for key, value in params.items() if value is not None}
     return params
+
+
+def transport_error(message: str, exc: BaseException) -> TransportError:
+    """Wrap a network failure in the `TransportError` subclass that says what kind it was.
+
+    Args:
+        message: What failed (method and redacted URL).
+        exc: The `httpx` exception (kept as ``cause`` and ``__cause__``).
+
+    Returns:
+        `APITimeoutError` for any timeout, `APIConnectionError` for refused or dropped connections, protocol
+        and proxy failures, `TransportError` itself for anything else (an unsupported URL scheme, ...).
+
+    """
+    if isinstance(exc, httpx.TimeoutException):
+        return APITimeoutError(message, cause=exc)
+    if isinstance(exc, (httpx.NetworkError, httpx.ProtocolError, httpx.ProxyError)):
+        return APIConnectionError(message, cause=exc)
+    return TransportError(message, cause=exc)
+
+
+def response_request_id(response: httpx.Response) -> str:
+    """Return the server's id for this exchange (the ``X-Request-Id`` header), or ``""``."""
+    request_id: str = response.headers.get(REQUEST_ID_HEADER, "")
+    return request_id
 
 
 def error_from_response(response: httpx.Response, *, method: str = "", url: str = "") -> APIError:
@@ -189,10 +211,11 @@ def error_from_response(response: httpx.Response, *, method: str = "", url: str 
         response.status_code,
         message=message,
         code=code,
-        request_id=request_id or response.headers.get("X-Request-Id", ""),
+        request_id=request_id or response_request_id(response),
         method=method or request.method,
         url=url or redact_url(request.url),
         response_text=text,
+        headers=response.headers,
     )
 
 
@@ -247,6 +270,8 @@ class RequestCore:
         user_agent: The ``User-Agent`` header value.
         retry: The retry policy.
         timeout: Default timeout for API calls, or None to use the HTTP client's own.
+        default_headers: Headers sent with every API request (per-call headers win over them).
+        request_ids: Where the request id of each API response is recorded, per thread or task.
 
     """
 
@@ -257,11 +282,15 @@ class RequestCore:
         user_agent: str,
         retry: RetryPolicy,
         timeout: httpx.Timeout | None,
+        default_headers: Mapping[str, str] | None = None,
+        request_ids: ContextVar[str | None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.user_agent = user_agent
         self.retry = retry
         self.timeout = timeout
+        self.default_headers: dict[str, str] = dict(default_headers or {})
+        self.request_ids = request_ids
         # Replaceable for tests: jitter source and wall clock (for Retry-After dates).
         self.rng = random.Random()
         self.now: Callable[[], datetime] = _utcnow
@@ -398,6 +427,8 @@ class RequestCore:
         while True:
             request_headers = {"User-Agent": self.user_agent}
             if authenticate:
+                # Presigned storage URLs get none of the API's default headers: they are signed as they are.
+                request_headers.update(self.default_headers)
                 token = yield NeedToken()
                 request_headers["Authorization"] = f"Bearer {token}"
             if headers:
@@ -425,17 +456,45 @@ class RequestCore:
             except httpx.RequestError as exc:
                 delay = self.retry_delay(method, attempt, replayable=replayable, error=exc)
                 if delay is None:
-                    raise TransportError(f"{method} {shown} failed: {exc!r}", cause=exc) from exc
-                logger.info("%s %s failed (%r); retrying in %.2fs", method, shown, exc, delay)
+                    raise transport_error(f"{method} {shown} failed: {exc!r}", exc) from exc
+                logger.info(
+                    "%s %s failed (%r); retrying in %.2fs (retry %d of %d)",
+                    method,
+                    shown,
+                    exc,
+                    delay,
+                    attempt + 1,
+                    self.retry.max_retries,
+                )
                 yield Sleep(delay)
                 attempt += 1
                 continue
             assert isinstance(response, httpx.Response)
             elapsed = time.monotonic() - started
-            logger.info("%s %s -> %d (%.3fs)", method, shown, response.status_code, elapsed)
+            request_id = response_request_id(response)
+            if raise_api_errors and self.request_ids is not None:
+                # Only the API's answers: a storage URL's id would mean nothing to Tilde's support.
+                self.request_ids.set(request_id or None)
+            logger.info(
+                "%s %s -> %d (%.3fs) request_id=%s",
+                method,
+                shown,
+                response.status_code,
+                elapsed,
+                request_id or "-",
+            )
             delay = self.retry_delay(method, attempt, replayable=replayable, response=response)
             if delay is not None:
-                logger.info("%s %s -> %d; retrying in %.2fs", method, shown, response.status_code, delay)
+                logger.info(
+                    "%s %s -> %d; retrying in %.2fs (retry %d of %d) request_id=%s",
+                    method,
+                    shown,
+                    response.status_code,
+                    delay,
+                    attempt + 1,
+                    self.retry.max_retries,
+                    request_id or "-",
+                )
                 yield CloseResponse(response)
                 yield Sleep(delay)
                 attempt += 1
@@ -453,7 +512,7 @@ class RequestCore:
                 yield ReadBody(response)
             except httpx.RequestError as exc:
                 yield CloseResponse(response)
-                raise TransportError(f"{method} {shown} failed: {exc!r}", cause=exc) from exc
+                raise transport_error(f"{method} {shown} failed: {exc!r}", exc) from exc
             yield CloseResponse(response)
         if not raise_api_errors:
             raise TransportError(

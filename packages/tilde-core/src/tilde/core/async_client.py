@@ -25,6 +25,7 @@ from tilde.core._transport import (
     optional_json_object,
 )
 from tilde.core.credentials import CredentialsProvider
+from tilde.core.errors import ClientClosedError
 from tilde.core.pagination import (
     AsyncPaginatedIterator,
     PageResult,
@@ -64,10 +65,15 @@ class AsyncClient(ClientBase):
         plugin_manager: The plugin manager to take auth providers from; by default a fresh one from
             `tilde.core.plugins.make_plugin_manager`.
 
+    A closed client (and every handle made from it) raises `ClientClosedError` on its next request.
+    `with_options` gives a copy with other timeouts, retries or headers that shares this client's pools;
+    `last_request_id` is the server's id of the last response, per thread or task.
+
     Example:
         ```python
         async with AsyncClient(api_key="tuk-...") as client:
-            orgs = await client._get_json("/organizations")
+            patient = client.with_options(timeout=120, max_retries=5)
+            print(patient.last_request_id)
         ```
 
     """
@@ -119,11 +125,15 @@ class AsyncClient(ClientBase):
     async def aclose(self) -> None:
         """Close the connection pools this client made, and its credentials provider. Idempotent.
 
-        An HTTP client passed in by the caller is left open.
+        An HTTP client passed in by the caller is left open. Later requests through this client, or through
+        any handle made from it, raise `ClientClosedError`. On a copy made by `with_options` this releases
+        nothing (the pools belong to the original) and only closes the copy.
         """
         if self._closed:
             return
         self._closed = True
+        if self._parent is not None:
+            return
         if self._owns_http:
             await self._http.aclose()
         if self._upload_http_client is not None and self._upload_http_client is not self._http:
@@ -151,6 +161,7 @@ class AsyncClient(ClientBase):
 
     async def _auth_headers(self) -> dict[str, str]:
         """Return ``Authorization`` and ``User-Agent`` headers, for connections made outside `_request`."""
+        self._ensure_open()
         return {"Authorization": f"Bearer {await self._token()}", "User-Agent": self._user_agent}
 
     # -- the driver --------------------------------------------------------------------------------------
@@ -160,7 +171,11 @@ class AsyncClient(ClientBase):
         """The client for presigned URLs: separate pool and timeouts, never an Authorization header.
 
         When the caller injected an HTTP client, uploads go through it too (it may carry a proxy or a mock).
+        A `with_options` copy uses its original's, so that closing the original closes it.
         """
+        if self._parent is not None:
+            parent_upload: httpx.AsyncClient = self._parent._upload_http  # type: ignore[attr-defined]
+            return parent_upload
         upload = self._upload_http_client
         if upload is None:
             # Sync multipart uploads reach this from several worker threads at once: build exactly one pool.
@@ -180,6 +195,7 @@ class AsyncClient(ClientBase):
         value: Any = None
         error: httpx.RequestError | None = None
         try:
+            self._ensure_open()
             while True:
                 try:
                     action = exchange.throw(error) if error is not None else exchange.send(value)
@@ -196,6 +212,14 @@ class AsyncClient(ClientBase):
                         )
                     except httpx.RequestError as exc:
                         error = exc
+                    except RuntimeError as exc:
+                        # httpx refuses requests on a closed pool with a bare RuntimeError.
+                        if not http.is_closed:
+                            raise
+                        raise ClientClosedError(
+                            "the HTTP client this Tilde client sends with has been closed; pass an open one "
+                            "(http_client=) to a new client and take fresh handles from it"
+                        ) from exc
                 elif isinstance(action, ReadBody):
                     try:
                         await action.response.aread()
@@ -368,10 +392,11 @@ class AsyncClient(ClientBase):
         check_amount(amount)
         filters = dict(params or {})
 
-        async def fetch(cursor: str | None) -> PageResult[T]:
-            return parse_page(await self._get_json(path, params=page_query(filters, size, cursor)), parse)
+        async def fetch(cursor: str | None, wire_size: int) -> PageResult[T]:
+            query = page_query(filters, wire_size, cursor)
+            return parse_page(await self._get_json(path, params=query), parse)
 
-        return AsyncPaginatedIterator(fetch, limit=amount, after=after)
+        return AsyncPaginatedIterator(fetch, limit=amount, after=after, page_size=size)
 
     def _list_once(
         self,

@@ -26,6 +26,7 @@ from tilde.core._transport import (
     optional_json_object,
 )
 from tilde.core.credentials import CredentialsProvider
+from tilde.core.errors import ClientClosedError
 from tilde.core.pagination import (
     PageResult,
     PaginatedIterator,
@@ -61,10 +62,15 @@ class Client(ClientBase):
         plugin_manager: The plugin manager to take auth providers from; by default a fresh one from
             `tilde.core.plugins.make_plugin_manager`.
 
+    A closed client (and every handle made from it) raises `ClientClosedError` on its next request.
+    `with_options` gives a copy with other timeouts, retries or headers that shares this client's pools;
+    `last_request_id` is the server's id of the last response, per thread or task.
+
     Example:
         ```python
         with Client(api_key="tuk-...") as client:
-            orgs = client._get_json("/organizations")
+            patient = client.with_options(timeout=120, max_retries=5)
+            print(patient.last_request_id)
         ```
 
     """
@@ -116,11 +122,15 @@ class Client(ClientBase):
     def close(self) -> None:
         """Close the connection pools this client made, and its credentials provider. Idempotent.
 
-        An HTTP client passed in by the caller is left open.
+        An HTTP client passed in by the caller is left open. Later requests through this client, or through
+        any handle made from it, raise `ClientClosedError`. On a copy made by `with_options` this releases
+        nothing (the pools belong to the original) and only closes the copy.
         """
         if self._closed:
             return
         self._closed = True
+        if self._parent is not None:
+            return
         if self._owns_http:
             self._http.close()
         if self._upload_http_client is not None and self._upload_http_client is not self._http:
@@ -148,6 +158,7 @@ class Client(ClientBase):
 
     def _auth_headers(self) -> dict[str, str]:
         """Return ``Authorization`` and ``User-Agent`` headers, for connections made outside `_request`."""
+        self._ensure_open()
         return {"Authorization": f"Bearer {self._token()}", "User-Agent": self._user_agent}
 
     # -- the driver --------------------------------------------------------------------------------------
@@ -157,7 +168,11 @@ class Client(ClientBase):
         """The client for presigned URLs: separate pool and timeouts, never an Authorization header.
 
         When the caller injected an HTTP client, uploads go through it too (it may carry a proxy or a mock).
+        A `with_options` copy uses its original's, so that closing the original closes it.
         """
+        if self._parent is not None:
+            parent_upload: httpx.Client = self._parent._upload_http  # type: ignore[attr-defined]
+            return parent_upload
         upload = self._upload_http_client
         if upload is None:
             # Sync multipart uploads reach this from several worker threads at once: build exactly one pool.
@@ -177,6 +192,7 @@ class Client(ClientBase):
         value: Any = None
         error: httpx.RequestError | None = None
         try:
+            self._ensure_open()
             while True:
                 try:
                     action = exchange.throw(error) if error is not None else exchange.send(value)
@@ -193,6 +209,14 @@ class Client(ClientBase):
                         )
                     except httpx.RequestError as exc:
                         error = exc
+                    except RuntimeError as exc:
+                        # httpx refuses requests on a closed pool with a bare RuntimeError.
+                        if not http.is_closed:
+                            raise
+                        raise ClientClosedError(
+                            "the HTTP client this Tilde client sends with has been closed; pass an open one "
+                            "(http_client=) to a new client and take fresh handles from it"
+                        ) from exc
                 elif isinstance(action, ReadBody):
                     try:
                         action.response.read()
@@ -365,10 +389,11 @@ class Client(ClientBase):
         check_amount(amount)
         filters = dict(params or {})
 
-        def fetch(cursor: str | None) -> PageResult[T]:
-            return parse_page(self._get_json(path, params=page_query(filters, size, cursor)), parse)
+        def fetch(cursor: str | None, wire_size: int) -> PageResult[T]:
+            query = page_query(filters, wire_size, cursor)
+            return parse_page(self._get_json(path, params=query), parse)
 
-        return PaginatedIterator(fetch, limit=amount, after=after)
+        return PaginatedIterator(fetch, limit=amount, after=after, page_size=size)
 
     def _list_once(
         self,

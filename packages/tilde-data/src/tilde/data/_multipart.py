@@ -9,6 +9,7 @@ announces as a hint.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -19,6 +20,10 @@ from tilde.data.models import PutObjectResult, _text
 from tilde.data.upload_strategies import _OCTET_STREAM, StrategyDeclined, UploadRequest, _result
 
 _NOT_IMPLEMENTED = 501
+
+# Part retries at INFO and aborts at WARNING: a user seeing a slow or failed upload should find out why
+# without DEBUG. Never the upload token or a part URL's signature.
+logger = logging.getLogger("tilde.data.upload")
 
 #: Size of the slices a part is sent in (see `single_use`).
 _SEND_CHUNK = 1024 * 1024
@@ -51,6 +56,7 @@ def multipart_upload(upload: UploadRequest) -> PutObjectResult:
             raise StrategyDeclined(str(exc)) from exc
         raise
     ids = {"upload_id": _text(started, "upload_id"), "upload_token": _text(started, "upload_token")}
+    logger.debug("multipart upload of %s started (upload_id=%s)", upload.path, ids["upload_id"])
     try:
         parts, total = _upload_parts(upload, ids)
         body: dict[str, Any] = {
@@ -61,11 +67,19 @@ def multipart_upload(upload: UploadRequest) -> PutObjectResult:
         }
         done = client._post_json(f"{base}/complete", params=upload.params, json=body)
     except BaseException as exc:
+        logger.warning(
+            "multipart upload of %s (upload_id=%s) failed, aborting it: %s: %s",
+            upload.path,
+            ids["upload_id"],
+            type(exc).__name__,
+            exc,
+        )
         _abort(upload, ids)
         if isinstance(exc, APIError) and exc.status_code == _NOT_IMPLEMENTED:
             upload.mark_multipart_unsupported()
             raise StrategyDeclined(str(exc)) from exc
         raise
+    logger.debug("multipart upload of %s completed: %d parts, %d bytes", upload.path, len(parts), total)
     return _result(done, upload.path)
 
 
@@ -116,11 +130,21 @@ def _put_part(upload: UploadRequest, ids: dict[str, str], number: int, block: by
                 single_use(block),
                 headers={"Content-Type": _OCTET_STREAM, "Content-Length": str(len(block))},
             )
-        except TransportError:
+        except TransportError as exc:
             if attempt + 1 >= settings.part_attempts:
                 raise
             # Back off a little: a failing upload target is usually overloaded or restarting.
-            time.sleep(settings.retry_backoff * (2**attempt))
+            delay = settings.retry_backoff * (2**attempt)
+            logger.info(
+                "multipart upload of %s: part %d failed (%s); retrying in %.2fs, fresh URL (try %d of %d)",
+                upload.path,
+                number,
+                exc,
+                delay,
+                attempt + 2,
+                settings.part_attempts,
+            )
+            time.sleep(delay)
             continue
         return number, response.headers.get("etag", "")
     raise AssertionError("unreachable")  # pragma: no cover
@@ -145,5 +169,8 @@ def single_use(block: bytes, chunk_size: int = _SEND_CHUNK) -> Iterator[bytes]:
 def _abort(upload: UploadRequest, ids: dict[str, str]) -> None:
     try:
         upload.client._delete(f"{upload.repository_path}/object/multipart", params={**upload.params, **ids})
-    except TildeError:
-        pass  # the original failure matters more than a failed cleanup
+    except TildeError as exc:
+        # The original failure matters more than a failed cleanup: log it and let the first error propagate.
+        logger.warning(
+            "could not abort multipart upload of %s (upload_id=%s): %s", upload.path, ids["upload_id"], exc
+        )

@@ -9,6 +9,7 @@ ignore it).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -42,6 +43,8 @@ DEFAULT_PART_SIZE = 64 * 1024 * 1024
 DEFAULT_MAX_PARTS_IN_FLIGHT = 8
 
 _OCTET_STREAM = "application/octet-stream"
+
+logger = logging.getLogger("tilde.data.upload")
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ class UploadRequest:
 
     def mark_multipart_unsupported(self) -> None:
         """Remember, for the rest of the client's life, that multipart uploads answer 501."""
+        logger.info("the server has no multipart uploads (501); this client uses single PUTs from now on")
         self.client._multipart_unsupported = True  # type: ignore[attr-defined]
 
 
@@ -166,9 +170,15 @@ def run_upload(strategies: list[UploadStrategy], upload: UploadRequest) -> PutOb
         if strategy is None:
             break
         remaining.remove(strategy)
+        logger.debug(
+            "uploading %s (%s bytes) with the %r strategy", upload.path, upload.source.size, strategy.name
+        )
         try:
             return strategy.upload(upload)
         except StrategyDeclined as exc:
+            logger.info(
+                "upload strategy %r declined %s (%s); trying the next one", strategy.name, upload.path, exc
+            )
             declined.append(strategy.name)
             try:
                 upload.source.rewind()
