@@ -68,7 +68,7 @@ def test_roles_list_get_create_delete(org: Organization, router: respx.MockRoute
     delete = router.delete(f"{ORG}/roles/ci-deployer").respond(204)
 
     [listed] = org.roles.list(after="a", amount=5)
-    assert query_of(listing.calls[0]) == {"amount": "100", "after": "a"}
+    assert query_of(listing.calls[0]) == {"amount": "5", "after": "a"}  # the cap of 5 cuts the page size
     role = org.roles.get("ci-deployer")
     assert isinstance(role, Role)
     assert get.call_count == 1

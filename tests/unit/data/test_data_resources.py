@@ -286,7 +286,7 @@ def test_commits_list_get_diff_and_revert(mock: respx.MockRouter, client: Client
     assert repr(commits) == "Commits(acme/data)"
     (first,) = list(commits.list(ref="c2", amount=5, page_size=7))
     assert log.calls.last.request.url.params["ref"] == "c2"
-    assert log.calls.last.request.url.params["amount"] == "7"
+    assert log.calls.last.request.url.params["amount"] == "5"  # page_size 7, cut to the cap of 5
     assert (first.id, first.message, first.parents, first.metadata) == ("c2", "second", ["c1"], {"k": "v"})
     assert first.creation_date is not None
     assert first.creation_date.microsecond == 123456
