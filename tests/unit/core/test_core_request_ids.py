@@ -133,3 +133,27 @@ def test_with_options_copies_share_the_last_request_id(live: Client) -> None:
     copy = live.with_options(timeout=30)
     response = copy._get("/organizations")
     assert live.last_request_id == response.headers["X-Request-Id"]
+
+
+def test_auth_logger_names_the_principal_never_the_token(caplog: pytest.LogCaptureFixture) -> None:
+    from tilde.core import SandboxCredentialsProvider
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        body = {
+            "access_token": "tst-very-secret",
+            "expires_at": "2099-01-01T00:00:00Z",
+            "principal_type": "agent",
+            "principal_name": "builder",
+        }
+        return httpx.Response(200, json=body)
+
+    http = httpx.Client(transport=httpx.MockTransport(serve))
+    uri = "http://creds.test/v1/credentials?token=uri-secret"
+    provider = SandboxCredentialsProvider(uri, http_client=http)
+    with http, provider, caplog.at_level(logging.DEBUG, logger="tilde"):
+        assert provider.get_token() == "tst-very-secret"
+    records = [r for r in caplog.records if r.name == "tilde.core.auth"]
+    assert len(records) == 1
+    assert "agent builder" in records[0].getMessage()
+    assert "tst-very-secret" not in caplog.text
+    assert "uri-secret" not in caplog.text

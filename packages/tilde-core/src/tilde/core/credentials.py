@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 
 from tilde.core._isotime import parse_iso_datetime
+from tilde.core._logging import auth_logger, redact_url
 from tilde.core.errors import ConfigurationError, SerializationError, TransportError
 
 __all__ = [
@@ -242,7 +243,16 @@ class SandboxCredentialsProvider:
             payload = json.loads(response.content)
         except ValueError as exc:
             raise SerializationError("sandbox credentials response is not valid JSON") from exc
-        return SandboxCredentials.from_payload(payload)
+        credentials = SandboxCredentials.from_payload(payload)
+        # Who and until when, never the token itself.
+        auth_logger.debug(
+            "sandbox credentials from %s: %s %s, expiring at %s",
+            redact_url(self._credentials_uri),
+            credentials.principal_type or "principal",
+            credentials.principal_name or credentials.principal_id or "?",
+            credentials.expires_at.isoformat(),
+        )
+        return credentials
 
     def close(self) -> None:
         """Close the HTTP client if the provider made it. Idempotent."""
