@@ -19,6 +19,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "bench_commit_cost.py": ["--quick"],
     "bench_sandbox.py": ["--quick"],
     "bench_exec.py": ["--rounds", "10", "--slow-rounds", "2"],
+    "bench_folders.py": ["--files", "1000"],
     "bench_transfer.py": ["--size", "128", "--part-size", "16"],
 }
 

@@ -27,6 +27,7 @@ from tilde.data.object_reader import ObjectReader
 from tilde.data.objects import ReadOnlyObjects, SessionObjects
 from tilde.data.repositories import Repositories, Repository
 from tilde.data.sessions import Session
+from tilde.data.transfers import FolderTransferResult, TransferProgress
 from tilde.data.upload_strategies import UploadRequest, UploadSettings, UploadStrategy
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "CopyObjectResult",
     "Entry",
     "EntryRecord",
+    "FolderTransferResult",
     "ListingEntry",
     "ObjectMetadata",
     "ObjectReader",
@@ -47,6 +49,7 @@ __all__ = [
     "Session",
     "SessionObjects",
     "SourceMetadata",
+    "TransferProgress",
     "UploadRequest",
     "UploadSettings",
     "UploadStrategy",

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 from tilde.core.hookspecs import PROJECT_NAME, hookimpl, hookspec
 
 if TYPE_CHECKING:
+    from tilde.data.batch_uploads import BatchUploadStrategy
     from tilde.data.upload_strategies import UploadStrategy
 
-__all__ = ["PROJECT_NAME", "UploadStrategySpec", "hookimpl", "hookspec"]
+__all__ = ["PROJECT_NAME", "BatchUploadStrategySpec", "UploadStrategySpec", "hookimpl", "hookspec"]
 
 # The markers are tilde-core's (project name "tilde"), so one plugin can implement hooks of several layers.
 
@@ -48,5 +49,26 @@ class UploadStrategySpec:
 
         Args:
             register: Adds a strategy (an object satisfying `tilde.data.upload_strategies.UploadStrategy`).
+
+        """
+
+
+class BatchUploadStrategySpec:
+    """The batch-upload hooks (many small files in one request; see `tilde.data.batch_uploads`)."""
+
+    @hookspec
+    def tilde_register_batch_upload_strategies(self, register: Callable[[BatchUploadStrategy], None]) -> None:
+        """Offer batch upload strategies to folder uploads.
+
+        Called once per client, the first time it uploads a folder, on every registered plugin (not
+        ``firstresult``; return values are ignored). Call ``register`` once per strategy.
+
+        Each batch of small files goes to the first strategy, by descending ``priority``, whose
+        ``accepts_batch(batch)`` returns true; among equal priorities, strategies from plugins registered
+        later come first. A strategy that raises `tilde.data.upload_strategies.StrategyDeclined` leaves the
+        batch's files to the per-object strategies, one by one.
+
+        Args:
+            register: Adds a strategy (an object satisfying `tilde.data.batch_uploads.BatchUploadStrategy`).
 
         """

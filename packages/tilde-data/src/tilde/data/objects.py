@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tilde.data.models import CopyObjectResult, ListingEntry, ObjectMetadata, PutObjectResult
@@ -13,6 +15,7 @@ from tilde.data.upload_strategies import UploadRequest, UploadSettings, UploadSt
 if TYPE_CHECKING:
     from tilde.core import Client as CoreClient
     from tilde.core.pagination import PaginatedIterator
+    from tilde.data.transfers import FolderTransferResult, TransferProgress
 
 __all__ = ["ReadOnlyObjects", "SessionObjects"]
 
@@ -108,6 +111,41 @@ class _ObjectReads:
         )
         return ObjectMetadata.from_headers(response.headers)
 
+    def download(
+        self,
+        prefix: str,
+        local_dir: str | os.PathLike[str],
+        *,
+        progress: TransferProgress | None = None,
+        max_workers: int = 8,
+    ) -> FolderTransferResult:
+        """Write every object under ``prefix`` into ``local_dir``, at its path relative to ``prefix``.
+
+        ``prefix`` names a folder: ``"data"`` and ``"data/"`` both download ``data/…`` (not ``database/…``);
+        ``""`` downloads everything. Objects stream into a temporary file beside their destination, renamed
+        into place when complete; existing files are replaced, directories created as needed.
+
+        Args:
+            prefix: The folder to download.
+            local_dir: Where to write it (created when missing).
+            progress: Told the totals, then each file and chunk as it lands (see `TransferProgress`).
+            max_workers: Objects downloaded at once.
+
+        Returns:
+            How many files and bytes were written, and their object paths.
+
+        Raises:
+            ValueError: An object path would land outside ``local_dir`` (nothing is written for it), or
+                ``max_workers`` is below 1.
+
+        Example:
+            >>> repo.commits.get(commit_id).objects.download("models/", "out/models")  # doctest: +SKIP
+
+        """
+        from tilde.data._folder_download import download_folder
+
+        return download_folder(self, prefix, local_dir, progress=progress, max_workers=max_workers)
+
 
 class ReadOnlyObjects(_ObjectReads):
     """Read-only access to a repository's objects, as of one commit.
@@ -195,6 +233,60 @@ class SessionObjects(_ObjectReads):
             return run_upload(_upload_strategies(self._client), request)
         finally:
             source.close()
+
+    def upload_folder(
+        self,
+        local_dir: str | os.PathLike[str],
+        prefix: str = "",
+        *,
+        include: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        progress: TransferProgress | None = None,
+        max_workers: int = 8,
+    ) -> FolderTransferResult:
+        """Upload the contents of ``local_dir`` under ``prefix`` (not the folder itself), concurrently.
+
+        ``local_dir/a/b.txt`` becomes ``prefix/a/b.txt`` (a ``/`` is added after a non-empty prefix).
+        Small files travel many to a request when the server offers batch uploads (one atomic request per
+        batch; see `tilde.data.batch_uploads`), otherwise and for large files through `put`. Symbolic
+        links to directories are not followed; a link to a file is uploaded only when its target lies
+        inside ``local_dir``. Nothing is committed: commit the session afterwards.
+
+        Args:
+            local_dir: The folder to upload.
+            prefix: Where its contents go in the repository.
+            include: Upload only files whose path relative to ``local_dir`` (with ``/`` separators)
+                matches one of these `fnmatch` patterns, where ``*`` also matches ``/`` (``"*.csv"``
+                takes CSV files at any depth).
+            exclude: Skip files whose relative path matches one of these patterns.
+            progress: Told the totals, then files and bytes as they are uploaded (see `TransferProgress`).
+            max_workers: Requests in flight at once.
+
+        Returns:
+            How many files and bytes were uploaded, and their object paths.
+
+        Raises:
+            NotADirectoryError: ``local_dir`` is not a folder.
+            ValueError: A file name is not valid UTF-8, or ``max_workers`` is below 1.
+
+        Example:
+            >>> with repo.session() as session:  # doctest: +SKIP
+            ...     session.objects.upload_folder("build/", "releases/1.0/", exclude=["*.tmp"])
+            ...     session.commit("release 1.0")
+
+        """
+        from tilde.data._folder_upload import upload_folder
+
+        return upload_folder(
+            self,
+            self._session_id,
+            local_dir,
+            prefix,
+            include=include,
+            exclude=exclude,
+            progress=progress,
+            max_workers=max_workers,
+        )
 
     def copy(self, source_path: str, destination_path: str) -> CopyObjectResult:
         """Copy an object server-side (no bytes move through the client).

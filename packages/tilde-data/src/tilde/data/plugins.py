@@ -11,6 +11,7 @@ import pluggy
 
 from tilde.core import plugins as core_plugins
 from tilde.data import hookspecs
+from tilde.data.batch_uploads import builtin_batch_upload_strategies
 from tilde.data.upload_strategies import UploadStrategy, builtin_upload_strategies
 
 __all__ = ["ENTRY_POINT_GROUP", "ENV_PLUGINS", "collect_upload_strategies", "make_plugin_manager"]
@@ -45,8 +46,8 @@ def make_plugin_manager(
     return core_plugins.make_plugin_manager(
         load_entry_points=load_entry_points,
         environ=environ,
-        extra_hookspecs=[hookspecs.UploadStrategySpec],
-        plugins=[builtin_upload_strategies],
+        extra_hookspecs=[hookspecs.UploadStrategySpec, hookspecs.BatchUploadStrategySpec],
+        plugins=[builtin_upload_strategies, builtin_batch_upload_strategies],
     )
 
 

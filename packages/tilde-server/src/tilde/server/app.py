@@ -31,6 +31,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from tilde.server._ids import rfc3339
 from tilde.server.api import (
     agents,
+    batch_transfers,
     commits,
     connectors,
     exec,
@@ -70,6 +71,7 @@ _ROUTE_MODULES = (
     sessions,
     objects,
     uploads,
+    batch_transfers,
     commits,
     agents,
     groups,

@@ -33,6 +33,8 @@ _RK = _O + "/roles/{name}/auth/keys"
 _TABLE: dict[tuple[str, str], str] = {
     # Organizations and members
     ("GET", "/organizations"): "ListOrganizations",
+    # Which optional extensions the server has: open to every authenticated caller, like the line above
+    ("GET", "/capabilities"): "ListOrganizations",
     ("POST", "/organizations"): "CreateOrganization",
     ("GET", _O): "GetOrganization",
     ("DELETE", _O): "DeleteOrganization",
@@ -66,6 +68,8 @@ _TABLE: dict[tuple[str, str], str] = {
     ("POST", _R + "/object/copy"): "PutObject",
     ("DELETE", _R + "/object"): "DeleteObject",
     ("POST", _R + "/objects/delete"): "DeleteObject",
+    ("POST", _R + "/objects:batch"): "PutObject",
+    ("POST", _R + "/objects:download"): "GetObject",
     # Commits
     ("GET", _R + "/log"): "ListCommits",
     ("GET", _R + "/commits/{commit_id}"): "GetCommit",
@@ -157,6 +161,8 @@ ROUTE_ACTIONS: Mapping[tuple[str, str], str] = MappingProxyType(_TABLE)
 SECONDARY_ACTIONS: Mapping[tuple[str, str], tuple[str, str]] = MappingProxyType(
     {
         ("POST", _R + "/object/copy"): ("GetObject", "on the source path"),
+        ("POST", _R + "/objects:batch"): ("PutObject", "again on every path in the batch"),
+        ("POST", _R + "/objects:download"): ("GetObject", "again on every path in the list"),
         ("POST", _R + "/sandboxes"): ("RunAs", "when the body names run_as"),
         ("POST", _R + "/sandbox-triggers"): ("RunAs", "when the body names run_as"),
         ("PUT", _T): ("RunAs", "when the body names run_as"),
