@@ -1,6 +1,7 @@
-"""The command line that starts one sandbox: ``unshare`` → overlay mount helper → ``bwrap`` → the agent.
+"""The command line that starts one sandbox: the overlay mount helper → ``bwrap`` → the agent.
 
-Isolation, in order of appearance: a private mount namespace holds the overlay (it disappears with the
+Isolation, in order of appearance: a private mount namespace (made by the helper, or the server's own when it
+mounts as root) holds the overlay (it disappears with the
 sandbox); bubblewrap then builds a fresh root from a tmpfs with read-only system directories, the repository
 overlay at the mountpoint as the only writable persistent place, a private ``/tmp``, new
 user/pid/ipc/uts/net/cgroup namespaces (the network is shared only on request), a non-root uid with every
@@ -206,41 +207,43 @@ def bwrap_command(
     return options, [agent_python, "-I", "-S", AGENT_DIR + "/agent.py", RUN_DIR + "/agent.json"]
 
 
-def direct_argv(settings: SandboxSettings, args_fd: int, command: list[str]) -> list[str]:
+def direct_argv(bwrap: str, args_fd: int, command: list[str]) -> list[str]:
     """Return the argv when the server mounted the overlay (bwrap reads its options from ``args_fd``)."""
-    return [settings.bwrap, "--args", str(args_fd), "--", *command]
+    return [bwrap, "--args", str(args_fd), "--", *command]
 
 
 def namespace_argv(
-    settings: SandboxSettings, paths: LaunchPaths, options: list[str], command: list[str], *, as_root: bool
+    bwrap: str,
+    paths: LaunchPaths,
+    options: list[str],
+    command: list[str],
+    *,
+    as_root: bool,
+    lower_layers: list[str] | None = None,
 ) -> list[str]:
-    """Return the argv that first mounts the overlay in a private mount namespace (``unshare`` + helper).
+    """Return the argv that first mounts the overlay in a private mount namespace (the mount helper).
 
-    Used when the server cannot mount in its own namespace; without root, ``unshare`` also creates a user
+    Used when the server cannot mount in its own namespace; without root, the helper also creates a user
     namespace in which the (unprivileged) overlay mount is allowed.
+
+    Args:
+        bwrap: The bubblewrap executable.
+        paths: The sandbox's host directories.
+        options: Bubblewrap's options (the helper passes them on through a memory file).
+        command: The agent command.
+        as_root: Whether the server runs as root (then no user namespace is needed).
+        lower_layers: The overlay's lower layers, topmost first (default: ``paths.lower`` alone).
+
     """
     python, _ = _interpreter()
     spec = {
-        "lower": paths.lower,
+        "lower": list(lower_layers or [paths.lower]),
         "upper": paths.upper,
         "work": paths.work,
         "merged": paths.merged,
         # Without root, overlayfs keeps whiteout/opaque markers in user.* xattrs.
         "userxattr": not as_root,
+        "user_namespace": not as_root,
     }
-    argv = [settings.unshare]
-    if not as_root:
-        argv += ["--user", "--map-root-user"]
-    argv += [
-        "--mount",
-        "--propagation",
-        "private",
-        "--",
-        python,
-        "-I",
-        "-S",
-        HELPER_SCRIPT,
-        json.dumps(spec),
-        "--",
-    ]
-    return [*argv, settings.bwrap, *options, "--", *command]
+    helper = [python, "-I", "-S", HELPER_SCRIPT, json.dumps(spec), "--"]
+    return [*helper, bwrap, *options, "--", *command]

