@@ -1,12 +1,14 @@
 """The Tilde Python SDK: versioned object storage and sandboxed compute for agents.
 
-``import tilde`` gives the whole SDK: `Client`, the module-level shortcuts `configure`, `repository` and
-`organizations` (which use a lazily created default client), and every exception class. The distributions
-underneath (``tilde.core``, ``tilde.data``, ``tilde.compute``, ``tilde.admin``) can also be used on their own.
+``import tilde`` gives the whole SDK: `Client`, `Repository` (the type of every repository handle, for
+annotations), the module-level shortcuts `configure`, `repository` and `organizations` (which use a lazily
+created default client), and every exception class. ``tilde.models``, ``tilde.exceptions``, ``tilde.client``
+and ``tilde.resources`` are attributes too. The distributions underneath (``tilde.core``, ``tilde.data``,
+``tilde.compute``, ``tilde.admin``) can also be used on their own.
 
-Every ``tilde.*`` import runs this module first, so it imports nothing heavy itself: the public names are
-resolved on first access. ``import tilde.core`` or ``import tilde.server`` therefore does not load the data,
-compute and admin layers.
+Every ``tilde.*`` import runs this module first, so it imports nothing heavy itself: the public names and the
+submodules above are resolved on first access. ``import tilde.core`` or ``import tilde.server`` therefore does
+not load the data, compute and admin layers.
 """
 
 # ``tilde`` is a namespace shared by several distributions; this must run before any ``tilde.*`` import.
@@ -24,7 +26,12 @@ from tilde._facade import get_default_client as _get_default_client
 from tilde._version import __version__
 
 if _typing.TYPE_CHECKING:
-    from tilde._composed import Client
+    # The lazily loaded submodules, so type checkers know ``tilde.models`` etc. after a bare ``import tilde``.
+    from tilde import client as client
+    from tilde import exceptions as exceptions
+    from tilde import models as models
+    from tilde import resources as resources
+    from tilde._composed import Client, Repository
     from tilde.admin import Organizations
     from tilde.core.errors import (
         APIError,
@@ -58,6 +65,7 @@ __all__ = [
     "LockedError",
     "NotFoundError",
     "PreconditionFailedError",
+    "Repository",
     "SandboxError",
     "SerializationError",
     "ServerError",
@@ -72,17 +80,25 @@ __all__ = [
 # Public names resolved on first access: name -> module that defines it.
 _LAZY_NAMES: "dict[str, str]" = {
     "Client": "tilde._composed",
+    "Repository": "tilde._composed",
     **{name: "tilde.core.errors" for name in __all__ if name.endswith("Error")},
 }
+
+# Submodules that are attributes of ``tilde`` after a bare ``import tilde`` (as in the published package),
+# imported on first access so that ``import tilde`` stays light.
+_LAZY_SUBMODULES = frozenset({"client", "exceptions", "models", "resources"})
 
 #: The client behind the module-level shortcuts; created on first use, replaced by `configure`.
 _default_client: "Client | None" = None
 
 #: The default client's organizations (a live module property, see `_TildeModule`).
-organizations: "Organizations"
+organizations: "Organizations[Repository]"
 
 
 def __getattr__(name: str) -> _typing.Any:
+    if name in _LAZY_SUBMODULES:
+        # Importing a submodule binds it on this module, so later lookups skip this function.
+        return _importlib.import_module(f"{__name__}.{name}")
     module_name = _LAZY_NAMES.get(name)
     if module_name is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -95,7 +111,7 @@ class _TildeModule(_types.ModuleType):
     """The class of the ``tilde`` module object, so that ``tilde.organizations`` can be a live property."""
 
     @property
-    def organizations(self) -> "Organizations":
+    def organizations(self) -> "Organizations[Repository]":
         """The organizations visible to the default client (a new collection object on each access)."""
         return _get_default_client().organizations
 

@@ -1,12 +1,12 @@
 """The composed client and repository handle: data, compute and admin in one class each.
 
-Kept out of ``tilde/__init__.py`` so the top-level namespace shows only the facade's public names, while
-`tilde.client` and `tilde.models` re-export these classes under their usual names.
+Kept out of ``tilde/__init__.py`` so that importing ``tilde`` stays light; ``tilde.Client`` and
+``tilde.Repository`` resolve here on first access, and `tilde.client` and `tilde.models` re-export them.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, cast
+from typing import ClassVar
 
 import tilde.data
 from tilde.admin import AdminClientMixin, AdminRepositoryMixin
@@ -18,32 +18,27 @@ __all__ = ["Client", "Repository"]
 class Repository(ComputeRepositoryMixin, AdminRepositoryMixin, tilde.data.Repository):
     """A repository handle with everything: objects, sessions and commits, sandboxes, and admin collections.
 
-    Built by `Client.repository` (or `tilde.repository`); making one sends no request.
+    Built by `Client.repository` (or `tilde.repository`), `Repositories.get`/``create``/``list`` through a
+    `Client`'s organizations; making one with ``repository()`` or ``get()`` sends no request. Use it in
+    annotations as ``tilde.Repository``.
     """
 
 
-class Client(AdminClientMixin, tilde.data.Client):
+class Client(AdminClientMixin[Repository], tilde.data.Client[Repository]):
     """The full Tilde client: repositories with data, compute and admin features, plus organizations.
 
     Takes the same arguments as `tilde.data.Client` (``endpoint_url``, ``api_key``, ``default_sandbox_image``,
-    ``credentials_provider``, ...). Use it as a context manager, or call `close`, to release its connections.
+    ``credentials_provider``, ``timeout``, ``max_retries``, ...). Every repository handle it gives out, from
+    `repository`, `repositories` or ``organizations.get(...).repositories``, is a `tilde.Repository`. Use it
+    as a context manager, or call `close`, to release its connections.
+
+    Example:
+        >>> import tilde
+        >>> client = tilde.Client(endpoint_url="http://127.0.0.1:8080", api_key="tuk-…")  # doctest: +SKIP
+        >>> with client:  # doctest: +SKIP
+        ...     repo = client.repository("acme/data")
+        ...     print(repo.execute("ls /sandbox").stdout)
+
     """
 
     repository_class: ClassVar[type[tilde.data.Repository]] = Repository
-
-    def repository(self, repo_path: str) -> Repository:
-        """Return a handle on a repository; sends no request.
-
-        Args:
-            repo_path: ``"organization/repository"``.
-
-        Returns:
-            The repository handle, with data, compute and admin features.
-
-        Raises:
-            ValueError: ``repo_path`` is not of the form ``"organization/repository"``.
-
-        """
-        # repository_class is Repository unless a subclass swaps it for a subclass of it; the cast only tells
-        # the type checker what the parent's (data-typed) return value really is.
-        return cast("Repository", super().repository(repo_path))

@@ -7,6 +7,7 @@ populated `Member`.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,15 @@ if TYPE_CHECKING:
     from tilde.core.pagination import PaginatedIterator
 
 __all__ = ["Member", "Members"]
+
+
+def _looks_like_user_id(value: str) -> bool:
+    """Whether ``value`` has the form of a user id (a UUID), so `Members.delete` can skip the lookup."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 class Member:
@@ -162,12 +172,20 @@ class Members:
         return self.get(username)
 
     def delete(self, user_id: str) -> None:
-        """Remove a user from the organization.
+        """Remove a user from the organization, by user id or username (like `get`).
+
+        A user id is sent as is. Anything else is looked up in the member list first (one more request) and
+        the matching member's user id is sent.
 
         Args:
-            user_id: The member's user id.
+            user_id: The member's user id, or their username.
+
+        Raises:
+            NotFoundError: No member has that user id or username.
 
         """
+        if not _looks_like_user_id(user_id):
+            user_id = self.get(user_id).user_id
         self._client._delete(f"{self._path}/{user_id}")
 
     def __repr__(self) -> str:

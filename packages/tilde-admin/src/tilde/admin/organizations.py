@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic
 
 import tilde.data
 from tilde.admin.agents import Agents
@@ -19,16 +19,19 @@ from tilde.admin.policies import Policies
 from tilde.admin.roles import Roles
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _text
+from tilde.data.repositories import RepositoryT
 
 if TYPE_CHECKING:
-    import tilde.core
     from tilde.core.pagination import PaginatedIterator
 
 __all__ = ["Organization", "Organizations"]
 
 
-class Organization:
+class Organization(Generic[RepositoryT]):
     """One organization, the owner of repositories, members and IAM entities.
+
+    Generic over the client's repository class, so ``org.repositories`` hands out the same handles as the
+    client it came from (``tilde.Repository`` through ``tilde.Client``).
 
     Args:
         client: The client to send requests with.
@@ -47,7 +50,7 @@ class Organization:
 
     def __init__(
         self,
-        client: tilde.core.Client,
+        client: tilde.data.Client[RepositoryT],
         *,
         id: str = "",
         name: str = "",
@@ -61,7 +64,9 @@ class Organization:
         self.created_at = created_at
 
     @classmethod
-    def from_dict(cls, client: tilde.core.Client, data: Mapping[str, Any]) -> Organization:
+    def from_dict(
+        cls, client: tilde.data.Client[RepositoryT], data: Mapping[str, Any]
+    ) -> Organization[RepositoryT]:
         """Build an organization from an ``Organization`` response object.
 
         Args:
@@ -81,7 +86,7 @@ class Organization:
         )
 
     @property
-    def repositories(self) -> tilde.data.Repositories:
+    def repositories(self) -> tilde.data.Repositories[RepositoryT]:
         """The organization's repositories (a new collection object on each access)."""
         return tilde.data.Repositories(self._client, self.name)
 
@@ -123,18 +128,20 @@ class Organization:
         return f"Organization({self.name!r})"
 
 
-class Organizations:
+class Organizations(Generic[RepositoryT]):
     """The organizations the caller can see.
+
+    Generic, like `Organization`, over the client's repository class.
 
     Args:
         client: The client to send requests with.
 
     """
 
-    def __init__(self, client: tilde.core.Client) -> None:
+    def __init__(self, client: tilde.data.Client[RepositoryT]) -> None:
         self._client = client
 
-    def list(self, *, amount: int | None = None) -> PaginatedIterator[Organization]:
+    def list(self, *, amount: int | None = None) -> PaginatedIterator[Organization[RepositoryT]]:
         """List the organizations the caller belongs to (one request, made on first iteration).
 
         Args:
@@ -148,7 +155,7 @@ class Organizations:
             "/organizations", lambda data: Organization.from_dict(self._client, data), amount=amount
         )
 
-    def get(self, name: str) -> Organization:
+    def get(self, name: str) -> Organization[RepositoryT]:
         """Fetch one organization.
 
         Args:
@@ -163,7 +170,7 @@ class Organizations:
         """
         return Organization.from_dict(self._client, self._client._get_json(f"/organizations/{name}"))
 
-    def create(self, name: str, display_name: str) -> Organization:
+    def create(self, name: str, display_name: str) -> Organization[RepositoryT]:
         """Create an organization; the caller becomes its first member.
 
         Args:

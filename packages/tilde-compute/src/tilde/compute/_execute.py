@@ -24,6 +24,7 @@ def execute(
     check: bool = True,
     mountpoint: str | None = None,
     path_prefix: str | None = None,
+    network: bool | None = None,
 ) -> RunResult:
     """Run ``command`` in a new one-shot sandbox, wait for it to end and collect its output.
 
@@ -39,6 +40,7 @@ def execute(
         check: Raise :class:`CommandError` when the exit status is not 0.
         mountpoint: Where the repository appears in the sandbox.
         path_prefix: Mount only this part of the repository.
+        network: Allow network access (None: the server's default, off on Tilde's local server).
 
     Returns:
         The merged stdout and stderr (in ``stdout``; ``stderr`` is empty) and the exit status (-1 when the
@@ -56,6 +58,7 @@ def execute(
         mountpoint=mountpoint,
         path_prefix=path_prefix,
         timeout_seconds=timeout,
+        network=network,
     )
     limit = (
         DEFAULT_WAIT_SECONDS if timeout is None else max(DEFAULT_WAIT_SECONDS, timeout + _COMMIT_ALLOWANCE)

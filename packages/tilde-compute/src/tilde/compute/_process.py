@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import overload
 
 from tilde.compute._exec import KILLED_EXIT_CODE, ExecSession
 from tilde.compute._frames import FRAME_STDOUT
 from tilde.compute._output import OutputStream, RunResult
+from tilde.core.errors import SandboxError
 
 OutputCallback = Callable[[bytes], object]
+
+
+class _WaitTimeout(SandboxError, TimeoutError):
+    """`Process.wait` ran out of time.
+
+    A `SandboxError` like `Sandbox.wait`'s, and still the builtin ``TimeoutError`` that earlier releases
+    raised, so handlers written for either keep working.
+    """
 
 
 class CommandStream:
@@ -133,23 +144,42 @@ class Process:
         """
         return None if self._thread.is_alive() else self._session.exit_code
 
-    def wait(self, timeout: float | None = None) -> RunResult:
+    @overload
+    def wait(self, *, timeout: float | None = None) -> RunResult: ...
+
+    @overload
+    def wait(self, timeout: float | None, /) -> RunResult: ...
+
+    def wait(self, *args: float | None, timeout: float | None = None) -> RunResult:
         """Wait for the process to end.
 
+        ``timeout`` is keyword-only, as for `Sandbox.wait`; passing it positionally still works but emits a
+        ``DeprecationWarning``.
+
         Args:
+            *args: The deprecated positional form of ``timeout``.
             timeout: Seconds to wait at most (None: as long as it takes).
 
         Returns:
             The complete output and exit status.
 
         Raises:
-            TimeoutError: The process is still running after ``timeout`` seconds (it keeps running).
-            SandboxError: The connection to the sandbox was lost.
+            SandboxError: The process is still running after ``timeout`` seconds (it keeps running), or the
+                connection to the sandbox was lost. The timeout error is also a builtin ``TimeoutError``.
 
         """
+        if args:
+            if len(args) > 1:
+                raise TypeError(f"wait() takes at most 1 positional argument ({len(args)} given)")
+            warnings.warn(
+                "Process.wait(timeout) is deprecated: pass it as a keyword, wait(timeout=...)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            timeout = args[0]
         self._thread.join(timeout)
         if self._thread.is_alive():
-            raise TimeoutError(f"Process {self.command!r} still running after {timeout:g} s")
+            raise _WaitTimeout(f"Process {self.command!r} still running after {timeout:g} s")
         if self._error is not None:
             raise self._error
         code = self._session.exit_code

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, ClassVar, Protocol, cast
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import tilde.data
 from tilde.compute._execute import execute as _execute
@@ -86,6 +86,7 @@ class ComputeRepositoryMixin:
         check: bool = True,
         mountpoint: str | None = None,
         path_prefix: str | None = None,
+        network: bool | None = None,
     ) -> RunResult:
         """Run a command in a new one-shot sandbox and wait for it; its changes commit if it succeeds.
 
@@ -97,6 +98,7 @@ class ComputeRepositoryMixin:
             check: Raise :class:`~tilde.core.errors.CommandError` when the exit status is not 0.
             mountpoint: Where the repository appears (server default ``/sandbox``).
             path_prefix: Mount only this part of the repository.
+            network: Allow network access (Tilde's local server; default off), as for `shell`.
 
         Returns:
             The output (stdout and stderr merged, in ``stdout``) and the exit status.
@@ -112,6 +114,7 @@ class ComputeRepositoryMixin:
             check=check,
             mountpoint=mountpoint,
             path_prefix=path_prefix,
+            network=network,
         )
 
     @property
@@ -129,26 +132,10 @@ class Repository(ComputeRepositoryMixin, tilde.data.Repository):
     """A repository handle with data and compute features (for installs without the ``tilde-sdk`` facade)."""
 
 
-class Client(tilde.data.Client):
+class Client(tilde.data.Client[Repository]):
     """A client whose ``repository()`` handles have compute features (``shell``, ``execute``, ...).
 
     Takes the same arguments as ``tilde.data.Client``.
     """
 
     repository_class: ClassVar[type[tilde.data.Repository]] = Repository
-
-    def repository(self, repo_path: str) -> Repository:
-        """Return a handle on a repository; sends no request.
-
-        Args:
-            repo_path: ``"organization/repository"``.
-
-        Returns:
-            The repository handle, with data and compute features.
-
-        Raises:
-            ValueError: ``repo_path`` is not of the form ``"organization/repository"``.
-
-        """
-        # The parent is typed with data's Repository; repository_class makes it ours.
-        return cast("Repository", super().repository(repo_path))

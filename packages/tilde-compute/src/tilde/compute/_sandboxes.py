@@ -56,6 +56,11 @@ class Sandbox:
         return cls(client, org, repo, str(data.get("id") or data.get("sandbox_id") or ""))
 
     @property
+    def sandbox_id(self) -> str:
+        """The sandbox id; the same as `id` (named like `Session.session_id` and `Shell.sandbox_id`)."""
+        return self.id
+
+    @property
     def _path(self) -> str:
         return f"/organizations/{self._org}/repositories/{self._repo}/sandboxes/{self.id}"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import threading
-from typing import ClassVar
+from typing import ClassVar, Generic, cast
 
 import httpx
 import pluggy
@@ -12,7 +13,7 @@ import tilde.core
 from tilde.core.credentials import CredentialsProvider
 from tilde.data.hookspecs import UploadStrategySpec
 from tilde.data.plugins import collect_upload_strategies, make_plugin_manager
-from tilde.data.repositories import Repositories, Repository
+from tilde.data.repositories import Repositories, Repository, RepositoryT
 from tilde.data.upload_strategies import (
     DEFAULT_MAX_PARTS_IN_FLIGHT,
     DEFAULT_PART_SIZE,
@@ -22,11 +23,21 @@ from tilde.data.upload_strategies import (
     builtin_upload_strategies,
 )
 
+if sys.version_info >= (3, 11):
+    from typing import Self
+else:
+    from typing_extensions import Self
+
 __all__ = ["Client"]
 
 
-class Client(tilde.core.Client):
+class Client(tilde.core.Client, Generic[RepositoryT]):
     """A Tilde client with the data layer: ``repository("org/repo")``, sessions, objects and commits.
+
+    Generic over the repository class its handles are built with (`repository_class`): ``Client()`` is a
+    ``Client[Repository]``; ``tilde.Client`` is a ``tilde.data.Client[tilde.Repository]``, so type checkers
+    know that its handles (from `repository`, `repositories` and organizations) have compute and admin
+    features.
 
     Accepts every argument of `tilde.core.Client`, plus the upload settings. One plugin manager serves both
     layers: by default `tilde.data.plugins.make_plugin_manager` (auth providers and upload strategies).
@@ -57,7 +68,8 @@ class Client(tilde.core.Client):
 
     """
 
-    #: The class `repository` and `tilde.data.Repositories` build handles with (the facade overrides it).
+    #: The class `repository` and `tilde.data.Repositories` build handles with (the facade overrides it). A
+    #: subclass that sets it also names it as the type argument: ``class C(Client[MyRepository])``.
     repository_class: ClassVar[type[Repository]] = Repository
 
     def __init__(
@@ -98,6 +110,10 @@ class Client(tilde.core.Client):
         self._strategies: list[UploadStrategy] | None = None
         self._strategies_lock = threading.Lock()
 
+    def __enter__(self) -> Self:
+        # Typed here so that ``with tilde.Client() as client:`` keeps the subclass (and its repositories).
+        return self
+
     @property
     def upload_settings(self) -> UploadSettings:
         """The settings the built-in upload strategies use (replace it to change them)."""
@@ -107,7 +123,7 @@ class Client(tilde.core.Client):
     def upload_settings(self, settings: UploadSettings) -> None:
         self._upload_settings = settings
 
-    def repository(self, repo_path: str) -> Repository:
+    def repository(self, repo_path: str) -> RepositoryT:
         """Return a lazy handle on ``"org/repo"`` (no request).
 
         Args:
@@ -123,9 +139,10 @@ class Client(tilde.core.Client):
         org, _, name = repo_path.partition("/")
         if not org or not name or "/" in name:
             raise ValueError(f"expected a repository path 'org/repo', got {repo_path!r}")
-        return self.repository_class(self, org, name)
+        # A ClassVar cannot mention the type parameter; the class's type argument is its repository_class.
+        return cast("RepositoryT", self.repository_class(self, org, name))
 
-    def repositories(self, org: str) -> Repositories:
+    def repositories(self, org: str) -> Repositories[RepositoryT]:
         """Return the repositories collection of one organization.
 
         Args:

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, cast
 
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.commits import Commits, _int_or_none
 from tilde.data.sessions import Session
 
+# PEP 696 TypeVar defaults: in typing from 3.13, from typing_extensions before.
+if sys.version_info >= (3, 13):
+    from typing import TypeVar
+else:
+    from typing_extensions import TypeVar
+
 if TYPE_CHECKING:
     from tilde.core import Client as CoreClient
     from tilde.core.pagination import PaginatedIterator
+    from tilde.data.client import Client as DataClient
 
-__all__ = ["Repositories", "Repository"]
+__all__ = ["Repositories", "Repository", "RepositoryT"]
+
+# Any repository class, for the classmethods that return an instance of the class they are called on.
+_Handle = TypeVar("_Handle", bound="Repository")
 
 _FIELDS = (
     "id",
@@ -66,14 +77,7 @@ class Repository:
             self._apply(fields, loaded=bool(fields.get("id")))
 
     @classmethod
-    def _from_dict(cls, client: CoreClient, org: str, data: Mapping[str, Any]) -> Repository:
-        """Build a loaded handle from a ``Repository`` response object (subclasses keep their type)."""
-        repository = cls(client, org, str(data.get("name") or ""))
-        repository._apply(data, loaded=True)
-        return repository
-
-    @classmethod
-    def from_dict(cls, client: CoreClient, org: str, data: Mapping[str, Any]) -> Repository:
+    def from_dict(cls: type[_Handle], client: CoreClient, org: str, data: Mapping[str, Any]) -> _Handle:
         """Build a loaded handle from a ``Repository`` response object (subclasses keep their type).
 
         Args:
@@ -82,10 +86,15 @@ class Repository:
             data: The decoded JSON object.
 
         Returns:
-            The repository handle.
+            The repository handle, an instance of the class it is called on.
 
         """
-        return cls._from_dict(client, org, data)
+        repository = cls(client, org, str(data.get("name") or ""))
+        repository._apply(data, loaded=True)
+        return repository
+
+    # The name earlier releases used; kept so code (and subclasses) calling it keep working.
+    _from_dict = from_dict
 
     def _apply(self, data: Mapping[str, Any], *, loaded: bool) -> None:
         self._id = str(data.get("id") or "")
@@ -258,19 +267,27 @@ class Repository:
         return Session(self._client, self.org, self.name, session_id)
 
 
-class Repositories:
+#: The repository class a client, an organization or a `Repositories` collection hands out: `Repository` in
+#: a data-only install, the composed ``tilde.Repository`` through the full SDK's client. Covariant, so a
+#: ``Repositories[tilde.Repository]`` is usable wherever a ``Repositories[Repository]`` is expected; it
+#: defaults to `Repository` so ``tilde.data.Client()`` needs no type argument.
+RepositoryT = TypeVar("RepositoryT", bound=Repository, covariant=True, default=Repository)
+
+
+class Repositories(Generic[RepositoryT]):
     """The repositories of one organization.
 
     Handles are built with ``client.repository_class`` when the client has one, so a facade client that adds
-    compute or admin features gets its richer repository type from here too.
+    compute or admin features gets its richer repository type from here too. The type parameter is that class
+    (``Repositories[tilde.Repository]`` from ``tilde.Client``), so type checkers see what the handles can do.
 
     Args:
-        client: The client.
+        client: The client; its type argument is the collection's.
         org: Organization name.
 
     """
 
-    def __init__(self, client: CoreClient, org: str) -> None:
+    def __init__(self, client: DataClient[RepositoryT], org: str) -> None:
         self._client = client
         self._org = org
         self._path = f"/organizations/{org}/repositories"
@@ -279,13 +296,16 @@ class Repositories:
         return f"Repositories(org={self._org!r})"
 
     @property
-    def _repository_class(self) -> type[Repository]:
+    def _repository_class(self) -> type[RepositoryT]:
         cls = getattr(self._client, "repository_class", Repository)
-        return cls if isinstance(cls, type) and issubclass(cls, Repository) else Repository
+        if not (isinstance(cls, type) and issubclass(cls, Repository)):
+            cls = Repository
+        # The client's repository_class is what its type argument promises; the cast states that for mypy.
+        return cast("type[RepositoryT]", cls)
 
     def list(
         self, *, after: str | None = None, amount: int | None = None, page_size: int | None = None
-    ) -> PaginatedIterator[Repository]:
+    ) -> PaginatedIterator[RepositoryT]:
         """List the organization's repositories.
 
         Args:
@@ -300,13 +320,13 @@ class Repositories:
         cls = self._repository_class
         return self._client._paginate(
             self._path,
-            lambda data: cls._from_dict(self._client, self._org, data),
+            lambda data: cls.from_dict(self._client, self._org, data),
             amount=amount,
             page_size=page_size,
             after=after,
         )
 
-    def get(self, name: str) -> Repository:
+    def get(self, name: str) -> RepositoryT:
         """Return a lazy handle on one repository (no request).
 
         Args:
@@ -326,7 +346,7 @@ class Repositories:
         visibility: str = "private",
         session_max_duration_days: int | None = None,
         retention_days: int | None = None,
-    ) -> Repository:
+    ) -> RepositoryT:
         """Create a repository.
 
         Args:
@@ -351,7 +371,7 @@ class Repositories:
         if retention_days is not None:
             body["retention_days"] = retention_days
         data = self._client._post_json(self._path, json=body) or {}
-        repository = self._repository_class._from_dict(self._client, self._org, data)
+        repository = self._repository_class.from_dict(self._client, self._org, data)
         if not repository.name:
             repository.name = name
             repository._path = f"{self._path}/{name}"

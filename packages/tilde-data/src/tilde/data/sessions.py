@@ -53,8 +53,13 @@ class Session:
         return f"Session(id={self._session_id!r})"
 
     @property
+    def id(self) -> str:
+        """The session id (pass it to ``Repository.attach`` to resume from elsewhere), like `Sandbox.id`."""
+        return self._session_id
+
+    @property
     def session_id(self) -> str:
-        """The session id (pass it to ``Repository.attach`` to resume from elsewhere)."""
+        """The session id; the same as `id` (the name earlier releases used)."""
         return self._session_id
 
     @property

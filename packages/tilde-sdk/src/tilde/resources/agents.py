@@ -1,0 +1,5 @@
+"""Compatibility module: agents (`tilde.admin.agents`)."""
+
+from tilde.admin.agents import Agent, Agents
+
+__all__ = ["Agent", "Agents"]

@@ -1,0 +1,5 @@
+"""Compatibility module: organization members (`tilde.admin.members`)."""
+
+from tilde.admin.members import Member, Members
+
+__all__ = ["Member", "Members"]

@@ -1,0 +1,5 @@
+"""Compatibility module: roles (`tilde.admin.roles`)."""
+
+from tilde.admin.roles import Role, Roles
+
+__all__ = ["Role", "Roles"]
