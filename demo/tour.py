@@ -15,6 +15,7 @@ from pathlib import Path
 
 import tilde
 from tilde.server import LocalServer
+from tilde.server.sandbox.preflight import sandbox_preflight
 
 HERE = Path(__file__).resolve().parent
 started = time.perf_counter()
@@ -91,11 +92,10 @@ def tour(server: LocalServer) -> None:
         rows = sh.run("wc -l < /sandbox/summary/daily_means.csv").stdout.text().strip()
         sh.run("mkdir -p /sandbox/notes && echo 'reviewed by the tour' > /sandbox/notes/README")
         show(f"daily_means.csv has {rows} lines; wrote notes/README")
-    # finish() returns at once and the server commits in the background: wait for the sandbox to end.
-    status = sh.sandbox.wait()
+    # Leaving the block cleanly committed the changes and waited for the commit: it is the head now.
     head = next(iter(repo.commits.list(amount=1)))
-    if not status.is_committed or status.commit_id != head.id:
-        raise SystemExit(f"the shell's changes were not committed: {status!r}")
+    if sh.result is None or not sh.result.is_committed or sh.commit_id != head.id:
+        raise SystemExit(f"the shell's changes were not committed: {sh.result!r}")
     show(f"head is now {head.id}: {head.message!r}")
     for change in head.diff():
         show(f"{change.status:<9} {change.path}")
@@ -104,6 +104,11 @@ def tour(server: LocalServer) -> None:
 def main() -> int:
     """Start an embedded server in a temporary directory and run the tour against it."""
     warnings.simplefilter("default")
+    # Before anything is uploaded: the tour needs sandboxes, so say in one line when they cannot run here.
+    problem = sandbox_preflight()
+    if problem is not None:
+        print(f"error: sandboxes cannot run on this machine: {problem}", file=sys.stderr)
+        return 1
     with LocalServer() as server:  # no data_dir: a temporary one, removed when the server stops
         print(f"tilde-server running at {server.endpoint_url} (data in a temporary directory)")
         tour(server)

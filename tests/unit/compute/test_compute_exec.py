@@ -236,16 +236,23 @@ def test_shell_exit_kills_background_processes_then_finishes(
     exec_server.script = script
     shell = _shell(client)
     with respx.mock() as router:
-        router.get(f"{exec_server.endpoint}/api/v1{shell.sandbox._path}/status").mock(
-            return_value=httpx.Response(200, json={"status": "running", "status_reason": ""})
-        )
         finish = router.post(f"{exec_server.endpoint}/api/v1{shell.sandbox._path}/finish").mock(
             return_value=httpx.Response(202, json={"message": "finishing"})
         )
+
+        def status(request: httpx.Request) -> httpx.Response:
+            # Running until finished; then the commit the clean exit waits for.
+            if not finish.called:
+                return httpx.Response(200, json={"status": "running", "status_reason": ""})
+            final = {"status": "done", "status_reason": "committed", "commit_id": "c1"}
+            return httpx.Response(200, json=final)
+
+        router.get(f"{exec_server.endpoint}/api/v1{shell.sandbox._path}/status").mock(side_effect=status)
         with shell:
             process = shell.spawn("forever")
     assert process.poll() == KILLED_EXIT_CODE
     assert finish.call_count == 1
+    assert shell.commit_id == "c1"
 
 
 def test_unreachable_server_is_a_transport_error() -> None:

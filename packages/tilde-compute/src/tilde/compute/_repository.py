@@ -74,7 +74,7 @@ class ComputeRepositoryMixin:
             timeout_seconds=timeout,
             network=network,
         )
-        return Shell(client, sandbox)
+        return Shell(client, sandbox, owned=True)
 
     def execute(
         self: _RepositoryHandle,

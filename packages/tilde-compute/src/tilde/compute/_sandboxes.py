@@ -38,6 +38,8 @@ class Sandbox:
         self._org = org
         self._repo = repo
         self.id = id
+        #: The last status this handle fetched (its owner, e.g. a shell, learns from it whether it ended).
+        self._last_status: SandboxStatus | None = None
 
     @classmethod
     def from_dict(cls, client: Client, org: str, repo: str, data: Mapping[str, Any]) -> Sandbox:
@@ -86,7 +88,9 @@ class Sandbox:
         response = self._client._request(
             "GET", f"{self._path}/status", params=params or None, timeout=timeout
         )
-        return SandboxStatus.from_dict(response.json(), client=self._client, sandbox_path=self._path)
+        status = SandboxStatus.from_dict(response.json(), client=self._client, sandbox_path=self._path)
+        self._last_status = status
+        return status
 
     def _wait_while(self, states: frozenset[str], while_status: str | None, timeout: float) -> SandboxStatus:
         """Return the first status outside ``states``, learning of changes through the long poll.

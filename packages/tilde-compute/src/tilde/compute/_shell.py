@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tilde.compute._exec import DEFAULT_COMMAND_LIMIT, ExecSession
 from tilde.compute._frames import FRAME_STDOUT, command_argv, command_text
 from tilde.compute._output import OutputStream, RunResult
 from tilde.compute._process import CommandStream, OutputCallback, Process
 from tilde.compute._sandboxes import DEFAULT_WAIT_SECONDS, Sandbox
-from tilde.core.errors import CommandError, TildeError
+from tilde.core.errors import CommandError, SandboxError, TildeError
 
 if TYPE_CHECKING:
     from tilde.compute._status import SandboxStatus
@@ -22,33 +23,71 @@ logger = logging.getLogger(__name__)
 
 Command = str | Sequence[str]
 
+#: How long a clean exit from a shell's ``with`` block waits for the commit (``Shell.finish_timeout``).
+FINISH_WAIT_SECONDS = 300.0
+
 
 class Shell:
     """A service sandbox that runs one command per :meth:`run`, each over a fresh websocket.
 
-    The sandbox exists as soon as the shell is created. Entering the ``with`` block waits until it runs;
-    leaving it commits the sandbox's changes (``finish``) or, when an exception escapes, discards them
-    (``cancel``). No state carries over between commands (``cd``, exported variables): pass ``cwd=``/``env=``.
+    The sandbox exists as soon as the shell is created. Entering the ``with`` block waits until it runs (if
+    that fails or is interrupted, Ctrl-C included, the sandbox is cancelled). Leaving the block cleanly
+    commits the sandbox's changes and waits, at most `finish_timeout` seconds (300 by default), until the
+    sandbox has reached its final state, so the commit is visible once the block has ended; the final status
+    is then in `result` (``committed``, ``no_changes`` or ``awaiting_approval``), and a commit that failed
+    raises `SandboxError`. When an exception escapes the block the changes are discarded (``cancel``).
+
+    Like ``subprocess.Popen``, a shell that started its sandbox and is garbage-collected while that sandbox
+    may still run emits a `ResourceWarning`: use the ``with`` block, or call `finish` or `cancel`.
+
+    No state carries over between commands (``cd``, exported variables): pass ``cwd=``/``env=``.
+
+    Example::
+
+        with repo.shell() as sh:
+            sh.run("python3 /sandbox/train.py", check=True)
+        print(sh.result.status_reason, sh.commit_id)
 
     Args:
         client: The API client.
         sandbox: The service sandbox.
+        owned: Whether this shell started the sandbox (``repo.shell()`` does); only then does it warn when
+            garbage-collected with the sandbox still running.
+
+    Attributes:
+        sandbox: The sandbox handle.
+        result: The sandbox's final status once a clean exit from the ``with`` block (or `wait`) has seen it.
+        finish_timeout: Seconds a clean exit waits for the final status.
 
     """
 
-    def __init__(self, client: Client, sandbox: Sandbox):
+    def __init__(self, client: Client, sandbox: Sandbox, *, owned: bool = False):
         self._client = client
         self.sandbox = sandbox
         self._running = False
         self._processes: list[Process] = []
+        self._owned = owned
+        self._ended = False
+        self.result: SandboxStatus | None = None
+        self.finish_timeout = FINISH_WAIT_SECONDS
 
     @property
     def sandbox_id(self) -> str:
         """The sandbox id (also the id of the session holding its changes)."""
         return self.sandbox.id
 
+    @property
+    def commit_id(self) -> str | None:
+        """The commit the sandbox made, once `result` is known and it committed (else None)."""
+        return self.result.commit_id if self.result is not None else None
+
     def __enter__(self) -> Shell:
-        self.wait_until_running()
+        try:
+            self.wait_until_running()
+        except BaseException:
+            # Also on Ctrl-C: a sandbox nobody will use must not keep running.
+            self._abandon()
+            raise
         return self
 
     def __exit__(
@@ -60,12 +99,40 @@ class Shell:
         self._kill_processes()
         if exc_type is None:
             self.finish()
+            self.wait(timeout=self.finish_timeout)
             return
         try:
             self.cancel()
         except TildeError:
             # Keep the caller's exception, not a failure to clean up after it.
             logger.warning("Could not cancel sandbox %s", self.sandbox.id, exc_info=True)
+
+    def _abandon(self) -> None:
+        """Cancel the sandbox after a failed start, unless it has ended already (never raises)."""
+        last = self.sandbox._last_status
+        if last is not None and last.is_terminal:
+            self._ended = True
+            return
+        try:
+            self.cancel()
+        except Exception:
+            # The caller's exception matters more than a failure to clean up after it.
+            logger.warning("Could not cancel sandbox %s", self.sandbox.id, exc_info=True)
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        # ``_warn`` is bound at definition time: module globals may be gone at interpreter shutdown.
+        if not getattr(self, "_owned", False) or self._ended:
+            return
+        last = self.sandbox._last_status
+        if last is not None and last.is_terminal:
+            return
+        _warn(
+            f"shell on sandbox {self.sandbox.id} was garbage-collected while the sandbox may still run; "
+            "use it in a with block, or call finish() or cancel()",
+            ResourceWarning,
+            source=self,
+            stacklevel=2,
+        )
 
     def wait_until_running(self, *, timeout: float = DEFAULT_WAIT_SECONDS) -> SandboxStatus:
         """Block until the sandbox runs (``__enter__`` does this for you).
@@ -247,12 +314,40 @@ class Shell:
         return self.sandbox.status()
 
     def finish(self) -> None:
-        """Stop the sandbox and commit its changes; returns without waiting for the commit."""
+        """Stop the sandbox and commit its changes; returns without waiting for the commit (see `wait`)."""
+        self._ended = True
         self.sandbox.finish()
 
     def cancel(self) -> None:
         """Stop the sandbox and discard its changes."""
+        self._ended = True
         self.sandbox.cancel()
+
+    def wait(self, *, timeout: float = FINISH_WAIT_SECONDS) -> SandboxStatus:
+        """Block until the sandbox has reached its final state, and keep that status in `result`.
+
+        Args:
+            timeout: Seconds to wait at most.
+
+        Returns:
+            The final status: ``done`` with ``status_reason`` ``committed``, ``no_changes`` or
+            ``awaiting_approval``.
+
+        Raises:
+            SandboxError: The sandbox is still active after ``timeout`` seconds, or it ended without
+                committing (the commit failed, or it was cancelled, timed out or lost).
+
+        """
+        status = self.sandbox.wait(timeout=timeout)
+        self.result = status
+        self._ended = True
+        if status.state != "done":
+            detail = f": {status.error_message}" if status.error_message else ""
+            raise SandboxError(
+                f"Sandbox {self.sandbox.id} ended {status.state}/{status.status_reason} "
+                f"instead of committing{detail}"
+            )
+        return status
 
     def __repr__(self) -> str:
         return f"Shell(sandbox={self.sandbox.id!r})"
