@@ -9,8 +9,11 @@ The user and key commands work on the data directory while a server runs on it (
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
 import os
+import socket
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -19,6 +22,7 @@ import uvicorn
 
 from tilde.server._tuning import tune_malloc
 from tilde.server._version import __version__
+from tilde.server.access_log import install_access_log_redaction
 from tilde.server.app import create_app
 from tilde.server.auth import USER_KEY_PREFIX
 from tilde.server.config import REGISTRY_FILE, ServerConfig, load_or_create_admin_key
@@ -64,9 +68,57 @@ def main() -> None:
     """Run a local Tilde-compatible server."""
 
 
-@main.command()
+class _OneLineErrors(click.Command):
+    """A command whose bad options are one ``error: ...`` line (no usage block), exit status 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse as usual; a usage error is printed on one line."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as error:
+            click.echo(f"error: {error.format_message()}", err=True)
+            ctx.exit(2)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket now, so a bad host or a busy port fails before anything is printed."""
+    try:
+        # IPPROTO_TCP named: asyncio turns Nagle off only on sockets whose proto says TCP.
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+        )
+    except (socket.gaierror, UnicodeError) as error:
+        reason = error.strerror if isinstance(error, socket.gaierror) else "not a valid host name"
+        _fail(f"cannot listen on host {host!r}: {reason}")
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        where = f"{host}:{port}"
+        if error.errno == errno.EADDRINUSE:
+            _fail(f"{where} is already in use (another server?); choose another port with --port")
+        if error.errno == errno.EACCES:
+            _fail(f"not allowed to listen on {where} (ports below 1024 need privileges)")
+        if error.errno == errno.EADDRNOTAVAIL:
+            _fail(f"cannot listen on {where}: {host} is not an address of this machine")
+        _fail(f"cannot listen on {where}: {error.strerror or error}")
+    sock.set_inheritable(True)
+    return sock
+
+
+@main.command(cls=_OneLineErrors)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8900, show_default=True, type=int, help="TCP port.")
+@click.option(
+    "--port",
+    default=8900,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (0: any free port).",
+)
 @click.option(
     "--data-dir",
     envvar="TILDE_SERVER_DATA_DIR",
@@ -81,19 +133,43 @@ def main() -> None:
     help="The admin API key (env TILDE_SERVER_ADMIN_KEY; default: generated once, kept in the data dir).",
 )
 def serve(host: str, port: int, data_dir: Path | None, admin_key: str | None) -> None:
-    """Serve the Tilde API until interrupted."""
+    """Serve the Tilde API until interrupted.
+
+    Invalid options, a host that cannot be resolved and a port already in use are reported in one line,
+    before anything else is printed. The access log never shows secret query values (presigned URLs'
+    signatures, tokens, keys).
+
+    Example: tilde-server serve --port 8900 --data-dir ~/tilde-data
+    """
     tune_malloc()
-    data_dir = (data_dir or DEFAULT_DATA_DIR).expanduser()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if not admin_key:
-        admin_key, created = load_or_create_admin_key(data_dir)
+    sock = _listen(host, port)
+    port = sock.getsockname()[1]
+    try:
+        data_dir = (data_dir or DEFAULT_DATA_DIR).expanduser()
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            if not admin_key:
+                admin_key, created = load_or_create_admin_key(data_dir)
+            else:
+                created = False
+        except OSError as error:
+            _fail(f"cannot use the data directory {data_dir}: {error.strerror or error}")
         if created:
             click.echo(f"Generated admin API key (stored in {data_dir / 'admin_key'}, shown once):")
             click.echo(f"  {admin_key}")
-    config = ServerConfig(data_dir=data_dir, host=host, port=port, admin_key=admin_key)
-    app = create_app(config)
-    click.echo(f"tilde-server {__version__} on http://{host}:{port} (data in {data_dir})")
-    uvicorn.run(app, host=host, port=port, http="httptools", loop="asyncio", log_level="info")
+        config = ServerConfig(data_dir=data_dir, host=host, port=port, admin_key=admin_key)
+        app = create_app(config)
+        click.echo(f"tilde-server {__version__} on http://{host}:{port} (data in {data_dir})")
+        uv_config = uvicorn.Config(
+            app, host=host, port=port, http="httptools", loop="asyncio", log_level="info"
+        )
+        # uvicorn configures its loggers when the config is made; the filter goes on after that.
+        install_access_log_redaction()
+        # uvicorn re-raises the Ctrl-C it handled once it has shut down; that is a normal end here.
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(uv_config).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 @main.group()
