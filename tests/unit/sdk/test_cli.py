@@ -1,19 +1,18 @@
-"""The ``tilde`` command line: version and the credentials file."""
+"""The ``tilde`` command line without a server: version, endpoints, errors, ``tilde server``, plugins."""
 
 from __future__ import annotations
 
-import stat
+import sys
 from pathlib import Path
 
 import click
 import pytest
-import yaml
 from click.testing import CliRunner
 
 import tilde
 from tilde.cli import TildeGroup, load_plugin_commands, main
+from tilde.cli.auth import normalize_endpoint
 from tilde.cli.hookspecs import hookimpl
-from tilde.core.config import resolve_config
 from tilde.core.errors import ConfigurationError
 from tilde.core.plugins import make_plugin_manager
 
@@ -28,42 +27,41 @@ def test_version() -> None:
     assert result.output.strip() == f"tilde, version {tilde.__version__}"
 
 
-def test_login_writes_a_private_config_file_the_sdk_reads() -> None:
-    result = CliRunner().invoke(
-        main, ["auth", "login", "--api-key", "tuk-secret", "--endpoint-url", "http://127.0.0.1:8123"]
-    )
-    assert result.exit_code == 0, result.output
-
-    path = _config_file()
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
-    assert yaml.safe_load(path.read_text()) == {
-        "api_key": "tuk-secret",
-        "endpoint_url": "http://127.0.0.1:8123",
-    }
-
-    config = resolve_config()
-    assert config.api_key == "tuk-secret"
-    assert config.endpoint_url == "http://127.0.0.1:8123"
-    # No temporary files left next to it.
-    assert [p.name for p in path.parent.iterdir()] == ["config.yaml"]
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("  http://127.0.0.1:8000/  ", "http://127.0.0.1:8000"),
+        ("http://127.0.0.1:8000/api/v1", "http://127.0.0.1:8000"),
+        ("https://tilde.example/api/v1/", "https://tilde.example"),
+        ("https://tilde.example/prefix/", "https://tilde.example/prefix"),
+    ],
+)
+def test_endpoints_are_normalised(typed: str, expected: str) -> None:
+    assert normalize_endpoint(typed) == expected
 
 
-def test_login_prompts_for_the_key_and_keeps_other_settings() -> None:
-    path = _config_file()
-    path.parent.mkdir(parents=True)
-    path.write_text("endpoint_url: http://example.invalid\nextra: kept\napi_key: old\n")
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("127.0.0.1:8000", "has no scheme"),
+        ("tilde.example", "did you mean http://tilde.example or https://tilde.example?"),
+        ("ftp://tilde.example", "must start with http:// or https://"),
+        ("http://", "has no host"),
+        ("http://host:99999", "invalid port"),
+        ("http://host/#x", "must not have a query or a fragment"),
+    ],
+)
+def test_malformed_endpoints_are_refused(typed: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("?", r"\?").replace(".", r"\.")):
+        normalize_endpoint(typed)
 
-    result = CliRunner().invoke(main, ["auth", "login"], input="tuk-new\n")
 
-    assert result.exit_code == 0, result.output
-    assert "tuk-new" not in result.output  # hidden input
-    assert yaml.safe_load(path.read_text()) == {
-        "api_key": "tuk-new",
-        "endpoint_url": "http://example.invalid",
-        "extra": "kept",
-    }
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+def test_login_refuses_a_malformed_endpoint_before_any_request() -> None:
+    result = CliRunner().invoke(main, ["auth", "login", "--api-key", "k", "--endpoint-url", "localhost:1"])
+    assert result.exit_code == 2
+    assert "has no scheme" in result.stderr
+    assert not _config_file().exists()
 
 
 def test_login_rejects_an_empty_key() -> None:
@@ -73,17 +71,63 @@ def test_login_rejects_an_empty_key() -> None:
     assert not _config_file().exists()
 
 
-def test_logout_removes_only_the_key() -> None:
-    runner = CliRunner()
-    runner.invoke(main, ["auth", "login", "--api-key", "k", "--endpoint-url", "http://127.0.0.1:1"])
+def test_logout_without_a_file() -> None:
+    result = CliRunner().invoke(main, ["auth", "logout"])
+    assert result.exit_code == 0
+    assert "No stored API key" in result.output
 
-    result = runner.invoke(main, ["auth", "logout"])
 
+def test_server_runs_tilde_server_commands() -> None:
+    from tilde.server import __version__ as server_version
+
+    result = CliRunner().invoke(main, ["server", "--version"])
     assert result.exit_code == 0, result.output
-    assert yaml.safe_load(_config_file().read_text()) == {"endpoint_url": "http://127.0.0.1:1"}
-    again = runner.invoke(main, ["auth", "logout"])
-    assert again.exit_code == 0
-    assert "No stored API key" in again.output
+    assert server_version in result.stdout
+    helped = CliRunner().invoke(main, ["server", "--help"])
+    assert helped.exit_code == 0
+    assert "Usage: tilde server" in helped.stdout
+    assert "serve" in helped.stdout
+    bad = CliRunner().invoke(main, ["server", "serve", "--port", "not-a-port"])
+    assert bad.exit_code == 2
+
+
+def test_server_without_tilde_server_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A None entry in sys.modules makes the import fail as if the distribution were absent.
+    monkeypatch.setitem(sys.modules, "tilde.server.cli", None)
+    result = CliRunner().invoke(main, ["server", "serve"])
+    assert result.exit_code == 1
+    assert result.stderr == "Error: the local server is not installed: pip install tilde-server\n"
+
+
+def test_unexpected_errors_are_one_line_unless_debug(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setenv("TILDE_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("TILDE_API_KEY", "k")
+    monkeypatch.setattr("tilde.admin.Organizations.list", broken)
+
+    plain = CliRunner().invoke(main, ["org", "list"])
+    assert plain.exit_code == 1
+    assert plain.stderr == "Error: unexpected RuntimeError: boom (run `tilde --debug …` for the traceback)\n"
+
+    debug = CliRunner().invoke(main, ["--debug", "org", "list"])
+    assert isinstance(debug.exception, RuntimeError)
+
+
+def test_server_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("TILDE_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("TILDE_API_KEY", "k")
+    result = CliRunner().invoke(main, ["ls", "tilde://acme/data/"])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: cannot reach the server http://127.0.0.1:{port} (")
+    assert len(result.stderr.splitlines()) == 1
+    assert "Traceback" not in result.stderr
 
 
 class _HelloPlugin:

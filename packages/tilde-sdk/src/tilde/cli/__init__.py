@@ -1,7 +1,11 @@
 """The ``tilde`` command line.
 
-Built-in commands: ``tilde --version`` and ``tilde auth login|logout``. Plugins add their own through the
-`tilde.cli.hookspecs.tilde_register_commands` hook.
+One module per command group: `tilde.cli.auth`, `tilde.cli.orgs`, `tilde.cli.repos`, `tilde.cli.objects`
+(``ls``, ``cat``, ``rm``), `tilde.cli.copy` (``cp``), `tilde.cli.history` (``log``, ``diff``, ``revert``),
+`tilde.cli.compute` (``exec``, ``shell``), `tilde.cli.sandboxes` and `tilde.cli.server`. Plugins add their
+own through the `tilde.cli.hookspecs.tilde_register_commands` hook.
+
+Errors are one line on stderr with a non-zero exit status; ``tilde --debug …`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -13,7 +17,16 @@ import pluggy
 
 from tilde._version import __version__
 from tilde.cli import hookspecs
+from tilde.cli._runtime import describe_error, state
 from tilde.cli.auth import auth
+from tilde.cli.compute import exec_command, shell
+from tilde.cli.copy import cp
+from tilde.cli.history import diff, log, revert
+from tilde.cli.objects import cat, ls, rm
+from tilde.cli.orgs import org
+from tilde.cli.repos import repo
+from tilde.cli.sandboxes import sandbox
+from tilde.cli.server import server
 from tilde.core.errors import TildeError
 
 __all__ = ["TildeGroup", "load_plugin_commands", "main"]
@@ -40,7 +53,7 @@ def load_plugin_commands(cli: click.Group, manager: pluggy.PluginManager | None 
 
 
 class TildeGroup(click.Group):
-    """The top-level group: loads plugin commands the first time a command is looked up or listed."""
+    """The top-level group: loads plugin commands on first lookup and turns errors into one line."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -65,11 +78,39 @@ class TildeGroup(click.Group):
         self._load_plugins()
         return super().get_command(ctx, cmd_name)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; SDK, network and file errors become ``Error: <one line>`` unless ``--debug``."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if state(ctx).debug:
+                raise
+            message = describe_error(exc)
+            if message is None:
+                message = f"unexpected {type(exc).__name__}: {exc} (run `tilde --debug …` for the traceback)"
+            raise click.ClickException(message) from exc
+
 
 @click.group(cls=TildeGroup)
 @click.version_option(__version__, "--version", "-V", prog_name="tilde")
-def main() -> None:
-    """Work with Tilde from the command line."""
+@click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Work with Tilde from the command line: repositories, objects, history and sandboxes.
+
+    Remote locations are written tilde://ORG/REPO[@REF]/PATH, repositories ORG/REPO. Credentials come from
+    TILDE_API_KEY / TILDE_ENDPOINT_URL or ~/.tilde/config.yaml (see `tilde auth login`).
+
+    \b
+    Examples:
+      tilde auth login --endpoint-url http://127.0.0.1:8000
+      tilde ls tilde://acme/data/
+      tilde cp -r ./images tilde://acme/data/images -m "add images"
+    """  # noqa: D301 - click keeps lines after \b as written
+    state(ctx).debug = debug
 
 
-main.add_command(auth)
+for _command in (auth, org, repo, ls, cat, cp, rm, log, diff, revert, exec_command, shell, sandbox, server):
+    main.add_command(_command)
