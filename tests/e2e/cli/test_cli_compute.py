@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -177,3 +178,32 @@ def test_shell_ctrl_c_twice_discards(server: LocalServer, seeded: Repository, re
     assert "Discarded the sandbox's changes." in rest
     assert seeded.sandboxes.get(sandbox_id).wait(timeout=120).state == "cancelled"
     assert _head(seeded) == before
+
+
+def test_shell_on_a_terminal_prompts_and_reads_lines(
+    server: LocalServer, seeded: Repository, repo_path: str
+) -> None:
+    env = {**os.environ, "TILDE_ENDPOINT_URL": server.endpoint_url, "TILDE_API_KEY": server.api_key}
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tilde", "shell", repo_path],
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        os.write(controller, b"echo on-a-tty > /sandbox/tty.txt\ncat /sandbox/tty.txt\nexit\n")
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        os.close(controller)
+        os.close(terminal)
+    assert process.returncode == 0, err
+    assert "tilde> " in out
+    assert "on-a-tty\n" in out
+    assert "Committed the sandbox's changes" in err
+    assert next(iter(seeded.commits.list(amount=1))).objects.get("tty.txt").read() == b"on-a-tty\n"

@@ -168,3 +168,22 @@ def test_a_broken_plugin_is_reported_in_one_line(monkeypatch: pytest.MonkeyPatch
     assert result.exit_code == 1
     assert "Error: plugin 'x' failed to load: boom" in result.output
     assert "Traceback" not in result.output
+
+
+def test_help_loads_no_sdk_layer_and_no_progress_bar() -> None:
+    # `tilde --help` stays fast: the data/compute/admin layers and tqdm load only when a command needs them.
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from tilde.cli import main\n"
+        "assert CliRunner().invoke(main, ['--help']).exit_code == 0\n"
+        "heavy = ('tqdm', 'tilde.data', 'tilde.compute', 'tilde.admin', 'tilde.server', 'tilde._composed')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+        env={"PATH": "/usr/bin:/bin", "TILDE_PLUGINS": ""},
+    )  # fmt: skip
+    assert result.stdout.strip() == "[]"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -186,9 +186,7 @@ def _read_eval_loop(sh: Shell, banner: str) -> bool:
             if pending_banner:
                 pending_banner = False
                 info(banner)
-            if interactive:
-                click.echo("tilde> ", nl=False, err=True)
-            line = stdin.readline()
+            line = _next_line(stdin, interactive)
             command = line.strip()
             if not line or command in _EXIT_WORDS:
                 return False
@@ -204,6 +202,18 @@ def _read_eval_loop(sh: Shell, banner: str) -> bool:
                 "\n(Ctrl-C again to discard the changes and leave; `exit` commits.)"
             ):
                 return True
+
+
+def _next_line(stdin: TextIO, interactive: bool) -> str:
+    """Read one line (``""`` at end of input); on a terminal with a prompt and line editing."""
+    if not interactive:
+        return stdin.readline()
+    import readline  # noqa: F401 - importing it gives input() history and line editing
+
+    try:
+        return input("tilde> ") + "\n"
+    except EOFError:
+        return ""
 
 
 def _interrupted_while_saying(message: str) -> bool:
