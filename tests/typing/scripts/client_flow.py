@@ -13,6 +13,9 @@ def client_flow(endpoint_url: str, api_key: str) -> None:
         repo = repos.create("data")
         assert_type(repo, tilde.Repository)
         assert_type(client.repository("acme/data"), tilde.Repository)
+        patient = client.with_options(timeout=120, max_retries=5)
+        assert_type(patient, tilde.Client)
+        assert_type(patient.repositories("acme").get("data"), tilde.Repository)
 
         org = client.organizations.get("acme")
         handle = org.repositories.get("data")

@@ -50,6 +50,8 @@ def exceptions_and_models() -> None:
         tilde.repository("acme/data").refresh()
     except tilde.NotFoundError as error:
         print(error.status_code)
+    except tilde.RateLimitError as error:
+        print(error.retry_after)
     except tilde.exceptions.APIError as error:
         print(error.request_id)
     session: tilde.models.Session = tilde.repository("acme/data").attach("s1")

@@ -26,9 +26,12 @@ LEAVES = [
 ]
 
 EXCEPTIONS = [
+    "APIConnectionError",
     "APIError",
+    "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "CommandError",
     "ConfigurationError",
     "ConflictError",
@@ -37,6 +40,7 @@ EXCEPTIONS = [
     "LockedError",
     "NotFoundError",
     "PreconditionFailedError",
+    "RateLimitError",
     "SandboxError",
     "SerializationError",
     "ServerError",
@@ -87,7 +91,9 @@ def test_tilde_all_is_exact() -> None:
 def test_exceptions_module_is_exact() -> None:
     import tilde.exceptions
 
-    assert sorted(tilde.exceptions.__all__) == sorted([*EXCEPTIONS, "api_error_for_status"])
+    assert sorted(tilde.exceptions.__all__) == sorted(
+        [*EXCEPTIONS, "api_error_for_status", "parse_retry_after"]
+    )
 
 
 def test_client_module_is_exact() -> None:

@@ -34,9 +34,12 @@ if _typing.TYPE_CHECKING:
     from tilde._composed import Client, Repository
     from tilde.admin import Organizations
     from tilde.core.errors import (
+        APIConnectionError,
         APIError,
+        APITimeoutError,
         AuthenticationError,
         BadRequestError,
+        ClientClosedError,
         CommandError,
         ConfigurationError,
         ConflictError,
@@ -45,6 +48,7 @@ if _typing.TYPE_CHECKING:
         LockedError,
         NotFoundError,
         PreconditionFailedError,
+        RateLimitError,
         SandboxError,
         SerializationError,
         ServerError,
@@ -53,10 +57,13 @@ if _typing.TYPE_CHECKING:
     )
 
 __all__ = [
+    "APIConnectionError",
     "APIError",
+    "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
     "Client",
+    "ClientClosedError",
     "CommandError",
     "ConfigurationError",
     "ConflictError",
@@ -65,6 +72,7 @@ __all__ = [
     "LockedError",
     "NotFoundError",
     "PreconditionFailedError",
+    "RateLimitError",
     "Repository",
     "SandboxError",
     "SerializationError",

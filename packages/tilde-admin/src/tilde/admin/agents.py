@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tilde.admin.api_keys import APIKeys
 from tilde.admin.secrets import Secrets
+from tilde.core.names import check_agent, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _mapping, _text
 
@@ -123,7 +124,7 @@ class Agent:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/agents/{self.name}"
+        return f"/organizations/{segment(self._org)}/agents/{segment(self.name)}"
 
     @property
     def api_keys(self) -> APIKeys:
@@ -189,7 +190,7 @@ class Agents:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/agents"
+        return f"/organizations/{segment(self._org)}/agents"
 
     def _build(self, data: Mapping[str, Any]) -> Agent:
         return Agent.from_dict(self._client, self._org, data)
@@ -225,7 +226,7 @@ class Agents:
             NotFoundError: There is no such agent.
 
         """
-        return self._build(self._client._get_json(f"{self._path}/{name}"))
+        return self._build(self._client._get_json(f"{self._path}/{segment(check_agent(name))}"))
 
     def create(self, name: str, *, description: str = "", metadata: Mapping[str, Any] | None = None) -> Agent:
         """Create an agent (set its inline policy afterwards with `Agent.update`).
@@ -255,7 +256,7 @@ class Agents:
             name: The agent's name.
 
         """
-        self._client._delete(f"{self._path}/{name}")
+        self._client._delete(f"{self._path}/{segment(check_agent(name))}")
 
     def __repr__(self) -> str:
         return f"Agents(org={self._org!r})"

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tilde.core.names import check_uuid, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _optional_text, _text
 
@@ -105,7 +106,7 @@ class Connectors:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/connectors"
+        return f"/organizations/{segment(self._org)}/connectors"
 
     def list(self, *, amount: int | None = None) -> PaginatedIterator[Connector]:
         """List the connectors (one request, on first iteration).
@@ -132,7 +133,9 @@ class Connectors:
 
         """
         return Connector.from_dict(
-            self._client, self._org, self._client._get_json(f"{self._path}/{connector_id}")
+            self._client,
+            self._org,
+            self._client._get_json(f"{self._path}/{segment(check_uuid(connector_id, 'connector id'))}"),
         )
 
     def create(self, name: str, type: str, source_uri: str, config: Mapping[str, Any]) -> Connector:
@@ -161,7 +164,7 @@ class Connectors:
             connector_id: The connector's id.
 
         """
-        self._client._delete(f"{self._path}/{connector_id}")
+        self._client._delete(f"{self._path}/{segment(check_uuid(connector_id, 'connector id'))}")
 
     def __repr__(self) -> str:
         return f"Connectors(org={self._org!r})"
@@ -184,7 +187,7 @@ class RepositoryConnectors:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/repositories/{self._repo}/connectors"
+        return f"/organizations/{segment(self._org)}/repositories/{segment(self._repo)}/connectors"
 
     def list(self, *, amount: int | None = None) -> PaginatedIterator[Connector]:
         """List the attached connectors (one request, on first iteration).
@@ -216,7 +219,7 @@ class RepositoryConnectors:
             connector_id: The connector's id.
 
         """
-        self._client._delete(f"{self._path}/{connector_id}")
+        self._client._delete(f"{self._path}/{segment(check_uuid(connector_id, 'connector id'))}")
 
     def __repr__(self) -> str:
         return f"RepositoryConnectors({self._org}/{self._repo})"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tilde.admin._wire import mappings, results
 from tilde.admin.policies import Attachment
+from tilde.core.names import check_uuid, segment
 from tilde.core.pagination import PageResult, PaginatedIterator, check_amount
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _CompactRepr, _text
@@ -125,7 +126,7 @@ class GroupMembers:
 
     @property
     def _group_path(self) -> str:
-        return f"/organizations/{self._org}/groups/{self._group_id}"
+        return f"/organizations/{segment(self._org)}/groups/{segment(self._group_id)}"
 
     def _read(self) -> builtins.list[GroupMember]:
         return _members_of(self._client._get_json(self._group_path))
@@ -261,7 +262,7 @@ class Group:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/groups/{self.id}"
+        return f"/organizations/{segment(self._org)}/groups/{segment(self.id)}"
 
     @property
     def members(self) -> GroupMembers:
@@ -311,7 +312,7 @@ class Groups:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/groups"
+        return f"/organizations/{segment(self._org)}/groups"
 
     def _build(self, data: Mapping[str, Any]) -> Group:
         return Group.from_dict(self._client, self._org, data)
@@ -347,7 +348,9 @@ class Groups:
             NotFoundError: There is no such group.
 
         """
-        return self._build(self._client._get_json(f"{self._path}/{group_id}"))
+        return self._build(
+            self._client._get_json(f"{self._path}/{segment(check_uuid(group_id, 'group id'))}")
+        )
 
     def create(self, name: str, *, description: str = "") -> Group:
         """Create a group (without members).
@@ -375,7 +378,7 @@ class Groups:
             group_id: The group's id.
 
         """
-        self._client._delete(f"{self._path}/{group_id}")
+        self._client._delete(f"{self._path}/{segment(check_uuid(group_id, 'group id'))}")
 
     def effective(self, principal_type: str, principal_id: str) -> builtins.list[EffectiveGroup]:
         """List the groups a principal belongs to, directly or through nested groups.
@@ -389,7 +392,7 @@ class Groups:
 
         """
         params = {"principal_type": principal_type, "principal_id": principal_id}
-        body = self._client._get_json(f"/organizations/{self._org}/effective-groups", params=params)
+        body = self._client._get_json(f"/organizations/{segment(self._org)}/effective-groups", params=params)
         return [EffectiveGroup.from_dict(item) for item in results(body)]
 
     def __repr__(self) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tilde.core.names import check_uuid, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _optional_int, _text
 
@@ -230,7 +231,7 @@ class Imports:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/repositories/{self._repo}/import"
+        return f"/organizations/{segment(self._org)}/repositories/{segment(self._repo)}/import"
 
     def get(self, job_id: str) -> ImportJob:
         """Fetch an import job.
@@ -242,9 +243,12 @@ class Imports:
             The job.
 
         """
-        return ImportJob.from_dict(
-            self._client, self._org, self._repo, self._client._get_json(f"{self._path}/{job_id}")
-        )
+        return self._fetch(check_uuid(job_id, "import job id"))
+
+    def _fetch(self, job_id: str) -> ImportJob:
+        # Ids the server just returned are not checked: only what a caller passes is.
+        path = f"{self._path}/{segment(job_id)}"
+        return ImportJob.from_dict(self._client, self._org, self._repo, self._client._get_json(path))
 
     def create_from_connector(
         self,
@@ -310,7 +314,7 @@ class Imports:
             body["commit_message"] = commit_message
         started = self._client._post_json(self._path, json=body) or {}
         # The start call answers only the job id; the job itself is one GET away.
-        return self.get(str(started["job_id"]))
+        return self._fetch(str(started["job_id"]))
 
     def __repr__(self) -> str:
         return f"Imports({self._org}/{self._repo})"

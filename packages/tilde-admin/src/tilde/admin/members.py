@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tilde.core.errors import api_error_for_status
+from tilde.core.names import check_id, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _text
 
@@ -113,7 +114,7 @@ class Members:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/members"
+        return f"/organizations/{segment(self._org)}/members"
 
     def list(self, *, amount: int | None = None) -> PaginatedIterator[Member]:
         """List the members (one request, made on first iteration).
@@ -186,7 +187,7 @@ class Members:
         """
         if not _looks_like_user_id(user_id):
             user_id = self.get(user_id).user_id
-        self._client._delete(f"{self._path}/{user_id}")
+        self._client._delete(f"{self._path}/{segment(check_id(user_id, 'user id'))}")
 
     def __repr__(self) -> str:
         return f"Members(org={self._org!r})"

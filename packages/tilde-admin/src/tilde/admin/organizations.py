@@ -17,6 +17,7 @@ from tilde.admin.groups import Groups
 from tilde.admin.members import Members
 from tilde.admin.policies import Policies
 from tilde.admin.roles import Roles
+from tilde.core.names import check_org, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _text
 from tilde.data.repositories import RepositoryT
@@ -168,7 +169,8 @@ class Organizations(Generic[RepositoryT]):
             NotFoundError: There is no such organization (or the caller may not see it).
 
         """
-        return Organization.from_dict(self._client, self._client._get_json(f"/organizations/{name}"))
+        path = f"/organizations/{segment(check_org(name))}"
+        return Organization.from_dict(self._client, self._client._get_json(path))
 
     def create(self, name: str, display_name: str) -> Organization[RepositoryT]:
         """Create an organization; the caller becomes its first member.
@@ -195,7 +197,7 @@ class Organizations(Generic[RepositoryT]):
             name: The organization's slug.
 
         """
-        self._client._delete(f"/organizations/{name}")
+        self._client._delete(f"/organizations/{segment(check_org(name))}")
 
     def __repr__(self) -> str:
         return "Organizations()"

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tilde.admin._wire import mappings, results
+from tilde.core.names import check_uuid, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _CompactRepr, _optional_int, _text
 
@@ -289,7 +290,7 @@ class Policy:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/policies/{self.id}"
+        return f"/organizations/{segment(self._org)}/policies/{segment(self.id)}"
 
     @property
     def attachments(self) -> builtins.list[Attachment]:
@@ -362,7 +363,7 @@ class Policies:
 
     @property
     def _org_path(self) -> str:
-        return f"/organizations/{self._org}"
+        return f"/organizations/{segment(self._org)}"
 
     @property
     def _path(self) -> str:
@@ -402,7 +403,9 @@ class Policies:
             NotFoundError: There is no such policy.
 
         """
-        return self._build(self._client._get_json(f"{self._path}/{policy_id}"))
+        return self._build(
+            self._client._get_json(f"{self._path}/{segment(check_uuid(policy_id, 'policy id'))}")
+        )
 
     def create(self, name: str, policy_text: str, *, description: str = "") -> Policy:
         """Create a policy (attached to nobody yet).
@@ -432,7 +435,7 @@ class Policies:
             policy_id: The policy's id.
 
         """
-        self._client._delete(f"{self._path}/{policy_id}")
+        self._client._delete(f"{self._path}/{segment(check_uuid(policy_id, 'policy id'))}")
 
     def validate(self, policy_text: str) -> ValidationResult:
         """Check a policy text without storing it.

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from tilde.admin.api_keys import APIKeys
+from tilde.core.names import check_role, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _text
 
@@ -107,7 +108,9 @@ class Role:
     @property
     def api_keys(self) -> APIKeys:
         """The role's API keys (``trk-`` tokens)."""
-        return APIKeys(self._client, f"/organizations/{self._org}/roles/{self.name}/auth/keys")
+        return APIKeys(
+            self._client, f"/organizations/{segment(self._org)}/roles/{segment(self.name)}/auth/keys"
+        )
 
     def delete(self) -> None:
         """Delete the role; its keys stop working."""
@@ -132,7 +135,7 @@ class Roles:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/roles"
+        return f"/organizations/{segment(self._org)}/roles"
 
     def _build(self, data: Mapping[str, Any]) -> Role:
         return Role.from_dict(self._client, self._org, data)
@@ -168,7 +171,7 @@ class Roles:
             NotFoundError: There is no such role.
 
         """
-        return self._build(self._client._get_json(f"{self._path}/{name}"))
+        return self._build(self._client._get_json(f"{self._path}/{segment(check_role(name))}"))
 
     def create(self, name: str, *, description: str = "") -> Role:
         """Create a role.
@@ -194,7 +197,7 @@ class Roles:
             name: The role's name.
 
         """
-        self._client._delete(f"{self._path}/{name}")
+        self._client._delete(f"{self._path}/{segment(check_role(name))}")
 
     def __repr__(self) -> str:
         return f"Roles(org={self._org!r})"

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tilde.core.names import check_secret_key, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _optional_text, _text
 
@@ -134,7 +135,8 @@ class Secrets:
             NotFoundError: There is no such secret.
 
         """
-        return Secret.from_dict(self._client, self._path, self._client._get_json(f"{self._path}/{name}"))
+        data = self._client._get_json(f"{self._path}/{segment(check_secret_key(name))}")
+        return Secret.from_dict(self._client, self._path, data)
 
     def create(self, name: str, value: str) -> Secret:
         """Create a secret, or replace the value of an existing one.
@@ -147,7 +149,7 @@ class Secrets:
             The secret, holding the value given.
 
         """
-        self._client._put_json(f"{self._path}/{name}", json={"value": value})
+        self._client._put_json(f"{self._path}/{segment(check_secret_key(name))}", json={"value": value})
         return Secret(self._client, self._path, name, value=value)
 
     def delete(self, name: str) -> None:
@@ -157,7 +159,7 @@ class Secrets:
             name: The secret's key.
 
         """
-        self._client._delete(f"{self._path}/{name}")
+        self._client._delete(f"{self._path}/{segment(check_secret_key(name))}")
 
     def __repr__(self) -> str:
         return f"Secrets(path={self._path!r})"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from tilde.compute._frames import command_argv
 from tilde.compute._status import ACTIVE_STATES, SandboxStatus
 from tilde.core.errors import SandboxError
+from tilde.core.names import check_uuid, segment
 
 if TYPE_CHECKING:
     from tilde.core import Client
@@ -64,7 +65,8 @@ class Sandbox:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/repositories/{self._repo}/sandboxes/{self.id}"
+        repository = f"/organizations/{segment(self._org)}/repositories/{segment(self._repo)}"
+        return f"{repository}/sandboxes/{segment(self.id)}"
 
     def status(self, *, wait: float | None = None, while_status: str | None = None) -> SandboxStatus:
         """Fetch the sandbox's status (``GET S/status``).
@@ -190,7 +192,7 @@ class Sandboxes:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/repositories/{self._repo}/sandboxes"
+        return f"/organizations/{segment(self._org)}/repositories/{segment(self._repo)}/sandboxes"
 
     def list(
         self, *, after: str | None = None, amount: int | None = None, page_size: int | None = None
@@ -208,7 +210,7 @@ class Sandboxes:
         """
 
         def parse(item: dict[str, Any]) -> Sandbox:
-            return self.get(str(item.get("id", "")))
+            return Sandbox(self._client, self._org, self._repo, str(item.get("id", "")))
 
         return self._client._paginate(self._path, parse, amount=amount, page_size=page_size, after=after)
 
@@ -222,7 +224,7 @@ class Sandboxes:
             The sandbox handle.
 
         """
-        return Sandbox(self._client, self._org, self._repo, sandbox_id)
+        return Sandbox(self._client, self._org, self._repo, check_uuid(sandbox_id, "sandbox id"))
 
     def create(
         self,
@@ -272,7 +274,7 @@ class Sandboxes:
         if network is not None:
             body["network"] = network
         data = self._client._post_json(self._path, json=body) or {}
-        return self.get(data["sandbox_id"])
+        return Sandbox(self._client, self._org, self._repo, str(data["sandbox_id"]))
 
     def __repr__(self) -> str:
         return f"Sandboxes({self._org}/{self._repo})"

@@ -17,6 +17,7 @@ from tilde.compute._trigger_config import (
     conditions_body,
     config_body,
 )
+from tilde.core.names import check_uuid, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _text
 
@@ -245,7 +246,8 @@ class SandboxTrigger:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/repositories/{self._repo}/sandbox-triggers/{self.id}"
+        repository = f"/organizations/{segment(self._org)}/repositories/{segment(self._repo)}"
+        return f"{repository}/sandbox-triggers/{segment(self.id)}"
 
     @property
     def runs(self) -> SandboxTriggerRuns:
@@ -336,7 +338,7 @@ class SandboxTriggers:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{self._org}/repositories/{self._repo}/sandbox-triggers"
+        return f"/organizations/{segment(self._org)}/repositories/{segment(self._repo)}/sandbox-triggers"
 
     def _build(self, data: Mapping[str, Any]) -> SandboxTrigger:
         return SandboxTrigger.from_dict(self._client, self._org, self._repo, data)
@@ -369,7 +371,9 @@ class SandboxTriggers:
             The trigger.
 
         """
-        return self._build(self._client._get_json(f"{self._path}/{trigger_id}"))
+        return self._build(
+            self._client._get_json(f"{self._path}/{segment(check_uuid(trigger_id, 'trigger id'))}")
+        )
 
     def create(
         self,
@@ -411,7 +415,7 @@ class SandboxTriggers:
             trigger_id: The trigger id.
 
         """
-        self._client._delete(f"{self._path}/{trigger_id}")
+        self._client._delete(f"{self._path}/{segment(check_uuid(trigger_id, 'trigger id'))}")
 
     def __repr__(self) -> str:
         return f"SandboxTriggers({self._org}/{self._repo})"

@@ -11,6 +11,7 @@ import pluggy
 
 import tilde.core
 from tilde.core.credentials import CredentialsProvider
+from tilde.core.names import check_org, check_repository
 from tilde.data.hookspecs import UploadStrategySpec
 from tilde.data.plugins import collect_upload_strategies, make_plugin_manager
 from tilde.data.repositories import Repositories, Repository, RepositoryT
@@ -139,6 +140,8 @@ class Client(tilde.core.Client, Generic[RepositoryT]):
         org, _, name = repo_path.partition("/")
         if not org or not name or "/" in name:
             raise ValueError(f"expected a repository path 'org/repo', got {repo_path!r}")
+        check_org(org)
+        check_repository(name)
         # A ClassVar cannot mention the type parameter; the class's type argument is its repository_class.
         return cast("RepositoryT", self.repository_class(self, org, name))
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tilde.core.names import check_id, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import ListingEntry
 from tilde.data.objects import ReadOnlyObjects
@@ -126,7 +127,7 @@ class Commit:
             This commit, updated.
 
         """
-        self._apply(self._client._get_json(f"{self._path}/commits/{self.id}"))
+        self._apply(self._client._get_json(f"{self._path}/commits/{segment(self.id)}"))
         return self
 
     def __repr__(self) -> str:
@@ -270,7 +271,7 @@ class Commit:
             body["message"] = message
         if metadata is not None:
             body["metadata"] = metadata
-        data = self._client._post_json(f"{self._path}/commits/{self.id}/revert", json=body) or {}
+        data = self._client._post_json(f"{self._path}/commits/{segment(self.id)}/revert", json=body) or {}
         return Commit(self._client, self._org, self._repo, id=str(data["commit_id"]))
 
 
@@ -338,7 +339,7 @@ class Commits:
             NotFoundError: No such commit.
 
         """
-        data = self._client._get_json(f"{self._path}/commits/{commit_id}")
+        data = self._client._get_json(f"{self._path}/commits/{segment(check_id(commit_id, 'commit id'))}")
         return Commit._from_dict(self._client, self._org, self._repo, data)
 
 

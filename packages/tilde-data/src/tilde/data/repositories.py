@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, cast
 
+from tilde.core.names import check_org, check_repository, check_uuid, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.commits import Commits, _int_or_none
 from tilde.data.sessions import Session
@@ -60,9 +61,11 @@ class Repository:
         if unknown:
             raise TypeError(f"unknown repository fields: {', '.join(sorted(unknown))}")
         self._client = client
+        # Names from the caller are checked where they come in (Client.repository, Repositories.get, ...);
+        # what the server sends is taken as it is.
         self.org = org
         self.name = name
-        self._path = f"/organizations/{org}/repositories/{name}"
+        self._path = f"/organizations/{segment(org)}/repositories/{segment(name)}"
         self._id = ""
         self._organization_id = ""
         self._description = ""
@@ -262,8 +265,7 @@ class Repository:
             A handle on that session.
 
         """
-        if not session_id:
-            raise ValueError("session_id must not be empty")
+        check_uuid(session_id, "session id")
         return Session(self._client, self.org, self.name, session_id)
 
 
@@ -289,8 +291,8 @@ class Repositories(Generic[RepositoryT]):
 
     def __init__(self, client: DataClient[RepositoryT], org: str) -> None:
         self._client = client
-        self._org = org
-        self._path = f"/organizations/{org}/repositories"
+        self._org = check_org(org)
+        self._path = f"/organizations/{segment(org)}/repositories"
 
     def __repr__(self) -> str:
         return f"Repositories(org={self._org!r})"
@@ -336,7 +338,7 @@ class Repositories(Generic[RepositoryT]):
             The handle.
 
         """
-        return self._repository_class(self._client, self._org, name)
+        return self._repository_class(self._client, self._org, check_repository(name))
 
     def create(
         self,
@@ -363,7 +365,7 @@ class Repositories(Generic[RepositoryT]):
             ConflictError: The name is taken.
 
         """
-        body: dict[str, Any] = {"name": name, "visibility": visibility}
+        body: dict[str, Any] = {"name": check_repository(name), "visibility": visibility}
         if description:
             body["description"] = description
         if session_max_duration_days is not None:
@@ -374,7 +376,7 @@ class Repositories(Generic[RepositoryT]):
         repository = self._repository_class.from_dict(self._client, self._org, data)
         if not repository.name:
             repository.name = name
-            repository._path = f"{self._path}/{name}"
+            repository._path = f"{self._path}/{segment(name)}"
         return repository
 
     def delete(self, name: str) -> None:
@@ -384,4 +386,4 @@ class Repositories(Generic[RepositoryT]):
             name: Repository name.
 
         """
-        self._client._delete(f"{self._path}/{name}")
+        self._client._delete(f"{self._path}/{segment(check_repository(name))}")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from tilde.core._transport import json_object
 from tilde.core.errors import NotFoundError, TildeError
+from tilde.core.names import segment
 from tilde.data.models import CommitResult, EntryRecord
 from tilde.data.objects import SessionObjects
 
@@ -44,8 +45,8 @@ class Session:
         self._org = org
         self._repo = repo
         self._session_id = session_id
-        self._path = f"/organizations/{org}/repositories/{repo}/sessions/{session_id}"
-        self._repository_path = f"/organizations/{org}/repositories/{repo}"
+        self._repository_path = f"/organizations/{segment(org)}/repositories/{segment(repo)}"
+        self._path = f"{self._repository_path}/sessions/{segment(session_id)}"
         self._committed = False
         self._rolled_back = False
 
