@@ -10,7 +10,7 @@ from admin_helpers import ORG, body_of, query_of
 from tilde.admin import Attachment, EffectiveGroup, Group, GroupMember, GroupMembers, Groups, Organization
 
 GROUPS = f"{ORG}/groups"
-GID = "0b7e-group"
+GID = "0b7e0000-0000-4000-8000-00000000c0de"
 
 GROUP = {
     "id": GID,
@@ -35,7 +35,7 @@ DETAIL = {
     ],
     "attachments": [
         {
-            "policy_id": "p-1",
+            "policy_id": "9011c100-0000-4000-8000-000000000001",
             "policy_name": "read-only",
             "is_builtin": True,
             "principal_type": "group",
@@ -90,7 +90,7 @@ def test_get_reads_the_wrapped_body_with_attachments(org: Organization, router: 
     assert (group.id, group.name) == (GID, "engineers")
     [attachment] = group.attachments
     assert attachment == Attachment(
-        policy_id="p-1",
+        policy_id="9011c100-0000-4000-8000-000000000001",
         policy_name="read-only",
         is_builtin=True,
         principal_type="group",

@@ -13,7 +13,8 @@ import tilde.admin
 import tilde.admin.imports
 from tilde.admin import ImportJob
 
-JOB = f"{ORG}/repositories/data/import/j-1"
+JOB_ID = "10b00000-0000-4000-8000-000000000001"  # import job ids are UUIDs
+JOB = f"{ORG}/repositories/data/import/{JOB_ID}"
 
 
 class FakeClock:
@@ -41,11 +42,11 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
 
 
 def _job(client: tilde.admin.Client, status: str) -> ImportJob:
-    return ImportJob.from_dict(client, "acme", "data", {"id": "j-1", "status": status})
+    return ImportJob.from_dict(client, "acme", "data", {"id": JOB_ID, "status": status})
 
 
 def _states(*bodies: dict[str, Any]) -> list[respx.MockResponse]:
-    return [respx.MockResponse(200, json={"id": "j-1", **body}) for body in bodies]
+    return [respx.MockResponse(200, json={"id": JOB_ID, **body}) for body in bodies]
 
 
 def test_wait_follows_the_job_to_completion(
@@ -66,7 +67,7 @@ def test_wait_follows_the_job_to_completion(
 def test_wait_returns_a_failed_job_with_its_error(
     client: tilde.admin.Client, router: respx.MockRouter, clock: FakeClock
 ) -> None:
-    router.get(JOB).respond(json={"id": "j-1", "status": "failed", "error": "bucket not found"})
+    router.get(JOB).respond(json={"id": JOB_ID, "status": "failed", "error": "bucket not found"})
     job = _job(client, "running").wait(timeout=60)
     assert (job.status, job.error, job.commit_id) == ("failed", "bucket not found", "")
 
@@ -85,9 +86,9 @@ def test_wait_on_a_finished_job_sends_nothing(
 def test_wait_times_out_with_the_last_state_read(
     client: tilde.admin.Client, router: respx.MockRouter, clock: FakeClock
 ) -> None:
-    route = router.get(JOB).respond(json={"id": "j-1", "status": "running", "objects_imported": 7})
+    route = router.get(JOB).respond(json={"id": JOB_ID, "status": "running", "objects_imported": 7})
     job = _job(client, "pending")
-    with pytest.raises(TimeoutError, match=r"j-1 is still running after 2\.5 s"):
+    with pytest.raises(TimeoutError, match=rf"{JOB_ID} is still running after 2\.5 s"):
         job.wait(timeout=2.5, poll_interval=1.0)
     # Slept 1 + 1 + 0.5 (capped at the time left), reading the job after each sleep.
     assert clock.sleeps == [1.0, 1.0, 0.5]
@@ -111,7 +112,7 @@ def test_wait_rejects_bad_arguments(client: tilde.admin.Client, kwargs: dict[str
 
 def test_from_dict_and_keyword_constructor(client: tilde.admin.Client) -> None:
     data = {
-        "id": "j-1",
+        "id": JOB_ID,
         "repository_id": "r-1",
         "connector_id": None,
         "source_repository_id": "r-0",
@@ -133,13 +134,13 @@ def test_from_dict_and_keyword_constructor(client: tilde.admin.Client) -> None:
     assert (job.connector_id, job.source_repository, job.objects_imported, job.error) == ("", "src", 12, "")
     assert job.updated_at is None
     assert job.created_at is not None
-    assert repr(job) == "ImportJob(id='j-1', status='completed')"
+    assert repr(job) == "ImportJob(id='10b00000-0000-4000-8000-000000000001', status='completed')"
     built = ImportJob(client, "acme", "data", id="j-2", status="pending")
     assert (built.id, built.status, built.objects_imported, built.finished) == ("j-2", "pending", None, False)
 
 
 def test_imports_get_uses_from_dict(client: tilde.admin.Client, router: respx.MockRouter) -> None:
-    router.get(JOB).respond(json={"id": "j-1", "status": "running"})
-    job = client.repository("acme/data").imports.get("j-1")
+    router.get(JOB).respond(json={"id": JOB_ID, "status": "running"})
+    job = client.repository("acme/data").imports.get(JOB_ID)
     assert isinstance(job, ImportJob)
     assert job.status == "running"

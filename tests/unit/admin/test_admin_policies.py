@@ -20,7 +20,7 @@ from tilde.admin import (
 )
 
 POLICIES = f"{ORG}/policies"
-PID = "p-1"
+PID = "9011c100-0000-4000-8000-000000000001"
 TEXT = 'ListRepositories()\nGetObject(repository="data")\n'
 
 POLICY = {

@@ -13,9 +13,10 @@ import respx
 from tilde.compute import Client, Repository, SandboxTriggerCondition, SandboxTriggerConfig
 
 ENDPOINT = "http://tilde.test"
+TRIGGER_ID = "7419e700-0000-4000-8000-000000000001"  # trigger ids are UUIDs
 T_BASE = f"{ENDPOINT}/api/v1/organizations/acme/repositories/data/sandbox-triggers"
 TRIGGER = {
-    "id": "t1",
+    "id": TRIGGER_ID,
     "repository_id": "r1",
     "name": "on-csv",
     "description": "",
@@ -54,7 +55,7 @@ def test_create_sends_dicts_verbatim_and_parses_the_trigger(repo: Repository) ->
     )
     assert trigger.created_at == datetime(2026, 5, 14, 10, 0, 0, 123456, tzinfo=timezone.utc)
     assert trigger.run_as is None
-    assert repr(trigger) == "SandboxTrigger(id='t1', name='on-csv')"
+    assert repr(trigger) == "SandboxTrigger(id='7419e700-0000-4000-8000-000000000001', name='on-csv')"
 
 
 def test_typed_conditions_and_config_are_serialised(repo: Repository) -> None:
@@ -78,14 +79,14 @@ def test_typed_conditions_and_config_are_serialised(repo: Repository) -> None:
 
 def test_update_sends_only_given_fields_and_returns_a_new_object(repo: Repository) -> None:
     with respx.mock() as router:
-        router.get(f"{T_BASE}/t1").mock(return_value=httpx.Response(200, json=TRIGGER))
-        put = router.put(f"{T_BASE}/t1").mock(
+        router.get(f"{T_BASE}/{TRIGGER_ID}").mock(return_value=httpx.Response(200, json=TRIGGER))
+        put = router.put(f"{T_BASE}/{TRIGGER_ID}").mock(
             return_value=httpx.Response(200, json={**TRIGGER, "name": "renamed"})
         )
-        patch = router.patch(f"{T_BASE}/t1").mock(
+        patch = router.patch(f"{T_BASE}/{TRIGGER_ID}").mock(
             return_value=httpx.Response(200, json={**TRIGGER, "enabled": False})
         )
-        trigger = repo.sandbox_triggers.get("t1")
+        trigger = repo.sandbox_triggers.get(TRIGGER_ID)
         renamed = trigger.update(name="renamed")
         disabled = trigger.toggle(enabled=False)
     assert json.loads(put.calls[0].request.content) == {"name": "renamed"}
@@ -97,7 +98,7 @@ def test_update_sends_only_given_fields_and_returns_a_new_object(repo: Repositor
 def test_refresh_mutates_in_place(repo: Repository) -> None:
     with respx.mock() as router:
         router.post(T_BASE).mock(return_value=httpx.Response(201, json=TRIGGER))
-        router.get(f"{T_BASE}/t1").mock(
+        router.get(f"{T_BASE}/{TRIGGER_ID}").mock(
             return_value=httpx.Response(200, json={**TRIGGER, "description": "new"})
         )
         trigger = repo.sandbox_triggers.create(name="n", conditions=[], sandbox_config={"image": "i"})
@@ -108,7 +109,7 @@ def test_refresh_mutates_in_place(repo: Repository) -> None:
 def test_runs_list_and_delete(repo: Repository) -> None:
     run = {
         "id": "run1",
-        "trigger_id": "t1",
+        "trigger_id": TRIGGER_ID,
         "commit_id": "c1",
         "status": "created",
         "reason": "",
@@ -116,14 +117,14 @@ def test_runs_list_and_delete(repo: Repository) -> None:
         "matched_paths": ["in/a.csv"],
     }
     with respx.mock() as router:
-        router.get(f"{T_BASE}/t1").mock(return_value=httpx.Response(200, json=TRIGGER))
-        runs = router.get(f"{T_BASE}/t1/runs").mock(
+        router.get(f"{T_BASE}/{TRIGGER_ID}").mock(return_value=httpx.Response(200, json=TRIGGER))
+        runs = router.get(f"{T_BASE}/{TRIGGER_ID}/runs").mock(
             return_value=httpx.Response(
                 200, json={"results": [run, {**run, "id": "run0", "status": "skipped", "sandbox_id": None}]}
             )
         )
-        delete = router.delete(f"{T_BASE}/t1").mock(return_value=httpx.Response(204))
-        trigger = repo.sandbox_triggers.get("t1")
+        delete = router.delete(f"{T_BASE}/{TRIGGER_ID}").mock(return_value=httpx.Response(204))
+        trigger = repo.sandbox_triggers.get(TRIGGER_ID)
         items = list(trigger.runs.list(page_size=10))
         trigger.delete()
     assert runs.calls[0].request.url.params["amount"] == "10"
@@ -134,10 +135,8 @@ def test_runs_list_and_delete(repo: Repository) -> None:
     assert items[0].matched_paths == ["in/a.csv"]
     assert repr(items[0]) == "SandboxTriggerRun(id='run1', status='created')"
     assert delete.call_count == 1
-    assert (
-        repr(trigger.runs)
-        == "SandboxTriggerRuns(path='/organizations/acme/repositories/data/sandbox-triggers/t1/runs')"
-    )
+    runs_path = f"/organizations/acme/repositories/data/sandbox-triggers/{TRIGGER_ID}/runs"
+    assert repr(trigger.runs) == f"SandboxTriggerRuns(path={runs_path!r})"
     assert repr(repo.sandbox_triggers) == "SandboxTriggers(acme/data)"
 
 

@@ -40,6 +40,8 @@ REPO_BODY = {
     "created_at": "2026-05-14T10:00:00Z",
 }
 
+SID = "5e551011-0000-4000-8000-000000000001"  # session ids are UUIDs
+
 
 def test_repository_paths_are_validated(client: Client) -> None:
     for bad in ("acme", "acme/", "/data", "acme/data/x", ""):
@@ -97,13 +99,15 @@ def test_repositories_build_the_clients_repository_class(mock: respx.MockRouter,
 
 
 def test_session_context_manager_rolls_back_unless_committed(mock: respx.MockRouter, client: Client) -> None:
-    mock.post(f"{REPO}/sessions").mock(return_value=httpx.Response(201, json={"session_id": "s1"}))
-    rollback = mock.delete(f"{REPO}/sessions/s1").mock(return_value=httpx.Response(204))
-    commit = mock.post(f"{REPO}/sessions/s1").mock(return_value=httpx.Response(200, json={"commit_id": "c1"}))
+    mock.post(f"{REPO}/sessions").mock(return_value=httpx.Response(201, json={"session_id": SID}))
+    rollback = mock.delete(f"{REPO}/sessions/{SID}").mock(return_value=httpx.Response(204))
+    commit = mock.post(f"{REPO}/sessions/{SID}").mock(
+        return_value=httpx.Response(200, json={"commit_id": "c1"})
+    )
     repo = client.repository("acme/data")
 
     with repo.session() as session:
-        assert repr(session) == "Session(id='s1')"
+        assert repr(session) == "Session(id='5e551011-0000-4000-8000-000000000001')"
     assert rollback.call_count == 1  # clean exit without commit
 
     with pytest.raises(RuntimeError), repo.session():
@@ -121,9 +125,9 @@ def test_session_context_manager_rolls_back_unless_committed(mock: respx.MockRou
 
 
 def test_failed_commit_keeps_the_session_open_for_rollback(mock: respx.MockRouter, client: Client) -> None:
-    mock.post(f"{REPO}/sessions").mock(return_value=httpx.Response(201, json={"session_id": "s1"}))
-    rollback = mock.delete(f"{REPO}/sessions/s1").mock(return_value=httpx.Response(204))
-    mock.post(f"{REPO}/sessions/s1").mock(return_value=httpx.Response(409, json={"message": "conflict"}))
+    mock.post(f"{REPO}/sessions").mock(return_value=httpx.Response(201, json={"session_id": SID}))
+    rollback = mock.delete(f"{REPO}/sessions/{SID}").mock(return_value=httpx.Response(204))
+    mock.post(f"{REPO}/sessions/{SID}").mock(return_value=httpx.Response(409, json={"message": "conflict"}))
     with pytest.raises(ConflictError), client.repository("acme/data").session() as session:
         session.commit("m")
     assert rollback.call_count == 1
@@ -131,23 +135,23 @@ def test_failed_commit_keeps_the_session_open_for_rollback(mock: respx.MockRoute
 
 APPROVAL = {
     "approval_required": True,
-    "session_id": "s1",
+    "session_id": SID,
     "message": "approval required",
-    "api_url": f"{REPO}/sessions/s1/approve",
-    "web_url": "https://app.tilde.test/acme/data/approve/s1",
+    "api_url": f"{REPO}/sessions/5e551011-0000-4000-8000-000000000001/approve",
+    "web_url": "https://app.tilde.test/acme/data/approve/5e551011-0000-4000-8000-000000000001",
 }
 
 
 def test_blocking_commit_warns_and_polls_until_404(
     mock: respx.MockRouter, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    mock.post(f"{REPO}/sessions/s1").mock(return_value=httpx.Response(202, json=APPROVAL))
-    poll = mock.head(f"{REPO}/sessions/s1/approve").mock(
+    mock.post(f"{REPO}/sessions/{SID}").mock(return_value=httpx.Response(202, json=APPROVAL))
+    poll = mock.head(f"{REPO}/sessions/{SID}/approve").mock(
         side_effect=[httpx.Response(200), httpx.Response(200), httpx.Response(404)]
     )
     sleeps: list[float] = []
     monkeypatch.setattr(tilde.data.sessions.time, "sleep", sleeps.append)
-    session = client.repository("acme/data").attach("s1")
+    session = client.repository("acme/data").attach(SID)
     with pytest.warns(
         UserWarning, match="Approval required - review and approve at: https://app.tilde.test/"
     ):
@@ -158,9 +162,9 @@ def test_blocking_commit_warns_and_polls_until_404(
 
 
 def test_non_blocking_commit_and_commit_result(mock: respx.MockRouter, client: Client) -> None:
-    mock.post(f"{REPO}/sessions/s1").mock(return_value=httpx.Response(202, json=APPROVAL))
-    poll = mock.head(f"{REPO}/sessions/s1/approve")
-    session = client.repository("acme/data").attach("s1")
+    mock.post(f"{REPO}/sessions/{SID}").mock(return_value=httpx.Response(202, json=APPROVAL))
+    poll = mock.head(f"{REPO}/sessions/{SID}/approve")
+    session = client.repository("acme/data").attach(SID)
     with pytest.warns(UserWarning, match="Approval required"):
         assert session.commit("m", block_for_approval=False) is None
     expected = CommitResult(status="approval_required", web_url=APPROVAL["web_url"])
@@ -172,9 +176,9 @@ def test_non_blocking_commit_and_commit_result(mock: respx.MockRouter, client: C
 def test_commit_answer_that_is_not_a_json_object_is_a_serialization_error(
     mock: respx.MockRouter, client: Client, answer: bytes
 ) -> None:
-    mock.post(f"{REPO}/sessions/s1").mock(return_value=httpx.Response(200, content=answer))
-    session = client.repository("acme/data").attach("s1")
-    with pytest.raises(SerializationError, match=r"POST \S+/sessions/s1: expected a JSON object"):
+    mock.post(f"{REPO}/sessions/{SID}").mock(return_value=httpx.Response(200, content=answer))
+    session = client.repository("acme/data").attach(SID)
+    with pytest.raises(SerializationError, match=rf"POST \S+/sessions/{SID}: expected a JSON object"):
         session.commit("m")
     assert not session._committed
 
@@ -211,7 +215,7 @@ def test_reader_is_lazy_ranged_cached_and_follows_redirects(mock: respx.MockRout
             headers={"Content-Range": "bytes 1-3/11", "ETag": '"x"', "X-Tilde-Reproducible": "false"},
         )
     )
-    reader = client.repository("acme/data").attach("s1").objects.get("p", byte_range=(1, 3))
+    reader = client.repository("acme/data").attach(SID).objects.get("p", byte_range=(1, 3))
     assert not blob.called
     assert reader.etag is None
     with reader as open_reader:
@@ -226,7 +230,7 @@ def test_reader_is_lazy_ranged_cached_and_follows_redirects(mock: respx.MockRout
 def test_uncached_reader_streams_to_the_end_once(mock: respx.MockRouter, client: Client) -> None:
     # A 200 answering a ranged request is the whole object: the reader skips to the range itself.
     route = mock.get(f"{REPO}/object").mock(return_value=httpx.Response(200, content=b"0123456789"))
-    reader = client.repository("acme/data").attach("s1").objects.get("p", cache=False, byte_range=(2, None))
+    reader = client.repository("acme/data").attach(SID).objects.get("p", cache=False, byte_range=(2, None))
     assert list(reader.iter_bytes(3)) == [b"234", b"567", b"89"]
     assert reader.read() == b""
     assert route.call_count == 1
@@ -237,13 +241,13 @@ def test_uncached_reader_streams_to_the_end_once(mock: respx.MockRouter, client:
 
 def test_missing_object_raises_not_found(mock: respx.MockRouter, client: Client) -> None:
     mock.get(f"{REPO}/object").mock(return_value=httpx.Response(404, json={"message": "no such object"}))
-    with pytest.raises(NotFoundError), client.repository("acme/data").attach("s1").objects.get("p") as reader:
+    with pytest.raises(NotFoundError), client.repository("acme/data").attach(SID).objects.get("p") as reader:
         reader.read()
 
 
 def test_invalid_byte_range_is_rejected(client: Client) -> None:
     with pytest.raises(ValueError, match="byte range"):
-        client.repository("acme/data").attach("s1").objects.get("p", byte_range=(5, 2))
+        client.repository("acme/data").attach(SID).objects.get("p", byte_range=(5, 2))
 
 
 def test_delete_many_batches_by_1000(mock: respx.MockRouter, client: Client) -> None:
@@ -252,7 +256,7 @@ def test_delete_many_batches_by_1000(mock: respx.MockRouter, client: Client) -> 
 
     route = mock.post(f"{REPO}/objects/delete").mock(side_effect=answer)
     paths = [f"p{i}" for i in range(2500)]
-    assert client.repository("acme/data").attach("s1").objects.delete_many(paths) == 2500
+    assert client.repository("acme/data").attach(SID).objects.delete_many(paths) == 2500
     assert [len(json.loads(call.request.content)["paths"]) for call in route.calls] == [1000, 1000, 500]
 
 
@@ -316,7 +320,9 @@ def test_session_uncommitted_lists_changes(mock: respx.MockRouter, client: Clien
             200, json={"results": [{"path": "a", "entry": {"size": 2}}, {"path": "b"}]}
         )
     )
-    records = list(Session(client, "acme", "data", "s1").uncommitted(prefix="x"))
+    records = list(
+        Session(client, "acme", "data", "5e551011-0000-4000-8000-000000000001").uncommitted(prefix="x")
+    )
     assert [record.path for record in records] == ["a", "b"]
     assert records[1].entry is None
-    assert changes.calls.last.request.url.params["session_id"] == "s1"
+    assert changes.calls.last.request.url.params["session_id"] == SID

@@ -59,7 +59,7 @@ def test_data_layer_imports_nothing_beyond_core() -> None:
         "client = tilde.data.Client(endpoint_url='http://127.0.0.1:9', api_key='k')\n"
         "client._upload_strategies()\n"
         "repo = client.repository('acme/data')\n"
-        "repo.attach('s').objects.get('p')\n"
+        "repo.attach('5e551011-0000-4000-8000-000000000001').objects.get('p')\n"
         "client.close()\n"
         "bad = ('websockets', 'tilde.server', 'tilde.compute', 'tilde.admin', 'tilde.cli',\n"
         "       'starlette', 'uvicorn')\n"

@@ -23,6 +23,8 @@ ENDPOINT = "http://tilde.test"
 REPO = f"{ENDPOINT}/api/v1/organizations/acme/repositories/data"
 UPLOADS = "http://uploads.test"
 
+SID = "5e551011-0000-4000-8000-000000000001"  # session ids are UUIDs
+
 
 class FakeStore:
     """Just enough of the upload side of the wire to observe what the client sends."""
@@ -114,7 +116,7 @@ def _small_client(**kwargs: Any) -> Client:
 
 
 def _put(client: Client, data: Any, path: str = "a/b.bin") -> PutObjectResult:
-    return client.repository("acme/data").attach("s1").objects.put(path, data)
+    return client.repository("acme/data").attach(SID).objects.put(path, data)
 
 
 def test_small_known_size_goes_through_one_presigned_put(mock: respx.MockRouter, client: Client) -> None:
@@ -154,7 +156,7 @@ def test_initiate_announces_the_part_size(mock: respx.MockRouter) -> None:
     with _small_client() as client:
         _put(client, b"y" * 125)
     (call,) = store.initiate.calls
-    assert dict(call.request.url.params) == {"session_id": "s1", "path": "a/b.bin", "part_size": "10"}
+    assert dict(call.request.url.params) == {"session_id": SID, "path": "a/b.bin", "part_size": "10"}
     # Every part but the last holds exactly the announced size; the hint goes on initiate only.
     assert [len(store.parts[n]) for n in sorted(store.parts)] == [10] * 12 + [5]
     others = [c.request for c in mock.calls if not c.request.url.path.endswith("/object/multipart")]
@@ -382,7 +384,7 @@ def test_sent_parts_are_not_kept_alive_by_the_transport() -> None:
     request = UploadRequest(
         client=transport,  # type: ignore[arg-type]
         repository_path="/organizations/acme/repositories/data",
-        session_id="s1",
+        session_id=SID,
         path="big",
         source=UploadSource(b"k" * part for _ in range(40)),
         settings=UploadSettings(threshold=0, part_size=part, max_parts_in_flight=1),

@@ -15,6 +15,8 @@ from tilde.data.object_reader import SKIP_LIMIT
 OBJECT = "http://tilde.test/api/v1/organizations/acme/repositories/data/object"
 DATA = bytes(range(256)) * 4096  # 1 MiB
 
+SID = "5e551011-0000-4000-8000-000000000001"  # session ids are UUIDs
+
 
 def _ranged(request: httpx.Request) -> httpx.Response:
     """Answer like a range-aware blob store, in 64 KiB network chunks."""
@@ -34,7 +36,7 @@ def _ranged(request: httpx.Request) -> httpx.Response:
 
 
 def _reader(client: Client, **kwargs: object) -> ObjectReader:
-    return client.repository("acme/data").attach("s1").objects.get("p", **kwargs)  # type: ignore[arg-type]
+    return client.repository("acme/data").attach(SID).objects.get("p", **kwargs)  # type: ignore[arg-type]
 
 
 def test_short_forward_seeks_reuse_the_stream_long_ones_send_a_range(

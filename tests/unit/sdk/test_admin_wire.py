@@ -21,6 +21,8 @@ from tilde.admin import Connector, ImportJob, Secret
 BASE = "http://tilde.test/api/v1"
 SECRETS = "/organizations/acme/repositories/data/secrets"
 
+CONNECTOR_ID = "c0eec7e5-0000-4000-8000-000000000001"  # connector ids are UUIDs
+
 
 @pytest.fixture
 def repo() -> Iterator[Any]:
@@ -98,7 +100,7 @@ def test_missing_secret_is_not_found(repo, router: respx.MockRouter) -> None:
 # -- connectors --------------------------------------------------------------------------------------------
 
 CONNECTOR = {
-    "id": "c-1",
+    "id": CONNECTOR_ID,
     "name": "production-s3",
     "type": "s3",
     "source_uri": "s3://bucket/datasets/",
@@ -114,8 +116,10 @@ def test_org_connectors(router: respx.MockRouter) -> None:
     router.get("/organizations/acme/connectors").respond(
         json={"results": [CONNECTOR, {**CONNECTOR, "id": "c-2"}]}
     )
-    router.get("/organizations/acme/connectors/c-1").respond(json={**CONNECTOR, "disabled": True})
-    delete = router.delete("/organizations/acme/connectors/c-1").respond(204)
+    router.get("/organizations/acme/connectors/c0eec7e5-0000-4000-8000-000000000001").respond(
+        json={**CONNECTOR, "disabled": True}
+    )
+    delete = router.delete("/organizations/acme/connectors/c0eec7e5-0000-4000-8000-000000000001").respond(204)
 
     with tilde.Client(api_key="k", endpoint_url="http://tilde.test") as client:
         org_connectors = tilde.admin.Connectors(client, "acme")
@@ -132,8 +136,8 @@ def test_org_connectors(router: respx.MockRouter) -> None:
         assert conn.created_at is not None
         assert conn.created_at.microsecond == 123456
         assert repr(conn) == "Connector('production-s3', type='s3')"
-        assert [c.id for c in org_connectors.list(amount=1)] == ["c-1"]
-        assert org_connectors.get("c-1").disabled is True
+        assert [c.id for c in org_connectors.list(amount=1)] == [CONNECTOR_ID]
+        assert org_connectors.get(CONNECTOR_ID).disabled is True
         conn.delete()
         assert delete.call_count == 1
         assert repr(org_connectors) == "Connectors(org='acme')"
@@ -143,12 +147,14 @@ def test_org_connectors(router: respx.MockRouter) -> None:
 def test_repository_connectors(repo, router: respx.MockRouter) -> None:
     attach = router.post("/organizations/acme/repositories/data/connectors").respond(201, json={})
     router.get("/organizations/acme/repositories/data/connectors").respond(json={"results": [CONNECTOR]})
-    detach = router.delete("/organizations/acme/repositories/data/connectors/c-1").respond(204)
+    detach = router.delete(
+        "/organizations/acme/repositories/data/connectors/c0eec7e5-0000-4000-8000-000000000001"
+    ).respond(204)
 
-    repo.connectors.attach("c-1")
-    assert _body(attach.calls[0]) == {"connector_id": "c-1"}
+    repo.connectors.attach(CONNECTOR_ID)
+    assert _body(attach.calls[0]) == {"connector_id": CONNECTOR_ID}
     assert [c.name for c in repo.connectors.list()] == ["production-s3"]
-    repo.connectors.detach("c-1")
+    repo.connectors.detach(CONNECTOR_ID)
     assert detach.call_count == 1
     assert repr(repo.connectors) == "RepositoryConnectors(acme/data)"
 
@@ -158,7 +164,7 @@ def test_repository_connectors(repo, router: respx.MockRouter) -> None:
 JOB = {
     "id": "j-1",
     "repository_id": "r-1",
-    "connector_id": "c-1",
+    "connector_id": CONNECTOR_ID,
     "destination_path": "imported/",
     "source_prefix": "datasets/",
     "commit_message": "Import",
@@ -177,10 +183,13 @@ def test_import_from_connector_then_refresh(repo, router: respx.MockRouter) -> N
     ]
 
     job = repo.imports.create_from_connector(
-        connector_id="c-1", destination_path="imported/", source_prefix="datasets/", commit_message="Import"
+        connector_id=CONNECTOR_ID,
+        destination_path="imported/",
+        source_prefix="datasets/",
+        commit_message="Import",
     )
     assert _body(start.calls[0]) == {
-        "connector_id": "c-1",
+        "connector_id": CONNECTOR_ID,
         "destination_path": "imported/",
         "source_prefix": "datasets/",
         "commit_message": "Import",

@@ -34,10 +34,14 @@ def test_from_dict_is_public_on_data_entities_and_the_old_name_still_works() -> 
 
 def test_session_and_sandbox_ids_answer_to_both_names() -> None:
     with tilde.Client(endpoint_url=UNREACHABLE, api_key="k") as client:
-        session = client.repository("acme/data").attach("s1")
-        assert session.id == session.session_id == "s1"
-        sandbox = client.repository("acme/data").sandboxes.get("x1")
-        assert sandbox.id == sandbox.sandbox_id == "x1"
+        session_id, sandbox_id = (
+            "5e551011-0000-4000-8000-000000000001",
+            "5a4db0c5-0000-4000-8000-000000000001",
+        )
+        session = client.repository("acme/data").attach(session_id)
+        assert session.id == session.session_id == session_id
+        sandbox = client.repository("acme/data").sandboxes.get(sandbox_id)
+        assert sandbox.id == sandbox.sandbox_id == sandbox_id
 
 
 def test_members_delete_takes_a_username_like_get() -> None:

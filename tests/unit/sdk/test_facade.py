@@ -75,12 +75,12 @@ def test_repository_makes_no_request() -> None:
 
 def test_repository_is_the_composed_handle() -> None:
     tilde.configure(api_key="key", endpoint_url=UNREACHABLE)
-    repo = tilde.repository("o/r")
+    repo = tilde.repository("oo/rr")
     assert isinstance(repo, ComputeRepositoryMixin)
     assert isinstance(repo, AdminRepositoryMixin)
     assert isinstance(repo, tilde.data.Repository)
     assert type(repo) is tilde.Client.repository_class
-    assert repr(repo) == "Repository(o/r)"
+    assert repr(repo) == "Repository(oo/rr)"
 
 
 @pytest.mark.parametrize("bad", ["no-slash", "/repo", "org/", ""])
@@ -135,7 +135,7 @@ def test_client_has_organizations_and_the_composed_repository() -> None:
     with tilde.Client(api_key="key", endpoint_url=UNREACHABLE) as client:
         assert isinstance(client, tilde.data.Client)
         assert isinstance(client.organizations, Organizations)
-        repo = client.repository("o/r")
+        repo = client.repository("oo/rr")
         assert isinstance(repo, tilde.Client.repository_class)
         assert repo._client is client
 

@@ -73,7 +73,7 @@ def test_with_options_keeps_the_composed_client() -> None:
         copy = client.with_options(timeout=5, max_retries=0, extra_headers={"X-A": "b"})
         assert type(copy) is tilde.Client
         assert copy._http is client._http
-        repo = copy.repository("o/r")
+        repo = copy.repository("oo/rr")
         assert repo._client is copy
         assert hasattr(repo, "shell")
         assert hasattr(copy, "organizations")

@@ -58,7 +58,7 @@ def test_repository_is_exported_for_annotations() -> None:
     assert "Repository" in tilde.__all__
     assert tilde.Repository is ComposedRepository
     assert tilde.Repository is tilde.models.Repository
-    assert isinstance(tilde.repository("o/r"), tilde.Repository)
+    assert isinstance(tilde.repository("oo/rr"), tilde.Repository)
 
 
 def test_entity_names_other_than_repository_stay_off_the_top_level() -> None:
