@@ -56,3 +56,9 @@ def test_repo_bad_input_is_one_line(cli: Cli, org_name: str) -> None:
     usage = cli("repo", "create", "no-slash")
     assert usage.exit_code == 2
     assert "expected ORG/REPO" in usage.stderr
+
+
+def test_invalid_names_are_one_line_before_any_request(cli: Cli) -> None:
+    assert "invalid repository name 'Bad_Name'" in cli.fails("ls", "tilde://acme/Bad_Name/")
+    assert "invalid organization name 'Acme'" in cli.fails("log", "Acme/data")
+    assert "invalid repository name 'x'" in cli.fails("cp", "tilde://acme/x/a", "tilde://acme/x/b")

@@ -119,9 +119,11 @@ class _LocationType(_ParamType):
         if isinstance(value, TildeURL):
             return value
         try:
-            return parse_url(str(value))
+            url = parse_url(str(value))
+            _check_names(url.org, url.repo)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+        return url
 
 
 class _RepositoryType(_ParamType):
@@ -137,9 +139,23 @@ class _RepositoryType(_ParamType):
         from tilde.data.urls import parse_repo_path
 
         try:
-            return parse_repo_path(str(value))
+            org, repo = parse_repo_path(str(value))
+            _check_names(org, repo)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+        return org, repo
+
+
+def _check_names(org: str, repo: str) -> None:
+    # The server's own name rules, checked before any request: one line naming the part that is wrong (a
+    # malformed argument, by contrast, is a usage error with the usage line).
+    from tilde.core.names import check_org, check_repository
+
+    try:
+        check_org(org)
+        check_repository(repo)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 #: Click type of ``tilde://`` arguments.

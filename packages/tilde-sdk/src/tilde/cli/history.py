@@ -89,14 +89,11 @@ def diff(repo: tuple[str, str], from_ref: str, to_ref: str | None, prefix: str |
     """  # noqa: D301 - click keeps lines after \b as written
     from tilde.data import ListingEntry
 
-    org, name = repo
     right = to_ref or _latest(repo)
     params: dict[str, Any] = {"left": from_ref, "right": right}
     if prefix:
         params["prefix"] = prefix
-    entries = client()._paginate(
-        f"/organizations/{org}/repositories/{name}/diff", ListingEntry.from_dict, params=params
-    )
+    entries = client()._paginate(f"{repository(repo)._path}/diff", ListingEntry.from_dict, params=params)
     rows = [entry_fields(e) for e in entries]
     if as_json:
         emit_json(rows)

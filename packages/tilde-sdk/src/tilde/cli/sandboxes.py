@@ -62,8 +62,7 @@ def list_sandboxes(repo: tuple[str, str], as_json: bool) -> None:
       tilde sandbox list acme/data
       tilde sandbox list acme/data --json
     """  # noqa: D301 - click keeps lines after \b as written
-    org, name = repo
-    rows = list(client()._paginate(f"/organizations/{org}/repositories/{name}/sandboxes", sandbox_fields))
+    rows = list(client()._paginate(f"{repository(repo)._path}/sandboxes", sandbox_fields))
     if as_json:
         emit_json(rows)
         return
