@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,7 @@ from cli_helpers import Cli
 
 if TYPE_CHECKING:
     from tilde import Repository
+    from tilde.server import LocalServer
 
 
 def _head(repo: Repository) -> str:
@@ -180,3 +183,27 @@ def test_cp_is_quiet_when_stderr_is_not_a_terminal(
     # One summary line, no bar: click's runner is not a terminal.
     assert len(result.stderr.splitlines()) == 1
     assert "%|" not in result.stderr
+
+
+def test_cat_into_a_closed_pipe_stops_quietly(server: LocalServer, repo: Repository, repo_path: str) -> None:
+    with repo.session() as session:
+        session.objects.put("big.bin", os.urandom(8 * 1024 * 1024))
+        session.commit("big")
+    env = {**os.environ, "TILDE_ENDPOINT_URL": server.endpoint_url, "TILDE_API_KEY": server.api_key}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tilde", "cat", f"tilde://{repo_path}/big.bin"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        assert len(process.stdout.read(10)) == 10
+        process.stdout.close()  # like `| head -c 10`
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert err == b""
+    assert process.returncode == 141

@@ -10,6 +10,8 @@ Errors are one line on stderr with a non-zero exit status; ``tilde --debug …``
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import click
@@ -84,6 +86,10 @@ class TildeGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            # The reader went away (`tilde cat … | head`): stop quietly, as other command-line tools do.
+            _silence_stdout()
+            raise click.exceptions.Exit(141) from None
         except Exception as exc:
             if state(ctx).debug:
                 raise
@@ -91,6 +97,19 @@ class TildeGroup(click.Group):
             if message is None:
                 message = f"unexpected {type(exc).__name__}: {exc} (run `tilde --debug …` for the traceback)"
             raise click.ClickException(message) from exc
+
+
+def _silence_stdout() -> None:
+    # Point stdout at /dev/null so the interpreter's final flush does not fail on the closed pipe again.
+    try:
+        fileno = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fileno)
+    finally:
+        os.close(devnull)
 
 
 @click.group(cls=TildeGroup)
