@@ -126,7 +126,7 @@ def test_status_shows_endpoint_principal_and_source(anonymous: Cli, server: Loca
 
     assert f"Endpoint:    {server.endpoint_url}  (from {_config_file()})" in out
     assert f"Credentials: API key from {_config_file()}" in out
-    assert "Principal:" in out
+    assert "Principal:   admin (user " in out
     assert "Status:      valid" in out
     assert server.api_key not in out
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from tilde.server import LocalServer
 
 ExpectError = Callable[..., dict[str, Any]]
 
@@ -178,3 +181,25 @@ def test_repo_list_paginates(api: httpx.Client, org_name: str, assert_error: Exp
     for bad in ("0", "1001", "-1", "ten"):
         assert_error(api.get(url, params={"amount": bad}), 400, "invalid_parameter")
     assert len(api.get(url, params={"amount": 1000}).json()["results"]) == 5
+
+
+def test_auth_me_names_users_agents_and_their_organizations(
+    api: httpx.Client, org_name: str, server: LocalServer
+) -> None:
+    me = api.get("/auth/me").json()
+    assert me["user"]["username"] == "admin"
+    expected = {"type": "user", "id": me["user"]["id"], "name": "admin", "organization_id": None}
+    assert me["principal"] == expected
+    assert org_name in {o["name"] for o in me["organizations"]}
+    assert me["has_password"] is False
+
+    made = api.post(f"/organizations/{org_name}/agents", json={"name": "whoami", "description": ""})
+    assert made.is_success, made.text
+    token = api.post(f"/organizations/{org_name}/agents/whoami/auth/keys", json={"name": "k"}).json()["token"]
+    agent = httpx.get(
+        f"{server.endpoint_url}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}
+    ).json()
+    assert agent["user"] is None
+    assert agent["principal"]["type"] == "agent"
+    assert agent["principal"]["name"] == "whoami"
+    assert [o["name"] for o in agent["organizations"]] == [org_name]

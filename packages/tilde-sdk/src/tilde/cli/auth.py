@@ -217,10 +217,16 @@ def _principal(api: Any) -> str:
         if exc.status_code in (404, 405, 501):
             return "(this server does not report it)"
         raise
-    user = me.get("user") if isinstance(me.get("user"), dict) else me
-    name = user.get("username") or user.get("name") or user.get("email") or ""
-    kind = user.get("type") or user.get("principal_type") or "user"
-    ident = user.get("id") or ""
+    principal = me.get("principal")
+    if isinstance(principal, dict):  # this project's server names agents and roles too
+        name = principal.get("name") or ""
+        kind = principal.get("type") or ""
+        ident = principal.get("id") or ""
+    else:
+        user = me.get("user") if isinstance(me.get("user"), dict) else me
+        name = user.get("username") or user.get("name") or user.get("email") or ""
+        kind = user.get("type") or user.get("principal_type") or "user"
+        ident = user.get("id") or ""
     return f"{name} ({kind} {ident})".replace(" )", ")").strip()
 
 

@@ -1,4 +1,4 @@
-"""Organizations and members (CONTRACT #1-#7)."""
+"""Organizations and members (CONTRACT #1-#7), and who the caller is (``GET /auth/me``)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,45 @@ async def list_orgs(request: Request) -> Response:
     else:
         orgs = registry.list_orgs(org_id=principal.org_id or "")
     return JSONResponse({"results": [org_json(o) for o in orgs]})
+
+
+async def me(request: Request) -> Response:
+    """Return the caller: ``{user, principal, organizations, has_password}``.
+
+    ``user`` is the spec's User for a human caller and null for agents and roles; ``principal`` (an addition)
+    names any caller by type, id and name, so a command line can say whose key it holds.
+    """
+    principal = require_principal(request)
+    auth_of(request).authorize(principal, "ListOrganizations")
+    registry = registry_of(request)
+    user = registry.get_user(principal.id) if principal.type == "user" else None
+    if user is not None:
+        orgs = registry.list_orgs(user_id=user.id)
+    else:
+        orgs = registry.list_orgs(org_id=principal.org_id or "")
+    return JSONResponse(
+        {
+            "user": None
+            if user is None
+            else {
+                "id": user.id,
+                "username": user.username,
+                "email": user.email,
+                "full_name": user.full_name,
+                "source": "local",
+                "status": "active",
+                "created_at": user.created_at,
+            },
+            "principal": {
+                "type": principal.type,
+                "id": principal.id,
+                "name": principal.name,
+                "organization_id": principal.org_id,
+            },
+            "organizations": [{"id": o.id, "name": o.name, "display_name": o.display_name} for o in orgs],
+            "has_password": False,
+        }
+    )
 
 
 async def create_org(request: Request) -> Response:
@@ -89,6 +128,7 @@ async def remove_member(request: Request) -> Response:
 
 
 routes: list[BaseRoute] = [
+    Route("/auth/me", me, methods=["GET"]),
     Route("/organizations", list_orgs, methods=["GET"]),
     Route("/organizations", create_org, methods=["POST"]),
     Route("/organizations/{org}", get_org, methods=["GET"]),

@@ -32,6 +32,7 @@ _RK = _O + "/roles/{name}/auth/keys"
 
 _TABLE: dict[tuple[str, str], str] = {
     # Organizations and members
+    ("GET", "/auth/me"): "ListOrganizations",
     ("GET", "/organizations"): "ListOrganizations",
     # Which optional extensions the server has: open to every authenticated caller, like the line above
     ("GET", "/capabilities"): "ListOrganizations",
