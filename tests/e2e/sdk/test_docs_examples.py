@@ -11,7 +11,6 @@ name, so documents never see each other's data.
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +113,6 @@ def test_document_examples(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    if _relative(document) in NEEDS_SANDBOX and shutil.which("bwrap") is None:
-        pytest.skip("bubblewrap is not installed")
     blocks = [b for b in extract_python_blocks(document.read_text(encoding="utf-8")) if b.skip_reason is None]
 
     org = f"docs-{uuid.uuid4().hex[:10]}"
