@@ -45,7 +45,12 @@ BAD_CALLS: list[tuple[str, Callable[[tilde.Client], object]]] = [
     ("policy id", lambda c: tilde.models.Policies(c, "acme").delete("p1")),
     ("connector id", lambda c: tilde.models.Connectors(c, "acme").get("..")),
     ("commit id", lambda c: c.repository("acme/data").commits.get("")),
+    ("API key id", lambda c: _role(c).api_keys.get("..")),
 ]
+
+
+def _role(client: tilde.Client) -> tilde.models.Role:
+    return tilde.models.Role(client, "acme", name="ci-deployer")
 
 
 @pytest.mark.parametrize(("what", "call"), BAD_CALLS)

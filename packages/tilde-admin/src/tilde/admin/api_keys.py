@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tilde.core.names import check_id, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _text
 
@@ -159,7 +160,7 @@ class APIKeys:
             NotFoundError: There is no such key.
 
         """
-        return self._build(self._client._get_json(f"{self._path}/{key_id}"))
+        return self._build(self._client._get_json(f"{self._path}/{segment(check_id(key_id, 'API key id'))}"))
 
     def create(self, name: str) -> APIKey:
         """Create a key.
@@ -183,7 +184,7 @@ class APIKeys:
             key_id: The key's id.
 
         """
-        self._client._delete(f"{self._path}/{key_id}")
+        self._client._delete(f"{self._path}/{segment(check_id(key_id, 'API key id'))}")
 
     def __repr__(self) -> str:
         return f"APIKeys(path={self._path!r})"
