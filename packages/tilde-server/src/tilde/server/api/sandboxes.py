@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from tilde.server.api._validate import opt_str
 from tilde.server.api.common import page_params, paged, read_json, require_principal, resolve_repo, run_sync
 from tilde.server.errors import ApiError
 from tilde.server.registry import RepoRecord
@@ -103,9 +104,14 @@ async def cancel_sandbox(request: Request) -> Response:
 
 
 async def finish_sandbox(request: Request) -> Response:
-    """Finish a service sandbox: stop it gracefully, then commit (202; 400 unless service; 409 if ended)."""
+    """Finish a service sandbox: stop it gracefully, then commit (202; 400 unless service; 409 if ended).
+
+    The SDK sends no body; an optional ``{"message"}`` names the commit (``tilde exec -m``).
+    """
     _, record = sandbox_of(request, "FinishSandbox")
-    runtime_of(request).finish(record)
+    body = await read_json(request, optional=True)
+    message = opt_str(body, "message", max_len=4000) or None
+    runtime_of(request).finish(record, message)
     return JSONResponse({"message": f"sandbox {record.id} is finishing"}, status_code=202)
 
 

@@ -418,7 +418,7 @@ class _Run:
             for rel in changes.deletes:
                 engine.stage_delete(rec.repo.id, rec.id, prefix + rel)
             command = " ".join(rec.spec.command or []) if rec.spec.mode == "one-shot" else "service"
-            message = f"sandbox {rec.id}: {command}"[:500]
+            message = rec.commit_message or f"sandbox {rec.id}: {command}"[:500]
             require_approval = bool(getattr(rec.repo, "agent_commits_require_approval", False)) and (
                 rec.actor.type == "agent" or rec.principal.type == "agent"
             )

@@ -60,6 +60,8 @@ class SandboxRecord:
     finished_at: str | None = None
     #: ``"cancel"`` or ``"finish"`` once requested.
     stop_request: str | None = None
+    #: The message ``finish`` asked the commit to carry (None: the runtime names the commit itself).
+    commit_message: str | None = None
     #: Notes for the caller, e.g. paths that could not be stored (shown in the status when present).
     warnings: list[str] = field(default_factory=list)
     _control_fd: int = -1

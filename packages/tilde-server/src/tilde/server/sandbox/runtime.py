@@ -215,10 +215,18 @@ class SandboxRuntime:
         """Abort a sandbox and discard its changes (409 when it already ended)."""
         self._request_stop(record, "cancel")
 
-    def finish(self, record: SandboxRecord) -> None:
-        """Stop a service sandbox gracefully and commit its changes (400 unless service; 409 when ended)."""
+    def finish(self, record: SandboxRecord, message: str | None = None) -> None:
+        """Stop a service sandbox gracefully and commit its changes (400 unless service; 409 when ended).
+
+        Args:
+            record: The sandbox.
+            message: The commit's message; None lets the runtime name it after the sandbox.
+
+        """
         if record.spec.mode != "service":
             raise ApiError(400, "invalid_mode", "only service sandboxes can be finished")
+        if message is not None:
+            record.commit_message = message
         self._request_stop(record, "finish")
 
     def _request_stop(self, record: SandboxRecord, kind: str) -> None:
