@@ -253,4 +253,4 @@ def test_reading_64_mib_in_1_mib_reads_keeps_memory_bounded(repo: Repository) ->
         tracemalloc.stop()
         reader.close()
     assert (total, got.hexdigest()) == (size, expected.hexdigest())
-    assert peak < 8 * MIB, f"peak {peak} bytes while reading a {size}-byte object"
+    assert peak < 16 * MIB, f"peak {peak} bytes while reading a {size}-byte object"  # a quarter of it
