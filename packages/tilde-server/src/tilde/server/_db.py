@@ -58,3 +58,7 @@ class SqliteStore:
     def _all(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         with self._lock:
             return list(self._db.execute(sql, args).fetchall())
+
+    def _page(self, sql: str, *args: Any, limit: int) -> tuple[list[sqlite3.Row], bool]:
+        """Run ``sql``, whose last parameter is its ``LIMIT``, for one page: ``(rows, has_more)``."""
+        return page_of(self._all(sql, *args, limit + 1), limit)

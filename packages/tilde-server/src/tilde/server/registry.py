@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tilde.server._db import page_of
 from tilde.server._ids import new_id, utc_now
 from tilde.server.errors import ApiError
 from tilde.server.iam.builtin import BUILTIN_POLICIES
@@ -395,14 +394,13 @@ class Registry(IamStore, PrincipalStore):
 
     def list_repos(self, org_id: str, after: str | None, limit: int) -> tuple[list[RepoRecord], bool]:
         """Return a page of live repositories by name, strictly after ``after``."""
-        rows = self._all(
+        items, more = self._page(
             "SELECT * FROM repositories WHERE org_id = ? AND deleted_at IS NULL AND name > ? "
             "ORDER BY name LIMIT ?",
             org_id,
             after or "",
-            limit + 1,
+            limit=limit,
         )
-        items, more = page_of(rows, limit)
         return [self._repo(r) for r in items], more
 
     def update_repo(self, repo_id: str, fields: dict[str, Any]) -> RepoRecord:

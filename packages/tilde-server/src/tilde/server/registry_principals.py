@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tilde.server._db import SqliteStore, page_of
+from tilde.server._db import SqliteStore
 from tilde.server._ids import new_id, utc_now
 from tilde.server.errors import ApiError
 
@@ -224,13 +224,12 @@ class PrincipalStore(SqliteStore):
 
     def list_agents(self, org_id: str, after: str | None, limit: int) -> tuple[list[AgentRecord], bool]:
         """Return a page of the organization's agents by name, strictly after ``after``."""
-        rows = self._all(
+        items, more = self._page(
             f"SELECT {_AGENT_COLUMNS} FROM agents WHERE org_id = ? AND name > ? ORDER BY name LIMIT ?",
             org_id,
             after or "",
-            limit + 1,
+            limit=limit,
         )
-        items, more = page_of(rows, limit)
         return [_agent(r) for r in items], more
 
     def update_agent(self, agent_id: str, changes: dict[str, Any]) -> AgentRecord:
@@ -290,13 +289,12 @@ class PrincipalStore(SqliteStore):
 
     def list_roles(self, org_id: str, after: str | None, limit: int) -> tuple[list[RoleRecord], bool]:
         """Return a page of the organization's roles by name, strictly after ``after``."""
-        rows = self._all(
+        items, more = self._page(
             f"SELECT {_ROLE_COLUMNS} FROM roles WHERE org_id = ? AND name > ? ORDER BY name LIMIT ?",
             org_id,
             after or "",
-            limit + 1,
+            limit=limit,
         )
-        items, more = page_of(rows, limit)
         return [RoleRecord(**dict(r)) for r in items], more
 
     def delete_role(self, role_id: str) -> None:
@@ -410,15 +408,14 @@ class PrincipalStore(SqliteStore):
         self, principal_type: str, principal_id: str, after: str | None, limit: int
     ) -> tuple[list[KeyRecord], bool]:
         """Return a page of a principal's keys in creation order (ids sort by time), after ``after``."""
-        rows = self._all(
+        items, more = self._page(
             f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE principal_type = ? AND principal_id = ? AND id > ? "
             "ORDER BY id LIMIT ?",
             principal_type,
             principal_id,
             after or "",
-            limit + 1,
+            limit=limit,
         )
-        items, more = page_of(rows, limit)
         return [KeyRecord(**dict(r)) for r in items], more
 
     def revoke_key(self, key_id: str) -> None:

@@ -6,7 +6,6 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tilde.server._db import page_of
 from tilde.server._ids import new_id, utc_now
 from tilde.server.errors import ApiError
 from tilde.server.iam._store_base import IamBase
@@ -141,16 +140,15 @@ class PolicyStore(IamBase):
         self, org_id: str, after: str | None, limit: int
     ) -> tuple[list[PolicySummaryRecord], bool]:
         """Return a page of the organization's policy summaries by name, strictly after ``after``."""
-        rows = self._all(
+        items, more = self._page(
             "SELECT p.id, p.org_id AS organization_id, p.name, p.description, p.is_builtin, p.created_at, "
             "p.updated_at, "
             "(SELECT COUNT(*) FROM iam_attachments a WHERE a.policy_id = p.id) AS attachment_count "
             "FROM iam_policies p WHERE p.org_id = ? AND p.name > ? ORDER BY p.name LIMIT ?",
             org_id,
             after or "",
-            limit + 1,
+            limit=limit,
         )
-        items, more = page_of(rows, limit)
         summaries = []
         for row in items:
             values = dict(row)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from tilde.server._db import page_of
 from tilde.server._ids import new_id, utc_now
 from tilde.server.errors import ApiError
 from tilde.server.iam._store_base import PRINCIPAL_TYPES
@@ -153,13 +152,12 @@ class IamStore(PolicyStore):
 
     def list_groups(self, org_id: str, after: str | None, limit: int) -> tuple[list[GroupRecord], bool]:
         """Return a page of the organization's groups by name, strictly after ``after``."""
-        rows = self._all(
+        items, more = self._page(
             f"SELECT {_GROUP_COLUMNS} FROM iam_groups WHERE org_id = ? AND name > ? ORDER BY name LIMIT ?",
             org_id,
             after or "",
-            limit + 1,
+            limit=limit,
         )
-        items, more = page_of(rows, limit)
         return [GroupRecord(**dict(r)) for r in items], more
 
     def update_group(

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from starlette.applications import Starlette
 from starlette.datastructures import State
 
-from tilde.server._db import SqliteStore, page_of
+from tilde.server._db import SqliteStore
 from tilde.server._ids import new_id, utc_now
 from tilde.server.auth import Authenticator, Principal
 from tilde.server.errors import ApiError
@@ -230,13 +230,12 @@ class TriggerStore(SqliteStore):
 
     def list_triggers(self, repo_id: str, after: str, limit: int) -> tuple[list[TriggerRecord], bool]:
         """Return up to ``limit`` triggers after the cursor, oldest first, and whether more follow."""
-        rows = self._all(
+        page, has_more = self._page(
             "SELECT rowid AS seq, * FROM triggers WHERE repo_id = ? AND rowid > ? ORDER BY rowid LIMIT ?",
             repo_id,
             _cursor(after, 0),
-            limit + 1,
+            limit=limit,
         )
-        page, has_more = page_of(rows, limit)
         return [_record(TriggerRecord, row) for row in page], has_more
 
     def enabled(self, repo_id: str) -> list[TriggerRecord]:
@@ -283,14 +282,13 @@ class TriggerStore(SqliteStore):
     ) -> tuple[list[TriggerRunRecord], bool]:
         """Return up to ``limit`` runs of a trigger, newest first, after the cursor."""
         self.get(repo_id, trigger_id)
-        rows = self._all(
+        page, has_more = self._page(
             "SELECT rowid AS seq, * FROM trigger_runs WHERE trigger_id = ? AND rowid < ?"
             " ORDER BY rowid DESC LIMIT ?",
             trigger_id,
             _cursor(after, 2**63 - 1),
-            limit + 1,
+            limit=limit,
         )
-        page, has_more = page_of(rows, limit)
         return [_record(TriggerRunRecord, row) for row in page], has_more
 
     def add_run(
