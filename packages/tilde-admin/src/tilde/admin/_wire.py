@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def mappings(value: object) -> list[Mapping[str, Any]]:
@@ -32,3 +34,17 @@ def results(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
     """
     return mappings(body.get("results"))
+
+
+def built(value: object, build: Callable[[Mapping[str, Any]], T]) -> list[T]:
+    """Build one item from each object of a JSON array (what `mappings` keeps).
+
+    Args:
+        value: A decoded JSON value.
+        build: Builds an item from one object.
+
+    Returns:
+        The built items, in order.
+
+    """
+    return [build(item) for item in mappings(value)]

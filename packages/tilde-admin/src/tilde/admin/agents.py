@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from tilde.admin._collection import fetch, given, item_path, org_path, post, put
 from tilde.admin.api_keys import APIKeys
 from tilde.admin.secrets import Secrets
-from tilde.core.names import check_agent, segment
+from tilde.core.names import check_agent
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _mapping, _text
 
@@ -124,7 +126,7 @@ class Agent:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{segment(self._org)}/agents/{segment(self.name)}"
+        return item_path(org_path(self._org, "agents"), self.name)
 
     @property
     def api_keys(self) -> APIKeys:
@@ -158,14 +160,12 @@ class Agent:
             ForbiddenError: The caller may not change this agent (an agent never changes inline policies).
 
         """
-        body: dict[str, Any] = {}
-        if description is not None:
-            body["description"] = description
-        if metadata is not None:
-            body["metadata"] = dict(metadata)
-        if inline_policy is not None:
-            body["inline_policy"] = inline_policy
-        return Agent.from_dict(self._client, self._org, self._client._put_json(self._path, json=body) or {})
+        body = given(
+            description=description,
+            metadata=None if metadata is None else dict(metadata),
+            inline_policy=inline_policy,
+        )
+        return put(self._client, self._path, body, partial(Agent.from_dict, self._client, self._org))
 
     def delete(self) -> None:
         """Delete the agent; its keys stop working."""
@@ -190,7 +190,7 @@ class Agents:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{segment(self._org)}/agents"
+        return org_path(self._org, "agents")
 
     def _build(self, data: Mapping[str, Any]) -> Agent:
         return Agent.from_dict(self._client, self._org, data)
@@ -226,7 +226,7 @@ class Agents:
             NotFoundError: There is no such agent.
 
         """
-        return self._build(self._client._get_json(f"{self._path}/{segment(check_agent(name))}"))
+        return fetch(self._client, item_path(self._path, check_agent(name)), self._build)
 
     def create(self, name: str, *, description: str = "", metadata: Mapping[str, Any] | None = None) -> Agent:
         """Create an agent (set its inline policy afterwards with `Agent.update`).
@@ -247,7 +247,7 @@ class Agents:
         body: dict[str, Any] = {"name": name, "description": description}
         if metadata is not None:
             body["metadata"] = dict(metadata)
-        return self._build(self._client._post_json(self._path, json=body) or {})
+        return post(self._client, self._path, body, self._build)
 
     def delete(self, name: str) -> None:
         """Delete an agent; its keys stop working.
@@ -256,7 +256,7 @@ class Agents:
             name: The agent's name.
 
         """
-        self._client._delete(f"{self._path}/{segment(check_agent(name))}")
+        self._client._delete(item_path(self._path, check_agent(name)))
 
     def __repr__(self) -> str:
         return f"Agents(org={self._org!r})"

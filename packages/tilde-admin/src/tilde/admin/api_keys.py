@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tilde.core.names import check_id, segment
+from tilde.admin._collection import fetch, item_path, post
+from tilde.core.names import check_id
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _text
 
@@ -160,7 +161,7 @@ class APIKeys:
             NotFoundError: There is no such key.
 
         """
-        return self._build(self._client._get_json(f"{self._path}/{segment(check_id(key_id, 'API key id'))}"))
+        return fetch(self._client, item_path(self._path, check_id(key_id, "API key id")), self._build)
 
     def create(self, name: str) -> APIKey:
         """Create a key.
@@ -175,7 +176,7 @@ class APIKeys:
             ForbiddenError: The caller may not mint keys here (agents never may).
 
         """
-        return self._build(self._client._post_json(self._path, json={"name": name}) or {})
+        return post(self._client, self._path, {"name": name}, self._build)
 
     def delete(self, key_id: str) -> None:
         """Revoke a key.
@@ -184,7 +185,7 @@ class APIKeys:
             key_id: The key's id.
 
         """
-        self._client._delete(f"{self._path}/{segment(check_id(key_id, 'API key id'))}")
+        self._client._delete(item_path(self._path, check_id(key_id, "API key id")))
 
     def __repr__(self) -> str:
         return f"APIKeys(path={self._path!r})"

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from tilde.admin._collection import fetch, item_path, org_path, post
 from tilde.core.names import check_uuid, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _optional_text, _text
@@ -19,6 +21,10 @@ if TYPE_CHECKING:
     from tilde.core.pagination import PaginatedIterator
 
 __all__ = ["Connector", "Connectors", "RepositoryConnectors"]
+
+
+def _item(path: str, connector_id: str) -> str:
+    return item_path(path, check_uuid(connector_id, "connector id"))
 
 
 class Connector:
@@ -106,7 +112,10 @@ class Connectors:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{segment(self._org)}/connectors"
+        return org_path(self._org, "connectors")
+
+    def _build(self, data: Mapping[str, Any]) -> Connector:
+        return Connector.from_dict(self._client, self._org, data)
 
     def list(self, *, amount: int | None = None) -> PaginatedIterator[Connector]:
         """List the connectors (one request, on first iteration).
@@ -118,9 +127,7 @@ class Connectors:
             A lazy, single-pass iterator of `Connector`.
 
         """
-        return self._client._list_once(
-            self._path, lambda data: Connector.from_dict(self._client, self._org, data), amount=amount
-        )
+        return self._client._list_once(self._path, self._build, amount=amount)
 
     def get(self, connector_id: str) -> Connector:
         """Fetch one connector.
@@ -132,11 +139,7 @@ class Connectors:
             The connector.
 
         """
-        return Connector.from_dict(
-            self._client,
-            self._org,
-            self._client._get_json(f"{self._path}/{segment(check_uuid(connector_id, 'connector id'))}"),
-        )
+        return fetch(self._client, _item(self._path, connector_id), self._build)
 
     def create(self, name: str, type: str, source_uri: str, config: Mapping[str, Any]) -> Connector:
         """Create a connector.
@@ -153,9 +156,7 @@ class Connectors:
 
         """
         body = {"name": name, "type": type, "source_uri": source_uri, "config": dict(config)}
-        return Connector.from_dict(
-            self._client, self._org, self._client._post_json(self._path, json=body) or {}
-        )
+        return post(self._client, self._path, body, self._build)
 
     def delete(self, connector_id: str) -> None:
         """Delete a connector.
@@ -164,7 +165,7 @@ class Connectors:
             connector_id: The connector's id.
 
         """
-        self._client._delete(f"{self._path}/{segment(check_uuid(connector_id, 'connector id'))}")
+        self._client._delete(_item(self._path, connector_id))
 
     def __repr__(self) -> str:
         return f"Connectors(org={self._org!r})"
@@ -187,7 +188,7 @@ class RepositoryConnectors:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{segment(self._org)}/repositories/{segment(self._repo)}/connectors"
+        return org_path(self._org, f"repositories/{segment(self._repo)}/connectors")
 
     def list(self, *, amount: int | None = None) -> PaginatedIterator[Connector]:
         """List the attached connectors (one request, on first iteration).
@@ -200,7 +201,7 @@ class RepositoryConnectors:
 
         """
         return self._client._list_once(
-            self._path, lambda data: Connector.from_dict(self._client, self._org, data), amount=amount
+            self._path, partial(Connector.from_dict, self._client, self._org), amount=amount
         )
 
     def attach(self, connector_id: str) -> None:
@@ -219,7 +220,7 @@ class RepositoryConnectors:
             connector_id: The connector's id.
 
         """
-        self._client._delete(f"{self._path}/{segment(check_uuid(connector_id, 'connector id'))}")
+        self._client._delete(_item(self._path, connector_id))
 
     def __repr__(self) -> str:
         return f"RepositoryConnectors({self._org}/{self._repo})"

@@ -12,11 +12,13 @@ import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from tilde.admin._wire import mappings, results
+from tilde.admin._collection import fetch, given, item_path, org_path, post, put, unwrap
+from tilde.admin._wire import built, results
 from tilde.admin.policies import Attachment
-from tilde.core.names import check_uuid, segment
+from tilde.core.names import check_uuid
 from tilde.core.pagination import PageResult, PaginatedIterator, check_amount
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _CompactRepr, _text
@@ -106,7 +108,7 @@ class EffectiveGroup(_CompactRepr):
 
 
 def _members_of(body: Mapping[str, Any]) -> builtins.list[GroupMember]:
-    return [GroupMember.from_dict(item) for item in mappings(body.get("members"))]
+    return built(body.get("members"), GroupMember.from_dict)
 
 
 class GroupMembers:
@@ -126,10 +128,10 @@ class GroupMembers:
 
     @property
     def _group_path(self) -> str:
-        return f"/organizations/{segment(self._org)}/groups/{segment(self._group_id)}"
+        return item_path(org_path(self._org, "groups"), self._group_id)
 
     def _read(self) -> builtins.list[GroupMember]:
-        return _members_of(self._client._get_json(self._group_path))
+        return fetch(self._client, self._group_path, _members_of)
 
     def list(self, *, amount: int | None = None) -> PaginatedIterator[GroupMember]:
         """List the members (one ``GET`` of the group, on first iteration).
@@ -245,8 +247,7 @@ class Group:
             The group.
 
         """
-        wrapped = data.get("group")
-        group = wrapped if isinstance(wrapped, Mapping) else data
+        group = unwrap(data, "group")
         return cls(
             client,
             org,
@@ -257,12 +258,12 @@ class Group:
             created_by_type=_text(group, "created_by_type"),
             created_by=_text(group, "created_by"),
             created_at=parse_timestamp(group.get("created_at")),
-            attachments=[Attachment.from_dict(item) for item in mappings(data.get("attachments"))],
+            attachments=built(data.get("attachments"), Attachment.from_dict),
         )
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{segment(self._org)}/groups/{segment(self.id)}"
+        return item_path(org_path(self._org, "groups"), self.id)
 
     @property
     def members(self) -> GroupMembers:
@@ -285,9 +286,8 @@ class Group:
             A new object with the updated group (this one is left as it was).
 
         """
-        changes = {"name": name, "description": description}
-        body = {key: value for key, value in changes.items() if value is not None}
-        return Group.from_dict(self._client, self._org, self._client._put_json(self._path, json=body) or {})
+        body = given(name=name, description=description)
+        return put(self._client, self._path, body, partial(Group.from_dict, self._client, self._org))
 
     def delete(self) -> None:
         """Delete the group."""
@@ -312,7 +312,10 @@ class Groups:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{segment(self._org)}/groups"
+        return org_path(self._org, "groups")
+
+    def _item(self, group_id: str) -> str:
+        return item_path(self._path, check_uuid(group_id, "group id"))
 
     def _build(self, data: Mapping[str, Any]) -> Group:
         return Group.from_dict(self._client, self._org, data)
@@ -348,9 +351,7 @@ class Groups:
             NotFoundError: There is no such group.
 
         """
-        return self._build(
-            self._client._get_json(f"{self._path}/{segment(check_uuid(group_id, 'group id'))}")
-        )
+        return fetch(self._client, self._item(group_id), self._build)
 
     def create(self, name: str, *, description: str = "") -> Group:
         """Create a group (without members).
@@ -369,7 +370,7 @@ class Groups:
         body = {"name": name}
         if description:
             body["description"] = description
-        return self._build(self._client._post_json(self._path, json=body) or {})
+        return post(self._client, self._path, body, self._build)
 
     def delete(self, group_id: str) -> None:
         """Delete a group.
@@ -378,7 +379,7 @@ class Groups:
             group_id: The group's id.
 
         """
-        self._client._delete(f"{self._path}/{segment(check_uuid(group_id, 'group id'))}")
+        self._client._delete(self._item(group_id))
 
     def effective(self, principal_type: str, principal_id: str) -> builtins.list[EffectiveGroup]:
         """List the groups a principal belongs to, directly or through nested groups.
@@ -392,7 +393,7 @@ class Groups:
 
         """
         params = {"principal_type": principal_type, "principal_id": principal_id}
-        body = self._client._get_json(f"/organizations/{segment(self._org)}/effective-groups", params=params)
+        body = self._client._get_json(org_path(self._org, "effective-groups"), params=params)
         return [EffectiveGroup.from_dict(item) for item in results(body)]
 
     def __repr__(self) -> str:

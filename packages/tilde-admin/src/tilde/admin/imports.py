@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from tilde.admin._collection import fetch, item_path, org_path
 from tilde.core.names import check_uuid, segment
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _optional_int, _text
@@ -231,7 +233,7 @@ class Imports:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{segment(self._org)}/repositories/{segment(self._repo)}/import"
+        return org_path(self._org, f"repositories/{segment(self._repo)}/import")
 
     def get(self, job_id: str) -> ImportJob:
         """Fetch an import job.
@@ -247,8 +249,8 @@ class Imports:
 
     def _fetch(self, job_id: str) -> ImportJob:
         # Ids the server just returned are not checked: only what a caller passes is.
-        path = f"{self._path}/{segment(job_id)}"
-        return ImportJob.from_dict(self._client, self._org, self._repo, self._client._get_json(path))
+        build = partial(ImportJob.from_dict, self._client, self._org, self._repo)
+        return fetch(self._client, item_path(self._path, job_id), build)
 
     def create_from_connector(
         self,

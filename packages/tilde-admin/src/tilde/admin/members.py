@@ -10,10 +10,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from tilde.admin._collection import item_path, org_path
 from tilde.core.errors import api_error_for_status
-from tilde.core.names import check_id, segment
+from tilde.core.names import check_id
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _text
 
@@ -114,7 +116,7 @@ class Members:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{segment(self._org)}/members"
+        return org_path(self._org, "members")
 
     def list(self, *, amount: int | None = None) -> PaginatedIterator[Member]:
         """List the members (one request, made on first iteration).
@@ -127,7 +129,7 @@ class Members:
 
         """
         return self._client._list_once(
-            self._path, lambda data: Member.from_dict(self._client, self._org, data), amount=amount
+            self._path, partial(Member.from_dict, self._client, self._org), amount=amount
         )
 
     def get(self, user_id: str) -> Member:
@@ -187,7 +189,7 @@ class Members:
         """
         if not _looks_like_user_id(user_id):
             user_id = self.get(user_id).user_id
-        self._client._delete(f"{self._path}/{segment(check_id(user_id, 'user id'))}")
+        self._client._delete(item_path(self._path, check_id(user_id, "user id")))
 
     def __repr__(self) -> str:
         return f"Members(org={self._org!r})"

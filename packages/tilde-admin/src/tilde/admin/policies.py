@@ -14,10 +14,12 @@ import builtins
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from tilde.admin._wire import mappings, results
-from tilde.core.names import check_uuid, segment
+from tilde.admin._collection import fetch, given, item_path, org_path, post, put, unwrap
+from tilde.admin._wire import built, results
+from tilde.core.names import check_uuid
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _CompactRepr, _optional_int, _text
 
@@ -185,7 +187,7 @@ class ValidationResult(_CompactRepr):
         """
         return cls(
             valid=bool(data.get("valid")),
-            errors=[ValidationError.from_dict(item) for item in mappings(data.get("errors"))],
+            errors=built(data.get("errors"), ValidationError.from_dict),
         )
 
 
@@ -269,8 +271,7 @@ class Policy:
             The policy.
 
         """
-        wrapped = data.get("policy")
-        policy = wrapped if isinstance(wrapped, Mapping) else data
+        policy = unwrap(data, "policy")
         return cls(
             client,
             org,
@@ -285,12 +286,12 @@ class Policy:
             created_at=parse_timestamp(policy.get("created_at")),
             updated_at=parse_timestamp(policy.get("updated_at")),
             attachment_count=_optional_int(policy, "attachment_count") or 0,
-            attachments=[Attachment.from_dict(item) for item in mappings(data.get("attachments"))],
+            attachments=built(data.get("attachments"), Attachment.from_dict),
         )
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{segment(self._org)}/policies/{segment(self.id)}"
+        return item_path(org_path(self._org, "policies"), self.id)
 
     @property
     def attachments(self) -> builtins.list[Attachment]:
@@ -314,9 +315,8 @@ class Policy:
             BadRequestError: ``policy_text`` is not a valid policy.
 
         """
-        changes = {"name": name, "description": description, "policy_text": policy_text}
-        body = {key: value for key, value in changes.items() if value is not None}
-        return Policy.from_dict(self._client, self._org, self._client._put_json(self._path, json=body) or {})
+        body = given(name=name, description=description, policy_text=policy_text)
+        return put(self._client, self._path, body, partial(Policy.from_dict, self._client, self._org))
 
     def delete(self) -> None:
         """Delete the policy (it is detached from every principal)."""
@@ -362,12 +362,11 @@ class Policies:
         self._org = org
 
     @property
-    def _org_path(self) -> str:
-        return f"/organizations/{segment(self._org)}"
-
-    @property
     def _path(self) -> str:
-        return f"{self._org_path}/policies"
+        return org_path(self._org, "policies")
+
+    def _item(self, policy_id: str) -> str:
+        return item_path(self._path, check_uuid(policy_id, "policy id"))
 
     def _build(self, data: Mapping[str, Any]) -> Policy:
         return Policy.from_dict(self._client, self._org, data)
@@ -403,9 +402,7 @@ class Policies:
             NotFoundError: There is no such policy.
 
         """
-        return self._build(
-            self._client._get_json(f"{self._path}/{segment(check_uuid(policy_id, 'policy id'))}")
-        )
+        return fetch(self._client, self._item(policy_id), self._build)
 
     def create(self, name: str, policy_text: str, *, description: str = "") -> Policy:
         """Create a policy (attached to nobody yet).
@@ -426,7 +423,7 @@ class Policies:
         body = {"name": name, "policy_text": policy_text}
         if description:
             body["description"] = description
-        return self._build(self._client._post_json(self._path, json=body) or {})
+        return post(self._client, self._path, body, self._build)
 
     def delete(self, policy_id: str) -> None:
         """Delete a policy.
@@ -435,7 +432,7 @@ class Policies:
             policy_id: The policy's id.
 
         """
-        self._client._delete(f"{self._path}/{segment(check_uuid(policy_id, 'policy id'))}")
+        self._client._delete(self._item(policy_id))
 
     def validate(self, policy_text: str) -> ValidationResult:
         """Check a policy text without storing it.
@@ -473,7 +470,7 @@ class Policies:
             The attachments.
 
         """
-        body = self._client._get_json(f"{self._org_path}/attachments")
+        body = self._client._get_json(org_path(self._org, "attachments"))
         return [Attachment.from_dict(item) for item in results(body)]
 
     def effective(
@@ -494,9 +491,8 @@ class Policies:
             The effective policies (for an agent: its inline policy).
 
         """
-        filters = {"principal_type": principal_type, "principal_id": principal_id, "user_id": user_id}
-        params = {key: value for key, value in filters.items() if value is not None}
-        body = self._client._get_json(f"{self._org_path}/effective-policies", params=params)
+        params = given(principal_type=principal_type, principal_id=principal_id, user_id=user_id)
+        body = self._client._get_json(org_path(self._org, "effective-policies"), params=params)
         return [EffectivePolicy.from_dict(item) for item in results(body)]
 
     def __repr__(self) -> str:

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tilde.admin._collection import fetch, item_path, org_path, post
 from tilde.admin.api_keys import APIKeys
-from tilde.core.names import check_role, segment
+from tilde.core.names import check_role
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _text
 
@@ -108,9 +109,7 @@ class Role:
     @property
     def api_keys(self) -> APIKeys:
         """The role's API keys (``trk-`` tokens)."""
-        return APIKeys(
-            self._client, f"/organizations/{segment(self._org)}/roles/{segment(self.name)}/auth/keys"
-        )
+        return APIKeys(self._client, f"{item_path(org_path(self._org, 'roles'), self.name)}/auth/keys")
 
     def delete(self) -> None:
         """Delete the role; its keys stop working."""
@@ -135,7 +134,7 @@ class Roles:
 
     @property
     def _path(self) -> str:
-        return f"/organizations/{segment(self._org)}/roles"
+        return org_path(self._org, "roles")
 
     def _build(self, data: Mapping[str, Any]) -> Role:
         return Role.from_dict(self._client, self._org, data)
@@ -171,7 +170,7 @@ class Roles:
             NotFoundError: There is no such role.
 
         """
-        return self._build(self._client._get_json(f"{self._path}/{segment(check_role(name))}"))
+        return fetch(self._client, item_path(self._path, check_role(name)), self._build)
 
     def create(self, name: str, *, description: str = "") -> Role:
         """Create a role.
@@ -188,7 +187,7 @@ class Roles:
 
         """
         body = {"name": name, "description": description}
-        return self._build(self._client._post_json(self._path, json=body) or {})
+        return post(self._client, self._path, body, self._build)
 
     def delete(self, name: str) -> None:
         """Delete a role; its keys stop working.
@@ -197,7 +196,7 @@ class Roles:
             name: The role's name.
 
         """
-        self._client._delete(f"{self._path}/{segment(check_role(name))}")
+        self._client._delete(item_path(self._path, check_role(name)))
 
     def __repr__(self) -> str:
         return f"Roles(org={self._org!r})"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from tilde.core.names import check_secret_key, segment
+from tilde.admin._collection import fetch, item_path
+from tilde.core.names import check_secret_key
 from tilde.data._timestamps import parse_timestamp
 from tilde.data.models import _optional_text, _text
 
@@ -108,6 +110,9 @@ class Secrets:
         self._client = client
         self._path = base_path
 
+    def _item(self, name: str) -> str:
+        return item_path(self._path, check_secret_key(name))
+
     def list(self, *, amount: int | None = None) -> PaginatedIterator[Secret]:
         """List the secrets' names and metadata (values are not included).
 
@@ -119,7 +124,7 @@ class Secrets:
 
         """
         return self._client._list_once(
-            self._path, lambda data: Secret.from_dict(self._client, self._path, data), amount=amount
+            self._path, partial(Secret.from_dict, self._client, self._path), amount=amount
         )
 
     def get(self, name: str) -> Secret:
@@ -135,8 +140,7 @@ class Secrets:
             NotFoundError: There is no such secret.
 
         """
-        data = self._client._get_json(f"{self._path}/{segment(check_secret_key(name))}")
-        return Secret.from_dict(self._client, self._path, data)
+        return fetch(self._client, self._item(name), partial(Secret.from_dict, self._client, self._path))
 
     def create(self, name: str, value: str) -> Secret:
         """Create a secret, or replace the value of an existing one.
@@ -149,7 +153,7 @@ class Secrets:
             The secret, holding the value given.
 
         """
-        self._client._put_json(f"{self._path}/{segment(check_secret_key(name))}", json={"value": value})
+        self._client._put_json(self._item(name), json={"value": value})
         return Secret(self._client, self._path, name, value=value)
 
     def delete(self, name: str) -> None:
@@ -159,7 +163,7 @@ class Secrets:
             name: The secret's key.
 
         """
-        self._client._delete(f"{self._path}/{segment(check_secret_key(name))}")
+        self._client._delete(self._item(name))
 
     def __repr__(self) -> str:
         return f"Secrets(path={self._path!r})"
