@@ -10,6 +10,7 @@ name, so documents never see each other's data.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -128,6 +129,7 @@ def test_document_examples(
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     _reset_default_client()
     namespace: dict[str, Any] = {"__name__": "__docs__"}
+    saved_levels = _tilde_logger_levels()
     try:
         for block in blocks:
             code = compile(block.code.replace("my-org", org), f"{_relative(document)}:{block.line}", "exec")
@@ -135,6 +137,16 @@ def test_document_examples(
     finally:
         _reset_default_client()
         _stop_servers(namespace)
+        # Examples tune the SDK's loggers (the configuration guide does); later tests must not inherit that.
+        for logger, level in saved_levels.items():
+            logger.setLevel(level)
+
+
+def _tilde_logger_levels() -> dict[logging.Logger, int]:
+    """The level of the ``tilde`` logger and of every child logger that exists now or an example may make."""
+    names = ["tilde", *(n for n in logging.root.manager.loggerDict if n.startswith("tilde."))]
+    names += ["tilde.core.http", "tilde.core.auth", "tilde.data.upload", "tilde.compute.exec"]
+    return {logging.getLogger(name): logging.getLogger(name).level for name in dict.fromkeys(names)}
 
 
 def _reset_default_client() -> None:
