@@ -41,18 +41,22 @@ def local_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def server_log() -> Iterator[LogCapture]:
-    """Every record of the ``tilde`` loggers (DEBUG and up) and of any other logger (INFO and up)."""
+    """Every record of the server's loggers (``tilde.server``, DEBUG and up) and of any other logger.
+
+    Only ``tilde.server`` is turned up: this fixture lives as long as the session, and the SDK's own loggers
+    must keep their levels for the tests that check what the SDK logs.
+    """
     handler = LogCapture()
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
     root = logging.getLogger()
-    tilde_logger = logging.getLogger("tilde")
-    previous = tilde_logger.level
+    server_logger = logging.getLogger("tilde.server")
+    previous = server_logger.level
     root.addHandler(handler)
-    tilde_logger.setLevel(logging.DEBUG)
+    server_logger.setLevel(logging.DEBUG)
     try:
         yield handler
     finally:
-        tilde_logger.setLevel(previous)
+        server_logger.setLevel(previous)
         root.removeHandler(handler)
 
 
