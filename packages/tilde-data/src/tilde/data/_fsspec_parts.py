@@ -1,0 +1,112 @@
+"""The file object and the transaction of the ``tilde://`` filesystem (see `tilde.data.fsspec`).
+
+Kept apart from the filesystem class so each module stays small; like `tilde.data.fsspec`, it imports
+fsspec, so nothing in ``import tilde.data`` imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+from fsspec.spec import AbstractBufferedFile  # type: ignore[import-untyped]
+from fsspec.transaction import Transaction  # type: ignore[import-untyped]
+
+from tilde.core.errors import TildeError
+
+if TYPE_CHECKING:
+    from tilde.data.fsspec import TildeFileSystem
+    from tilde.data.sessions import Session
+
+__all__ = ["TildeFile", "TildeTransaction"]
+
+
+class TildeFile(AbstractBufferedFile):  # type: ignore[misc]
+    """A file opened on a `TildeFileSystem`: ``rb`` reads by ranged GETs, ``wb`` uploads on close.
+
+    Reading goes through fsspec's block caches (read-ahead by default), each miss one ranged GET. Writing
+    keeps the bytes in memory and uploads them when the file is closed: into the filesystem's transaction
+    session inside ``with fs.transaction:``, otherwise in a session of its own that is committed at once.
+
+    Args:
+        fs: The filesystem.
+        path: The path without the protocol (``ORG/REPO[@REF]/PATH``).
+        mode: ``"rb"`` or ``"wb"``.
+        **kwargs: Passed on to `fsspec.spec.AbstractBufferedFile`.
+
+    Raises:
+        ValueError: Any other mode.
+
+    """
+
+    def __init__(self, fs: TildeFileSystem, path: str, mode: str = "rb", **kwargs: Any) -> None:
+        if mode not in ("rb", "wb"):
+            raise ValueError(f"tilde:// files open in 'rb' or 'wb' mode, not {mode!r}")
+        super().__init__(fs, path, mode, **kwargs)
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        fs: TildeFileSystem = self.fs
+        data: bytes = fs.cat_file(self.path, start=start, end=end)
+        return data
+
+    def _initiate_upload(self) -> None:
+        # The upload happens once, on close, so that a file is never half-written in the repository.
+        return None
+
+    def _upload_chunk(self, final: bool = False) -> bool:
+        if not final:
+            return False  # keep buffering: fsspec leaves the buffer in place when this answers False
+        fs: TildeFileSystem = self.fs
+        fs.pipe_file(self.path, self.buffer.getvalue())
+        return True
+
+
+class TildeTransaction(Transaction):  # type: ignore[misc]
+    """``with fs.transaction:`` on a `TildeFileSystem`: one session per repository written, one commit each.
+
+    Sessions open on the first write to their repository. Leaving the block normally commits each of them with
+    the filesystem's `commit_message`; leaving it with an exception rolls them all back, so nothing lands.
+
+    Args:
+        fs: The filesystem.
+        **kwargs: Accepted for fsspec's signature; unused.
+
+    """
+
+    def __init__(self, fs: TildeFileSystem, **kwargs: Any) -> None:
+        super().__init__(fs, **kwargs)
+        #: The open sessions, by ``"ORG/REPO"``.
+        self.sessions: dict[str, Session] = {}
+        #: The commit ids made when the transaction completed, by ``"ORG/REPO"``.
+        self.commits: dict[str, str | None] = {}
+
+    def complete(self, commit: bool = True) -> None:
+        """End the transaction: commit every session (``commit=True``) or roll every one back.
+
+        Args:
+            commit: Commit rather than roll back.
+
+        Raises:
+            TildeError: A commit failed; the sessions not yet committed are rolled back first.
+
+        """
+        sessions, self.sessions = self.sessions, {}
+        fs: TildeFileSystem | None = self.fs
+        message = fs.commit_message if fs is not None else ""
+        try:
+            pending = list(sessions.items())
+            while pending:
+                repo_path, session = pending.pop(0)
+                if commit:
+                    try:
+                        self.commits[repo_path] = session.commit(message)
+                    except BaseException:
+                        for _, rest in pending:
+                            with contextlib.suppress(TildeError):
+                                rest.rollback()
+                        raise
+                else:
+                    with contextlib.suppress(TildeError):
+                        session.rollback()
+        finally:
+            super().complete(commit)
