@@ -87,13 +87,7 @@ class ObjectReader(io.BufferedIOBase):
         byte_range: tuple[int, int | None] | None = None,
     ) -> None:
         super().__init__()
-        if byte_range is not None:
-            start, end = byte_range
-            if start < 0 or (end is not None and end < start):
-                raise ValueError(f"invalid byte range {byte_range!r}")
-            self._window = Window(start, end, ranged=True)
-        else:
-            self._window = Window()
+        self._window = Window()
         self._client = client
         self._path = path
         self._params = dict(params)
@@ -112,6 +106,13 @@ class ObjectReader(io.BufferedIOBase):
         self._buf = b""
         self._buf_start = 0
         self._discard = 0
+        if byte_range is not None:
+            # Checked once every field exists: a rejected reader is still finalised (closed) cleanly.
+            start, end = byte_range
+            if start < 0 or (end is not None and end < start):
+                self.close()
+                raise ValueError(f"invalid byte range {byte_range!r}")
+            self._window = Window(start, end, ranged=True)
 
     def __repr__(self) -> str:
         return f"ObjectReader(path={self._params.get('path', '')!r})"
