@@ -24,6 +24,7 @@ from tilde.cli.auth import auth
 from tilde.cli.compute import exec_command, shell
 from tilde.cli.copy import cp
 from tilde.cli.history import diff, log, revert
+from tilde.cli.mcp import mcp
 from tilde.cli.objects import cat, ls, rm
 from tilde.cli.orgs import org
 from tilde.cli.repos import repo
@@ -133,3 +134,4 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 for _command in (auth, org, repo, ls, cat, cp, rm, log, diff, revert, exec_command, shell, sandbox, server):
     main.add_command(_command)
+main.add_command(mcp)
