@@ -7,7 +7,11 @@ The server process gets its credentials the way a desktop client would give them
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +21,7 @@ import anyio
 import pytest
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 if TYPE_CHECKING:
     from mcp.types import CallToolResult
@@ -293,3 +298,51 @@ def test_a_commit_that_needs_approval_awaits_it(
         assert (await mcp.call("log", repository=repo_path))["commits"] == []
 
     run(server, tmp_path, body, key=issued.json()["token"])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"tilde mcp --http did not listen on {port}: {log.read_text()}")
+
+
+def test_streamable_http(server: LocalServer, repo_path: str, tmp_path: Path) -> None:
+    port = _free_port()
+    log = tmp_path / "mcp-http.log"
+    env = {**os.environ, "TILDE_ENDPOINT_URL": server.endpoint_url, "TILDE_API_KEY": server.api_key}
+    command = [sys.executable, "-m", "tilde", "mcp", "--http", str(port), "--read-only", "--repo", repo_path]
+    with log.open("wb") as errlog:
+        process = subprocess.Popen(command, env=env, stdout=errlog, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_port(process, port, log)
+
+        async def main() -> None:
+            with anyio.fail_after(120):
+                url = f"http://127.0.0.1:{port}/mcp"
+                async with (
+                    streamable_http_client(url) as (read, write),
+                    ClientSession(read, write) as session,
+                ):
+                    await session.initialize()
+                    mcp = Mcp(session)
+                    assert await mcp.tool_names() == READ_TOOLS
+                    listed = await mcp.call("list_repositories")
+                    assert listed["repositories"] == [{"repository": repo_path}]
+
+        anyio.run(main)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
