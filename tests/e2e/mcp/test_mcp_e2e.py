@@ -346,3 +346,24 @@ def test_streamable_http(server: LocalServer, repo_path: str, tmp_path: Path) ->
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.sandbox
+def test_a_shell_left_running_is_cancelled_when_the_client_leaves(
+    server: LocalServer, repo_path: str, tmp_path: Path
+) -> None:
+    from tilde import Client
+    from tilde.compute import Sandboxes
+
+    started: dict[str, Any] = {}
+
+    async def body(mcp: Mcp) -> None:
+        started.update(await mcp.call("shell_start", repository=repo_path))
+        await mcp.call("shell_run", sandbox_id=started["sandbox_id"], command="echo left > /sandbox/left.txt")
+
+    run(server, tmp_path, body)
+    org, name = repo_path.split("/")
+    with Client(endpoint_url=server.endpoint_url, api_key=server.api_key) as client:
+        status = Sandboxes(client, org, name).get(started["sandbox_id"]).wait(timeout=60)
+        assert status.state == "cancelled", status
+        assert list(client.repository(repo_path).commits.list()) == []

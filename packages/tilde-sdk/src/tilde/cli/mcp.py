@@ -44,15 +44,13 @@ def mcp(repos: tuple[tuple[str, str], ...], read_only: bool, port: int | None, h
       tilde mcp --http 8765
     """  # noqa: D301 - click keeps lines after \b as written
     try:
-        from tilde.mcp import ServerOptions, build_server
+        from tilde.mcp import ServerOptions, run_server
     except ImportError as exc:
         raise click.ClickException(
             f"the MCP server needs the mcp package ({exc}): pip install 'tilde-sdk[mcp]'"
         ) from exc
     names = tuple(dict.fromkeys(f"{org}/{name}" for org, name in repos))
-    server = build_server(client(), ServerOptions(repositories=names, read_only=read_only))
-    if port is None:
-        server.run("stdio")
-    else:
+    options = ServerOptions(repositories=names, read_only=read_only)
+    if port is not None:
         info(f"Serving MCP over streamable HTTP at http://{host}:{port}/mcp")
-        server.run("streamable-http", host=host, port=port)
+    run_server(client(), options, port=port, host=host)

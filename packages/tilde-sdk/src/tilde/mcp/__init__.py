@@ -11,6 +11,6 @@ started through the ``tilde`` command, and the release pipeline builds exactly s
 slim install stays slim: nothing here is imported until ``tilde mcp`` runs.
 """
 
-from tilde.mcp.server import ServerOptions, build_server
+from tilde.mcp.server import ServerOptions, build_server, run_server
 
-__all__ = ["ServerOptions", "build_server"]
+__all__ = ["ServerOptions", "build_server", "run_server"]

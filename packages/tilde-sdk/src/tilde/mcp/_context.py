@@ -175,6 +175,18 @@ class ToolContext:
             raise ToolError(f"no running shell {sandbox_id!r} (start one with shell_start)")
         return found
 
+    def close(self) -> None:
+        """Cancel the shells still running (their changes are discarded); sessions stay open on the server."""
+        from tilde.core.errors import TildeError
+
+        with self._lock:
+            shells, self._shells = list(self._shells.values()), {}
+        for sh in shells:
+            try:
+                sh.cancel()
+            except TildeError:
+                pass  # already ended (timed out or cancelled elsewhere): nothing is left to discard
+
     def forget_shell(self, sandbox_id: str) -> None:
         """Drop a finished or cancelled shell.
 

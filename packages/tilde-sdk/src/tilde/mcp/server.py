@@ -17,7 +17,7 @@ from tilde.mcp._write_tools import register_write_tools
 if TYPE_CHECKING:
     from tilde._composed import Client
 
-__all__ = ["ServerOptions", "build_server"]
+__all__ = ["ServerOptions", "build_server", "run_server"]
 
 _INSTRUCTIONS = """\
 Tilde stores versioned objects in repositories (ORG/REPO) and runs commands in sandboxes over them.
@@ -54,7 +54,33 @@ def build_server(client: Client, options: ServerOptions | None = None) -> MCPSer
         The server, ready to ``run()`` over stdio or streamable HTTP.
 
     """
-    options = options or ServerOptions()
+    return _build(client, options or ServerOptions())[0]
+
+
+def run_server(
+    client: Client, options: ServerOptions | None = None, *, port: int | None = None, host: str = "127.0.0.1"
+) -> None:
+    """Serve until the client goes away (stdio) or the process is stopped (HTTP), then cancel open shells.
+
+    Args:
+        client: The API client; the server does only what its key may do.
+        options: What to expose (default: everything, read and write).
+        port: Serve streamable HTTP on this port (at ``/mcp``); None for stdio.
+        host: The address HTTP listens on.
+
+    """
+    server, ctx = _build(client, options or ServerOptions())
+    try:
+        if port is None:
+            server.run("stdio")
+        else:
+            server.run("streamable-http", host=host, port=port)
+    finally:
+        # A sandbox an agent left running would otherwise live on until its own timeout.
+        ctx.close()
+
+
+def _build(client: Client, options: ServerOptions) -> tuple[MCPServer[Any], ToolContext]:
     ctx = ToolContext(client=client, repositories=options.repositories, read_only=options.read_only)
     server: MCPServer[Any] = MCPServer(
         "tilde",
@@ -68,4 +94,4 @@ def build_server(client: Client, options: ServerOptions | None = None) -> MCPSer
     if not options.read_only:
         register_write_tools(server, ctx)
         register_compute_tools(server, ctx)
-    return server
+    return server, ctx
