@@ -175,5 +175,5 @@ def test_bad_input_gets_clear_errors(fs: TildeFileSystem, repo_path: str) -> Non
         fs.ls("tilde://only-an-org")
     with pytest.raises(ValueError, match="expected an object path"):
         fs.pipe_file(repo_path, b"x")
-    with pytest.raises(ValueError, match="'rb' or 'wb'"):
+    with pytest.raises(ValueError, match="'rb', 'wb' or 'xb'"):
         fs.open(f"{repo_path}/a.txt", "ab")

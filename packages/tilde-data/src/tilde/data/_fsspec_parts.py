@@ -31,7 +31,8 @@ class TildeFile(AbstractBufferedFile):  # type: ignore[misc]
     Args:
         fs: The filesystem.
         path: The path without the protocol (``ORG/REPO[@REF]/PATH``).
-        mode: ``"rb"`` or ``"wb"``.
+        mode: ``"rb"`` or ``"wb"`` (the filesystem turns ``"xb"`` into ``"wb"`` after checking that nothing
+            exists at ``path``).
         **kwargs: Passed on to `fsspec.spec.AbstractBufferedFile`.
 
     Raises:
@@ -41,7 +42,7 @@ class TildeFile(AbstractBufferedFile):  # type: ignore[misc]
 
     def __init__(self, fs: TildeFileSystem, path: str, mode: str = "rb", **kwargs: Any) -> None:
         if mode not in ("rb", "wb"):
-            raise ValueError(f"tilde:// files open in 'rb' or 'wb' mode, not {mode!r}")
+            raise ValueError(f"tilde:// files open in 'rb', 'wb' or 'xb' mode, not {mode!r}")
         super().__init__(fs, path, mode, **kwargs)
 
     def _fetch_range(self, start: int, end: int) -> bytes:

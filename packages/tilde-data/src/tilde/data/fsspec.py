@@ -358,6 +358,9 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
     ) -> TildeFile:
         if mode != "rb":
             self._writable(path)
+        if mode == "xb":
+            self._refuse_existing(path)
+            mode = "wb"
         return TildeFile(
             self,
             path,
@@ -407,19 +410,27 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
         Args:
             path: ``ORG/REPO/PATH`` (no ``@REF``).
             value: The bytes.
-            mode: ``"overwrite"`` (the only one supported).
+            mode: ``"overwrite"``, or ``"create"`` to refuse an existing object (checked before the write,
+                not atomically with it).
             **kwargs: Ignored (fsspec's signature).
 
         Raises:
-            ValueError: ``path`` has a ref or no object path, or ``mode`` is not ``"overwrite"``.
+            FileExistsError: ``mode="create"`` and the object exists.
+            ValueError: ``path`` has a ref or no object path, or ``mode`` is neither of the above.
 
         """
-        if mode != "overwrite":
-            raise ValueError(f"tilde:// supports mode='overwrite' only, not {mode!r}")
+        if mode not in ("overwrite", "create"):
+            raise ValueError(f"tilde:// supports mode 'overwrite' or 'create', not {mode!r}")
         url = self._writable(path)
+        if mode == "create":
+            self._refuse_existing(path)
         with self._writing(url) as session:
             session.objects.put(url.path, bytes(value))
         self.invalidate_cache(path)
+
+    def _refuse_existing(self, path: str) -> None:
+        if self.exists(path):
+            raise FileExistsError(f"{SCHEME}://{self._strip_protocol(path)} exists")
 
     def put_file(
         self, lpath: str, rpath: str, callback: Any = None, mode: str = "overwrite", **kwargs: Any
