@@ -6,6 +6,7 @@ The server process gets its credentials the way a desktop client would give them
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -367,3 +368,35 @@ def test_a_shell_left_running_is_cancelled_when_the_client_leaves(
         status = Sandboxes(client, org, name).get(started["sandbox_id"]).wait(timeout=60)
         assert status.state == "cancelled", status
         assert list(client.repository(repo_path).commits.list()) == []
+
+
+def test_binary_objects_are_resources_and_ranges_keep_characters_whole(
+    server: LocalServer, repo_path: str, tmp_path: Path
+) -> None:
+    blob = bytes([0, 1, 2, 255, 254])
+
+    async def body(mcp: Mcp) -> None:
+        session_id = (await mcp.call("open_session", repository=repo_path))["session_id"]
+        encoded = base64.b64encode(blob).decode()
+        await mcp.call(
+            "put_object", session_id=session_id, path="bin.dat", content=encoded, encoding="base64"
+        )
+        await mcp.call("put_object", session_id=session_id, path="u.txt", content="aÜb")
+        commit_id = (await mcp.call("commit_session", session_id=session_id, message="bytes"))["commit_id"]
+
+        refused = await mcp.error("read_object", repository=repo_path, path="bin.dat")
+        assert f"tilde://{repo_path}/bin.dat" in refused
+        resource = await mcp.session.read_resource(f"tilde://{repo_path}@{commit_id}/bin.dat")
+        assert base64.b64decode(getattr(resource.contents[0], "blob", "")) == blob
+        latest = await mcp.session.read_resource(f"tilde://{repo_path}/u.txt")
+        assert getattr(latest.contents[0], "text", None) == "aÜb"
+
+        # "Ü" is two bytes: a range ending inside it stops before it, and the next read starts there.
+        cut = await mcp.call("read_object", repository=repo_path, path="u.txt", max_bytes=2)
+        assert (cut["text"], cut["bytes"], cut["truncated"]) == ("a", 1, True)
+        rest = await mcp.call("read_object", repository=repo_path, path="u.txt", offset=cut["bytes"])
+        assert (rest["text"], rest["truncated"]) == ("Üb", False)
+        past = await mcp.call("read_object", repository=repo_path, path="u.txt", offset=10)
+        assert (past["text"], past["bytes"]) == ("", 0)
+
+    run(server, tmp_path, body)
