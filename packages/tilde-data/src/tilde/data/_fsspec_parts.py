@@ -7,6 +7,8 @@ fsspec, so nothing in ``import tilde.data`` imports it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from fsspec.spec import AbstractBufferedFile  # type: ignore[import-untyped]
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
     from tilde.data.fsspec import TildeFileSystem
     from tilde.data.sessions import Session
 
-__all__ = ["TildeFile", "TildeTransaction"]
+__all__ = ["TildeFile", "TildeTransaction", "run_parallel"]
 
 
 class TildeFile(AbstractBufferedFile):  # type: ignore[misc]
@@ -111,3 +113,21 @@ class TildeTransaction(Transaction):  # type: ignore[misc]
                         session.rollback()
         finally:
             super().complete(commit)
+
+
+def run_parallel(jobs: list[Callable[[], object]], *, max_workers: int) -> None:
+    """Run ``jobs`` on up to ``max_workers`` threads; the first failure is raised once all have ended.
+
+    Args:
+        jobs: What to run.
+        max_workers: Threads at most.
+
+    """
+    if len(jobs) <= 1 or max_workers <= 1:
+        for job in jobs:
+            job()
+        return
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(jobs))) as pool:
+        futures = [pool.submit(job) for job in jobs]
+    for future in futures:
+        future.result()

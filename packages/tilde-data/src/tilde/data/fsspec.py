@@ -24,18 +24,22 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
 
 from tilde.core.errors import NotFoundError
-from tilde.data._fsspec_parts import TildeFile, TildeTransaction
+from tilde.data._fsspec_parts import TildeFile, TildeTransaction, run_parallel
 from tilde.data.client import Client
 from tilde.data.objects import ReadOnlyObjects, SessionObjects
 from tilde.data.sessions import Session
@@ -93,6 +97,9 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
             self._closer = None
         #: The client requests go through.
         self.client: Client[Any] = client
+        #: Files `put` uploads at once.
+        self.max_workers = 8
+        self._local = threading.local()
         #: The message of every commit this filesystem makes; change it between writes as needed.
         self.commit_message: str = commit_message or DEFAULT_COMMIT_MESSAGE
 
@@ -387,10 +394,14 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
             FileNotFoundError: No such object.
 
         """
-        url = self._url(rpath)
-        if self.isdir(rpath):
-            os.makedirs(lpath, exist_ok=True)
+        deferred = getattr(self._local, "gets", None)
+        if deferred is not None and outfile is None:
+            deferred.append(partial(self._download, rpath, lpath, None))  # `get` runs them together
             return
+        self._download(rpath, lpath, outfile)
+
+    def _download(self, rpath: str, lpath: str, outfile: Any) -> None:
+        url = self._url(rpath)
         try:
             with self._read_objects(url).get(url.path, cache=False) as reader:
                 if outfile is not None:
@@ -400,7 +411,29 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 with open(lpath, "wb") as sink:
                     shutil.copyfileobj(reader, sink)
         except NotFoundError as error:
+            if url.path and self.isdir(rpath):
+                os.makedirs(lpath, exist_ok=True)
+                return
             raise FileNotFoundError(f"{SCHEME}://{self._name(url, url.path)}") from error
+
+    def get(self, rpath: Any, lpath: Any, recursive: bool = False, **kwargs: Any) -> None:
+        """Download objects into local files (fsspec's rules for names), in parallel.
+
+        Args:
+            rpath: Remote file(s) or folder(s).
+            lpath: The local destination(s).
+            recursive: Walk remote folders.
+            **kwargs: Passed on to `fsspec.spec.AbstractFileSystem.get`.
+
+        """
+        jobs: list[Callable[[], None]] = []
+        self._local.gets = jobs
+        try:
+            # fsspec works out the names and makes the local folders; get_file only records the downloads.
+            super().get(rpath, lpath, recursive=recursive, **kwargs)
+        finally:
+            self._local.gets = None
+        run_parallel(list(jobs), max_workers=self.max_workers)
 
     # -- writing -------------------------------------------------------------------------------------------
 
@@ -448,13 +481,15 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
         if os.path.isdir(lpath):
             return
         url = self._writable(rpath)
-        from pathlib import Path
-
+        deferred = getattr(self._local, "puts", None)
+        if deferred is not None:
+            deferred.append((lpath, url))  # `put` uploads them together
+            return
         with self._writing(url) as session:
             session.objects.put(url.path, Path(lpath))
 
     def put(self, lpath: Any, rpath: Any, recursive: bool = False, **kwargs: Any) -> None:
-        """Upload local files (fsspec's rules for names); outside a transaction all of them in one commit.
+        """Upload local files (fsspec's rules for names), in parallel; outside a transaction in one commit.
 
         Args:
             lpath: Local file(s) or folder(s).
@@ -463,11 +498,26 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
             **kwargs: Passed on to `fsspec.spec.AbstractFileSystem.put`.
 
         """
-        if self._intrans:
+        jobs: list[tuple[str, TildeURL]] = []
+        self._local.puts = jobs
+        try:
+            # fsspec works out the names; put_file only records them.
             super().put(lpath, rpath, recursive=recursive, **kwargs)
+        finally:
+            self._local.puts = None
+        if not jobs:
             return
-        with self.transaction:
-            super().put(lpath, rpath, recursive=recursive, **kwargs)
+        with contextlib.ExitStack() as stack:
+            if not self._intrans:
+                stack.enter_context(self.transaction)
+            sessions: dict[str, Session] = {}
+            for _, url in jobs:
+                if url.repo_path not in sessions:
+                    sessions[url.repo_path] = stack.enter_context(self._writing(url))
+            run_parallel(
+                [partial(sessions[url.repo_path].objects.put, url.path, Path(local)) for local, url in jobs],
+                max_workers=self.max_workers,
+            )
 
     def rm_file(self, path: str) -> None:
         """Delete one object (committed at once outside a transaction).
