@@ -81,6 +81,9 @@ def test_ranged_reads(fs: TildeFileSystem, repo_path: str) -> None:
     assert fs.cat_file(path, start=10, end=20) == PAYLOAD[10:20]
     assert fs.cat_file(path, start=-4) == b"tail"
     assert fs.cat_file(path, start=5, end=5) == b""
+    assert fs.cat_file(path, start=len(PAYLOAD) - 2, end=len(PAYLOAD) + 100) == b"il"
+    assert fs.cat_file(path, start=len(PAYLOAD)) == b""
+    assert fs.cat_file(path, start=len(PAYLOAD) + 10, end=len(PAYLOAD) + 20) == b""
     assert fs.cat_ranges([path, path], [0, 100], [3, 110]) == [PAYLOAD[:3], PAYLOAD[100:110]]
     with fs.open(path, "rb", block_size=4096, cache_type="readahead") as f:
         f.seek(200_000)

@@ -38,7 +38,7 @@ from typing import Any
 
 from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
 
-from tilde.core.errors import NotFoundError
+from tilde.core.errors import APIError, NotFoundError
 from tilde.data._fsspec_parts import TildeFile, TildeTransaction, run_parallel
 from tilde.data.client import Client
 from tilde.data.objects import ReadOnlyObjects, SessionObjects
@@ -51,6 +51,7 @@ __all__ = ["DEFAULT_COMMIT_MESSAGE", "TildeFile", "TildeFileSystem", "TildeTrans
 DEFAULT_COMMIT_MESSAGE = "Write through the tilde:// filesystem"
 
 _LIST_PAGE = 1000
+_RANGE_NOT_SATISFIABLE = 416
 
 
 class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
@@ -353,6 +354,10 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 return reader.read()
         except NotFoundError as error:
             raise FileNotFoundError(f"{SCHEME}://{self._name(url, url.path)}") from error
+        except APIError as error:
+            if error.status_code == _RANGE_NOT_SATISFIABLE:
+                return b""  # the range starts at or past the end, as a file read there would
+            raise
 
     def _open(
         self,
