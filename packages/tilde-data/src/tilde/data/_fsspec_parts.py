@@ -1,4 +1,4 @@
-"""The file object and the transaction of the ``tilde://`` filesystem (see `tilde.data.fsspec`).
+"""The file object, transaction and naming helpers of the ``tilde://`` filesystem (`tilde.data.fsspec`).
 
 Kept apart from the filesystem class so each module stays small; like `tilde.data.fsspec`, it imports
 fsspec, so nothing in ``import tilde.data`` imports it.
@@ -18,9 +18,19 @@ from tilde.core.errors import TildeError
 
 if TYPE_CHECKING:
     from tilde.data.fsspec import TildeFileSystem
+    from tilde.data.models import Entry
     from tilde.data.sessions import Session
+    from tilde.data.urls import TildeURL
 
-__all__ = ["TildeFile", "TildeTransaction", "run_parallel"]
+__all__ = [
+    "TildeFile",
+    "TildeTransaction",
+    "add_directories",
+    "entry_name",
+    "file_info",
+    "missing",
+    "run_parallel",
+]
 
 
 class TildeFile(AbstractBufferedFile):  # type: ignore[misc]
@@ -131,3 +141,68 @@ def run_parallel(jobs: list[Callable[[], object]], *, max_workers: int) -> None:
         futures = [pool.submit(job) for job in jobs]
     for future in futures:
         future.result()
+
+
+def entry_name(url: TildeURL, path: str) -> str:
+    """Return the fsspec name (no protocol) of ``path`` in ``url``'s repository, at ``url``'s ref.
+
+    Args:
+        url: Any location in the repository (its ref is kept).
+        path: The object path or prefix (``""`` for the repository itself).
+
+    Returns:
+        ``ORG/REPO[@REF][/PATH]``.
+
+    """
+    base = f"{url.repo_path}@{url.ref}" if url.ref else url.repo_path
+    return f"{base}/{path}" if path else base
+
+
+def missing(url: TildeURL) -> FileNotFoundError:
+    """Return the error for a location where nothing exists (for the caller to raise).
+
+    Args:
+        url: The location.
+
+    Returns:
+        A `FileNotFoundError` naming the URL.
+
+    """
+    return FileNotFoundError(f"tilde://{entry_name(url, url.path)}")
+
+
+def file_info(url: TildeURL, path: str, entry: Entry | None) -> dict[str, Any]:
+    """Return fsspec's description of a listed object.
+
+    Args:
+        url: A location in the object's repository (its ref is kept in the name).
+        path: The object path.
+        entry: The listing's attributes of the object.
+
+    Returns:
+        ``name``, ``size``, ``type`` (``"file"``), ``etag``, ``last_modified`` and ``content_type``.
+
+    """
+    return {
+        "name": entry_name(url, path),
+        "size": entry.size if entry is not None and entry.size is not None else 0,
+        "type": "file",
+        "etag": entry.e_tag if entry is not None else None,
+        "last_modified": entry.last_modified if entry is not None else None,
+        "content_type": entry.content_type if entry is not None else None,
+    }
+
+
+def add_directories(found: dict[str, dict[str, Any]], url: TildeURL, prefix: str, parts: list[str]) -> None:
+    """Add to ``found`` the directories ``prefix + parts[:1]``, ``prefix + parts[:2]`` … of a listed path.
+
+    Args:
+        found: Infos by name, updated in place.
+        url: A location in the repository.
+        prefix: Where the listing started (empty or ending in ``/``).
+        parts: The directory names below ``prefix``.
+
+    """
+    for depth in range(1, len(parts) + 1):
+        name = entry_name(url, prefix + "/".join(parts[:depth]))
+        found.setdefault(name, {"name": name, "size": 0, "type": "directory"})

@@ -39,7 +39,15 @@ from typing import Any
 from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
 
 from tilde.core.errors import APIError, NotFoundError
-from tilde.data._fsspec_parts import TildeFile, TildeTransaction, run_parallel
+from tilde.data._fsspec_parts import (
+    TildeFile,
+    TildeTransaction,
+    add_directories,
+    entry_name,
+    file_info,
+    missing,
+    run_parallel,
+)
 from tilde.data.client import Client
 from tilde.data.objects import ReadOnlyObjects, SessionObjects
 from tilde.data.sessions import Session
@@ -116,12 +124,6 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
         stripped = self._strip_protocol(path)
         return parse_url(f"{SCHEME}://{stripped}")
 
-    @staticmethod
-    def _name(url: TildeURL, path: str) -> str:
-        """Return the fsspec name (no protocol) of ``path`` in ``url``'s repository, at ``url``'s ref."""
-        base = f"{url.repo_path}@{url.ref}" if url.ref else url.repo_path
-        return f"{base}/{path}" if path else base
-
     def _writable(self, path: str) -> TildeURL:
         url = self._url(path)
         if url.ref:
@@ -177,25 +179,15 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
         entries: list[dict[str, Any]] = []
         for item in self._read_objects(url).list(prefix=prefix or None, delimiter="/", page_size=_LIST_PAGE):
             if item.type == "prefix":
-                name = self._name(url, item.path.rstrip("/"))
+                name = entry_name(url, item.path.rstrip("/"))
                 entries.append({"name": name, "size": 0, "type": "directory"})
             else:
-                entries.append(self._file_entry(url, item.path, item.entry))
+                entries.append(file_info(url, item.path, item.entry))
         if not entries and url.path:
             entries = [self.info(path)]
             if entries[0]["type"] != "file":
                 entries = []
         return entries if detail else [entry["name"] for entry in entries]
-
-    def _file_entry(self, url: TildeURL, path: str, entry: Any) -> dict[str, Any]:
-        return {
-            "name": self._name(url, path),
-            "size": entry.size if entry is not None and entry.size is not None else 0,
-            "type": "file",
-            "etag": entry.e_tag if entry is not None else None,
-            "last_modified": entry.last_modified if entry is not None else None,
-            "content_type": entry.content_type if entry is not None else None,
-        }
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         """Describe a file (one ``HEAD``) or a directory (a prefix with objects under it).
@@ -215,22 +207,22 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
         url = self._url(path)
         objects = self._read_objects(url)
         if not url.path:
-            return {"name": self._name(url, ""), "size": 0, "type": "directory"}
+            return {"name": entry_name(url, ""), "size": 0, "type": "directory"}
         try:
             head = objects.head(url.path)
         except NotFoundError:
             pass
         else:
             return {
-                "name": self._name(url, url.path),
+                "name": entry_name(url, url.path),
                 "size": head.content_length or 0,
                 "type": "file",
                 "etag": head.etag,
                 "content_type": head.content_type,
             }
         if any(True for _ in objects.list(prefix=url.path + "/", amount=1)):
-            return {"name": self._name(url, url.path), "size": 0, "type": "directory"}
-        raise FileNotFoundError(f"{SCHEME}://{self._name(url, url.path)}")
+            return {"name": entry_name(url, url.path), "size": 0, "type": "directory"}
+        raise missing(url)
 
     def modified(self, path: str) -> datetime:
         """Return when the object at ``path`` was last written (from its listing entry).
@@ -251,7 +243,7 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
             for item in self._read_objects(url).list(prefix=url.path, amount=1):
                 if item.path == url.path and item.entry is not None and item.entry.last_modified is not None:
                     return item.entry.last_modified
-        raise FileNotFoundError(f"{SCHEME}://{self._name(url, url.path)}")
+        raise missing(url)
 
     def created(self, path: str) -> datetime:
         """Return when the object's current version was written (objects are replaced whole).
@@ -300,11 +292,11 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
             parts = item.path[len(prefix) :].split("/")
             if maxdepth is not None and len(parts) > maxdepth:
                 if withdirs:
-                    self._add_dirs(found, url, prefix, parts[:maxdepth])
+                    add_directories(found, url, prefix, parts[:maxdepth])
                 continue
             if withdirs:
-                self._add_dirs(found, url, prefix, parts[:-1])
-            found[self._name(url, item.path)] = self._file_entry(url, item.path, item.entry)
+                add_directories(found, url, prefix, parts[:-1])
+            found[entry_name(url, item.path)] = file_info(url, item.path, item.entry)
         if not found and url.path:
             try:
                 entry = self.info(path)
@@ -314,13 +306,6 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 found[entry["name"]] = entry
         names = sorted(found)
         return {name: found[name] for name in names} if detail else names
-
-    def _add_dirs(
-        self, found: dict[str, dict[str, Any]], url: TildeURL, prefix: str, parts: list[str]
-    ) -> None:
-        for depth in range(1, len(parts) + 1):
-            name = self._name(url, prefix + "/".join(parts[:depth]))
-            found.setdefault(name, {"name": name, "size": 0, "type": "directory"})
 
     # -- reading -------------------------------------------------------------------------------------------
 
@@ -353,7 +338,7 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
             with self._read_objects(url).get(url.path, cache=False, byte_range=byte_range) as reader:
                 return reader.read()
         except NotFoundError as error:
-            raise FileNotFoundError(f"{SCHEME}://{self._name(url, url.path)}") from error
+            raise missing(url) from error
         except APIError as error:
             if error.status_code == _RANGE_NOT_SATISFIABLE:
                 return b""  # the range starts at or past the end, as a file read there would
@@ -419,7 +404,7 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
             if url.path and self.isdir(rpath):
                 os.makedirs(lpath, exist_ok=True)
                 return
-            raise FileNotFoundError(f"{SCHEME}://{self._name(url, url.path)}") from error
+            raise missing(url) from error
 
     def get(self, rpath: Any, lpath: Any, recursive: bool = False, **kwargs: Any) -> None:
         """Download objects into local files (fsspec's rules for names), in parallel.
@@ -584,7 +569,7 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 try:
                     session.objects.copy(source.path, destination.path)
                 except NotFoundError as error:
-                    raise FileNotFoundError(f"{SCHEME}://{self._name(source, source.path)}") from error
+                    raise missing(source) from error
         else:
             self.pipe_file(path2, self.cat_file(path1))
         self.invalidate_cache(path2)
