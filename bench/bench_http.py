@@ -98,19 +98,21 @@ def load(url: str, seconds: float, headers: list[str], connections: int = 16) ->
 
 def prepare(endpoint: str, key: str) -> None:
     """Create ``bench/perf`` with a 100-byte object and 100 objects under ``list/``."""
-    from tilde.data import Client  # noqa: PLC0415 - only the set-up needs the SDK
+    from tilde.data import Client
 
     with httpx.Client(
         base_url=endpoint + "/api/v1", headers={"Authorization": f"Bearer {key}"}, timeout=60
     ) as api:
         api.post("/organizations", json={"name": "bench"}).raise_for_status()
         api.post("/organizations/bench/repositories", json={"name": "perf"}).raise_for_status()
-    with Client(endpoint_url=endpoint, api_key=key) as client:
-        with client.repository("bench/perf").session() as session:
-            session.objects.put("small.bin", b"s" * 100)
-            for index in range(100):
-                session.objects.put(f"list/{index:03d}.txt", b"x" * 100)
-            session.commit("bench data")
+    with (
+        Client(endpoint_url=endpoint, api_key=key) as client,
+        client.repository("bench/perf").session() as session,
+    ):
+        session.objects.put("small.bin", b"s" * 100)
+        for index in range(100):
+            session.objects.put(f"list/{index:03d}.txt", b"x" * 100)
+        session.commit("bench data")
 
 
 def measure(seconds: float, rounds: int) -> dict[str, Any]:
@@ -135,7 +137,7 @@ def measure(seconds: float, rounds: int) -> dict[str, Any]:
                 "get_object": (base + "/object?path=small.bin", auth),
                 "list_objects": (base + "/objects?prefix=list/&amount=100", auth),
             }
-            for name, (url, headers) in cases.items():  # untimed warm-up
+            for url, headers in cases.values():  # untimed warm-up
                 load(url, 1.0, headers)
             for _ in range(rounds):
                 for name, (url, headers) in cases.items():

@@ -120,9 +120,7 @@ async def run(
     loop = asyncio.get_running_loop()
     protocols = []
     for _ in range(connections):
-        _, protocol = await loop.create_connection(
-            lambda: _Connection(request, expected, stats), host, port
-        )
+        _, protocol = await loop.create_connection(lambda: _Connection(request, expected, stats), host, port)
         protocols.append(protocol)
     await asyncio.sleep(warmup)
     stats.counting = True
@@ -160,9 +158,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured load before it")
     parser.add_argument("--expect", type=int, default=200, help="the status every response should have")
     args = parser.parse_args()
-    result = asyncio.run(
-        run(args.url, args.header, args.connections, args.seconds, args.warmup, args.expect)
-    )
+    result = asyncio.run(run(args.url, args.header, args.connections, args.seconds, args.warmup, args.expect))
     print(json.dumps(result), flush=True)
     return 0
 
