@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import threading
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -272,33 +273,65 @@ def test_other_server_errors_on_initiate_propagate(mock: respx.MockRouter) -> No
 
 
 def test_memory_is_bounded_by_parts_in_flight(mock: respx.MockRouter) -> None:
-    FakeStore(mock)
+    store = FakeStore(mock)
     produced = 0
     held_max = 0
-    sent: list[int] = []
-    lock = threading.Lock()
 
     def chunks() -> Iterator[bytes]:
         nonlocal produced, held_max
         for _ in range(40):
             produced += 10
-            with lock:
-                held_max = max(held_max, produced - sum(sent))
+            with store._lock:
+                sent = sum(len(part) for part in store.parts.values())
+            held_max = max(held_max, produced - sent)
             yield b"m" * 10
 
-    original = Client._presigned_put
-
-    def tracking_put(self: Client, url: str, content: Any, *, headers: Any = None) -> httpx.Response:
-        response = original(self, url, content, headers=headers)
-        with lock:
-            sent.append(int(headers["Content-Length"]))
-        return response
-
     with _small_client(max_parts_in_flight=2) as client:
-        client._presigned_put = tracking_put.__get__(client)  # type: ignore[method-assign]
         _put(client, chunks())
     # At most two parts in flight plus the chunk being read.
     assert held_max <= 3 * 10
+
+
+def test_iterator_parts_in_flight_are_bounded_by_the_buffer_budget(mock: respx.MockRouter) -> None:
+    store = FakeStore(mock)
+    store.gate = threading.Event()
+    threading.Timer(0.5, store.gate.set).start()
+    with _small_client(max_parts_in_flight=8) as client:
+        client.upload_settings = type(client.upload_settings)(
+            threshold=100, part_size=10, max_parts_in_flight=8, max_buffered_bytes=25
+        )
+        _put(client, iter([b"n" * 10] * 12))
+    # 25 bytes of budget hold two 10-byte parts: never more than two wait in memory to be sent.
+    assert store.max_in_flight == 2
+    assert store.assembled() == b"n" * 120
+
+
+def test_file_parts_are_read_at_their_offsets_when_sent(mock: respx.MockRouter, tmp_path: Any) -> None:
+    store = FakeStore(mock)
+    data = bytes(range(256)) * 4
+    source = tmp_path / "source.bin"
+    source.write_bytes(data)
+    reads: list[tuple[int, int]] = []
+    original = os.pread
+
+    def spying_pread(fd: int, size: int, offset: int) -> bytes:
+        reads.append((offset, size))
+        return original(fd, size, offset)
+
+    store.fail_part = lambda number, attempt: 503 if (number, attempt) == (3, 1) else None
+    with _small_client(max_parts_in_flight=3) as client:
+        client.upload_settings = type(client.upload_settings)(
+            threshold=100, part_size=100, max_parts_in_flight=3, retry_backoff=0
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(os, "pread", spying_pread)
+            _put(client, source)
+    assert store.assembled() == data
+    # Part 3 (bytes 200-299) was read from the file twice: once per try, never kept between them.
+    assert reads.count((200, 100)) == 2
+    assert sorted(offset for offset, size in reads if size and offset != 200) == [
+        n * 100 for n in range(11) if n != 2
+    ]
 
 
 def test_third_party_strategy_with_higher_priority_takes_over(mock: respx.MockRouter) -> None:
@@ -348,8 +381,18 @@ def test_invalid_upload_settings_are_rejected() -> None:
         Client(endpoint_url=ENDPOINT, api_key="k", max_parts_in_flight=0)
 
 
+class _Consuming(httpx.BaseTransport):
+    """Hands each request to ``handler`` unread (`httpx.MockTransport` gathers the whole body first)."""
+
+    def __init__(self, handler: Callable[[httpx.Request], httpx.Response]) -> None:
+        self._handler = handler
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._handler(request)
+
+
 class RetainingTransport:
-    """A stand-in client whose presigned PUT keeps every content object it was given, as httpx does.
+    """A stand-in client whose upload HTTP client keeps every request it sent (and its body), as httpx does.
 
     httpx frees a finished response, and the request (with its body) it references, only in a cyclic garbage
     collection; until one runs, whatever was passed as ``content`` stays referenced.
@@ -358,6 +401,7 @@ class RetainingTransport:
     def __init__(self) -> None:
         self.retained: list[Any] = []
         self._multipart_unsupported = False
+        self._upload_http = httpx.Client(transport=_Consuming(self._keep))
 
     def _post_json(self, path: str, *, params: Any = None, json: Any = None) -> dict[str, Any]:
         return {"upload_id": "u", "upload_token": "t", "path": params["path"], "etag": '"e"'}
@@ -365,10 +409,11 @@ class RetainingTransport:
     def _get_json(self, path: str, *, params: Any = None) -> dict[str, Any]:
         return {"upload_url": "http://uploads.test/p"}
 
-    def _presigned_put(self, url: str, content: Any, *, headers: Any = None) -> httpx.Response:
-        self.retained.append(content)
-        for _ in content if not isinstance(content, bytes) else [content]:
-            pass
+    def _keep(self, request: httpx.Request) -> httpx.Response:
+        # What httpx keeps alive until a cyclic collection: the request, and the body it was given.
+        self.retained.append(request)
+        for _ in request.stream:  # type: ignore[union-attr]
+            pass  # consumed as a socket would, not gathered like request.read()
         return httpx.Response(200, headers={"ETag": '"p"'})
 
     def _delete(self, path: str, *, params: Any = None) -> None:
@@ -391,7 +436,8 @@ def test_sent_parts_are_not_kept_alive_by_the_transport() -> None:
     )
     tracemalloc.start()
     try:
-        result = MultipartUploadStrategy().upload(request)
+        with transport._upload_http:
+            result = MultipartUploadStrategy().upload(request)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Union
@@ -41,6 +42,8 @@ class UploadSource:
         self._pending = b""
         self._position = 0
         self._start = 0
+        self._fd: int | None = None
+        self._seek_lock = threading.Lock()
         self.size: int | None = None
         if isinstance(data, (bytes, bytearray, memoryview)):
             self._buffer = memoryview(data).cast("B")
@@ -48,6 +51,7 @@ class UploadSource:
         elif isinstance(data, os.PathLike):
             self._owned = self._file = Path(data).open("rb")  # noqa: SIM115 - closed by close()
             self.size = os.fstat(self._owned.fileno()).st_size
+            self._fd = _positional_fd(self._owned)
         elif isinstance(data, str):
             raise TypeError(
                 "put() takes bytes, a pathlib.Path, a binary file or an iterable of bytes, not str"
@@ -57,6 +61,7 @@ class UploadSource:
             self._file = stream
             self.size = _remaining_size(stream)
             self._start = stream.tell() if self.size is not None else 0
+            self._fd = _positional_fd(stream) if self.size is not None else None
         elif isinstance(data, Iterable):
             self._iterator = iter(data)
         else:
@@ -70,6 +75,69 @@ class UploadSource:
         if self._file is not None:
             return self.size is not None
         return self._position == 0 and not self._pending
+
+    @property
+    def random_access(self) -> bool:
+        """Whether any byte range can be read at any time (`read_at`): in-memory data and seekable files.
+
+        Uploads of such sources read each part at its offset when it is sent, and again when it is resent,
+        so nothing but the chunk on the wire is held in memory.
+        """
+        return self._buffer is not None or (self._file is not None and self.size is not None)
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Read up to ``size`` bytes at ``offset`` (from the source's start); `read_block` is not moved.
+
+        Files with a descriptor are read with ``os.pread``, so threads read their parts concurrently;
+        other seekable files seek and read under a lock (and are put back where they were).
+
+        Args:
+            offset: Where to read, counted from the source's start.
+            size: Bytes wanted; fewer come back only at the end.
+
+        Returns:
+            The bytes.
+
+        Raises:
+            ValueError: The source is not `random_access`.
+
+        """
+        if self._buffer is not None:
+            return self._buffer[offset : offset + size].tobytes()
+        if self._file is None or self.size is None:
+            raise ValueError("the upload source cannot be read at an offset")
+        if self._fd is not None:
+            pieces: list[bytes] = []
+            have = 0
+            while have < size:
+                piece = os.pread(self._fd, size - have, self._start + offset + have)
+                if not piece:
+                    break
+                pieces.append(piece)
+                have += len(piece)
+            return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        with self._seek_lock:
+            here = self._file.tell()
+            try:
+                self._file.seek(self._start + offset)
+                return _read_exactly(self._file, size)
+            finally:
+                self._file.seek(here)
+
+    def iter_range(self, offset: int, length: int, chunk_size: int = _READ_CHUNK) -> Iterator[bytes]:
+        """Yield ``length`` bytes from ``offset`` in chunks of at most ``chunk_size``, read as they are sent.
+
+        Raises:
+            ValueError: The source ends before the range does (a file that shrank during the upload).
+
+        """
+        end = offset + length
+        while offset < end:
+            chunk = self.read_at(offset, min(chunk_size, end - offset))
+            if not chunk:
+                raise ValueError(f"the upload source ended at byte {offset}, before the {end} announced")
+            offset += len(chunk)
+            yield chunk
 
     def rewind(self) -> None:
         """Go back to where the source started.
@@ -127,6 +195,25 @@ class UploadSource:
         joined = b"".join(pieces)
         self._pending = joined[size:]
         return joined[:size]
+
+
+def _positional_fd(stream: IO[bytes]) -> int | None:
+    """Return the descriptor ``os.pread`` can read ``stream`` from, or None (in-memory or wrapped)."""
+    # Only plain files: wrappers such as gzip.GzipFile report the descriptor of the file they decode.
+    if not isinstance(stream, (io.FileIO, io.BufferedReader, io.BufferedRandom)):
+        return None
+    try:
+        fd = stream.fileno()
+        os.pread(fd, 0, 0)
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return None
+    # Buffered streams opened for writing may hold bytes not yet on disk; pread would miss them.
+    if getattr(stream, "writable", lambda: False)():
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            return None
+    return fd
 
 
 def _remaining_size(stream: IO[bytes]) -> int | None:

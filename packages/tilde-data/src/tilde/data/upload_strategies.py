@@ -54,17 +54,22 @@ class UploadSettings:
     Attributes:
         threshold: Known sizes below this use a single PUT; larger or unknown sizes use multipart.
         part_size: Bytes per multipart part.
-        max_parts_in_flight: Parts uploaded at once (and held in memory at most).
+        max_parts_in_flight: Parts uploaded at once. Parts of files and in-memory data are read while they
+            are sent, never held whole.
         part_attempts: Tries per part before the upload is aborted; each try asks for a fresh part URL.
-        retry_backoff: Seconds before the second try of a part, doubling for each later one.
+        retry_backoff: Seconds before the second try of a part, doubling for each later one (a
+            ``Retry-After`` from the upload target wins).
+        max_buffered_bytes: Most bytes of parts held in memory for sources that can only be read forward
+            (iterators, pipes), which limits their parts in flight (one at least).
 
     """
 
     threshold: int = DEFAULT_UPLOAD_THRESHOLD
     part_size: int = DEFAULT_PART_SIZE
     max_parts_in_flight: int = DEFAULT_MAX_PARTS_IN_FLIGHT
-    part_attempts: int = 3
+    part_attempts: int = 5
     retry_backoff: float = 0.25
+    max_buffered_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if self.threshold < 0:
@@ -75,6 +80,8 @@ class UploadSettings:
             raise ValueError("max parts in flight must be >= 1")
         if self.part_attempts < 1:
             raise ValueError("part attempts must be >= 1")
+        if self.max_buffered_bytes < 0:
+            raise ValueError("max buffered bytes must be >= 0")
 
 
 @dataclass
