@@ -151,7 +151,7 @@ def test_hinted_upload_rejects_oversized_parts_and_bad_hints(server: LocalServer
                 assert refused.json()["code"] == "invalid_parameter"
             ids = _initiate(api, where, part_size="10")
             declared = _put_part(api, where, ids, 1, b"x" * 11)
-            assert declared.status_code == 400, declared.text
+            assert declared.status_code == 413, declared.text
             assert declared.json()["code"] == "part_too_large"
 
             def chunked() -> Iterator[bytes]:
@@ -159,7 +159,7 @@ def test_hinted_upload_rejects_oversized_parts_and_bad_hints(server: LocalServer
                 yield b"y" * 6
 
             streamed = _put_part(api, where, ids, 1, chunked())
-            assert streamed.status_code == 400, streamed.text
+            assert streamed.status_code == 413, streamed.text
             assert streamed.json()["code"] == "part_too_large"
             first = _put_part(api, where, ids, 1, b"0123456789")
             last = _put_part(api, where, ids, 2, b"end")

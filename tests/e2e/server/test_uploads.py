@@ -109,8 +109,8 @@ def test_finalize_checks_size_and_checksum(repo: Any, assert_error: ExpectError)
     quoted = finalize(repo, session, "f.bin", upload_token=token, checksum=etag, size_bytes=5)
     assert quoted.status_code == 201
     assert quoted.json() == {"path": "f.bin", "etag": etag}
-    # The token is consumed by finalize.
-    assert_error(finalize(repo, session, "f.bin", upload_token=token), 404, "upload_not_found")
+    # The token is consumed by finalize: using it again is a conflict with the finished upload.
+    assert_error(finalize(repo, session, "f.bin", upload_token=token), 409, "upload_consumed")
 
 
 def test_finalize_token_is_bound_to_session_and_path(repo: Any, assert_error: ExpectError) -> None:

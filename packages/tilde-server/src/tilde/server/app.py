@@ -112,8 +112,10 @@ def create_app(config: ServerConfig) -> Starlette:
     if not registry.has_token(admin_key):
         registry.create_key("user", registry.admin.id, admin_key, name="admin")
     engine = StorageEngine.open(data_dir)
-    # Upload tokens live a week; finished uploads nobody finalized since then can never be used.
-    registry.forget_uploads_before(rfc3339(datetime.now(timezone.utc) - timedelta(seconds=uploads.TOKEN_TTL)))
+    # Upload URLs and tokens live upload_url_ttl: targets and tombstones older than that can never be used.
+    registry.forget_uploads_before(
+        rfc3339(datetime.now(timezone.utc) - timedelta(seconds=config.upload_url_ttl))
+    )
     # Drop bytes nothing refers to any more (rolled-back sessions, replaced uploads, concatenated parts). The
     # blobs of single uploads still waiting for their finalize are known only to the registry: keep those.
     collected = engine.collect_garbage(keep=registry.pending_upload_blob_keys())

@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
 CREATE INDEX IF NOT EXISTS api_keys_principal ON api_keys(principal_type, principal_id, id);
 CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY, repo_id TEXT NOT NULL, session_id TEXT NOT NULL, path TEXT NOT NULL,
-    blob_key TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, created_at TEXT NOT NULL);
+    blob_key TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, created_at TEXT NOT NULL,
+    declared_size INTEGER, state TEXT NOT NULL DEFAULT 'received');
 """
     + IAM_SCHEMA
 )

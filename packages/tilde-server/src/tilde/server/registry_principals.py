@@ -117,17 +117,36 @@ class KeyRecord:
     revoked_at: str | None
 
 
+#: States of an upload target: issued (no bytes yet), received (bytes waiting for finalize), consumed.
+UPLOAD_ISSUED, UPLOAD_RECEIVED, UPLOAD_CONSUMED = "issued", "received", "consumed"
+
+
 @dataclass(frozen=True)
 class UploadRecord:
-    """A finished single-part upload waiting for its finalize call."""
+    """An upload target: a single upload from its stage call on, or the tombstone of a finished upload.
+
+    Attributes:
+        upload_id: The upload.
+        repo_id: Repository.
+        session_id: Session.
+        path: Object path.
+        blob_key: The received bytes ('' until a PUT arrived).
+        size: Bytes received.
+        sha256: Their SHA-256 ('' until a PUT arrived).
+        declared_size: The size the stage call declared, None when it declared none.
+        state: ``issued``, ``received`` or ``consumed`` (finalized or completed: never usable again).
+
+    """
 
     upload_id: str
     repo_id: str
     session_id: str
     path: str
-    blob_key: str
-    size: int
-    sha256: str
+    blob_key: str = ""
+    size: int = 0
+    sha256: str = ""
+    declared_size: int | None = None
+    state: str = UPLOAD_ISSUED
 
 
 _AGENT_COLUMNS = (
@@ -174,6 +193,10 @@ class PrincipalStore(SqliteStore):
                 db.execute("ALTER TABLE api_keys ADD COLUMN lookup_id TEXT")
             if columns:
                 db.execute("CREATE INDEX IF NOT EXISTS api_keys_lookup ON api_keys(lookup_id)")
+            upload_columns = {row[1] for row in db.execute("PRAGMA table_info(uploads)")}
+            if upload_columns and "state" not in upload_columns:
+                db.execute("ALTER TABLE uploads ADD COLUMN declared_size INTEGER")
+                db.execute(f"ALTER TABLE uploads ADD COLUMN state TEXT NOT NULL DEFAULT '{UPLOAD_RECEIVED}'")
 
     # -- agents ------------------------------------------------------------------------------------
 
@@ -425,46 +448,96 @@ class PrincipalStore(SqliteStore):
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (utc_now(), key_id)
             )
 
-    # -- single-part uploads -----------------------------------------------------------------------
+    # -- upload targets ------------------------------------------------------------------------------
 
-    def put_upload(self, record: UploadRecord) -> None:
-        """Remember the blob received for an upload id (a repeated PUT replaces it)."""
+    def issue_upload(self, record: UploadRecord) -> None:
+        """Remember a single upload when its URL is handed out (state ``issued``, with its declared size)."""
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO uploads (upload_id, repo_id, session_id, path, "
-                "blob_key, size, sha256, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO uploads (upload_id, repo_id, session_id, path, blob_key, size, sha256, "
+                "created_at, declared_size, state) VALUES (?, ?, ?, ?, '', 0, '', ?, ?, ?)",
                 (
                     record.upload_id,
                     record.repo_id,
                     record.session_id,
                     record.path,
-                    record.blob_key,
-                    record.size,
-                    record.sha256,
                     utc_now(),
+                    record.declared_size,
+                    UPLOAD_ISSUED,
+                ),
+            )
+
+    def receive_upload(self, upload_id: str, blob_key: str, size: int, sha256: str) -> bool:
+        """Record the bytes a PUT delivered (a repeated PUT replaces them) unless the upload was consumed.
+
+        Returns:
+            False when the upload is unknown or already consumed (nothing changed).
+
+        """
+        with self._tx() as db:
+            changed = db.execute(
+                "UPDATE uploads SET blob_key = ?, size = ?, sha256 = ?, state = ? "
+                "WHERE upload_id = ? AND state != ?",
+                (blob_key, size, sha256, UPLOAD_RECEIVED, upload_id, UPLOAD_CONSUMED),
+            ).rowcount
+        return bool(changed)
+
+    def consume_upload(self, upload_id: str) -> bool:
+        """Mark received bytes as finalized, atomically: of two concurrent finalize calls only one wins.
+
+        Returns:
+            True for the caller that consumed the upload.
+
+        """
+        with self._tx() as db:
+            changed = db.execute(
+                "UPDATE uploads SET state = ? WHERE upload_id = ? AND state = ?",
+                (UPLOAD_CONSUMED, upload_id, UPLOAD_RECEIVED),
+            ).rowcount
+        return bool(changed)
+
+    def release_upload(self, upload_id: str) -> None:
+        """Undo `consume_upload` when staging the bytes failed, so finalize can be retried."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE uploads SET state = ? WHERE upload_id = ? AND state = ?",
+                (UPLOAD_RECEIVED, upload_id, UPLOAD_CONSUMED),
+            )
+
+    def bury_upload(self, record: UploadRecord) -> None:
+        """Keep a consumed tombstone for a finished multipart upload, so its URLs and token answer 409."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO uploads (upload_id, repo_id, session_id, path, blob_key, size, "
+                "sha256, "
+                "created_at, declared_size, state) VALUES (?, ?, ?, ?, '', 0, '', ?, NULL, ?)",
+                (
+                    record.upload_id,
+                    record.repo_id,
+                    record.session_id,
+                    record.path,
+                    utc_now(),
+                    UPLOAD_CONSUMED,
                 ),
             )
 
     def get_upload(self, upload_id: str) -> UploadRecord | None:
-        """Return the finished upload with this id, or None."""
+        """Return the upload target with this id, or None."""
         row = self._one(
-            "SELECT upload_id, repo_id, session_id, path, blob_key, size, sha256 FROM uploads "
-            "WHERE upload_id = ?",
+            "SELECT upload_id, repo_id, session_id, path, blob_key, size, sha256, declared_size, state "
+            "FROM uploads WHERE upload_id = ?",
             upload_id,
         )
         return UploadRecord(**dict(row)) if row else None
 
     def pending_upload_blob_keys(self) -> set[str]:
-        """Return the blob keys of finished uploads still waiting for their finalize call."""
-        return {str(row[0]) for row in self._all("SELECT blob_key FROM uploads")}
+        """Return the blob keys of received uploads (waiting for finalize, or consumed by it)."""
+        return {str(row[0]) for row in self._all("SELECT blob_key FROM uploads WHERE blob_key != ''")}
 
     def forget_uploads_before(self, cutoff: str) -> int:
-        """Forget finished uploads never finalized before ``cutoff`` (RFC 3339); return how many."""
+        """Forget upload targets (and tombstones) created before ``cutoff`` (RFC 3339); return how many.
+
+        Call it with the URLs' and tokens' lifetime: an upload forgotten then can no longer be used anyway.
+        """
         with self._tx() as db:
             return db.execute("DELETE FROM uploads WHERE created_at < ?", (cutoff,)).rowcount
-
-    def delete_upload(self, upload_id: str) -> None:
-        """Forget an upload (after finalize consumed it)."""
-        with self._tx() as db:
-            db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))

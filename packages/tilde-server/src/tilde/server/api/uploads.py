@@ -8,6 +8,13 @@ a thread per small chunk. It answers ``ETag: "<sha256 hex>"``.
 A multipart upload initiated with ``part_size`` (our SDK sends it; other clients do not, and keep one blob
 per part) has its parts written straight into one file at their offsets instead, and completing it renames
 that file into place rather than copying every part once more.
+
+Upload targets are single-use: finalize (or complete) consumes them, after which their URLs, token and
+finalize answer 409 ``upload_consumed`` (a tombstone row is kept as long as they could still be valid). A
+single upload staged with ``size_bytes`` (an extension) accepts at most that many bytes (413
+``upload_too_large`` as soon as the excess is known, from ``Content-Length`` or while streaming), and a part
+of an upload initiated with ``part_size`` at most that many (413 ``part_too_large``). Upload tokens live as
+long as the URLs (``ServerConfig.upload_url_ttl``).
 """
 
 from __future__ import annotations
@@ -41,13 +48,14 @@ from tilde.server.api.common import (
     session_query,
 )
 from tilde.server.errors import ApiError
-from tilde.server.registry import UploadRecord
+from tilde.server.registry import Registry, UploadRecord
+from tilde.server.registry_principals import UPLOAD_CONSUMED, UPLOAD_ISSUED
 from tilde.server.storage import BlobRef
 
 #: Bytes gathered before one write in the worker thread.
 WRITE_BATCH = 8 * 1024 * 1024
-#: Upload tokens outlive URLs: a multipart upload of many parts may take hours.
-TOKEN_TTL = 7 * 24 * 3600.0
+#: Largest ``size_bytes`` / ``part_size`` a client may declare (an SQLite integer, with room to spare).
+MAX_DECLARED_SIZE = 1 << 62
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 R = "/organizations/{org}/repositories/{repo}"
@@ -70,13 +78,16 @@ class _Sink(Protocol[T_co]):
     def abort(self) -> None: ...
 
 
-async def _pump(request: Request, sink: _Sink[object], limit: int | None = None) -> None:
+async def _pump(
+    request: Request, sink: _Sink[object], limit: int | None = None, too_large: ApiError | None = None
+) -> None:
     """Stream the request body into ``sink`` in large batches written by a worker thread.
 
     Args:
         request: The request whose body to store (Content-Length or chunked).
         sink: Receives the bytes; aborted here on any failure.
-        limit: Most bytes accepted; more is a 400 ``part_too_large``, raised as soon as it is known.
+        limit: Most bytes accepted; more is a 413, raised as soon as it is known (nothing more is read).
+        too_large: The error for a body over ``limit``.
 
     """
     loop = asyncio.get_running_loop()
@@ -88,13 +99,13 @@ async def _pump(request: Request, sink: _Sink[object], limit: int | None = None)
         if limit is not None:
             declared = request.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > limit:
-                raise _too_large(limit)
+                raise too_large or _too_large(limit)
         async for chunk in request.stream():
             if not chunk:
                 continue
             received += len(chunk)
             if limit is not None and received > limit:
-                raise _too_large(limit)
+                raise too_large or _too_large(limit)
             batch.append(chunk)
             batched += len(chunk)
             if batched >= WRITE_BATCH:
@@ -120,25 +131,39 @@ async def _pump(request: Request, sink: _Sink[object], limit: int | None = None)
 
 def _too_large(limit: int) -> ApiError:
     return ApiError(
-        400, "part_too_large", f"a part of this upload holds at most {limit} bytes (its part_size)"
+        413, "part_too_large", f"a part of this upload holds at most {limit} bytes (its part_size)"
     )
 
 
-async def _receive(request: Request, sink: _Sink[T_co], limit: int | None = None) -> T_co:
+async def _receive(
+    request: Request, sink: _Sink[T_co], limit: int | None = None, too_large: ApiError | None = None
+) -> T_co:
     """Stream the request body into ``sink`` and commit it (``sink`` is aborted on any failure).
 
     Args:
         request: The request whose body is the content (Content-Length or chunked).
         sink: A new blob writer, or the writer of one in-place part.
-        limit: Most bytes accepted (an in-place part's size).
+        limit: Most bytes accepted (an in-place part's size, a single upload's declared size).
+        too_large: The error for a body over ``limit``.
 
     """
-    await _pump(request, sink, limit)
+    await _pump(request, sink, limit, too_large)
     try:
         return await run_sync(sink.commit)
     except BaseException:
         sink.abort()
         raise
+
+
+def _consumed() -> ApiError:
+    return ApiError(409, "upload_consumed", "this upload was already finalized; start a new upload")
+
+
+def _check_not_consumed(registry: Registry, upload_id: str) -> None:
+    """Refuse (409) any further use of an upload that finalize or complete consumed."""
+    record = registry.get_upload(upload_id)
+    if record is not None and record.state == UPLOAD_CONSUMED:
+        raise _consumed()
 
 
 async def upload_target(request: Request) -> Response:
@@ -147,9 +172,13 @@ async def upload_target(request: Request) -> Response:
         _secret(request), request.path_params["upload_id"], dict(request.query_params)
     )
     engine = engine_of(request)
+    registry = registry_of(request)
     info = await run_sync(engine.get_session, target.repo_id, target.session_id)
     if info.state != "open":
         raise ApiError(409, "session_closed", f"session {target.session_id} is {info.state}")
+    record = await run_sync(registry.get_upload, target.upload_id)
+    if record is not None and record.state == UPLOAD_CONSUMED:
+        raise _consumed()
     try:
         if target.part_number is not None:
             writer = await run_sync(engine.part_writer, target.upload_id, target.part_number)
@@ -157,16 +186,32 @@ async def upload_target(request: Request) -> Response:
                 # Written in place: no blob per part, nothing to copy when the upload completes.
                 etag = await _receive(request, writer, writer.limit)
                 return JSONResponse({"etag": etag, "size": writer.size}, headers={"ETag": etag})
-        blob = await _receive(request, engine.blobs.open_writer())
+            blob = await _receive(request, engine.blobs.open_writer())
+        else:
+            if record is None:
+                raise ApiError(
+                    404, "upload_not_found", "this upload is unknown or expired; start a new upload"
+                )
+            declared = record.declared_size
+            too_large = None
+            if declared is not None:
+                too_large = ApiError(
+                    413, "upload_too_large", f"this upload was declared to hold {declared} bytes"
+                )
+            blob = await _receive(request, engine.blobs.open_writer(), declared, too_large)
+            if declared is not None and blob.size != declared:
+                raise ApiError(
+                    400,
+                    "size_mismatch",
+                    f"this upload was declared to hold {declared} bytes, got {blob.size}",
+                )
     except ClientDisconnect:
         raise ApiError(400, "client_disconnected", "the client went away during the upload") from None
     if target.part_number is not None:
         etag = await run_sync(engine.put_part, target.upload_id, target.part_number, blob)
     else:
-        record = UploadRecord(
-            target.upload_id, target.repo_id, target.session_id, target.path, blob.key, blob.size, blob.sha256
-        )
-        registry_of(request).put_upload(record)
+        if not await run_sync(registry.receive_upload, target.upload_id, blob.key, blob.size, blob.sha256):
+            raise _consumed()
         etag = blob.etag
     return JSONResponse({"etag": etag, "size": blob.size}, headers={"ETag": etag})
 
@@ -190,12 +235,36 @@ def _url_for(request: Request, target: UploadTarget) -> str:
     return upload_url(_secret(request), public_base_url(request), target, config.upload_url_ttl)
 
 
+def _token_for(request: Request, repo_id: str, session_id: str, path: str, upload_id: str) -> str:
+    # The token lives as long as the URLs: it is what re-signs part URLs, so it must not outlast them.
+    ttl = config_of(request).upload_url_ttl
+    return upload_token(_secret(request), repo_id, session_id, path, upload_id, ttl)
+
+
+def _declared_size(request: Request, name: str, minimum: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or not minimum <= int(raw) <= MAX_DECLARED_SIZE:
+        raise ApiError(
+            400, "invalid_parameter", f"{name} must be an integer between {minimum} and {MAX_DECLARED_SIZE}"
+        )
+    return int(raw)
+
+
 async def stage_object(request: Request) -> Response:
-    """Start a single upload: return a presigned ``upload_url`` and the ``upload_token`` for finalize."""
+    """Start a single upload: return a presigned ``upload_url`` and the ``upload_token`` for finalize.
+
+    An optional ``size_bytes`` query parameter (an extension) declares the object's size: the upload URL
+    then accepts exactly that many bytes.
+    """
     repo_id, session_id, path = await _open_session(request)
+    declared = _declared_size(request, "size_bytes", 0)
     upload_id = uuid.uuid4().hex
     target = UploadTarget(upload_id, repo_id, session_id, path, None)
-    token = upload_token(_secret(request), repo_id, session_id, path, upload_id, TOKEN_TTL)
+    record = UploadRecord(upload_id, repo_id, session_id, path, declared_size=declared, state=UPLOAD_ISSUED)
+    await run_sync(registry_of(request).issue_upload, record)
+    token = _token_for(request, repo_id, session_id, path, upload_id)
     return JSONResponse(
         {"upload_url": _url_for(request, target), "upload_token": token, "upload_id": upload_id}
     )
@@ -206,7 +275,10 @@ def _clean_etag(value: str) -> str:
 
 
 async def finalize_object(request: Request) -> Response:
-    """Check the uploaded bytes against ``size_bytes`` / ``checksum`` and stage them at the path."""
+    """Check the uploaded bytes against ``size_bytes`` / ``checksum`` and stage them at the path.
+
+    Finalize consumes the upload: a second finalize, or a PUT to its URL afterwards, is 409.
+    """
     repo_id, session_id, path = await _open_session(request)
     body = await read_json(request)
     upload_id = check_upload_token(_secret(request), body.get("upload_token"), repo_id, session_id, path)
@@ -215,8 +287,12 @@ async def finalize_object(request: Request) -> Response:
     checksum = opt_str(body, "checksum", max_len=200)
     metadata = str_map(body, "metadata")
     registry = registry_of(request)
-    record = registry.get_upload(upload_id)
+    record = await run_sync(registry.get_upload, upload_id)
     if record is None or (record.repo_id, record.session_id, record.path) != (repo_id, session_id, path):
+        raise ApiError(404, "upload_not_found", "nothing was uploaded for this upload_token")
+    if record.state == UPLOAD_CONSUMED:
+        raise _consumed()
+    if record.state == UPLOAD_ISSUED:
         raise ApiError(404, "upload_not_found", "nothing was uploaded for this upload_token")
     if size_bytes is not None and size_bytes != record.size:
         raise ApiError(
@@ -224,17 +300,23 @@ async def finalize_object(request: Request) -> Response:
         )
     if checksum and _clean_etag(checksum) != record.sha256:
         raise ApiError(400, "checksum_mismatch", "checksum does not match the uploaded bytes")
+    # Consume first (atomically), so a concurrent finalize or PUT cannot slip in between check and stage.
+    if not await run_sync(registry.consume_upload, upload_id):
+        raise _consumed()
     blob = BlobRef(record.blob_key, record.size, record.sha256)
-    version = await run_sync(
-        engine_of(request).stage_blob,
-        repo_id,
-        session_id,
-        path,
-        blob,
-        content_type=content_type,
-        metadata=metadata,
-    )
-    registry.delete_upload(upload_id)
+    try:
+        version = await run_sync(
+            engine_of(request).stage_blob,
+            repo_id,
+            session_id,
+            path,
+            blob,
+            content_type=content_type,
+            metadata=metadata,
+        )
+    except BaseException:
+        await run_sync(registry.release_upload, upload_id)
+        raise
     return JSONResponse({"path": version.path, "etag": version.etag}, status_code=201)
 
 
@@ -242,19 +324,14 @@ async def initiate_multipart(request: Request) -> Response:
     """Start a multipart upload: ``{upload_id, upload_token}``.
 
     An optional ``part_size`` query parameter (an extension: the size of every part but the last) lets the
-    parts be written in place into one file, so completing copies nothing.
+    parts be written in place into one file, so completing copies nothing; it also caps every part's size.
     """
     repo_id, session_id, path = await _open_session(request)
-    raw = request.query_params.get("part_size")
-    part_size: int | None = None
-    if raw is not None:
-        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-            raise ApiError(400, "invalid_parameter", "part_size must be a positive integer")
-        part_size = int(raw)
+    part_size = _declared_size(request, "part_size", 1)
     upload_id = await run_sync(
         engine_of(request).create_upload, repo_id, session_id, path, part_size=part_size
     )
-    token = upload_token(_secret(request), repo_id, session_id, path, upload_id, TOKEN_TTL)
+    token = _token_for(request, repo_id, session_id, path, upload_id)
     return JSONResponse({"upload_id": upload_id, "upload_token": token})
 
 
@@ -264,6 +341,7 @@ def _token_upload_id(request: Request, repo_id: str, session_id: str, path: str,
     claimed = body.get("upload_id", request.query_params.get("upload_id"))
     if claimed is not None and claimed != upload_id:
         raise ApiError(400, "invalid_upload_token", "upload_id does not match upload_token")
+    _check_not_consumed(registry_of(request), upload_id)
     return upload_id
 
 
@@ -306,6 +384,9 @@ async def complete_multipart(request: Request) -> Response:
         content_type=opt_str(body, "content_type", max_len=255) or DEFAULT_CONTENT_TYPE,
         size_bytes=opt_int(body, "size_bytes"),
     )
+    # Its part URLs may still be valid: they answer 409 from now on, like a finalized single upload's.
+    tombstone = UploadRecord(upload_id, repo_id, session_id, path, state=UPLOAD_CONSUMED)
+    await run_sync(registry_of(request).bury_upload, tombstone)
     return JSONResponse({"path": version.path, "etag": version.etag}, status_code=201)
 
 
