@@ -9,7 +9,7 @@ import pytest
 
 ExpectError = Callable[..., dict[str, Any]]
 
-BAD_PATHS = ["", "/leading", "a/../b", "..", "a/./b", "a//b", "nul\x00byte", "ctrl\x07char", "x" * 1025]
+BAD_PATHS = ["", "/leading", "a/../b", "..", "a/./b", "a//b", "nul\x00byte", "ctrl\x07char", "x/" * 512 + "x"]
 
 
 def test_round_trip_and_headers(repo: Any) -> None:

@@ -43,7 +43,7 @@ __all__ = [
 logger = logging.getLogger("tilde.server.secrets")
 
 #: Secret names (CONTRACT §0); they become environment variable names inside sandboxes.
-KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,255}$")
+KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,255}\Z")
 #: Largest ``PUT`` request body accepted.
 MAX_REQUEST_BYTES = 64 * 1024
 #: The two owners a secret can have.

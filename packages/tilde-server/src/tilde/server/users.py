@@ -17,8 +17,8 @@ from tilde.server.registry import Registry, UserRecord
 __all__ = ["USERNAME_RE", "create_user", "find_user", "has_live_key", "list_users"]
 
 #: User names: what organization members are added by (``POST O/members {username}``).
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\Z")
 
 
 def create_user(registry: Registry, username: str, *, email: str = "", full_name: str = "") -> UserRecord:

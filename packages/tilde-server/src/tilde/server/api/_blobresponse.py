@@ -17,14 +17,16 @@ from tilde.server.errors import ApiError
 #: Read size per worker-thread call; large chunks keep the per-chunk overhead negligible.
 CHUNK_SIZE = 1024 * 1024
 
-_RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_RANGE_RE = re.compile(r"\s*bytes\s*=\s*([0-9]*)\s*-\s*([0-9]*)\s*", re.IGNORECASE)
+#: Most digits of a range bound: 19 digits reach past any object size (2^63), more are refused (400).
+MAX_RANGE_DIGITS = 19
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """Return ``(start, end_exclusive)`` for a single-range ``Range`` header, or None to serve everything.
 
     Malformed and multi-range headers are ignored (RFC 9110 allows it). An unsatisfiable range raises a 416
-    `ApiError` carrying ``Content-Range: bytes */size``.
+    `ApiError` carrying ``Content-Range: bytes */size``; a bound longer than `MAX_RANGE_DIGITS` digits, a 400.
 
     Args:
         header: The ``Range`` header value, if any.
@@ -33,10 +35,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if not header:
         return None
-    match = _RANGE_RE.match(header)
+    match = _RANGE_RE.fullmatch(header)
     if match is None:
         return None
     first, last = match.groups()
+    if len(first) > MAX_RANGE_DIGITS or len(last) > MAX_RANGE_DIGITS:
+        raise ApiError(400, "invalid_range", f"a Range bound has more than {MAX_RANGE_DIGITS} digits")
     if not first and not last:
         return None
     if not first:

@@ -9,9 +9,9 @@ from typing import Any
 from tilde.server.errors import ApiError
 
 #: Organizations, agents and roles (CONTRACT §0).
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}\Z")
 #: Repositories: the same, plus underscores.
-REPO_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
+REPO_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}\Z")
 
 
 def check_name(value: Any, what: str, pattern: re.Pattern[str] = NAME_RE) -> str:
@@ -35,13 +35,19 @@ def opt_str(
     return value
 
 
-def opt_int(body: Mapping[str, Any], key: str, *, minimum: int = 0) -> int | None:
-    """Return an optional integer field (400 when present but not an integer ≥ ``minimum``)."""
+#: Largest integer a SQLite column holds; anything larger would fail in the database, not at the API edge.
+MAX_SQLITE_INT = 2**63 - 1
+
+
+def opt_int(
+    body: Mapping[str, Any], key: str, *, minimum: int = 0, maximum: int = MAX_SQLITE_INT
+) -> int | None:
+    """Return an optional integer field (400 when present but not an integer in ``minimum..maximum``)."""
     value = body.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ApiError(400, "invalid_field", f"{key} must be an integer >= {minimum}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ApiError(400, "invalid_field", f"{key} must be an integer between {minimum} and {maximum}")
     return value
 
 

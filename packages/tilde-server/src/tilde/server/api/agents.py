@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from tilde.server.api._validate import check_name, opt_str
+from tilde.server.api._validate import check_name, opt_str, str_map
 from tilde.server.api.common import (
     page_params,
     paged,
@@ -35,11 +35,9 @@ def _creator(request: Request) -> tuple[str, str, str]:
     return principal.type, principal.id, principal.name
 
 
-def _metadata(body: dict[str, Any]) -> dict[str, Any] | None:
-    value = body.get("metadata")
-    if value is not None and not isinstance(value, dict):
-        raise ApiError(400, "invalid_field", "metadata must be a JSON object")
-    return value
+def _metadata(body: dict[str, Any]) -> dict[str, str] | None:
+    """Return the ``metadata`` field: an object of string values, as the Agent entity defines it (400)."""
+    return str_map(body, "metadata")
 
 
 # -- roles -----------------------------------------------------------------------------------------

@@ -7,16 +7,17 @@ Other route modules (sandboxes, exec, triggers) import `require_principal`, `res
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import anyio.to_thread
 from starlette.datastructures import State
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 
+from tilde.server.api._json import loads as json_loads
 from tilde.server.auth import Authenticator, Principal
 from tilde.server.config import ServerConfig
 from tilde.server.errors import ApiError
@@ -76,9 +77,25 @@ def resolve_org(conn: HTTPConnection, action: str = "GetOrganization", **resourc
 
     """
     principal = require_principal(conn)
-    org = registry_of(conn).get_org(conn.path_params["org"])
+    org = lookup_org(conn, principal, conn.path_params["org"], action)
     auth_of(conn).authorize(principal, action, org, None, **resource)
     return org
+
+
+def lookup_org(conn: HTTPConnection, principal: Principal, name: str, action: str) -> OrgRecord:
+    """Return the live organization ``name``, answering an unknown name as the caller's outsider refusal.
+
+    Organization names are not secret from the server's administrator, who gets a 404 for an unknown name;
+    anyone else gets the very 403 (same code and message) an existing organization they are not in gives,
+    so a non-member cannot tell which names exist.
+    """
+    registry = registry_of(conn)
+    try:
+        return registry.get_org(name)
+    except ApiError as error:
+        if error.status != 404 or (principal.type == "user" and principal.id == registry.admin.id):
+            raise
+        raise ApiError(403, "forbidden", f"no access to organization {name!r} ({action} refused)") from None
 
 
 def resolve_repo(
@@ -86,7 +103,9 @@ def resolve_repo(
 ) -> tuple[OrgRecord, RepoRecord]:
     """Return ``(org, repo)`` named by the ``org`` and ``repo`` path parameters, after checking ``action``.
 
-    Unknown organizations and repositories answer 404; a caller outside the organization gets 403.
+    A caller outside the organization gets 403 whether or not it exists (`lookup_org`), without the
+    repository being looked up; a member gets 404 for an unknown repository only when it would be allowed
+    ``action`` on a repository of that name, and otherwise the same 403 an existing one gives.
 
     Args:
         conn: The request (or websocket).
@@ -97,12 +116,19 @@ def resolve_repo(
     """
     principal = require_principal(conn)
     registry = registry_of(conn)
-    org = registry.get_org(conn.path_params["org"])
+    org = lookup_org(conn, principal, conn.path_params["org"], action)
     auth = auth_of(conn)
     if not auth.can_access_org(principal, org):
         # Checked before looking the repository up, so outsiders cannot probe repository names.
         raise ApiError(403, "forbidden", f"no access to organization {org.name!r} ({action} refused)")
-    repo = registry.get_repo(org.id, conn.path_params["repo"])
+    name = conn.path_params["repo"]
+    try:
+        repo = registry.get_repo(org.id, name)
+    except ApiError as error:
+        if error.status == 404:
+            # A member whose policies would refuse this repository learns nothing from its absence.
+            auth.authorize(principal, action, org, None, **{"repository": name, **resource})
+        raise
     auth.authorize(principal, action, org, repo, **resource)
     return org, repo
 
@@ -147,21 +173,33 @@ async def read_json(request: Request, *, optional: bool = False) -> dict[str, An
         if optional:
             return {}
         raise ApiError(400, "invalid_json", "a JSON object body is required")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "the request body is not valid JSON") from None
+    data = json_loads(raw)
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "the request body must be a JSON object")
     return data
 
 
 def query(request: HTTPConnection, name: str, *, required: bool = False) -> str | None:
-    """Return a query parameter (400 when ``required`` and missing or empty)."""
+    """Return a query parameter (400 when ``required`` and missing or empty, or not UTF-8 once decoded)."""
     value = request.query_params.get(name)
     if required and not value:
         raise ApiError(400, "missing_parameter", f"query parameter {name!r} is required")
+    if value is not None and "\ufffd" in value:
+        _check_utf8_query(request)
     return value
+
+
+def _check_utf8_query(request: HTTPConnection) -> None:
+    """Raise 400 when the raw query string percent-decodes to invalid UTF-8 (``path=%FF``).
+
+    Starlette decodes such escapes to U+FFFD, which would silently name a different path; a correctly
+    encoded U+FFFD (``%EF%BF%BD``) passes.
+    """
+    raw = request.scope.get("query_string", b"").decode("latin-1")
+    try:
+        parse_qsl(raw, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_parameter", "the query string is not percent-encoded UTF-8") from None
 
 
 def required_query(request: HTTPConnection, name: str) -> str:
@@ -195,7 +233,7 @@ def page_params(request: HTTPConnection) -> tuple[int, str]:
             raise ApiError(400, "invalid_parameter", "amount must be an integer") from None
         if not 1 <= amount <= MAX_PAGE_SIZE:
             raise ApiError(400, "invalid_parameter", f"amount must be between 1 and {MAX_PAGE_SIZE}")
-    return amount, request.query_params.get("after") or ""
+    return amount, query(request, "after") or ""
 
 
 def paged(results: Sequence[Any], has_more: bool, next_offset: str | None) -> JSONResponse:
@@ -208,7 +246,8 @@ def paged(results: Sequence[Any], has_more: bool, next_offset: str | None) -> JS
             "results": list(results),
             "pagination": {
                 "has_more": has_more,
-                "next_offset": next_offset if has_more else None,
+                # A string in the contract: the last page says "" rather than null.
+                "next_offset": next_offset if has_more else "",
                 "max_per_page": MAX_PAGE_SIZE,
             },
         }

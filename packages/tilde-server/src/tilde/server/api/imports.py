@@ -26,6 +26,7 @@ from starlette.routing import BaseRoute, Route
 from tilde.server.api._validate import opt_str
 from tilde.server.api.common import (
     auth_of,
+    lookup_org,
     read_json,
     registry_of,
     require_principal,
@@ -105,10 +106,10 @@ def _repository_fields(request: Request, principal: Principal, body: dict[str, A
         raise _bad("source_organization and source_repository must both be non-empty strings")
     registry = registry_of(request)
     auth = auth_of(request)
-    source_org = registry.get_org(org_name)
+    source_org = lookup_org(request, principal, org_name, "ListObjects")
     if not auth.can_access_org(principal, source_org):
         # Checked before looking the repository up, so outsiders cannot probe repository names.
-        raise ApiError(403, "forbidden", f"no access to organization {org_name!r}")
+        raise ApiError(403, "forbidden", f"no access to organization {org_name!r} (ListObjects refused)")
     source_repo = registry.get_repo(source_org.id, repo_name)
     prefix = _relative_prefix(opt_str(body, "source_prefix", "", max_len=1024) or "", "source_prefix")
     # Importing reads the whole prefix: the caller needs both the listing and the reading right on it.

@@ -22,6 +22,9 @@ from tilde.server.api.common import (
 )
 from tilde.server.api.serialize import repo_json
 
+#: Longest retention window and session lifetime a repository may set (100 years; the contract gives none).
+MAX_DAYS = 36_500
+
 
 def _repo_fields(body: dict[str, Any]) -> dict[str, Any]:
     """Validate the optional repository fields present in ``body`` (unknown keys are ignored)."""
@@ -31,7 +34,7 @@ def _repo_fields(body: dict[str, Any]) -> dict[str, Any]:
             fields[key] = opt_str(body, key, max_len=10_000 if key == "description" else 50)
     for key in ("retention_days", "session_max_duration_days"):
         if key in body:
-            fields[key] = opt_int(body, key, minimum=1)
+            fields[key] = opt_int(body, key, minimum=1, maximum=MAX_DAYS)
     if body.get("agent_commits_require_approval") is not None:
         fields["agent_commits_require_approval"] = opt_bool(body, "agent_commits_require_approval")
     return fields

@@ -6,13 +6,13 @@ Lists carry metadata only; the single-secret ``GET`` is the one place a value le
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from tilde.server.api._json import loads as json_loads
 from tilde.server.api.common import registry_of, require_principal, resolve_org, resolve_repo, run_sync
 from tilde.server.crypto import DecryptionError
 from tilde.server.errors import ApiError
@@ -68,10 +68,7 @@ async def _value(request: Request) -> str:
         if size > MAX_REQUEST_BYTES:
             raise too_large
         chunks.append(chunk)
-    try:
-        body = json.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_json", "the request body must be a JSON object {value}") from None
+    body = json_loads(b"".join(chunks))
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the request body must be a JSON object {value}")
     value = body.get("value")

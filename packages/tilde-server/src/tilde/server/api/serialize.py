@@ -43,8 +43,15 @@ def member_json(member: MemberRecord) -> dict[str, Any]:
 
 
 def repo_json(repo: RepoRecord) -> dict[str, Any]:
-    """Return a Repository (with the legacy and extension fields)."""
-    return _as_json(repo)
+    """Return a Repository (with the legacy and extension fields).
+
+    ``retention_days`` is an integer in the contract, so a repository that never set one leaves it out
+    rather than sending ``null``.
+    """
+    body = _as_json(repo)
+    if body["retention_days"] is None:
+        del body["retention_days"]
+    return body
 
 
 def commit_json(commit: CommitInfo) -> dict[str, Any]:

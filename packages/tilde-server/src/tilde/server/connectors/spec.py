@@ -35,10 +35,10 @@ LOCAL_ROOTS_ENV = "TILDE_SERVER_LOCAL_CONNECTOR_ROOTS"
 SUPPORTED_TYPES = ("s3", "local")
 #: Contract types this server does not implement (400 with a clear message rather than "unknown").
 _UNSUPPORTED_TYPES = ("gcs", "git", "google_drive")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 # S3 bucket naming rules (lowercase letters, digits, dots and hyphens; 3-63 characters).
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_REGION_RE = re.compile(r"^[a-z0-9-]{1,64}$")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
+_REGION_RE = re.compile(r"^[a-z0-9-]{1,64}\Z")
 _S3_REQUIRED = ("access_key_id", "secret_access_key", "region")
 _S3_OPTIONAL = ("endpoint_url", "session_token")
 _MAX_CONFIG_VALUE = 4096

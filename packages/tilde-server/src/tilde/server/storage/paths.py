@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from tilde.server.storage.errors import InvalidArgument
 
-__all__ = ["MAX_PATH_BYTES", "prefix_upper_bound", "validate_path"]
+__all__ = ["MAX_PATH_BYTES", "MAX_SEGMENT_BYTES", "prefix_upper_bound", "validate_path"]
 
 MAX_PATH_BYTES = 1024
+#: Longest segment: a file name in a sandbox's file system (Linux NAME_MAX), so every object can appear there.
+MAX_SEGMENT_BYTES = 255
 
 # The largest code point; strings are compared by code point, which is also UTF-8 byte order (SQLite BINARY).
 _MAX_CHAR = 0x10FFFF
@@ -16,7 +18,9 @@ def validate_path(path: str) -> str:
     """Check an object path and return it unchanged.
 
     A valid path is non-empty, at most 1024 UTF-8 bytes, has no leading ``/``, no empty segment (``a//b``,
-    trailing ``/``), no ``.`` or ``..`` segment and no NUL or other control character.
+    trailing ``/``), no ``.`` or ``..`` segment, no segment longer than 255 UTF-8 bytes and no NUL or other
+    control character. Paths are byte-exact: no Unicode normalisation, so ``"é"`` precomposed (NFC) and
+    decomposed (NFD) are two different paths, as in S3 and git.
 
     Args:
         path: The path to check.
@@ -45,6 +49,11 @@ def validate_path(path: str) -> str:
             raise InvalidArgument("path must not contain empty segments", code="invalid_path")
         if segment in (".", ".."):
             raise InvalidArgument("path must not contain '.' or '..' segments", code="invalid_path")
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            raise InvalidArgument(
+                f"path segments are limited to {MAX_SEGMENT_BYTES} bytes (a file name in a sandbox)",
+                code="invalid_path",
+            )
     return path
 
 
