@@ -135,7 +135,7 @@ def test_raw_wire_shapes(api: httpx.Client, repo_path: str) -> None:
     runs = api.get(f"{base}/{trigger['id']}/runs").json()
     assert runs == {
         "results": [],
-        "pagination": {"has_more": False, "next_offset": None, "max_per_page": 1000},
+        "pagination": {"has_more": False, "next_offset": "", "max_per_page": 1000},
     }
     bad_run_as = api.put(f"{base}/{trigger['id']}", json={"run_as": {"type": "agent", "id": "nobody"}})
     assert bad_run_as.status_code == 400
