@@ -15,6 +15,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import stat
 import tempfile
@@ -37,6 +38,8 @@ _HEX = frozenset("0123456789abcdef")
 _UPLOAD_PREFIX = "u-"
 _UPLOAD_SUFFIX = ".tmp"
 _UPLOAD_ID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_")
+
+logger = logging.getLogger("tilde.server.storage")
 
 
 @runtime_checkable
@@ -290,29 +293,64 @@ class LocalUploadFile:
 class LocalBlobStore:
     """Content-addressed blobs under ``root``: ``root/ab/cd/<sha256>``, temporary files in ``root/tmp``.
 
+    Opening the store sweeps the temporary files a crashed (``kill -9``) process left behind: blob writes,
+    concatenations, request spools and upload files of uploads that no longer exist. When no other process has
+    the store open (each holds a shared ``flock`` on ``tmp`` itself while open), every such file goes at once;
+    otherwise only those untouched for ``stale_after`` seconds, as another process may still be writing them.
+    Upload files of ``live_uploads`` are never touched: those uploads can still be completed.
+
     Args:
         root: Directory of the store; created when missing.
-        stale_after: Age in seconds after which leftover temporary files are deleted when the store opens.
+        stale_after: Age in seconds after which leftover temporary files are deleted when the store opens
+            while another process shares it.
+        live_uploads: Ids of the in-place uploads that still exist (from the metadata store).
 
     """
 
-    def __init__(self, root: Path, *, stale_after: float = 86_400.0) -> None:
+    def __init__(
+        self, root: Path, *, stale_after: float = 86_400.0, live_uploads: Set[str] = frozenset()
+    ) -> None:
         self.root = Path(root)
         self.tmp_dir = self.root / "tmp"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        self._sweep(stale_after)
+        self._lock_fd = os.open(self.tmp_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        #: How many leftover temporary files opening the store deleted.
+        self.swept = self._sweep(stale_after, live_uploads)
 
-    def _sweep(self, stale_after: float) -> None:
-        """Delete temporary files left by crashed writers.
+    def _sweep(self, stale_after: float, live_uploads: Set[str]) -> int:
+        """Delete temporary files left by crashed writers; return how many.
 
-        Only files untouched for ``stale_after`` seconds go: another process may share the store and still be
-        writing its own.
+        Ends holding the shared lock that tells later openers this process uses the store.
         """
-        cutoff = time.time() - stale_after
-        for entry in self.tmp_dir.iterdir():
-            with contextlib.suppress(OSError):
-                if entry.is_file() and entry.stat().st_mtime < cutoff:
-                    entry.unlink()
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        try:
+            cutoff = time.time() - stale_after
+            keep = {f"{_UPLOAD_PREFIX}{upload_id}{_UPLOAD_SUFFIX}" for upload_id in live_uploads}
+            swept = 0
+            for entry in self.tmp_dir.iterdir():
+                if entry.name in keep:
+                    continue
+                with contextlib.suppress(OSError):
+                    info = entry.lstat()
+                    if stat.S_ISREG(info.st_mode) and (alone or info.st_mtime < cutoff):
+                        entry.unlink()
+                        swept += 1
+        finally:
+            # Downgrading is not atomic, but a process opening meanwhile only sees the store as shared.
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
+        if swept:
+            logger.info("swept %d orphaned temporary files from %s", swept, self.tmp_dir)
+        return swept
+
+    def close(self) -> None:
+        """Release the store's shared lock (the files stay); idempotent."""
+        if self._lock_fd >= 0:
+            fd, self._lock_fd = self._lock_fd, -1
+            os.close(fd)
 
     def open_writer(self) -> LocalBlobWriter:
         """Start writing a new blob.

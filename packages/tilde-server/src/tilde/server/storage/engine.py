@@ -52,11 +52,18 @@ class StorageEngine(SessionsMixin, ReadsMixin, WritesMixin):
         """
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(SQLiteMetadataStore(data_dir / "meta.sqlite3"), LocalBlobStore(data_dir / "blobs"))
+        meta = SQLiteMetadataStore(data_dir / "meta.sqlite3")
+        with meta.read() as tx:
+            # Their files may be completed still: the blob store's start-up sweep keeps them.
+            live = {upload.id for upload in tx.list_uploads()}
+        return cls(meta, LocalBlobStore(data_dir / "blobs", live_uploads=live))
 
     def close(self) -> None:
-        """Release database connections."""
+        """Release database connections (and the blob store's lock)."""
         self.meta.close()
+        close_blobs = getattr(self.blobs, "close", None)
+        if close_blobs is not None:
+            close_blobs()
 
     # Repositories
 
