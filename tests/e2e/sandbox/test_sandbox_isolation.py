@@ -85,17 +85,6 @@ def test_no_network_by_default(sandboxes: Sandboxes, service: Callable[..., str]
     assert "eth" not in interfaces
 
 
-def test_network_when_asked(sandboxes: Sandboxes, service: Callable[..., str], server: Any) -> None:
-    sid = service(network=True)
-    probe = (
-        "import socket,sys\n"
-        "s = socket.socket()\n"
-        "s.settimeout(3)\n"
-        f"sys.exit(0 if s.connect_ex(('127.0.0.1', {server.port})) == 0 else 1)\n"
-    )
-    assert sandboxes.exec(sid, ["python3", "-c", probe]).exit_code == 0
-
-
 def test_private_tmp_is_writable_and_not_committed(sandboxes: Sandboxes) -> None:
     status, log = sandboxes.run_once("echo t > /tmp/scratch && cat /tmp/scratch")
     assert status["status_reason"] == "no_changes"
@@ -174,44 +163,7 @@ def test_code_inside_uses_the_injected_credentials(
     assert after.status_code == 401
 
 
-EGRESS = """
-import os, sys, urllib.request, urllib.error
-for url in sys.argv[1:]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            print(url, response.status, response.read().decode().strip())
-    except urllib.error.HTTPError as error:
-        print(url, error.code)
-    except OSError as error:
-        print(url, "error")
-# A CONNECT tunnel (what HTTPS clients use), here carrying plain HTTP.
-import http.client
-proxy = urllib.request.getproxies()["http"].rsplit(":", 1)
-connection = http.client.HTTPConnection(proxy[0].split("//")[1], int(proxy[1]), timeout=10)
-connection.set_tunnel("localhost", int(sys.argv[1].split(":")[2].split("/")[0]))
-connection.request("GET", "/healthz")
-print("tunnel", connection.getresponse().status)
-"""
-
-
-def test_egress_proxy_allows_listed_hosts_and_logs_decisions(sandboxes: Sandboxes, server: Any) -> None:
-    allowed = f"http://localhost:{server.port}/healthz"
-    denied = f"http://127.0.0.2:{server.port}/healthz"
-    sid = sandboxes.create(
-        command=["python3", "-c", EGRESS, allowed, denied], egress={"allow": [f"localhost:{server.port}"]}
-    )
-    status = sandboxes.wait(sid)
-    log = sandboxes.logs(sid)
-    assert status["status"] == "done", log
-    assert log.splitlines() == [f'{allowed} 200 {{"status":"ok"}}', f"{denied} 403", "tunnel 200"]
-    network = sandboxes.api.get(f"{sandboxes.base}/{sid}/logs/network")
-    entries = [json.loads(line) for line in network.text.splitlines()]
-    assert [(e["decision"], e["url"]) for e in entries] == [
-        ("allow", allowed),
-        ("deny", denied),
-        ("allow", f"https://localhost:{server.port}"),
-    ]
-    assert entries[0]["status"] == 200
+# Network access (network: true, egress allow-lists) is tested in test_network.py.
 
 
 def test_egress_and_network_exclude_each_other(sandboxes: Sandboxes) -> None:

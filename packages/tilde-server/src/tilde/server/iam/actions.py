@@ -75,6 +75,12 @@ _CATALOGUE: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("Sandboxes", "FinishSandbox", _R, "Finish a sandbox (commit its changes)."),
     ("Sandboxes", "CancelSandbox", _R, "Cancel a sandbox."),
     ("Sandboxes", "RunAs", _AR, "Start a sandbox or a trigger as an agent or a role."),
+    (
+        "Sandboxes",
+        "UseSandboxNetwork",
+        _R,
+        "Start a sandbox with network access (`network: true`, through its egress proxy).",
+    ),
     ("Triggers", "ListSandboxTriggers", _R, "List a repository's sandbox triggers."),
     ("Triggers", "GetSandboxTrigger", _R, "Read a sandbox trigger and its runs."),
     ("Triggers", "CreateSandboxTrigger", _R, "Create a sandbox trigger."),

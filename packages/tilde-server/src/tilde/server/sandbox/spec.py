@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,24 +10,17 @@ from typing import Any
 from tilde.server.errors import ApiError
 from tilde.server.sandbox.egress import EgressPolicy, parse_egress
 
-__all__ = ["MODES", "SandboxSpec", "parse_spec"]
+__all__ = ["MODES", "MOUNT_ROOTS", "SandboxSpec", "canonical_mountpoint", "parse_spec"]
 
 MODES = ("one-shot", "service", "interactive")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-# Places the runtime itself mounts or that hold the system; a repository mounted there would shadow them.
-_RESERVED_MOUNTS = (
-    "/usr",
-    "/etc",
-    "/bin",
-    "/sbin",
-    "/lib",
-    "/lib64",
-    "/proc",
-    "/dev",
-    "/run",
-    "/tmp",
-    "/opt",
-)
+#: Where a repository may be mounted: one of these directories or a directory below it. Everything else
+#: belongs to the system or the runtime (``/usr``, ``/etc``, ``/proc``, ``/run/tilde``, the agent's
+#: ``/.tilde``).
+MOUNT_ROOTS = ("/sandbox", "/data", "/mnt", "/work", "/workspace", "/home", "/srv")
+#: Longest mountpoint accepted (bytes of UTF-8), and longest segment (a file name on Linux).
+_MAX_MOUNTPOINT = 1024
+_MAX_SEGMENT = 255
 
 
 @dataclass(frozen=True)
@@ -106,17 +98,37 @@ def _env(value: Any) -> dict[str, str]:
     return env
 
 
+def canonical_mountpoint(value: str) -> str:
+    """Return the one spelling of an absolute mountpoint, or raise a 400 `ApiError`.
+
+    Repeated slashes, ``.`` segments and a trailing slash are dropped (``"//etc"`` is ``/etc``, which is then
+    refused); ``..`` segments, control characters and over-long names are refused outright. The result must be
+    one of `MOUNT_ROOTS` or lie below one of them.
+    """
+    if not value.startswith("/"):
+        raise _bad("mountpoint must be an absolute path")
+    if any(ord(char) < 32 or char == "\x7f" for char in value):
+        raise _bad("mountpoint must not contain control characters")
+    segments = [part for part in value.split("/") if part not in ("", ".")]
+    if ".." in segments:
+        raise _bad("mountpoint must not contain '..'")
+    canonical = "/" + "/".join(segments)
+    if len(canonical.encode("utf-8", "surrogatepass")) > _MAX_MOUNTPOINT or any(
+        len(part.encode("utf-8", "surrogatepass")) > _MAX_SEGMENT for part in segments
+    ):
+        raise _bad("mountpoint is too long")
+    if not any(canonical == root or canonical.startswith(root + "/") for root in MOUNT_ROOTS):
+        roots = ", ".join(MOUNT_ROOTS)
+        raise _bad(f"mountpoint {value!r} is not allowed: use {roots} or a directory below one of them")
+    return canonical
+
+
 def _mountpoint(value: Any) -> str:
     if value is None or value == "":
         return "/sandbox"
-    if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
+    if not isinstance(value, str):
         raise _bad("mountpoint must be an absolute path")
-    if any(part == ".." for part in value.split("/")):
-        raise _bad("mountpoint must not contain '..'")
-    normal = posixpath.normpath(value)
-    if normal == "/" or any(normal == r or normal.startswith(r + "/") for r in _RESERVED_MOUNTS):
-        raise _bad(f"mountpoint {value!r} would shadow a system directory")
-    return normal
+    return canonical_mountpoint(value)
 
 
 def _path_prefix(value: Any) -> str:

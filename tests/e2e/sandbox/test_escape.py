@@ -1,0 +1,172 @@
+"""Ways out of a sandbox that must stay shut: mountpoints over the system, the agent, nested user namespaces,
+and the system calls the seccomp filter refuses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+from sandbox_helpers import Sandboxes, put_objects
+
+from tilde.server.sandbox.spec import parse_spec
+
+pytestmark = pytest.mark.sandbox
+
+
+@pytest.mark.parametrize(
+    "mountpoint",
+    [
+        "//etc",
+        "//usr",
+        "/./etc",
+        "/sandbox/../etc",
+        "/sandbox/..",
+        "/",
+        "//",
+        "/usr",
+        "/usr/local/x",
+        "/.tilde",
+        "//.tilde",
+        "/proc/x",
+        "/run/tilde",
+        "/tmp",
+        "/dev/shm",
+        "/opt",
+        "/root",
+        "/sandboxes",
+        "/sandbox\n/etc",
+    ],
+)
+def test_mountpoints_outside_the_allowed_roots_are_refused(sandboxes: Sandboxes, mountpoint: str) -> None:
+    response = sandboxes.api.post(
+        sandboxes.base, json={"image": "x", "command": ["true"], "mountpoint": mountpoint}
+    )
+    assert response.status_code == 400, (mountpoint, response.text)
+    body = response.json()
+    assert body["code"] == "invalid_sandbox"
+    assert "mountpoint" in body["message"]
+    assert set(body) >= {"message", "code", "request_id"}
+
+
+def test_mountpoints_have_one_spelling() -> None:
+    def canonical(value: str) -> str:
+        return parse_spec(
+            {"image": "x", "command": ["true"], "mountpoint": value}, default_timeout=60, max_timeout=None
+        ).mountpoint
+
+    assert canonical("//mnt//data/") == "/mnt/data"
+    assert canonical("/sandbox/./x/.") == "/sandbox/x"
+    assert canonical("/work") == "/work"
+    assert canonical("/data/x") == "/data/x"
+
+
+EVIL_AGENT = b"import sys\nprint('replaced agent ran')\nsys.exit(0)\n"
+
+
+def test_repository_files_cannot_replace_the_agent(
+    api: httpx.Client, repo_path: str, sandboxes: Sandboxes, service: Callable[..., str]
+) -> None:
+    put_objects(api, repo_path, {".tilde/agent.py": EVIL_AGENT, ".tilde/agent.json": b"{}"})
+    # The places the agent lives are not mountpoints, whatever the prefix.
+    for mountpoint in ("/.tilde", "//.tilde", "/run/tilde"):
+        refused = sandboxes.api.post(
+            sandboxes.base,
+            json={"image": "x", "mode": "service", "mountpoint": mountpoint, "path_prefix": ".tilde/"},
+        )
+        assert refused.status_code == 400, (mountpoint, refused.text)
+    # Mounted where it may be, the file is plain data and the real agent still answers.
+    sid = service(path_prefix=".tilde/")
+    result = sandboxes.exec(sid, "cat agent.py; echo ---; cat /.tilde/agent.py | head -1")
+    assert result.exit_code == 0, result
+    data, _, agent = result.stdout.partition(b"---\n")
+    assert data == EVIL_AGENT
+    assert agent.startswith(b'"""The in-sandbox agent')
+    # ... and cannot be written from inside either.
+    overwrite = sandboxes.exec(sid, "cp agent.py /.tilde/agent.py")
+    assert overwrite.exit_code != 0
+    assert sandboxes.exec(sid, "echo still here").stdout == b"still here\n"
+
+
+def test_no_nested_user_namespaces(sandboxes: Sandboxes, service: Callable[..., str]) -> None:
+    sid = service()
+    for command in ("unshare -r true", "unshare -U true", "unshare -rm true"):
+        result = sandboxes.exec(sid, command)
+        assert result.exit_code != 0, (command, result)
+    # Ordinary process creation (fork, threads, subprocess: clone without CLONE_NEWUSER) still works.
+    ok = sandboxes.exec(
+        sid,
+        [
+            "python3",
+            "-c",
+            "import subprocess, threading\n"
+            "t = threading.Thread(target=print, args=('thread',))\n"
+            "t.start()\n"
+            "t.join()\n"
+            "print(subprocess.run(['echo', 'child'], capture_output=True, text=True).stdout.strip())",
+        ],
+    )
+    assert (ok.exit_code, ok.stdout) == (0, b"thread\nchild\n"), ok
+
+
+# System call numbers of the two architectures CI and users run on.
+SYSCALLS = r"""
+import ctypes, errno, json, os, platform
+NUMBERS = {
+    "x86_64": {"keyctl": 250, "add_key": 248, "request_key": 249, "bpf": 321, "perf_event_open": 298,
+               "userfaultfd": 323, "ptrace": 101, "mount": 165, "umount2": 166, "pivot_root": 155,
+               "unshare": 272, "setns": 308, "open_by_handle_at": 304, "process_vm_readv": 310,
+               "kexec_load": 246, "init_module": 175, "swapon": 167, "acct": 163, "fsopen": 430,
+               "personality": 135},
+    "aarch64": {"keyctl": 219, "add_key": 217, "request_key": 218, "bpf": 280, "perf_event_open": 241,
+                "userfaultfd": 282, "ptrace": 117, "mount": 40, "umount2": 39, "pivot_root": 41,
+                "unshare": 97, "setns": 268, "open_by_handle_at": 265, "process_vm_readv": 270,
+                "kexec_load": 104, "init_module": 105, "swapon": 224, "acct": 89, "fsopen": 430,
+                "personality": 92},
+}[platform.machine()]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+ARGS = {
+    "keyctl": (0, -3, 0),  # KEYCTL_GET_KEYRING_ID of the session keyring
+    "add_key": (ctypes.c_char_p(b"user"), ctypes.c_char_p(b"k"), ctypes.c_char_p(b"v"), 1, -3),
+    "request_key": (ctypes.c_char_p(b"user"), ctypes.c_char_p(b"k"), None, -3),
+    "bpf": (0, 0, 0),
+    "perf_event_open": (0, 0, -1, -1, 0),
+    "userfaultfd": (0,),
+    "ptrace": (16, 1, 0, 0),  # PTRACE_ATTACH to the sandbox's pid 1
+    "mount": (ctypes.c_char_p(b"none"), ctypes.c_char_p(b"/tmp"), ctypes.c_char_p(b"tmpfs"), 0, None),
+    "umount2": (ctypes.c_char_p(b"/tmp"), 0),
+    "pivot_root": (ctypes.c_char_p(b"/tmp"), ctypes.c_char_p(b"/tmp")),
+    "unshare": (0x10000000,),  # CLONE_NEWUSER
+    "setns": (0, 0),
+    "open_by_handle_at": (-100, None, 0),
+    "process_vm_readv": (1, None, 0, None, 0, 0),
+    "kexec_load": (0, 0, None, 0),
+    "init_module": (None, 0, ctypes.c_char_p(b"")),
+    "swapon": (ctypes.c_char_p(b"/tmp/none"), 0),
+    "acct": (None,),
+    "fsopen": (ctypes.c_char_p(b"tmpfs"), 0),
+    "personality": (0x0040000,),  # ADDR_NO_RANDOMIZE
+}
+out = {}
+for name, args in ARGS.items():
+    ctypes.set_errno(0)
+    result = libc.syscall(NUMBERS[name], *args)
+    out[name] = errno.errorcode.get(ctypes.get_errno(), str(ctypes.get_errno())) if result == -1 else "ok"
+current = libc.syscall(NUMBERS["personality"], 0xFFFFFFFF)
+out["personality_query"] = "ok" if current != -1 else "failed"
+print(json.dumps(out))
+"""
+
+
+def test_the_seccomp_filter_refuses_the_escape_surface(
+    sandboxes: Sandboxes, service: Callable[..., str]
+) -> None:
+    sid = service()
+    result = sandboxes.exec(sid, ["python3", "-c", SYSCALLS])
+    assert result.exit_code == 0, result
+    out = json.loads(result.stdout)
+    refused = {name: value for name, value in out.items() if name != "personality_query"}
+    assert refused == dict.fromkeys(refused, "EPERM"), out
+    assert out["personality_query"] == "ok"
