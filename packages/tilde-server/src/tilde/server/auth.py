@@ -13,6 +13,9 @@ everything).
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,23 +138,83 @@ class Authenticator:
 
     #: Don't rewrite ``last_used_at`` on every request; once a minute per key is plenty.
     TOUCH_INTERVAL = 60.0
+    #: Seconds a verified stored key is remembered (revoking a key or deleting its principal forgets it
+    #: at once, through the registry's IAM generation).
+    VERIFIED_TTL = 30.0
+    #: At most this many verified keys are remembered (only valid keys get in, so this bounds memory).
+    VERIFIED_MAX = 4096
 
     def __init__(self, registry: Registry, token_resolvers: list[TokenResolver]) -> None:
         self.registry = registry
         self.token_resolvers = token_resolvers
         self.authorizer = Authorizer(registry)
         self._touched: dict[str, float] = {}
+        # Keyed by a keyed hash of the token, so the clear token is never kept; the process-random key
+        # makes the entries useless to anyone reading memory later.
+        self._hash_key = os.urandom(32)
+        self._verified: dict[bytes, tuple[Principal, str, float]] = {}
+        self._verified_generation = -1
+        self._verified_lock = threading.Lock()
+
+    def _token_digest(self, token: str) -> bytes:
+        return hashlib.blake2b(token.encode(), digest_size=32, key=self._hash_key).digest()
+
+    def _remembered(self, digest: bytes, generation: int, now: float) -> tuple[Principal, str] | None:
+        with self._verified_lock:
+            if generation != self._verified_generation:
+                self._verified.clear()
+                self._verified_generation = generation
+                return None
+            found = self._verified.get(digest)
+        if found is None or found[2] < now:
+            return None
+        return found[0], found[1]
+
+    def _remember(
+        self, digest: bytes, generation: int, principal: Principal, key_id: str, now: float
+    ) -> None:
+        with self._verified_lock:
+            # A revocation while the key was being verified leaves it out: the next request checks again.
+            if generation != self._verified_generation or generation != self.registry.iam_generation:
+                return
+            if len(self._verified) >= self.VERIFIED_MAX:
+                self._verified.clear()
+            self._verified[digest] = (principal, key_id, now + self.VERIFIED_TTL)
+
+    def forget_verified(self) -> None:
+        """Forget every remembered key (the next request of each verifies its token against the store)."""
+        with self._verified_lock:
+            self._verified.clear()
 
     def authenticate(self, token: str) -> Principal | None:
-        """Return the principal owning ``token``, or None when nobody does."""
+        """Return the principal owning ``token``, or None when nobody does.
+
+        Stored keys are verified against their salted hashes once, then remembered for `VERIFIED_TTL`
+        seconds under a keyed hash of the token; revoking a key or deleting its principal bumps the
+        registry's IAM generation, which forgets every remembered key.
+        """
+        now = time.monotonic()
+        generation = self.registry.iam_generation
+        digest = self._token_digest(token)
+        remembered = self._remembered(digest, generation, now)
+        if remembered is not None:
+            known, key_id = remembered
+            if now - self._touched.get(key_id, -1e9) > self.TOUCH_INTERVAL:
+                stored = self.registry.lookup_token(token)
+                if stored is None:  # revoked behind the cache's back (another process): verify afresh
+                    self.forget_verified()
+                    return self.authenticate(token)
+                self._touched[key_id] = now
+                self.registry.touch_key(stored)
+            return known
         key = self.registry.lookup_token(token)
         if key is not None:
             principal = self._principal_for(key.principal_type, key.principal_id)
             if principal is not None:
-                now = time.monotonic()
                 if now - self._touched.get(key.id, -1e9) > self.TOUCH_INTERVAL:
                     self._touched[key.id] = now
                     self.registry.touch_key(key)
+                self._remember(digest, generation, principal, key.id, now)
             return principal
         for resolve in list(self.token_resolvers):
             found = resolve(token)

@@ -321,6 +321,11 @@ class Registry(IamStore, PrincipalStore):
         super().delete_role(role_id)
         self.forget_principal("role", role_id)
 
+    def revoke_key(self, key_id: str) -> None:
+        """Revoke a key; remembered verifications of it (`tilde.server.auth.Authenticator`) end at once."""
+        super().revoke_key(key_id)
+        self.bump_iam_generation()
+
     # -- repositories ------------------------------------------------------------------------------
 
     @staticmethod

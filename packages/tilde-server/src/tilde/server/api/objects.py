@@ -5,8 +5,10 @@ Uploads (stage, finalize, multipart) live in `tilde.server.api.uploads`.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from email.utils import format_datetime
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -33,6 +35,10 @@ from tilde.server.errors import ApiError
 
 R = "/organizations/{org}/repositories/{repo}"
 MAX_DELETE = 1000
+#: Reads of at most this many bytes are answered in one body, read on the event loop: one ``pread`` of a
+#: blob in the page cache takes microseconds, far less than handing the read to a worker thread and
+#: streaming it. Larger reads stream from a worker thread (`BlobResponse`).
+INLINE_READ_MAX = 64 * 1024
 
 
 def http_date(moment: datetime) -> str:
@@ -56,7 +62,8 @@ async def get_object(request: Request) -> Response:
     _, repo = resolve_repo(request, "GetObject", path=path)
     session_id, ref = _read_view(request)
     engine = engine_of(request)
-    version = await run_sync(engine.stat, repo.id, path, session_id=session_id, ref=ref)
+    # A point look-up on an index (tens of microseconds): cheaper on the event loop than a thread hand-off.
+    version = engine.stat(repo.id, path, session_id=session_id, ref=ref)
     headers = {
         "ETag": version.etag,
         "Content-Type": version.content_type or "application/octet-stream",
@@ -70,11 +77,27 @@ async def get_object(request: Request) -> Response:
         return Response(status_code=200, headers={**headers, "Content-Length": str(version.size)})
     blob_path = engine.blob_path(version.blob)
     byte_range = parse_range(request.headers.get("range"), version.size)
-    if byte_range is None:
-        return BlobResponse(blob_path, 0, version.size, 200, headers)
-    start, end = byte_range
-    headers["Content-Range"] = f"bytes {start}-{end - 1}/{version.size}"
-    return BlobResponse(blob_path, start, end, 206, headers)
+    status, start, end = 200, 0, version.size
+    if byte_range is not None:
+        status, (start, end) = 206, byte_range
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{version.size}"
+    if end - start <= INLINE_READ_MAX:
+        return Response(_read_small(blob_path, start, end), status_code=status, headers=headers)
+    return BlobResponse(blob_path, start, end, status, headers)
+
+
+def _read_small(path: Path, start: int, end: int) -> bytes:
+    """Read ``[start, end)`` of a small immutable blob in one call, on the event loop."""
+    if end <= start:
+        return b""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.pread(fd, end - start, start)
+    finally:
+        os.close(fd)
+    if len(data) != end - start:
+        raise OSError(f"{path} is shorter than expected")
+    return data
 
 
 async def list_objects(request: Request) -> Response:
