@@ -115,7 +115,29 @@ def prepare(endpoint: str, key: str) -> None:
         session.commit("bench data")
 
 
-def measure(seconds: float, rounds: int) -> dict[str, Any]:
+def flame_graphs(py_spy: str, pid: int, cases: dict[str, tuple[str, list[str]]], out: Path, tag: str) -> None:
+    """Record a py-spy flame graph (SVG) of the tilde-server process under each case's load."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, (url, headers) in cases.items():
+        if name == "bare":
+            continue
+        svg = out / f"flame-{name}-{tag}.svg"
+        recorder = subprocess.Popen(
+            [
+                *(py_spy, "record", "--pid", str(pid), "--duration", "4", "--rate", "250", "--nonblocking"),
+                *("--format", "flamegraph", "--output", str(svg)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        load(url, 5.0, headers)
+        recorder.wait(timeout=60)
+        print(f"flame graph: {svg}")
+
+
+def measure(
+    seconds: float, rounds: int, py_spy: str | None = None, flame_dir: Path | None = None, tag: str = ""
+) -> dict[str, Any]:
     """Run every case ``rounds`` times, alternating, and return medians and ratios."""
     bare_port, tilde_port = free_port(), free_port()
     bare_url = f"http://127.0.0.1:{bare_port}/"
@@ -126,7 +148,10 @@ def measure(seconds: float, rounds: int) -> dict[str, Any]:
         tilde_command = [sys.executable, "-m", "tilde.server", "serve", "--port", str(tilde_port)]
         tilde_command += ["--data-dir", str(data_dir)]
         bare_command = [sys.executable, "-c", BARE_APP, str(bare_port)]
-        with serving(bare_command, bare_url), serving(tilde_command, endpoint + "/healthz"):
+        with (
+            serving(bare_command, bare_url),
+            serving(tilde_command, endpoint + "/healthz") as tilde_process,
+        ):
             key = (data_dir / "admin_key").read_text().strip()
             prepare(endpoint, key)
             auth = [f"Authorization: Bearer {key}"]
@@ -139,6 +164,9 @@ def measure(seconds: float, rounds: int) -> dict[str, Any]:
             }
             for url, headers in cases.values():  # untimed warm-up
                 load(url, 1.0, headers)
+            if py_spy and flame_dir:
+                flame_graphs(py_spy, tilde_process.pid, cases, flame_dir, tag)
+                return {}
             for _ in range(rounds):
                 for name, (url, headers) in cases.items():
                     samples.setdefault(name, []).append(load(url, seconds, headers))
@@ -161,8 +189,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per case and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--py-spy", help="a py-spy executable: record flame graphs instead of measuring")
+    parser.add_argument("--flame-dir", type=Path, default=HERE / "results", help="where flame graphs go")
+    parser.add_argument("--tag", default="after", help="flame graph file name suffix (before/after)")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    if args.py_spy:
+        measure(args.seconds, args.rounds, args.py_spy, args.flame_dir, args.tag)
+        return
     result = measure(args.seconds, args.rounds)
     print(f"{'case':14} {'req/s':>9} {'x bare':>7} {'p50 ms':>8} {'errors':>7}")
     for name, row in result.items():
