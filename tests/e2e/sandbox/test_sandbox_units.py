@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from tilde.server.errors import ApiError
+from tilde.server.sandbox import cgroups
 from tilde.server.sandbox.egress import EgressPolicy, parse_egress
 from tilde.server.sandbox.layers import LowerFile, LowerIndex, collect_changes
+from tilde.server.sandbox.limits import disk_usage, parse_resources, private_tmp
 from tilde.server.sandbox.record import SandboxRecord
 from tilde.server.sandbox.settings import SandboxSettings
 from tilde.server.sandbox.spec import SandboxSpec, parse_spec
@@ -90,8 +92,72 @@ def test_settings_reject_unknown_keys_and_root() -> None:
         SandboxSettings.from_mapping({"strict_image": True})
     with pytest.raises(ValueError, match="uid"):
         SandboxSettings.from_mapping({"uid": 0})
-    assert "RLIMIT_AS" in SandboxSettings.from_mapping({}).rlimits()
-    assert "RLIMIT_AS" not in SandboxSettings.from_mapping({"memory_limit_bytes": None}).rlimits()
+
+
+def test_rlimits_stand_in_only_for_missing_cgroups() -> None:
+    settings = SandboxSettings.from_mapping({})
+    limits = parse_resources(None, settings)
+    assert (limits.memory_bytes, limits.processes, limits.disk_bytes) == (4 * 1024**3, 1024, 10 * 1024**3)
+    fallback = limits.rlimits(settings, cgroup_controllers=frozenset())
+    assert fallback["RLIMIT_AS"] == 4 * 1024**3
+    assert fallback["RLIMIT_NPROC"] == 1024
+    assert fallback["RLIMIT_FSIZE"] == 10 * 1024**3
+    assert fallback["RLIMIT_NOFILE"] == 4096
+    grouped = limits.rlimits(settings, cgroup_controllers=frozenset({"memory", "pids"}))
+    assert "RLIMIT_AS" not in grouped
+    assert "RLIMIT_NPROC" not in grouped
+    unlimited = parse_resources(None, SandboxSettings.from_mapping({"memory_limit_bytes": None}))
+    assert "RLIMIT_AS" not in unlimited.rlimits(settings, cgroup_controllers=frozenset())
+
+
+def test_cgroup_paths_from_proc_files() -> None:
+    mountinfo = (
+        "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
+        "35 31 0:32 /outer /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+    )
+    mounts = cgroups._mounts(mountinfo)
+    assert [(m[0], m[2]) for m in mounts] == [
+        ("/sys/fs/cgroup/cpu", "cgroup"),
+        ("/sys/fs/cgroup/memory", "cgroup"),
+        ("/sys/fs/cgroup/unified", "cgroup2"),
+    ]
+    own = cgroups._own_paths("4:memory:/outer/api/x\n1:cpu,cpuacct:/\n0::/user.slice\n")
+    assert own == {"memory": "/outer/api/x", "cpu": "/", "cpuacct": "/", "": "/user.slice"}
+    assert cgroups._join("/sys/fs/cgroup/memory", "/outer", own["memory"]) == Path(
+        "/sys/fs/cgroup/memory/api/x"
+    )
+    joined = cgroups.join_argv(cgroups.SandboxCgroup(1, {"pids": Path("/cg/p"), "cpu": Path("/cg/c")}), ["a"])
+    assert joined[:2] == ["/bin/sh", "-c"]
+    assert joined[3:] == ["sh", "2", "/cg/c/cgroup.procs", "/cg/p/cgroup.procs", "a"]
+    assert cgroups.join_argv(None, ["a"]) == ["a"]
+
+
+def test_private_tmp_replaces_the_tmpfs() -> None:
+    options = ["--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/etc/x"]
+    assert private_tmp(options, "/d/tmp") == [
+        "--dev",
+        "/dev",
+        "--bind",
+        "/d/tmp",
+        "/tmp",
+        "--tmpfs",
+        "/etc/x",
+    ]
+
+
+def test_disk_usage_counts_hard_links_once_and_opens_hidden_dirs(tmp_path: Path) -> None:
+    (tmp_path / "a").write_bytes(b"x" * 65536)
+    os.link(tmp_path / "a", tmp_path / "b")
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "c").write_bytes(b"y" * 65536)
+    hidden.chmod(0)
+    try:
+        used = disk_usage([str(tmp_path)])
+    finally:
+        hidden.chmod(0o700)
+    assert 2 * 65536 <= used < 3 * 65536
 
 
 def _lower(files: dict[str, bytes]) -> LowerIndex:

@@ -327,7 +327,10 @@ def main(argv: list[str]) -> int:
         # Soft and hard alike, so code in the sandbox cannot raise them again.
         import resource
 
-        resource.setrlimit(getattr(resource, name), (int(value), int(value)))
+        kind = getattr(resource, name)
+        hard = resource.getrlimit(kind)[1]
+        value = int(value) if hard == resource.RLIM_INFINITY else min(int(value), hard)
+        resource.setrlimit(kind, (value, value))
     agent = Agent(config)
     if config.get("api_socket"):
         port = agent.start_relay(config["api_socket"])

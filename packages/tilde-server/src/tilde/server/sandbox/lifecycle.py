@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tilde.server.sandbox.agent_client import send_shutdown
+from tilde.server.sandbox.cgroups import SandboxCgroup, join_argv
 from tilde.server.sandbox.egress import OPEN_POLICY, start_egress_proxy
 from tilde.server.sandbox.isolation import (
     RUN_DIR,
@@ -33,6 +34,7 @@ from tilde.server.sandbox.isolation import (
     resolve_image,
 )
 from tilde.server.sandbox.layers import LowerIndex, build_lower, collect_changes
+from tilde.server.sandbox.limits import LimitBreach, oom_breach, pids_breach, private_tmp, watch_limits
 from tilde.server.sandbox.lower_cache import LowerTree
 from tilde.server.sandbox.mounts import MountError, detach, mount_overlay
 from tilde.server.sandbox.persistence import save_record
@@ -85,14 +87,18 @@ class _Run:
         self.lower_tree: LowerTree | None = None
         self.lower_layers: list[str] = []
         self.private_lower = False
+        #: The sandbox's own ``/tmp`` on the host (beside the upper layer, so the disk limit covers both).
+        self.tmp = f"{base}/tmp"
+        self.cgroup: SandboxCgroup | None = None
 
     # -- start ---------------------------------------------------------------------------------------------
 
     def _make_dirs(self) -> bool:
         """Create the per-sandbox directories; True when the session has staged changes already."""
-        for path in (self.paths.upper, self.paths.work, self.paths.merged, self.paths.run):
+        for path in (self.paths.upper, self.paths.work, self.paths.merged, self.paths.run, self.tmp):
             os.makedirs(path, exist_ok=True)
         os.chmod(self.paths.upper, 0o755)
+        os.chmod(self.tmp, 0o755)
         return bool(self.rt.engine.has_changes(self.rec.repo.id, self.rec.id))
 
     def _build_lower(self, directory: str) -> LowerIndex:
@@ -141,7 +147,10 @@ class _Run:
             "credentials_socket": f"{RUN_DIR}/creds.sock",
             "proxy_socket": f"{RUN_DIR}/proxy.sock" if rec.spec.egress or rec.spec.network else None,
             "status_fd": status_fd,
-            "rlimits": self.rt.settings.rlimits(),
+            "rlimits": self.rec.limits.rlimits(
+                self.rt.settings,
+                cgroup_controllers=frozenset(self.cgroup.dirs) if self.cgroup else frozenset(),
+            ),
         }
 
     def _secrets_memfd(self) -> int:
@@ -192,6 +201,7 @@ class _Run:
         if seccomp_fd is not None:
             pass_fds.append(seccomp_fd)
         try:
+            self._make_cgroup()
             config = self._agent_config(status_w, secrets_fd)
             Path(self.paths.run, "agent.json").write_text(json.dumps(config), encoding="utf-8")
             options, command = bwrap_command(
@@ -203,6 +213,7 @@ class _Run:
                 info_fd=info_w,
                 seccomp_fd=seccomp_fd,
             )
+            options = private_tmp(options, self.tmp)
             argv = await self._direct_argv(options, command, pass_fds)
             if argv is None:
                 argv = namespace_argv(
@@ -215,7 +226,7 @@ class _Run:
                 )
             with open(self.rec.log_path, "ab") as log:
                 proc = subprocess.Popen(
-                    argv,
+                    join_argv(self.cgroup, argv),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
@@ -236,6 +247,14 @@ class _Run:
         info_reader, transport = await read_pipe(self.loop, info_r)
         self.transports.append(transport)
         return status_reader, asyncio.ensure_future(read_info(info_reader, self.process))
+
+    def _make_cgroup(self) -> None:
+        """Create the sandbox's cgroups and write its limits (nothing when the server has none)."""
+        if not self.rt.cgroups.controllers:
+            return
+        self.cgroup = self.rt.cgroups.create(self.rec.id)
+        limits = self.rec.limits
+        self.cgroup.set_limits(memory_bytes=limits.memory_bytes, processes=limits.processes, cpus=limits.cpus)
 
     async def _direct_argv(
         self, options: list[str], command: list[str], pass_fds: list[int]
@@ -298,9 +317,12 @@ class _Run:
         exit_line: int | None = None
         line_task: asyncio.Future[bytes] | None = asyncio.ensure_future(status_reader.readline())
         stop_task = asyncio.ensure_future(stop.wait())
+        limit_task = asyncio.ensure_future(
+            watch_limits(rec.limits, self.cgroup, [self.paths.upper, self.tmp])
+        )
         try:
             while True:
-                waiting: set[asyncio.Future[Any]] = {process.exited, stop_task}
+                waiting: set[asyncio.Future[Any]] = {process.exited, stop_task, limit_task}
                 if line_task is not None:
                     waiting.add(line_task)
                 remaining = deadline - time.monotonic()
@@ -321,6 +343,9 @@ class _Run:
                     continue
                 if process.exited in done:
                     return self._exited(ready, exit_line, process.exited.result())
+                if limit_task in done:
+                    await process.kill()
+                    return self._breached(limit_task.result())
                 if stop_task in done:
                     return await self._stopped(process)
                 if not done:
@@ -331,12 +356,31 @@ class _Run:
                         fields={"error_message": f"timed out after {rec.spec.timeout_seconds} s"},
                     )
         finally:
-            for task in (line_task, stop_task, info_task):
+            for task in (line_task, stop_task, info_task, limit_task):
                 if task is not None and not task.done():
                     task.cancel()
             rec.close_control()
 
+    @staticmethod
+    def _breached(breach: LimitBreach, **fields: Any) -> Outcome:
+        return Outcome("failed", breach.reason, fields={**fields, "error_message": breach.message})
+
     def _exited(self, ready: bool, exit_line: int | None, returncode: int) -> Outcome:
+        rec = self.rec
+        # A process killed by the memory limit ends the sandbox as `oom`, however the rest reacted to it.
+        breach = oom_breach(rec.limits, self.cgroup)
+        if breach is not None:
+            return self._breached(breach)
+        outcome = self._exit_outcome(ready, exit_line, returncode)
+        if outcome.status in ("failed", "errored"):
+            # Forks refused by the process limit do not end a sandbox; a sandbox that failed after some
+            # were refused says so.
+            breach = pids_breach(rec.limits, self.cgroup)
+            if breach is not None:
+                return self._breached(breach, exit_code=outcome.fields.get("exit_code"))
+        return outcome
+
+    def _exit_outcome(self, ready: bool, exit_line: int | None, returncode: int) -> Outcome:
         rec = self.rec
         if not ready:
             return Outcome(
@@ -376,6 +420,9 @@ class _Run:
         if self.process is not None:
             await self.process.kill()
             self.process.close()
+        if self.cgroup is not None:
+            cgroup, self.cgroup = self.cgroup, None
+            await self.loop.run_in_executor(None, cgroup.remove)
         for server in self.servers:
             await close_server(server)
         for transport in self.transports:
@@ -386,7 +433,7 @@ class _Run:
             self.run_fd = -1
         paths = self.paths
         self.unmount()
-        own = [paths.upper, paths.work, paths.merged, paths.run] + (
+        own = [paths.upper, paths.work, paths.merged, paths.run, self.tmp] + (
             [paths.lower] if self.private_lower else []
         )
         await self.loop.run_in_executor(None, remove_trees, own)

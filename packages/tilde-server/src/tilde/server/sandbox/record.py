@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tilde.server.sandbox.limits import SandboxLimits
 from tilde.server.sandbox.spec import SandboxSpec
 
 __all__ = ["ACTIVE", "TERMINAL", "SandboxRecord"]
@@ -38,6 +39,7 @@ class SandboxRecord:
         spec: The validated request.
         directory: Host directory of the sandbox (layers, run directory, log).
         image_note: How the image was mapped on this machine.
+        limits: The resource limits it runs under (the request's ``resources`` within the server's ceilings).
 
     """
 
@@ -49,6 +51,7 @@ class SandboxRecord:
     spec: SandboxSpec
     directory: Path
     image_note: str = ""
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
     status: str = "starting"
     status_reason: str = "created"
     exit_code: int | None = None
@@ -183,6 +186,7 @@ class SandboxRecord:
             "id": self.id,
             "repository_id": self.repo.id,
             **self.spec.to_json(),
+            "resources": self.limits.to_json(),
             "volume_name": "",
             "container_id": self.id,
             "created_by_type": self.principal.type,

@@ -22,8 +22,10 @@ from typing import Any
 from tilde.server.auth import Principal
 from tilde.server.errors import ApiError
 from tilde.server.sandbox.bwrap import BwrapNotFound, resolve_bwrap
+from tilde.server.sandbox.cgroups import detect as detect_cgroups
 from tilde.server.sandbox.layers import LowerIndex, build_delta, build_lower
 from tilde.server.sandbox.lifecycle import run_sandbox
+from tilde.server.sandbox.limits import parse_resources
 from tilde.server.sandbox.lower_cache import DeltaUnsupported, LowerCache, LowerTree
 from tilde.server.sandbox.mounts import detach_stale
 from tilde.server.sandbox.persistence import load_records, save_record
@@ -80,6 +82,12 @@ class SandboxRuntime:
         self.bwrap = ""
         if os.geteuid() == 0:
             detach_stale(self.root)
+        #: The cgroups sandboxes get (none: per-process rlimits only); leftovers of a crash are removed.
+        self.cgroups = detect_cgroups(config.data_dir, enabled=self.settings.cgroups)
+        swept = self.cgroups.sweep()
+        logger.info(
+            "sandbox limits: %s%s", self.cgroups.describe(), f" ({swept} stale removed)" if swept else ""
+        )
         self.lowers = LowerCache(self.root / ".lower", capacity=self.settings.shared_lower_trees)
         self._records: dict[str, SandboxRecord] = {}
         self._by_repo: dict[str, list[str]] = {}
@@ -132,6 +140,7 @@ class SandboxRuntime:
             default_timeout=self.settings.default_timeout_seconds,
             max_timeout=days * 86400 if days else None,
         )
+        limits = parse_resources(spec.get("resources") if isinstance(spec, Mapping) else None, self.settings)
         actor = self._run_as(repo, principal, parsed.run_as)
         if parsed.network:
             self._authorize(principal, "UseSandboxNetwork", repo)
@@ -149,6 +158,7 @@ class SandboxRuntime:
             actor=actor,
             spec=parsed,
             directory=self.root / session.id,
+            limits=limits,
         )
         record.directory.mkdir(parents=True, exist_ok=True)
         save_record(record)
@@ -441,6 +451,7 @@ class SandboxRuntime:
             logger.exception("stopping the sandbox runtime's tasks failed")
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
+        self.cgroups.close()
         if not self.loop.is_running():
             self.loop.close()
         atexit.unregister(self.close)

@@ -27,10 +27,24 @@ class SandboxSettings:
             directory must contain a ``python3`` interpreter (for the in-sandbox agent) at
             ``/usr/bin/python3``.
         default_timeout_seconds: Timeout of sandboxes that do not ask for one.
-        memory_limit_bytes: ``RLIMIT_AS`` of every sandbox process (None: unlimited).
-        process_limit: ``RLIMIT_NPROC`` (None: unlimited). Note: the kernel does not enforce it when the
-            server runs as root, because the sandbox user maps to the host's root user.
-        file_size_limit_bytes: ``RLIMIT_FSIZE`` (None: unlimited).
+        memory_limit_bytes: Memory of all the processes of a sandbox together (its memory cgroup); without
+            a memory cgroup, ``RLIMIT_AS`` of each process instead. None: unlimited.
+        process_limit: Processes (threads included) of a sandbox at once (its pids cgroup); without a pids
+            cgroup, ``RLIMIT_NPROC`` instead, which counts every process of the host user and is not
+            enforced when the sandbox user maps to root. None: unlimited.
+        disk_limit_bytes: Bytes a sandbox may write to its repository mount and ``/tmp`` together; a sandbox
+            past it is killed (``failed/disk_quota``) and nothing is committed. None: unlimited.
+        open_files_limit: ``RLIMIT_NOFILE`` of every sandbox process. None: the server's own.
+        cpu_limit: CPU time of a sandbox as a number of CPUs (its cpu cgroup's quota). None: no quota (the
+            sandbox still shares the CPU as one group with its own cgroup).
+        max_memory_limit_bytes: Ceiling of ``resources.memory_bytes`` in create requests. None: the default
+            (``memory_limit_bytes``) is the ceiling, so requests may only lower it; likewise below.
+        max_process_limit: Ceiling of ``resources.processes``.
+        max_disk_limit_bytes: Ceiling of ``resources.disk_bytes``.
+        max_open_files_limit: Ceiling of ``resources.open_files``.
+        max_cpu_limit: Ceiling of ``resources.cpus`` (None and no ``cpu_limit``: any number of CPUs).
+        cgroups: Put every sandbox in cgroups of its own when the machine allows it (False: rlimits only).
+        file_size_limit_bytes: ``RLIMIT_FSIZE`` (None: the disk limit).
         system_dirs: Host directories bound read-only into host-root sandboxes (missing ones are skipped).
         extra_ro_binds: More host paths to bind read-only at the same place.
         uid: User id inside the sandbox (never 0).
@@ -61,8 +75,17 @@ class SandboxSettings:
     strict_images: bool = False
     images: dict[str, str] = field(default_factory=dict)
     default_timeout_seconds: int = 3600
-    memory_limit_bytes: int | None = 8 * 1024**3
-    process_limit: int | None = 4096
+    memory_limit_bytes: int | None = 4 * 1024**3
+    process_limit: int | None = 1024
+    disk_limit_bytes: int | None = 10 * 1024**3
+    open_files_limit: int | None = 4096
+    cpu_limit: float | None = None
+    max_memory_limit_bytes: int | None = None
+    max_process_limit: int | None = None
+    max_disk_limit_bytes: int | None = None
+    max_open_files_limit: int | None = None
+    max_cpu_limit: float | None = None
+    cgroups: bool = True
     file_size_limit_bytes: int | None = None
     system_dirs: list[str] = field(
         default_factory=lambda: ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64"]
@@ -111,14 +134,3 @@ class SandboxSettings:
             raise ValueError("mount_mode must be 'auto' or 'namespace'")
         parse_address_rules(settings.network_allow)
         return settings
-
-    def rlimits(self) -> dict[str, int]:
-        """Return the resource limits to apply, as ``{"RLIMIT_AS": n, ...}``."""
-        limits: dict[str, int] = {"RLIMIT_CORE": 0}
-        if self.memory_limit_bytes:
-            limits["RLIMIT_AS"] = self.memory_limit_bytes
-        if self.process_limit:
-            limits["RLIMIT_NPROC"] = self.process_limit
-        if self.file_size_limit_bytes:
-            limits["RLIMIT_FSIZE"] = self.file_size_limit_bytes
-        return limits
