@@ -1,6 +1,7 @@
 """The ``tilde-server`` command.
 
-- ``tilde-server serve [--host] [--port] [--data-dir] [--admin-key]``: run the server;
+- ``tilde-server serve [--host] [--port] [--data-dir] [--admin-key] [--public-url] [connection limits]``: run
+  the server;
 - ``tilde-server user create NAME [--email] [--full-name]`` / ``tilde-server user list``: human users;
 - ``tilde-server rotate-master-key`` / ``tilde-server generate-master-key``: encryption at rest.
 
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
-import uvicorn
 
 from tilde.server._tuning import tune_malloc
 from tilde.server._version import __version__
@@ -26,6 +26,7 @@ from tilde.server.access_log import install_access_log_redaction
 from tilde.server.app import create_app
 from tilde.server.auth import USER_KEY_PREFIX
 from tilde.server.config import REGISTRY_FILE, ServerConfig, load_or_create_admin_key
+from tilde.server.connection_guard import make_server
 from tilde.server.crypto import (
     MASTER_KEY_ENV,
     MASTER_KEY_FILE,
@@ -132,12 +133,72 @@ def _listen(host: str, port: int) -> socket.socket:
     default=None,
     help="The admin API key (env TILDE_SERVER_ADMIN_KEY; default: generated once, kept in the data dir).",
 )
-def serve(host: str, port: int, data_dir: Path | None, admin_key: str | None) -> None:
+@click.option(
+    "--public-url",
+    envvar="TILDE_SERVER_PUBLIC_URL",
+    default=None,
+    help="The base URL clients reach the server on, used in the upload URLs it hands out (env "
+    "TILDE_SERVER_PUBLIC_URL; default http://HOST:PORT, or for 0.0.0.0/:: the address a connection reached).",
+)
+@click.option(
+    "--max-connections",
+    envvar="TILDE_SERVER_MAX_CONNECTIONS",
+    type=click.IntRange(1),
+    default=None,
+    help="Most open client connections (env TILDE_SERVER_MAX_CONNECTIONS; default: from the file limit).",
+)
+@click.option(
+    "--max-connections-per-address",
+    envvar="TILDE_SERVER_MAX_CONNECTIONS_PER_ADDRESS",
+    type=click.IntRange(0),
+    default=None,
+    help="Most open connections from one client address, 0 for no cap (env "
+    "TILDE_SERVER_MAX_CONNECTIONS_PER_ADDRESS; default: a quarter of the total, at least 256).",
+)
+@click.option(
+    "--header-timeout",
+    envvar="TILDE_SERVER_HEADER_TIMEOUT",
+    type=click.FloatRange(0.1),
+    default=20.0,
+    show_default=True,
+    help="Seconds a client may take to send a request's headers (env TILDE_SERVER_HEADER_TIMEOUT).",
+)
+@click.option(
+    "--keep-alive-timeout",
+    envvar="TILDE_SERVER_KEEP_ALIVE_TIMEOUT",
+    type=click.FloatRange(0.1),
+    default=5.0,
+    show_default=True,
+    help="Seconds an idle keep-alive connection stays open (env TILDE_SERVER_KEEP_ALIVE_TIMEOUT).",
+)
+@click.option(
+    "--max-header-size",
+    envvar="TILDE_SERVER_MAX_HEADER_SIZE",
+    type=click.IntRange(1024),
+    default=64 * 1024,
+    show_default=True,
+    help="Largest request header block in bytes; larger ones get 431 (env TILDE_SERVER_MAX_HEADER_SIZE).",
+)
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path | None,
+    admin_key: str | None,
+    public_url: str | None,
+    max_connections: int | None,
+    max_connections_per_address: int | None,
+    header_timeout: float,
+    keep_alive_timeout: float,
+    max_header_size: int,
+) -> None:
     """Serve the Tilde API until interrupted.
 
     Invalid options, a host that cannot be resolved and a port already in use are reported in one line,
     before anything else is printed. The access log never shows secret query values (presigned URLs'
     signatures, tokens, keys).
+
+    Connections are capped (in total and per client address) and must send their headers in time; requests
+    in progress (uploads, long polls, exec sessions) are never timed out.
 
     Example: tilde-server serve --port 8900 --data-dir ~/tilde-data
     """
@@ -157,17 +218,33 @@ def serve(host: str, port: int, data_dir: Path | None, admin_key: str | None) ->
         if created:
             click.echo(f"Generated admin API key (stored in {data_dir / 'admin_key'}, shown once):")
             click.echo(f"  {admin_key}")
-        config = ServerConfig(data_dir=data_dir, host=host, port=port, admin_key=admin_key)
+        if public_url and not public_url.startswith(("http://", "https://")):
+            _fail(f"--public-url must start with http:// or https:// (got {public_url!r})")
+        config = ServerConfig(
+            data_dir=data_dir,
+            host=host,
+            port=port,
+            admin_key=admin_key,
+            public_url=public_url or None,
+            max_connections=max_connections,
+            max_connections_per_address=max_connections_per_address,
+            header_timeout=header_timeout,
+            keep_alive_timeout=keep_alive_timeout,
+            max_header_bytes=max_header_size,
+        )
         app = create_app(config)
         click.echo(f"tilde-server {__version__} on http://{host}:{port} (data in {data_dir})")
-        uv_config = uvicorn.Config(
-            app, host=host, port=port, http="httptools", loop="asyncio", log_level="info"
+        server = make_server(app, config, host=host, port=port, log_level="info")
+        limits = server.guard.limits
+        click.echo(
+            f"connections: at most {limits.max_connections}, {limits.max_connections_per_address or 'any'} "
+            f"per address; headers within {limits.header_timeout:g} s"
         )
         # uvicorn configures its loggers when the config is made; the filter goes on after that.
         install_access_log_redaction()
         # uvicorn re-raises the Ctrl-C it handled once it has shut down; that is a normal end here.
         with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.Server(uv_config).run(sockets=[sock])
+            server.run(sockets=[sock])
     finally:
         sock.close()
 

@@ -24,11 +24,21 @@ class ServerConfig:
         port: TCP port (0 picks a free one).
         admin_key: The admin user's API key; None reads it from ``data_dir/admin_key`` or generates one there.
         public_url: The externally visible base URL (``http://host:port``) used in the absolute URLs the
-            server hands out (upload URLs, approval links); None derives it from each request's Host header.
+            server hands out (upload URLs, approval links); None uses ``http://host:port`` of the address the
+            server listens on (for a wildcard host, the local address each connection arrived at). The
+            request's ``Host`` header is never used.
         upload_url_ttl: Lifetime in seconds of presigned upload URLs.
         approval_web_url: Template for the web link of a pending approval; ``{base}``, ``{org}``,
             ``{repo}`` and ``{session_id}`` are substituted.
         sandbox: Free-form settings read by the sandbox runtime (``tilde.server.sandbox``), if present.
+        max_connections: Most open client connections; None derives it from the descriptor limit (see
+            `tilde.server.connection_guard.derive_limits`).
+        max_connections_per_address: Most open connections from one client address; None derives it, 0 means
+            no per-address cap (behind a reverse proxy every client has the proxy's address).
+        header_timeout: Seconds a connection may take to send a complete request header block, counted from
+            its start or the end of its previous response; requests in progress are never timed out.
+        keep_alive_timeout: Seconds an idle keep-alive connection stays open.
+        max_header_bytes: Largest request line plus headers accepted (larger: ``431``).
 
     """
 
@@ -40,6 +50,11 @@ class ServerConfig:
     upload_url_ttl: float = 3600.0
     approval_web_url: str = "{base}/{org}/{repo}/approve/{session_id}"
     sandbox: dict[str, Any] = field(default_factory=dict)
+    max_connections: int | None = None
+    max_connections_per_address: int | None = None
+    header_timeout: float = 20.0
+    keep_alive_timeout: float = 5.0
+    max_header_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

@@ -18,6 +18,7 @@ from tilde.server._tuning import tune_malloc
 from tilde.server.app import create_app
 from tilde.server.auth import new_token
 from tilde.server.config import ServerConfig, load_or_create_admin_key
+from tilde.server.connection_guard import make_server
 from tilde.server.registry import Registry
 
 START_TIMEOUT = 30.0
@@ -61,6 +62,7 @@ class LocalServer:
             data_dir=Path(data_dir) if data_dir is not None else base.data_dir,
             admin_key=admin_key if admin_key is not None else base.admin_key,
         )
+        self._requested_port = self.config.port
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -113,14 +115,15 @@ class LocalServer:
         # TCP, and with Nagle on every request on a reused connection waits ~40 ms for a delayed ACK.
         sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.config.host, self.config.port))
+        sock.bind((self.config.host, self._requested_port))
         sock.set_inheritable(True)
         self._socket = sock
+        # The bound port (not 0) is what the absolute URLs the server hands out must name.
+        self.config.port = self.port
         self._app = create_app(self.config)
-        uv_config = uvicorn.Config(
-            self._app, http="httptools", loop="asyncio", lifespan="on", log_level="warning", access_log=False
+        self._server = make_server(
+            self._app, self.config, lifespan="on", log_level="warning", access_log=False
         )
-        self._server = uvicorn.Server(uv_config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="tilde-server", daemon=True
         )
