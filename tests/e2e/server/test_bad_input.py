@@ -247,3 +247,26 @@ def test_agent_metadata_values_must_be_strings(
     assert_error(api.post(agents, json={"name": "meta", "metadata": metadata}), 400, "invalid_field")
     assert api.post(agents, json={"name": "meta2", "metadata": {"team": "x"}}).status_code == 201
     assert_error(api.put(f"{agents}/meta2", json={"metadata": metadata}), 400, "invalid_field")
+
+
+@pytest.mark.parametrize(
+    ("method", "suffix", "allowed"),
+    [
+        ("PATCH", "", "DELETE, GET, HEAD, PUT"),
+        ("POST", "/object", "DELETE, GET, HEAD, PUT"),
+        ("PATCH", "/secrets/KEY", "DELETE, GET, HEAD, PUT"),
+    ],
+)
+def test_405_names_every_method_of_the_path(
+    repo: RepoAPI, assert_error: ExpectError, method: str, suffix: str, allowed: str
+) -> None:
+    refused = repo.api.request(method, repo.url(suffix))
+    assert_error(refused, 405, "method_not_allowed")
+    assert refused.headers["allow"] == allowed
+
+
+def test_the_server_serves_its_own_openapi_document(server: LocalServer) -> None:
+    document = httpx.get(server.endpoint_url + "/openapi.json")
+    assert document.status_code == 200
+    paths = document.json()["paths"]
+    assert set(paths["/organizations/{org}/repositories/{repo}"]) == {"get", "put", "delete"}

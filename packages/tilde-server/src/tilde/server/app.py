@@ -56,6 +56,7 @@ from tilde.server.config import (
 )
 from tilde.server.crypto import SecretBox, load_master_keys
 from tilde.server.errors import RequestIdMiddleware, exception_handlers
+from tilde.server.openapi import openapi_endpoint
 from tilde.server.registry import Registry
 from tilde.server.sandbox import SandboxRuntime, make_runtime
 from tilde.server.sandbox import triggers as trigger_dispatch
@@ -137,6 +138,7 @@ def create_app(config: ServerConfig) -> Starlette:
     relative, absolute = _api_routes()
     routes: list[BaseRoute] = [
         Route("/healthz", _healthz, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         *uploads.root_routes,
         *absolute,
         Mount(API_PREFIX, routes=relative),

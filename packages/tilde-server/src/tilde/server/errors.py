@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tilde.server.storage.errors import (
@@ -117,7 +118,28 @@ def _http_exception_handler(request: Request, exc: Exception) -> Response:
         message = f"no route for {request.method} {request.url.path}"
     elif exc.status_code == 405:
         message = f"method {request.method} not allowed on {request.url.path}"
+        allowed = allowed_methods(request.app.routes, request.url.path)
+        if allowed:
+            return error_response(
+                request.scope, 405, code, message, {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+            )
     return error_response(request.scope, exc.status_code, code, message, exc.headers)
+
+
+def allowed_methods(routes: Iterable[BaseRoute], path: str) -> list[str]:
+    """Return every method some route answers on ``path``, sorted (the ``Allow`` header of a 405).
+
+    Starlette's own header names only the methods of the first route matching the path, while this server
+    declares one route per method: ``PATCH`` on a repository would otherwise be told ``Allow: GET, HEAD``.
+    """
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Mount):
+            if path.startswith(route.path + "/"):
+                methods.update(allowed_methods(route.routes, path[len(route.path) :]))
+        elif isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods.update(route.methods)
+    return sorted(methods)
 
 
 def _storage_error_handler(request: Request, exc: Exception) -> Response:
