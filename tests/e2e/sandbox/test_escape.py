@@ -3,13 +3,20 @@ and the system calls the seccomp filter refuses."""
 
 from __future__ import annotations
 
+import importlib
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sandbox_helpers import Sandboxes, put_objects
 
+from tilde.server import LocalServer, ServerConfig
+from tilde.server.sandbox import seccomp
+from tilde.server.sandbox.preflight import sandbox_preflight
 from tilde.server.sandbox.spec import parse_spec
 
 pytestmark = pytest.mark.sandbox
@@ -163,10 +170,72 @@ print(json.dumps(out))
 def test_the_seccomp_filter_refuses_the_escape_surface(
     sandboxes: Sandboxes, service: Callable[..., str]
 ) -> None:
-    sid = service()
+    # A request cannot turn the filter off: only the server's configuration can.
+    sid = service(seccomp=False)
     result = sandboxes.exec(sid, ["python3", "-c", SYSCALLS])
     assert result.exit_code == 0, result
     out = json.loads(result.stdout)
     refused = {name: value for name, value in out.items() if name != "personality_query"}
     assert refused == dict.fromkeys(refused, "EPERM"), out
     assert out["personality_query"] == "ok"
+
+
+@pytest.fixture(scope="module")
+def unfiltered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandboxes]:
+    """A server whose admin turned the filter off."""
+    data_dir = tmp_path_factory.mktemp("tilde-server-no-seccomp")
+    config = ServerConfig(data_dir=data_dir, sandbox={"seccomp": False})
+    with (
+        LocalServer(config=config) as server,
+        httpx.Client(
+            base_url=server.endpoint_url + "/api/v1",
+            headers={"Authorization": f"Bearer {server.api_key}"},
+            timeout=60,
+        ) as api,
+    ):
+        org, repo = f"org-{uuid.uuid4().hex[:10]}", f"repo-{uuid.uuid4().hex[:10]}"
+        assert api.post("/organizations", json={"name": org, "display_name": org}).status_code == 201
+        created = api.post(f"/organizations/{org}/repositories", json={"name": repo, "visibility": "private"})
+        assert created.status_code == 201, created.text
+        ws_base = server.endpoint_url.replace("http://", "ws://") + "/api/v1"
+        yield Sandboxes(api, f"{org}/{repo}", ws_base, server.api_key)
+
+
+def test_the_admin_may_turn_the_filter_off(unfiltered: Sandboxes) -> None:
+    # Only the keyring: without the filter, PTRACE_ATTACH to pid 1 for one would succeed and stop it.
+    keyctl = SYSCALLS.replace("ARGS = {", 'ARGS = {"keyctl": (0, -3, 0)}\nUNUSED = {')
+    status, log = unfiltered.run_once(["python3", "-c", keyctl])
+    assert status["status"] == "done", log
+    out = json.loads(log)
+    # The kernel answers for itself (the session keyring's id) instead of the filter's EPERM.
+    assert out["keyctl"] == "ok", out
+    # Nested user namespaces stay off whatever the setting (bubblewrap's --disable-userns).
+    status, log = unfiltered.run_once("unshare -r true && echo nested")
+    assert "nested" not in log
+
+
+def test_a_machine_without_libseccomp_is_reported(
+    monkeypatch: pytest.MonkeyPatch, sandboxes: Sandboxes, tmp_path: Path
+) -> None:
+    real = importlib.import_module
+
+    def without_pyseccomp(name: str, *args: Any) -> Any:
+        if name == "pyseccomp":
+            raise RuntimeError("Unable to find libseccomp")
+        return real(name, *args)
+
+    seccomp.compile_filter.cache_clear()
+    monkeypatch.setattr(seccomp.importlib, "import_module", without_pyseccomp)
+    try:
+        problem = sandbox_preflight()
+        assert problem is not None
+        assert "libseccomp" in problem
+        assert "seccomp to false" in problem
+        refused = sandboxes.api.post(sandboxes.base, json={"image": "x", "command": ["true"]})
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["code"] == "runtime_unavailable"
+        assert "libseccomp" in refused.json()["message"]
+    finally:
+        monkeypatch.undo()
+        seccomp.compile_filter.cache_clear()
+    assert sandboxes.wait(sandboxes.create(command=["true"]))["status"] == "done"

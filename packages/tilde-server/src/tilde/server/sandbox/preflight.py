@@ -17,6 +17,7 @@ from pathlib import Path
 from tilde.server.sandbox.bwrap import BwrapNotFound, resolve_bwrap
 from tilde.server.sandbox.isolation import LaunchPaths, bwrap_command, namespace_argv
 from tilde.server.sandbox.process import remove_trees
+from tilde.server.sandbox.seccomp import SeccompUnavailable, compile_filter, filter_memfd
 from tilde.server.sandbox.settings import SandboxSettings
 
 __all__ = ["sandbox_preflight"]
@@ -58,9 +59,18 @@ def _probe(bwrap: str, settings: SandboxSettings, directory: str | None) -> str 
         for path in (paths.lower, paths.upper, paths.work, paths.merged, paths.run):
             os.mkdir(path)
         info_r, info_w = os.pipe()
+        # The filter too: a kernel without seccomp filters would fail every sandbox.
+        seccomp_fd = filter_memfd() if settings.seccomp else None
+        pass_fds = [info_w] if seccomp_fd is None else [info_w, seccomp_fd]
         try:
             options, command = bwrap_command(
-                settings, paths, mountpoint="/sandbox", network=False, rootfs=None, info_fd=info_w
+                settings,
+                paths,
+                mountpoint="/sandbox",
+                network=False,
+                rootfs=None,
+                info_fd=info_w,
+                seccomp_fd=seccomp_fd,
             )
             # The agent's interpreter, started and stopped at once: the sandbox can run it.
             probe = [command[0], "-I", "-S", "-c", ""]
@@ -70,7 +80,7 @@ def _probe(bwrap: str, settings: SandboxSettings, directory: str | None) -> str 
                     argv,
                     stdin=subprocess.DEVNULL,
                     capture_output=True,
-                    pass_fds=[info_w],
+                    pass_fds=pass_fds,
                     timeout=_PROBE_TIMEOUT,
                     check=False,
                 )
@@ -79,8 +89,8 @@ def _probe(bwrap: str, settings: SandboxSettings, directory: str | None) -> str 
             except OSError as error:
                 return f"a test sandbox could not start: {error.strerror or error}"
         finally:
-            os.close(info_r)
-            os.close(info_w)
+            for fd in (info_r, *pass_fds):
+                os.close(fd)
         if done.returncode == 0:
             return None
         lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -122,4 +132,9 @@ def sandbox_preflight(settings: SandboxSettings | None = None, *, directory: str
         bwrap = resolve_bwrap(settings.bwrap)
     except BwrapNotFound as error:
         return str(error)
+    if settings.seccomp:
+        try:
+            compile_filter()
+        except SeccompUnavailable as error:
+            return str(error)
     return _kernel_problem() or _probe(bwrap, settings, directory)
