@@ -254,12 +254,26 @@ def paged(results: Sequence[Any], has_more: bool, next_offset: str | None) -> JS
     )
 
 
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+
 def public_base_url(conn: HTTPConnection) -> str:
-    """Return the externally visible ``scheme://host[:port]`` (config ``public_url`` or the Host header)."""
-    configured = config_of(conn).public_url
-    if configured:
-        return configured.rstrip("/")
-    return str(conn.base_url).rstrip("/")
+    """Return the externally visible ``scheme://host[:port]`` for the absolute URLs the server hands out.
+
+    That is the configured ``public_url``, else the address the server listens on; for a wildcard listening
+    host (``0.0.0.0``, ``::``), the local address this connection arrived at. Never the request's ``Host``
+    header, which the client chooses (upload URLs would then point wherever it says).
+    """
+    config = config_of(conn)
+    if config.public_url:
+        return config.public_url.rstrip("/")
+    host, port = config.host, config.port
+    server = conn.scope.get("server")
+    if host in _WILDCARD_HOSTS and server:
+        host, port = str(server[0]), int(server[1] or port)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 CommitListener = Callable[[str, RepoRecord, CommitInfo], None]
