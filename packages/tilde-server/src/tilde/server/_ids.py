@@ -22,9 +22,10 @@ def new_id() -> str:
 
 def rfc3339(moment: datetime) -> str:
     """Format a datetime as RFC 3339 in UTC with a ``Z`` suffix (naive values are taken as UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    # isoformat is a third of strftime's cost; listings format one timestamp per entry.
+    return moment.isoformat(timespec="microseconds") + "Z"
 
 
 def utc_now() -> str:

@@ -134,17 +134,18 @@ class ReadsMixin(EngineBase):
         return self.blobs.path(blob)
 
     def _source(
-        self, tx: MetadataTx, repo_id: str, seq: int, staged_in: str | None
+        self, tx: MetadataTx, repo_id: str, seq: int, staged_in: str | None, first_batch: int = 8
     ) -> Callable[[KeyRange], Iterator[VersionRecord]]:
         def committed(keys: KeyRange, limit: int) -> list[VersionRecord]:
             return tx.versions_at(repo_id, seq, keys, limit) if seq else []
 
         def open_scan(keys: KeyRange) -> Iterator[VersionRecord]:
-            base = scan(committed, keys)
+            base = scan(committed, keys, first_batch=first_batch)
             if staged_in is None:
                 return base
             session = staged_in
-            return overlay(base, scan(lambda k, n: tx.staged_rows(session, k, n), keys))
+            staged = scan(lambda k, n: tx.staged_rows(session, k, n), keys, first_batch=first_batch)
+            return overlay(base, staged)
 
         return open_scan
 
@@ -182,7 +183,8 @@ class ReadsMixin(EngineBase):
         with self.meta.read() as tx:
             seq, staged_in = self._view(tx, repo_id, session_id, ref)
             return collect_page(
-                self._source(tx, repo_id, seq, staged_in),
+                # Without a delimiter a page reads limit + 1 rows: fetch them in one query, not four.
+                self._source(tx, repo_id, seq, staged_in, 8 if delimiter else limit + 1),
                 prefix=prefix,
                 delimiter=delimiter,
                 after=after,
