@@ -8,6 +8,8 @@ asserted: what ``RLIMIT_*`` does enforce.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ import pytest
 from sandbox_helpers import Sandboxes, head_commit, list_objects, put_objects
 
 from tilde.server import LocalServer, ServerConfig
+from tilde.server.sandbox.cgroups import detect, join_argv
 
 pytestmark = pytest.mark.sandbox
 
@@ -276,3 +279,28 @@ def test_cgroups_are_removed_when_sandboxes_end(limited: Sandboxes, limited_serv
     assert result.stdout == b"started\n"
     limited.cancel(sandbox_id)
     assert [d for d in dirs if d.exists()] == []
+
+
+def test_cgroups_left_by_a_crash_are_swept_at_start(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    found = detect(data_dir)
+    if not found.controllers:
+        # No cgroups to leave behind: the server starts on the per-process fallback and says so.
+        assert found.describe() == "no writable cgroups: per-process resource limits only"
+        with LocalServer(data_dir=data_dir) as server:
+            assert server.app.state.runtime.cgroups.controllers == frozenset()
+        return
+    # What a killed server leaves: a sandbox's cgroups with a process still in them.
+    crashed = found.create("crashed-sandbox")
+    process = subprocess.Popen(join_argv(crashed, ["sleep", "120"]))
+    try:
+        while process.pid not in crashed.pids():
+            assert process.poll() is None
+            time.sleep(0.01)
+        with LocalServer(data_dir=data_dir):
+            assert process.wait(timeout=30) == -signal.SIGKILL
+            assert [d for d in crashed.dirs.values() if d.exists()] == []
+    finally:
+        process.kill()
+        process.wait()
