@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import importlib
+import logging
 import os
 import socket
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+import uvicorn.logging
 
 from tilde.server._tuning import tune_malloc
 from tilde.server._version import __version__
@@ -109,6 +111,15 @@ def _listen(host: str, port: int) -> socket.socket:
         _fail(f"cannot listen on {where}: {error.strerror or error}")
     sock.set_inheritable(True)
     return sock
+
+
+def _log_server_messages() -> None:
+    """Print the server's own log lines (``tilde.server.*``, INFO and up) like uvicorn's, one line each."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(uvicorn.logging.DefaultFormatter("%(levelprefix)s %(message)s"))
+    server_logger = logging.getLogger("tilde.server")
+    server_logger.addHandler(handler)
+    server_logger.setLevel(logging.INFO)
 
 
 @main.command(cls=_OneLineErrors)
@@ -242,6 +253,7 @@ def serve(
         )
         # uvicorn configures its loggers when the config is made; the filter goes on after that.
         install_access_log_redaction()
+        _log_server_messages()
         # uvicorn re-raises the Ctrl-C it handled once it has shut down; that is a normal end here.
         with contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
