@@ -31,7 +31,7 @@ def test_opening_the_store_alone_sweeps_every_fresh_leftover(
     assert shared.swept == 0
     shared.close()
     writer.close()  # the process that wrote them is gone (killed: its lock went with it)
-    with caplog.at_level(logging.INFO, logger="tilde.server.storage"):
+    with caplog.at_level(logging.WARNING, logger="tilde.server.storage"):
         reopened = LocalBlobStore(tmp_path / "blobs")
     assert [path.exists() for path in files] == [False, False, False]
     assert reopened.swept == 3

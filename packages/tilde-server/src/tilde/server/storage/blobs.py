@@ -343,7 +343,8 @@ class LocalBlobStore:
             # Downgrading is not atomic, but a process opening meanwhile only sees the store as shared.
             fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
         if swept:
-            logger.info("swept %d orphaned temporary files from %s", swept, self.tmp_dir)
+            # A warning: only a process that did not stop cleanly (killed, crashed) leaves these behind.
+            logger.warning("swept %d orphaned temporary files from %s", swept, self.tmp_dir)
         return swept
 
     def close(self) -> None:
