@@ -502,6 +502,29 @@ class WritesMixin(EngineBase):
             refs.append(BlobRef(key=part.blob_key, size=part.size, sha256=part.sha256))
         return refs
 
+    def list_parts(
+        self, repo_id: str, session_id: str, path: str, upload_id: str
+    ) -> tuple[int | None, list[PartRecord]]:
+        """Return an upload's part size (None: one blob per part) and the parts received so far, in order.
+
+        A client resuming an interrupted upload sends only the parts missing here.
+
+        Raises:
+            NotFound: Unknown upload (completed, aborted or never started).
+            InvalidArgument: The upload belongs to another session or path.
+
+        """
+        with self.meta.read() as tx:
+            upload = tx.get_upload(upload_id)
+            if upload is None or upload.repo_id != repo_id:
+                raise NotFound(f"upload '{upload_id}'")
+            if upload.session_id != session_id or upload.path != path:
+                raise InvalidArgument("the upload belongs to another session or path", code="invalid_upload")
+            recorded = tx.get_parts(upload_id)
+        # An empty digest marks a part whose in-place write was interrupted: not received.
+        parts = [recorded[number] for number in sorted(recorded) if recorded[number].sha256]
+        return upload.part_size, parts
+
     def abort_upload(self, upload_id: str) -> None:
         """Forget an upload and its parts (and delete an in-place upload's file).
 
