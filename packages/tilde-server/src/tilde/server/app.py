@@ -45,6 +45,7 @@ from tilde.server.api import (
     secrets,
     sessions,
     triggers,
+    upload_parts,
     uploads,
 )
 from tilde.server.auth import Authenticator, AuthMiddleware, TokenResolver
@@ -72,6 +73,7 @@ _ROUTE_MODULES = (
     sessions,
     objects,
     uploads,
+    upload_parts,
     batch_transfers,
     commits,
     agents,
