@@ -6,7 +6,7 @@ answer: no 5xx, a documented status, a documented content type, a body matching 
 entities half of the time, so the requests get past "not found" into the handlers' own validation.
 
 Bounded and reproducible: a fixed number of examples per operation and a derandomised generator; the whole
-run takes about two minutes. Deleting an organization is left out: it would remove the entities the rest of
+run takes one to two minutes. Deleting an organization is left out: it would remove the entities the rest of
 the run exercises.
 """
 
@@ -30,7 +30,7 @@ AGENT = "bot"
 ROLE = "ops"
 
 #: Generated examples per operation; about 100 operations, so this is what bounds the run's time.
-EXAMPLES = 12
+EXAMPLES = 30
 
 
 @pytest.fixture(scope="module")
