@@ -19,6 +19,7 @@ EXPECTED = [
     "EntryRecord",
     "FolderTransferResult",
     "ListingEntry",
+    "MultipartUpload",
     "ObjectMetadata",
     "ObjectReader",
     "PutObjectResult",

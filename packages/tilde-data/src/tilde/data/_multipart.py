@@ -33,7 +33,7 @@ import httpx
 from tilde.core._logging import redact_url
 from tilde.core._transport import UPLOAD_TIMEOUT
 from tilde.core.errors import APIError, TildeError, TransportError, parse_retry_after
-from tilde.data.models import PutObjectResult, _text
+from tilde.data.models import MultipartUpload, PutObjectResult, _text
 from tilde.data.upload_strategies import _OCTET_STREAM, StrategyDeclined, UploadRequest, _result
 
 _NOT_IMPLEMENTED = 501
@@ -53,24 +53,6 @@ _SEND_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
-class UploadIds:
-    """What names a multipart upload to the server: its id and the token that authorises it.
-
-    Attributes:
-        upload_id: The server's id for the upload.
-        upload_token: The opaque token returned with it (bound to the session and path).
-
-    """
-
-    upload_id: str
-    upload_token: str
-
-    def params(self) -> dict[str, str]:
-        """Return the two as query parameters."""
-        return {"upload_id": self.upload_id, "upload_token": self.upload_token}
-
-
-@dataclass(frozen=True)
 class _Part:
     """One part: where it lies in the source, or (forward-only sources) its bytes."""
 
@@ -80,7 +62,7 @@ class _Part:
     data: bytes | None = None
 
 
-def initiate(upload: UploadRequest) -> UploadIds:
+def initiate(upload: UploadRequest) -> MultipartUpload:
     """Start a multipart upload (``POST R/object/multipart``), announcing the part size.
 
     Raises:
@@ -98,7 +80,7 @@ def initiate(upload: UploadRequest) -> UploadIds:
             upload.mark_multipart_unsupported()
             raise StrategyDeclined(str(exc)) from exc
         raise
-    ids = UploadIds(_text(started, "upload_id"), _text(started, "upload_token"))
+    ids = MultipartUpload(upload.path, _text(started, "upload_id"), _text(started, "upload_token"))
     logger.debug("multipart upload of %s started (upload_id=%s)", upload.path, ids.upload_id)
     return ids
 
@@ -134,7 +116,7 @@ def multipart_upload(upload: UploadRequest) -> PutObjectResult:
         raise
 
 
-def resume_multipart(upload: UploadRequest, ids: UploadIds) -> PutObjectResult:
+def resume_multipart(upload: UploadRequest, ids: MultipartUpload) -> PutObjectResult:
     """Send the parts the server lacks of an upload started earlier (by any process), then complete it.
 
     Nothing is aborted on failure: the same call can be made again later.
@@ -174,7 +156,7 @@ def resume_multipart(upload: UploadRequest, ids: UploadIds) -> PutObjectResult:
     return _finish(upload, ids, held)
 
 
-def _finish(upload: UploadRequest, ids: UploadIds, held: dict[int, tuple[str, int]]) -> PutObjectResult:
+def _finish(upload: UploadRequest, ids: MultipartUpload, held: dict[int, tuple[str, int]]) -> PutObjectResult:
     parts, total = _upload_parts(upload, ids, held)
     body: dict[str, Any] = {
         **ids.params(),
@@ -190,7 +172,7 @@ def _finish(upload: UploadRequest, ids: UploadIds, held: dict[int, tuple[str, in
 
 
 def _upload_parts(
-    upload: UploadRequest, ids: UploadIds, held: dict[int, tuple[str, int]]
+    upload: UploadRequest, ids: MultipartUpload, held: dict[int, tuple[str, int]]
 ) -> tuple[list[tuple[int, str]], int]:
     settings = upload.settings
     source = upload.source
@@ -290,7 +272,7 @@ class _PartFailed(Exception):
         self.delay = delay
 
 
-def _put_part(upload: UploadRequest, ids: UploadIds, part: _Part) -> tuple[int, str]:
+def _put_part(upload: UploadRequest, ids: MultipartUpload, part: _Part) -> tuple[int, str]:
     """PUT one part, asking for a fresh URL on every try; the bytes are read again for each try."""
     client = upload.client
     settings = upload.settings
@@ -369,7 +351,7 @@ def single_use(block: bytes, chunk_size: int = _SEND_CHUNK) -> Iterator[bytes]:
         yield bytes(view[offset : offset + chunk_size])
 
 
-def _abort(upload: UploadRequest, ids: UploadIds) -> None:
+def _abort(upload: UploadRequest, ids: MultipartUpload) -> None:
     try:
         upload.client._delete(
             f"{upload.repository_path}/object/multipart", params={**upload.params, **ids.params()}

@@ -248,6 +248,51 @@ class PutObjectResult(_CompactRepr):
         return cls(path=_text(data, "path"), etag=_text(data, "etag"))
 
 
+@dataclass(frozen=True, slots=True)
+class MultipartUpload:
+    """A multipart upload started with `SessionObjects.start_upload`, to be sent by `resume_upload`.
+
+    Everything needed to send the upload's missing parts from any process: keep it (``to_dict`` is plain
+    JSON) where a new process will find it. The token authorises writes to this one path in its session:
+    treat it as a secret.
+
+    Attributes:
+        path: The object path.
+        upload_id: The server's id for the upload.
+        upload_token: The token that authorises its parts and its completion.
+
+    """
+
+    path: str
+    upload_id: str
+    upload_token: str
+
+    def __repr__(self) -> str:
+        return f"MultipartUpload(path={self.path!r}, upload_id={self.upload_id!r})"
+
+    def to_dict(self) -> dict[str, str]:
+        """Return the three fields as a JSON-ready dict (``MultipartUpload.from_dict`` reads it back)."""
+        return {"path": self.path, "upload_id": self.upload_id, "upload_token": self.upload_token}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MultipartUpload:
+        """Build from `to_dict`'s output.
+
+        Raises:
+            ValueError: A field is missing or empty.
+
+        """
+        values = {name: data.get(name) for name in ("path", "upload_id", "upload_token")}
+        missing = [name for name, value in values.items() if not isinstance(value, str) or not value]
+        if missing:
+            raise ValueError(f"a multipart upload needs {', '.join(missing)}")
+        return cls(**values)  # type: ignore[arg-type]
+
+    def params(self) -> dict[str, str]:
+        """Return the upload's id and token as query parameters."""
+        return {"upload_id": self.upload_id, "upload_token": self.upload_token}
+
+
 @dataclass(slots=True, repr=False)
 class CopyObjectResult(_CompactRepr):
     """The outcome of a server-side copy.

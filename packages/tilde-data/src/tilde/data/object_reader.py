@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from tilde.core.errors import APIError, TildeError
+from tilde.core._transport import transport_error
+from tilde.core.errors import APIError, TildeError, TransportError
 from tilde.data._reader_window import Window, total_size
 from tilde.data.models import parse_content_length, parse_reproducible
 
@@ -24,6 +26,10 @@ __all__ = ["ObjectChangedError", "ObjectReader"]
 #: A forward seek of at most this many bytes past the open stream reads on and discards, rather than
 #: dropping the connection for a new ranged request (tar members, zip local headers: many short hops).
 SKIP_LIMIT = 256 * 1024
+#: Dropped connections in a row (no byte received in between) a read resumes from before giving up.
+RESUME_ATTEMPTS = 5
+
+logger = logging.getLogger("tilde.data.download")
 
 
 class ObjectChangedError(TildeError):
@@ -384,7 +390,38 @@ class ObjectReader(io.BufferedIOBase):
         return False
 
     def _next_chunk(self) -> bool:
-        """Replace the chunk in hand with the stream's next one; False (stream released) at its end."""
+        """Replace the chunk in hand with the stream's next one; False (stream released) at its end.
+
+        A connection that drops in the middle of the body is picked up where it broke off: one ranged GET
+        from the first byte not received (the ``ETag`` check keeps the two halves from different versions).
+        Up to `RESUME_ATTEMPTS` drops in a row without a byte received in between; then the error is raised.
+        """
+        failures = 0
+        while True:
+            stream_at = self._buf_start + len(self._buf)
+            try:
+                return self._next_chunk_once()
+            except (httpx.TransportError, TransportError) as exc:
+                failures += 1
+                self._release()
+                if failures > RESUME_ATTEMPTS:
+                    if isinstance(exc, TransportError):
+                        raise
+                    raise transport_error(
+                        f"GET {self._path} ({self.name!r}) failed at byte {stream_at}: {exc!r}", exc
+                    ) from exc
+                logger.info(
+                    "reading %s: the connection dropped at byte %d (%s); resuming from there (try %d of %d)",
+                    self.name,
+                    self._window.start + stream_at,
+                    type(exc).__name__,
+                    failures,
+                    RESUME_ATTEMPTS,
+                )
+                if not self._open(stream_at):
+                    return False
+
+    def _next_chunk_once(self) -> bool:
         chunks = self._chunks
         if chunks is None:
             return False

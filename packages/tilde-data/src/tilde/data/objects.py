@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tilde.data.models import CopyObjectResult, ListingEntry, ObjectMetadata, PutObjectResult
+from tilde.data.models import CopyObjectResult, ListingEntry, MultipartUpload, ObjectMetadata, PutObjectResult
 from tilde.data.object_reader import ObjectReader
 from tilde.data.plugins import collect_upload_strategies, make_plugin_manager
 from tilde.data.upload_source import UploadData, UploadSource
@@ -110,6 +110,37 @@ class _ObjectReads:
             f"{self._repository_path}/object", params={"path": path, **self._scope()}
         )
         return ObjectMetadata.from_headers(response.headers)
+
+    def download_file(self, path: str, local_path: str | os.PathLike[str], *, max_workers: int = 8) -> int:
+        """Download one object into a local file, with parallel ranged GETs written in place.
+
+        The file is written as ``<local_path>.tilde-download`` (preallocated, each range written at its
+        offset as it arrives) and renamed over ``local_path`` when complete. A dropped connection resumes
+        from the last byte received; a call interrupted for good (a crash, an outage longer than the
+        retries) leaves that file and a small ``.tilde-download.json`` beside it, and the next call for the
+        same destination fetches only the ranges still missing - unless the object changed meanwhile.
+
+        Args:
+            path: The object path.
+            local_path: The file to write (replaced if it exists); an existing directory gets the object's
+                last path segment as the file name.
+            max_workers: Ranged GETs in flight at once.
+
+        Returns:
+            The number of bytes written.
+
+        Raises:
+            NotFoundError: No such object.
+            ObjectChangedError: The object was replaced while it was being downloaded.
+            ValueError: ``max_workers`` is below 1.
+
+        Example:
+            >>> repo.objects.download_file("models/weights.bin", "weights.bin")  # doctest: +SKIP
+
+        """
+        from tilde.data._download_file import download_file
+
+        return download_file(self, path, local_path, max_workers=max_workers)
 
     def download(
         self,
@@ -221,18 +252,85 @@ class SessionObjects(_ObjectReads):
         """
         source = UploadSource(data)
         try:
-            request = UploadRequest(
-                client=self._client,
-                repository_path=self._repository_path,
-                session_id=self._session_id,
-                path=path,
-                source=source,
-                content_type=content_type,
-                settings=_upload_settings(self._client),
+            return run_upload(
+                _upload_strategies(self._client), self._upload_request(path, source, content_type)
             )
-            return run_upload(_upload_strategies(self._client), request)
         finally:
             source.close()
+
+    def start_upload(self, path: str) -> MultipartUpload:
+        """Start a multipart upload whose bytes `resume_upload` sends, from this process or any other.
+
+        For uploads that must survive the uploading process: keep the returned value (``to_dict``) where a
+        new process finds it, then call `resume_upload`; if the process dies, a new one attaches to the
+        session (`Repository.attach`) and calls `resume_upload` again with the same data, which sends only
+        the parts the server does not hold yet. The part size is the client's (``multipart_part_size``).
+
+        Args:
+            path: The object path.
+
+        Returns:
+            The upload's path, id and token.
+
+        Raises:
+            APIError: The server refused (a 501: it has no multipart uploads).
+
+        Example:
+            >>> upload = session.objects.start_upload("data/big.bin")  # doctest: +SKIP
+            >>> Path("upload.json").write_text(json.dumps(upload.to_dict()))  # doctest: +SKIP
+            >>> session.objects.resume_upload(upload, Path("big.bin"))  # doctest: +SKIP
+
+        """
+        from tilde.data._multipart import initiate
+        from tilde.data.upload_strategies import StrategyDeclined
+
+        try:
+            return initiate(self._upload_request(path, UploadSource(b""), "application/octet-stream"))
+        except StrategyDeclined as declined:
+            cause = declined.__cause__
+            raise cause if cause is not None else declined from None
+
+    def resume_upload(
+        self, upload: MultipartUpload, data: UploadData, *, content_type: str = "application/octet-stream"
+    ) -> PutObjectResult:
+        """Send the parts of ``upload`` the server does not hold yet, then complete it (stage the object).
+
+        The server lists the parts it received; those whose size and SHA-256 match ``data`` are kept, every
+        other part is sent (in parallel, each read from a file at its offset). On failure nothing is aborted,
+        so the same call can be made again, from this process or another.
+
+        Args:
+            upload: From `start_upload` (or ``MultipartUpload.from_dict`` of what it returned).
+            data: The same bytes the upload is of (a ``pathlib.Path`` or a seekable file reads only the parts
+                it sends; other sources are read through, hashing the parts the server holds).
+            content_type: Recorded with the object.
+
+        Returns:
+            The staged object's path and ETag.
+
+        Raises:
+            NotFoundError: The upload is unknown (already completed or aborted).
+            TransportError: A part could not be sent.
+
+        """
+        from tilde.data._multipart import resume_multipart
+
+        source = UploadSource(data)
+        try:
+            return resume_multipart(self._upload_request(upload.path, source, content_type), upload)
+        finally:
+            source.close()
+
+    def _upload_request(self, path: str, source: UploadSource, content_type: str) -> UploadRequest:
+        return UploadRequest(
+            client=self._client,
+            repository_path=self._repository_path,
+            session_id=self._session_id,
+            path=path,
+            source=source,
+            content_type=content_type,
+            settings=_upload_settings(self._client),
+        )
 
     def upload_folder(
         self,
