@@ -180,11 +180,8 @@ def test_the_seccomp_filter_refuses_the_escape_surface(
     assert out["personality_query"] == "ok"
 
 
-@pytest.fixture(scope="module")
-def unfiltered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandboxes]:
-    """A server whose admin turned the filter off."""
-    data_dir = tmp_path_factory.mktemp("tilde-server-no-seccomp")
-    config = ServerConfig(data_dir=data_dir, sandbox={"seccomp": False})
+def _own_server(data_dir: Path, settings: dict[str, Any]) -> Iterator[Sandboxes]:
+    config = ServerConfig(data_dir=data_dir, sandbox=settings)
     with (
         LocalServer(config=config) as server,
         httpx.Client(
@@ -199,6 +196,26 @@ def unfiltered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandboxes]:
         assert created.status_code == 201, created.text
         ws_base = server.endpoint_url.replace("http://", "ws://") + "/api/v1"
         yield Sandboxes(api, f"{org}/{repo}", ws_base, server.api_key)
+
+
+@pytest.fixture(scope="module")
+def unfiltered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandboxes]:
+    """A server whose admin turned the filter off."""
+    yield from _own_server(tmp_path_factory.mktemp("tilde-server-no-seccomp"), {"seccomp": False})
+
+
+@pytest.fixture(scope="module")
+def imaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandboxes]:
+    """A server with a registered root filesystem (the host's own, which has /mnt, /home and /srv)."""
+    yield from _own_server(tmp_path_factory.mktemp("tilde-server-image"), {"images": {"host-root": "/"}})
+
+
+@pytest.mark.parametrize("mountpoint", ["/mnt/data", "/home/me/work", "/srv", "/work"])
+def test_allowed_mountpoints_work_in_a_registered_image(imaged: Sandboxes, mountpoint: str) -> None:
+    put_objects(imaged.api, imaged.repo_path, {"in.txt": b"input\n"})
+    status, log = imaged.run_once("pwd; cat in.txt", image="host-root", mountpoint=mountpoint)
+    assert status["status"] == "done", log
+    assert log == f"{mountpoint}\ninput\n"
 
 
 def test_the_admin_may_turn_the_filter_off(unfiltered: Sandboxes) -> None:

@@ -179,6 +179,10 @@ def bwrap_command(
             source, target = os.path.join(rootfs, name), "/" + name
             if target in _RUNTIME_DIRS:
                 continue
+            if mountpoint == target or mountpoint.startswith(target + "/"):
+                # The repository takes this place: a read-only image directory would leave no room to create
+                # the mountpoint below it (an image's /mnt, /home or /srv).
+                continue
             if os.path.islink(source):
                 options += ["--symlink", os.readlink(source), target]
             else:
