@@ -13,6 +13,7 @@ import io
 import os
 import stat
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -72,21 +73,29 @@ def scan_folder(
     Symbolic links to directories are not descended into; a symbolic link to a file is taken (with the
     target's bytes) only when the target lies inside ``root``. Other special files are skipped.
 
+    Relative paths are in Unicode NFC (precomposed), whatever form the file system lists names in, like git's
+    ``core.precomposeUnicode``: the server stores paths byte-exact, and a file system that hands back
+    decomposed names (macOS) would otherwise give ``café.txt`` an object path no one types. The globs match
+    the NFC form.
+
     Args:
         root: The folder.
         include: Take only files whose relative POSIX path matches one of these `fnmatch` patterns.
         exclude: Skip files whose relative POSIX path matches one of these.
 
     Raises:
-        ValueError: A file name is not valid UTF-8 (it could not name an object).
+        ValueError: A file name is not valid UTF-8 (it could not name an object), or two names differ only
+            in their Unicode normalisation form (they would name one object).
 
     """
     root_real = os.path.realpath(root)
+    seen: dict[str, str] = {}
     for directory, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
             full = os.path.join(directory, name)
             relative = os.path.relpath(full, root).replace(os.sep, "/")
+            relative = unicodedata.normalize("NFC", relative)
             if include is not None and not _matches(relative, include):
                 continue
             if exclude and _matches(relative, exclude):
@@ -107,6 +116,11 @@ def scan_folder(
                 relative.encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError(f"cannot upload {full!r}: its name is not valid UTF-8") from None
+            if relative in seen:
+                raise ValueError(
+                    f"cannot upload both {seen[relative]!r} and {full!r}: both name {relative!r}"
+                )
+            seen[relative] = full
             yield LocalFile(relative, Path(source), info.st_size)
 
 

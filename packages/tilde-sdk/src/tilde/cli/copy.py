@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -52,7 +53,8 @@ def _upload(src: Path, dst: TildeURL, *, recursive: bool, message: str | None, q
             where = dst if dst.is_prefix or not dst.path else dst.child("")
             what = f"Uploaded {_files(result.files)} ({human_size(result.bytes)}) to {where}"
         else:
-            target = dst.child(src.name) if dst.is_prefix else dst
+            # The object takes the file's name in NFC, as folder uploads do (`scan_folder`).
+            target = dst.child(unicodedata.normalize("NFC", src.name)) if dst.is_prefix else dst
             size = _put_file(session.objects, src, target.path, progress)
             what = f"Uploaded {src.name} ({human_size(size)}) to {target}"
         commit_and_report(session, message or f"Copy {src.name} to {dst}", what)
