@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tilde.server._private import private_database
+
 
 def page_of(rows: Sequence[Any], limit: int) -> tuple[list[Any], bool]:
     """Split ``limit + 1`` fetched rows into ``(page, has_more)``."""
@@ -26,7 +28,9 @@ class SqliteStore:
 
     def __init__(self, path: Path, schema: str) -> None:
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            str(private_database(Path(path))), check_same_thread=False, isolation_level=None
+        )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

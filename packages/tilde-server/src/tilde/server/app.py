@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from tilde.server._ids import rfc3339
+from tilde.server._private import private_dir
 from tilde.server.api import (
     agents,
     batch_transfers,
@@ -109,7 +110,7 @@ def create_app(config: ServerConfig) -> Starlette:
 
     """
     data_dir = config.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     registry = Registry(data_dir / REGISTRY_FILE)
     admin_key = config.admin_key or load_or_create_admin_key(data_dir)[0]
     if not registry.has_token(admin_key):

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tilde.server._private import private_dir
 from tilde.server.sandbox.layers import LowerIndex
 
 __all__ = ["MAX_DEPTH", "DeltaUnsupported", "LowerCache", "LowerKey", "LowerTree"]
@@ -81,7 +82,7 @@ class LowerCache:
         self.root = root
         self.capacity = capacity
         shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True, exist_ok=True)
+        private_dir(root)
         self._entries: OrderedDict[LowerKey, LowerTree] = OrderedDict()
 
     def _stackable(self, key: LowerKey | None) -> LowerTree | None:

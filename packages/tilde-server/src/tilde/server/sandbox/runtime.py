@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from tilde.server._private import private_dir
 from tilde.server.auth import Principal
 from tilde.server.errors import ApiError
 from tilde.server.sandbox.bwrap import BwrapNotFound, resolve_bwrap
@@ -71,7 +72,7 @@ class SandboxRuntime:
         self.app_state = app_state
         self.settings = settings or SandboxSettings.from_mapping(getattr(config, "sandbox", None))
         self.root = Path(config.data_dir) / "sandboxes"
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         self.tokens = SandboxTokens(self.settings.token_ttl_seconds)
         #: Whether the server mounts overlays itself (root); cleared after the first EPERM.
         self.direct_mounts = os.geteuid() == 0 and self.settings.mount_mode == "auto"

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from tilde.server._private import DIR_MODE, FILE_MODE, private_dir
 from tilde.server.storage.errors import InvalidArgument, NotFound
 from tilde.server.storage.types import BlobRef
 
@@ -32,7 +33,7 @@ __all__ = ["BlobStore", "BlobWriter", "LocalBlobStore", "LocalBlobWriter", "Uplo
 
 # Large reads keep hashlib (which drops the GIL) busy and syscall overhead negligible.
 _CHUNK = 8 * 1024 * 1024
-_FILE_MODE = 0o644
+_FILE_MODE = FILE_MODE  # private to the server's user (sandboxes read them as that user)
 _HEX = frozenset("0123456789abcdef")
 # Upload files live among the temporary files, so the stale-file sweep also removes abandoned ones.
 _UPLOAD_PREFIX = "u-"
@@ -312,7 +313,8 @@ class LocalBlobStore:
     ) -> None:
         self.root = Path(root)
         self.tmp_dir = self.root / "tmp"
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
+        private_dir(self.tmp_dir)
         self._lock_fd = os.open(self.tmp_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         #: How many leftover temporary files opening the store deleted.
         self.swept = self._sweep(stale_after, live_uploads)
@@ -664,7 +666,8 @@ class LocalBlobStore:
             # Identical bytes are already stored; keep the existing inode (sandboxes may hard-link it).
             tmp.unlink()
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            for directory in (target.parent.parent, target.parent):
+                directory.mkdir(mode=DIR_MODE, exist_ok=True)
             os.replace(tmp, target)
             _fsync_dir(target.parent)
         return BlobRef(key=digest, size=size, sha256=digest)

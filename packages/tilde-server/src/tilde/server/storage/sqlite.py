@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tilde.server._private import private_database
 from tilde.server.storage.sqlite_history import HistoryQueries
 from tilde.server.storage.sqlite_sessions import SessionQueries
 
@@ -172,7 +173,10 @@ class SQLiteMetadataStore:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            private_database(Path(self.path)),
+            timeout=self._busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
