@@ -270,3 +270,12 @@ def test_the_server_serves_its_own_openapi_document(server: LocalServer) -> None
     assert document.status_code == 200
     paths = document.json()["paths"]
     assert set(paths["/organizations/{org}/repositories/{repo}"]) == {"get", "put", "delete"}
+
+
+@pytest.mark.parametrize("cursor", ["9" * 5_000, "9" * 20, str(2**63), "\u00b2", "1\u0663"])
+def test_integer_cursors_out_of_range_are_a_400(
+    repo: RepoAPI, assert_error: ExpectError, cursor: str
+) -> None:
+    assert_error(
+        repo.api.get(repo.url("/sandbox-triggers"), params={"after": cursor}), 400, "invalid_parameter"
+    )

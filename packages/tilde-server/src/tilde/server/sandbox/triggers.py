@@ -166,8 +166,9 @@ def _cursor(after: str, default: int) -> int:
     """Decode a list cursor: the position (SQLite rowid, in insertion order) of the last item seen."""
     if not after:
         return default
-    if not after.isdigit():
-        raise ApiError(400, "invalid_parameter", f"invalid cursor: {after!r}")
+    # ASCII digits only ("²".isdigit() is true), and no more than a SQLite integer holds.
+    if not (after.isascii() and after.isdigit()) or len(after) > 19 or int(after) > 2**63 - 1:
+        raise ApiError(400, "invalid_parameter", f"invalid cursor: {after[:40]!r}")
     return int(after)
 
 
