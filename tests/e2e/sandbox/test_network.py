@@ -7,12 +7,14 @@ the cloud metadata address must stay unreachable.
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +22,12 @@ import pytest
 from sandbox_helpers import Sandboxes
 
 from tilde.server import LocalServer, ServerConfig
-from tilde.server.sandbox.egress import address_allowed, parse_address_rules
+from tilde.server.sandbox.egress import (
+    OPEN_POLICY,
+    address_allowed,
+    parse_address_rules,
+    start_egress_proxy,
+)
 
 pytestmark = pytest.mark.sandbox
 
@@ -272,3 +279,54 @@ def test_address_rules() -> None:
     for bad in ("nonsense", "127.0.0.1:x", "[::1]x", "1.2.3.4:70000"):
         with pytest.raises(ValueError, match="network_allow"):
             parse_address_rules([bad])
+
+
+async def _request(socket_path: str, head: bytes) -> tuple[bytes, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    writer.write(head)
+    await writer.drain()
+    return await reader.readline(), writer
+
+
+def test_the_proxy_bounds_connections_and_its_log(tmp_path: Path, upstream: int) -> None:
+    """The proxy runs in the server process: a sandbox may not hold its descriptors or fill its disk."""
+    socket_path, log = str(tmp_path / "proxy.sock"), tmp_path / "network.ndjson"
+
+    async def scenario() -> None:
+        rules = parse_address_rules([f"127.0.0.1:{upstream}"])
+        server = await start_egress_proxy(
+            socket_path, OPEN_POLICY, log, rules, max_connections=2, max_log_bytes=400
+        )
+        connect = f"CONNECT 127.0.0.1:{upstream} HTTP/1.1\r\n\r\n".encode()
+        try:
+            first, second = [await _request(socket_path, connect) for _ in range(2)]
+            assert first[0].startswith(b"HTTP/1.1 200")
+            assert second[0].startswith(b"HTTP/1.1 200")
+            refused, writer = await _request(socket_path, connect)
+            assert refused.startswith(b"HTTP/1.1 503"), refused
+            writer.close()
+            first[1].close()
+            second[1].close()
+            for _ in range(100):  # the two tunnels end once the proxy sees the hang-ups
+                again, writer = await _request(socket_path, connect)
+                writer.close()
+                if again.startswith(b"HTTP/1.1 200"):
+                    break
+                await asyncio.sleep(0.05)
+            assert again.startswith(b"HTTP/1.1 200"), again
+            denied = b"GET http://169.254.169.254/ HTTP/1.1\r\nHost: 169.254.169.254\r\n\r\n"
+            for _ in range(5):
+                status, writer = await _request(socket_path, denied)
+                writer.close()
+                assert status.startswith(b"HTTP/1.1 403"), status
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(scenario())
+    text = log.read_text()
+    lines = [json.loads(line) for line in text.splitlines()]
+    # Up to the limit, then the one line saying so.
+    assert len(text) - len(text.splitlines(keepends=True)[-1]) <= 400
+    assert "limit reached" in lines[-1]["note"]
+    assert all("note" not in line for line in lines[:-1])

@@ -36,6 +36,8 @@ from urllib.parse import urlsplit
 from tilde.server.errors import ApiError
 
 __all__ = [
+    "MAX_CONNECTIONS",
+    "MAX_LOG_BYTES",
     "OPEN_POLICY",
     "AddressRule",
     "EgressPolicy",
@@ -48,6 +50,12 @@ __all__ = [
 _MAX_HEAD = 64 * 1024
 _CHUNK = 64 * 1024
 _CONNECT_TIMEOUT = 10.0
+#: How long a client may take to send its request head.
+_HEAD_TIMEOUT = 30.0
+#: Connections one sandbox may hold through its proxy at once (each costs the server two descriptors).
+MAX_CONNECTIONS = 256
+#: Bytes of network log one sandbox may write; one last line then says that later requests are not logged.
+MAX_LOG_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -168,13 +176,24 @@ def parse_egress(value: Any) -> EgressPolicy | None:
 
 
 class _Log:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limit: int) -> None:
         self.path = path
+        self.limit = limit
+        self.size = path.stat().st_size if path.exists() else 0
+        self.full = False
 
     def write(self, entry: dict[str, Any]) -> None:
-        entry = {"time": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"), **entry}
+        if self.full:
+            return
+        now = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+        line = json.dumps({"time": now, **entry}) + "\n"
+        if self.size + len(line) > self.limit:
+            self.full = True
+            note = "network log limit reached: later requests are not logged"
+            line = json.dumps({"time": now, "note": note}) + "\n"
+        self.size += len(line)
         with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
+            handle.write(line)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -251,8 +270,14 @@ async def _handle(
     writer: asyncio.StreamWriter,
 ) -> None:
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, OSError):
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _HEAD_TIMEOUT)
+    except (
+        asyncio.IncompleteReadError,
+        asyncio.LimitOverrunError,
+        asyncio.TimeoutError,
+        ConnectionError,
+        OSError,
+    ):
         await _close(writer)
         return
     lines = head.decode("latin-1").split("\r\n")
@@ -323,7 +348,13 @@ async def _handle(
 
 
 async def start_egress_proxy(
-    path: str, policy: EgressPolicy, log_path: Path, rules: Sequence[AddressRule] = ()
+    path: str,
+    policy: EgressPolicy,
+    log_path: Path,
+    rules: Sequence[AddressRule] = (),
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    max_log_bytes: int = MAX_LOG_BYTES,
 ) -> asyncio.AbstractServer:
     """Serve the proxy on the unix socket ``path`` (the agent relays the sandbox's proxy port there).
 
@@ -333,14 +364,26 @@ async def start_egress_proxy(
         log_path: NDJSON file receiving one line per request.
         rules: Non-public networks the admin allows (``network_allow``); other non-public addresses are
             refused.
+        max_connections: Connections served at once; more are answered ``503`` and closed.
+        max_log_bytes: Size of the network log past which requests are no longer logged.
 
     Returns:
         The listening server.
 
     """
-    log = _Log(log_path)
+    log = _Log(log_path, max_log_bytes)
+    active = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _handle(policy, rules, log, reader, writer)
+        nonlocal active
+        if active >= max_connections:
+            _reply(writer, "503 Service Unavailable", f"more than {max_connections} connections at once\n")
+            await _close(writer)
+            return
+        active += 1
+        try:
+            await _handle(policy, rules, log, reader, writer)
+        finally:
+            active -= 1
 
     return await asyncio.start_unix_server(handle, path=path, limit=_MAX_HEAD)
