@@ -279,3 +279,22 @@ def test_integer_cursors_out_of_range_are_a_400(
     assert_error(
         repo.api.get(repo.url("/sandbox-triggers"), params={"after": cursor}), 400, "invalid_parameter"
     )
+
+
+@pytest.mark.parametrize("number", ["9" * 5_000, "\u00b2", "1\u0663"])
+def test_part_numbers_that_are_not_ascii_integers_are_a_400(
+    repo: RepoAPI, assert_error: ExpectError, number: str
+) -> None:
+    session_id = repo.new_session()
+    where = {"session_id": session_id, "path": "big.bin"}
+    started = repo.api.post(repo.url("/object/multipart"), params=where)
+    assert started.status_code == 200, started.text
+    params = {
+        **where,
+        "upload_id": started.json()["upload_id"],
+        "upload_token": started.json()["upload_token"],
+    }
+    assert_error(
+        repo.api.get(repo.url("/object/multipart/part"), params={**params, "part_number": number}), 400
+    )
+    assert repo.api.get(repo.url("/object/multipart/part"), params={**params, "part_number": "3"}).is_success

@@ -350,7 +350,7 @@ async def part_url(request: Request) -> Response:
     repo_id, session_id, path = await _open_session(request)
     upload_id = _token_upload_id(request, repo_id, session_id, path, {})
     raw = required_query(request, "part_number")
-    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 5 or not 1 <= int(raw) <= 10_000:
         raise ApiError(400, "invalid_parameter", "part_number must be an integer between 1 and 10000")
     target = UploadTarget(upload_id, repo_id, session_id, path, int(raw))
     return JSONResponse({"upload_url": _url_for(request, target)})
