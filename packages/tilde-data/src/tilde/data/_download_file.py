@@ -54,16 +54,14 @@ class _State:
         self._lock = threading.Lock()
 
     def load(self, temporary: Path) -> None:
-        """Take over the ranges a previous call completed, when they are of this very object."""
+        """Take over the ranges (and their size) a previous call completed, when of this very object."""
         try:
             saved = json.loads(self.path.read_text(encoding="utf-8"))
-            same = (saved["etag"], saved["size"], saved["range_size"]) == (
-                self.etag,
-                self.size,
-                self.range_size,
-            )
-            if same and temporary.stat().st_size == self.size:
-                self.done = {int(index) for index in saved["done"]}
+            range_size = int(saved["range_size"])
+            done = {int(index) for index in saved["done"]}
+            same = (saved["etag"], saved["size"]) == (self.etag, self.size)
+            if same and range_size > 0 and temporary.stat().st_size == self.size:
+                self.range_size, self.done = range_size, done
         except (OSError, ValueError, KeyError, TypeError):
             self.done = set()
 
