@@ -113,9 +113,13 @@ def canonical_mountpoint(value: str) -> str:
     if ".." in segments:
         raise _bad("mountpoint must not contain '..'")
     canonical = "/" + "/".join(segments)
-    if len(canonical.encode("utf-8", "surrogatepass")) > _MAX_MOUNTPOINT or any(
-        len(part.encode("utf-8", "surrogatepass")) > _MAX_SEGMENT for part in segments
-    ):
+    try:
+        too_long = len(canonical.encode("utf-8")) > _MAX_MOUNTPOINT or any(
+            len(part.encode("utf-8")) > _MAX_SEGMENT for part in segments
+        )
+    except UnicodeEncodeError:
+        raise _bad("mountpoint must be valid Unicode (no lone surrogates)") from None
+    if too_long:
         raise _bad("mountpoint is too long")
     if not any(canonical == root or canonical.startswith(root + "/") for root in MOUNT_ROOTS):
         roots = ", ".join(MOUNT_ROOTS)
