@@ -312,3 +312,25 @@ def test_cgroups_left_by_a_crash_are_swept_at_start(tmp_path: Path) -> None:
     finally:
         process.kill()
         process.wait()
+
+
+def test_limits_are_kept_across_a_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    for attempt in range(2):
+        with (
+            LocalServer(data_dir=data_dir) as server,
+            httpx.Client(
+                base_url=server.endpoint_url + "/api/v1",
+                headers={"Authorization": f"Bearer {server.api_key}"},
+                timeout=60,
+            ) as api,
+        ):
+            sandboxes = Sandboxes(api, "keep/repo", "", server.api_key)
+            if attempt == 0:
+                assert api.post("/organizations", json={"name": "keep"}).status_code == 201
+                assert api.post("/organizations/keep/repositories", json={"name": "repo"}).status_code == 201
+                sandbox_id = sandboxes.create(command=["true"], resources={"processes": 77})
+                sandboxes.wait(sandbox_id)
+            shown = api.get(f"{sandboxes.base}/{sandbox_id}").json()["resources"]
+            assert shown["processes"] == 77
+            assert shown["memory_bytes"] == 4 * 1024**3

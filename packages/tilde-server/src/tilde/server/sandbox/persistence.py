@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tilde.server.sandbox.egress import EgressPolicy
+from tilde.server.sandbox.limits import RESOURCE_FIELDS, SandboxLimits
 from tilde.server.sandbox.record import SandboxRecord
 from tilde.server.sandbox.spec import SandboxSpec
 
@@ -47,6 +48,7 @@ def save_record(record: SandboxRecord) -> None:
         "actor": _principal_json(record.actor),
         "spec": {**spec.to_json(), "command": spec.command, "run_as": spec.run_as},
         "image_note": record.image_note,
+        "limits": record.limits.to_json(),
         "warnings": record.warnings,
         "created_at": record.created_at,
         "updated_at": record.updated_at,
@@ -77,6 +79,9 @@ def _record(state: dict[str, Any], repo: Any, directory: Path) -> SandboxRecord:
         spec=spec,
         directory=directory,
         image_note=state.get("image_note", ""),
+        limits=SandboxLimits(
+            **{k: v for k, v in (state.get("limits") or {}).items() if k in RESOURCE_FIELDS}
+        ),
         created_at=state["created_at"],
         updated_at=state["updated_at"],
         finished_at=state.get("finished_at"),
