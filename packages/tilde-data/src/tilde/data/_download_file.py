@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tilde.data.object_reader import ObjectChangedError
+from tilde.data.transfers import TransferProgress, _SerialProgress
 
 if TYPE_CHECKING:
     from tilde.data.objects import _ObjectReads
@@ -87,8 +88,24 @@ def download_file(
     *,
     max_workers: int = 8,
     range_size: int | None = None,
+    progress: TransferProgress | None = None,
 ) -> int:
     """Write one object to ``local_path`` (see `ReadOnlyObjects.download_file`); return its size."""
+    serial = _SerialProgress(progress)
+    try:
+        return _download_file(objects, path, local_path, max_workers, range_size, serial)
+    finally:
+        serial.finish()
+
+
+def _download_file(
+    objects: _ObjectReads,
+    path: str,
+    local_path: str | os.PathLike[str],
+    max_workers: int,
+    range_size: int | None,
+    progress: _SerialProgress,
+) -> int:
     if max_workers < 1:
         raise ValueError("max_workers must be >= 1")
     if range_size is not None and range_size < 1:
@@ -99,10 +116,12 @@ def download_file(
     temporary = target.with_name(target.name + _TEMP_SUFFIX)
     head = objects.head(path)
     etag, size = head.etag or "", head.content_length
+    progress.start(total_files=1, total_bytes=size)
     if size is None:
         # No size, no ranges: one streamed GET.
-        size = _stream_whole(objects, path, temporary)
+        size = _stream_whole(objects, path, temporary, progress)
         os.replace(temporary, target)
+        progress.advance(files=1)
         return size
     if range_size is None:
         # Enough ranges to keep every worker busy, each of MIN_RANGE_SIZE to DEFAULT_RANGE_SIZE bytes.
@@ -130,12 +149,15 @@ def download_file(
             for index, start in enumerate(range(0, size, range_size))
             if index not in state.done
         ]
-        _fetch_ranges(objects, path, fd, etag, ranges, state, max_workers)
+        if state.done:
+            progress.advance(bytes=sum(min(range_size, size - index * range_size) for index in state.done))
+        _fetch_ranges(objects, path, fd, etag, ranges, state, max_workers, progress)
     finally:
         os.close(fd)
     os.replace(temporary, target)
     with contextlib.suppress(OSError):
         state.path.unlink()
+    progress.advance(files=1)
     return size
 
 
@@ -161,6 +183,7 @@ def _fetch_ranges(
     ranges: list[tuple[int, int, int]],
     state: _State,
     max_workers: int,
+    progress: _SerialProgress,
 ) -> None:
     stop = threading.Event()
 
@@ -182,6 +205,7 @@ def _fetch_ranges(
                     written = os.pwrite(fd, view, offset)
                     view = view[written:]
                     offset += written
+                progress.advance(bytes=len(chunk))
         if stop.is_set():
             return
         if offset != end + 1:
@@ -204,10 +228,11 @@ def _fetch_ranges(
             raise failed.exception()  # type: ignore[misc]
 
 
-def _stream_whole(objects: _ObjectReads, path: str, temporary: Path) -> int:
+def _stream_whole(objects: _ObjectReads, path: str, temporary: Path, progress: _SerialProgress) -> int:
     total = 0
     with objects.get(path, cache=False) as reader, temporary.open("wb") as sink:
         while chunk := reader.read1(_CHUNK):
             sink.write(chunk)
             total += len(chunk)
+            progress.advance(bytes=len(chunk))
     return total

@@ -111,7 +111,14 @@ class _ObjectReads:
         )
         return ObjectMetadata.from_headers(response.headers)
 
-    def download_file(self, path: str, local_path: str | os.PathLike[str], *, max_workers: int = 8) -> int:
+    def download_file(
+        self,
+        path: str,
+        local_path: str | os.PathLike[str],
+        *,
+        max_workers: int = 8,
+        progress: TransferProgress | None = None,
+    ) -> int:
         """Download one object into a local file, with parallel ranged GETs written in place.
 
         The file is written as ``<local_path>.tilde-download`` (preallocated, each range written at its
@@ -125,6 +132,7 @@ class _ObjectReads:
             local_path: The file to write (replaced if it exists); an existing directory gets the object's
                 last path segment as the file name.
             max_workers: Ranged GETs in flight at once.
+            progress: Told the total (one file, its size), then the bytes as they land.
 
         Returns:
             The number of bytes written.
@@ -140,7 +148,7 @@ class _ObjectReads:
         """
         from tilde.data._download_file import download_file
 
-        return download_file(self, path, local_path, max_workers=max_workers)
+        return download_file(self, path, local_path, max_workers=max_workers, progress=progress)
 
     def download(
         self,

@@ -9,7 +9,6 @@ does), so the two round-trip to the same tree.
 from __future__ import annotations
 
 import os
-import tempfile
 import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -92,27 +91,9 @@ def _download(src: TildeURL, dst: Path, *, recursive: bool, quiet: bool) -> None
         fail(f"{src} names a prefix; use -r to copy everything under it")
     target = dst / src.name if dst.is_dir() or str(dst).endswith(os.sep) else dst
     target.parent.mkdir(parents=True, exist_ok=True)
-    size = 0
-    # Written next to the target and renamed into place: an interrupted copy never leaves half a file.
-    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, objects.get(src.path, cache=False) as reader:
-            if progress is not None:
-                progress.start(total_files=1, total_bytes=reader.content_length)
-            for chunk in reader.iter_bytes(chunk_size=1024 * 1024):
-                out.write(chunk)
-                size += len(chunk)
-                if progress is not None:
-                    progress.advance(bytes=len(chunk))
-            if progress is not None:
-                progress.advance(files=1)
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    finally:
-        if progress is not None:
-            progress.finish()
+    # Parallel ranged GETs into a temporary file beside the target, renamed into place when complete: an
+    # interrupted copy never leaves half a file, and the same copy run again fetches only what is missing.
+    size = objects.download_file(src.path, target, progress=progress)
     info(f"Downloaded {src} ({human_size(size)}) to {target}")
 
 
