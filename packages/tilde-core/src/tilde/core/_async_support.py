@@ -10,9 +10,6 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
-import anyio.to_thread
-
 from tilde.core.credentials import CredentialsProvider, StaticTokenProvider
 
 SleepFunction = Callable[[float], Awaitable[None]]
@@ -21,6 +18,9 @@ SleepFunction = Callable[[float], Awaitable[None]]
 
 def default_sleep() -> SleepFunction:
     """Return the function the client waits with between retries: `anyio.sleep`."""
+    # anyio is imported by the async client only, not by ``import tilde.data``.
+    import anyio
+
     return anyio.sleep
 
 
@@ -48,4 +48,6 @@ async def fetch_token(provider: CredentialsProvider) -> str:
         if isinstance(cached, str) and cached:
             return cached
     # The provider may block on the network: keep the event loop free.
+    import anyio.to_thread
+
     return await anyio.to_thread.run_sync(provider.get_token)

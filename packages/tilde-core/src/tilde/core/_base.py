@@ -8,7 +8,6 @@ import functools
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
 import httpx
@@ -31,9 +30,18 @@ _NO_KEY_MESSAGE = (
 )
 
 
+def version(distribution: str) -> str:
+    """`importlib.metadata.version`, imported on the first client: it is a noticeable part of import time."""
+    from importlib import metadata
+
+    return metadata.version(distribution)
+
+
 @functools.lru_cache(maxsize=1)
 def sdk_version() -> str:
     """Return the version for the User-Agent: tilde-sdk's when installed, else tilde-core's."""
+    from importlib.metadata import PackageNotFoundError
+
     try:
         return version("tilde-sdk")
     except PackageNotFoundError:

@@ -19,8 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 __all__ = [
     "DEFAULT_ENDPOINT_URL",
     "DEFAULT_SANDBOX_IMAGE",
@@ -94,8 +92,13 @@ def read_config_file(path: Path | None = None) -> dict[str, str]:
     target = path if path is not None else _default_config_path()
     try:
         text = target.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    import yaml  # only when a file exists: yaml costs more to import than the rest of the SDK
+
+    try:
         data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except yaml.YAMLError:
         return {}
     if not isinstance(data, dict):
         return {}

@@ -18,7 +18,7 @@ import logging
 import os
 import types
 from collections.abc import Iterable, Mapping
-from importlib.metadata import entry_points
+from typing import Any
 
 import pluggy
 
@@ -32,6 +32,13 @@ ENTRY_POINT_GROUP = "tilde_sdk.plugins"
 ENV_PLUGINS = "TILDE_PLUGINS"
 
 _log = logging.getLogger("tilde.plugins")
+
+
+def entry_points(*, group: str) -> Iterable[Any]:
+    """`importlib.metadata.entry_points`, imported on the first call (the first client), not with the SDK."""
+    from importlib import metadata
+
+    return metadata.entry_points(group=group)
 
 
 def _allowed_names(environ: Mapping[str, str]) -> set[str] | None:

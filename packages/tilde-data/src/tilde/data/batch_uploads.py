@@ -16,7 +16,6 @@ files are then uploaded one by one.
 from __future__ import annotations
 
 import io
-import tarfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -220,6 +219,8 @@ class TarBatchStrategy:
 
 def _tar_of(items: list[BatchUploadItem]) -> bytes:
     """Build the tar stream of ``items`` in memory (PAX records only where a name or type needs one)."""
+    import tarfile  # only batch uploads build archives: kept out of the import
+
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8") as archive:
         for item in items:

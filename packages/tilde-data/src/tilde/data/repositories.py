@@ -12,8 +12,9 @@ from tilde.data._timestamps import parse_timestamp
 from tilde.data.commits import Commits, _int_or_none
 from tilde.data.sessions import Session
 
-# PEP 696 TypeVar defaults: in typing from 3.13, from typing_extensions before.
-if sys.version_info >= (3, 13):
+# PEP 696 TypeVar defaults: in typing from 3.13, from typing_extensions before. Only type checkers read a
+# default, so before 3.13 the running code makes a plain TypeVar: typing_extensions stays out of the import.
+if sys.version_info >= (3, 13) or not TYPE_CHECKING:
     from typing import TypeVar
 else:
     from typing_extensions import TypeVar
@@ -273,7 +274,10 @@ class Repository:
 #: a data-only install, the composed ``tilde.Repository`` through the full SDK's client. Covariant, so a
 #: ``Repositories[tilde.Repository]`` is usable wherever a ``Repositories[Repository]`` is expected; it
 #: defaults to `Repository` so ``tilde.data.Client()`` needs no type argument.
-RepositoryT = TypeVar("RepositoryT", bound=Repository, covariant=True, default=Repository)
+if TYPE_CHECKING or sys.version_info >= (3, 13):
+    RepositoryT = TypeVar("RepositoryT", bound=Repository, covariant=True, default=Repository)
+else:
+    RepositoryT = TypeVar("RepositoryT", bound=Repository, covariant=True)
 
 
 class Repositories(Generic[RepositoryT]):
