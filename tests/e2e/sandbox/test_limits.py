@@ -284,7 +284,7 @@ def test_cgroups_are_removed_when_sandboxes_end(limited: Sandboxes, limited_serv
     dirs = [base / sandbox_id for base in cgroups.bases.values()]
     assert all(d.is_dir() for d in dirs)
     result = limited.exec(sandbox_id, "sleep 100 & echo started")
-    assert result.stdout == b"started\n"
+    assert (result.stdout, result.exit_code) == (b"started\n", 0), result.stderr
     limited.cancel(sandbox_id)
     assert [d for d in dirs if d.exists()] == []
 

@@ -323,6 +323,9 @@ def main(argv: list[str]) -> int:
     """Run the agent with the JSON configuration file named by ``argv[1]``."""
     with open(argv[1], encoding="utf-8") as handle:
         config = json.load(handle)
+    # Small stacks for the agent's threads (relays, execs): 8 MiB each would eat into RLIMIT_AS, which stands
+    # in for the memory limit where there is no memory cgroup.
+    threading.stack_size(2 * 1024 * 1024)
     for name, value in (config.get("rlimits") or {}).items():
         # Soft and hard alike, so code in the sandbox cannot raise them again.
         import resource

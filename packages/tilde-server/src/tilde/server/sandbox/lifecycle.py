@@ -232,7 +232,10 @@ class _Run:
                     stderr=log,
                     pass_fds=pass_fds,
                     start_new_session=True,
-                    env={"PATH": _BASE_PATH, "LANG": "C.UTF-8"},
+                    # One malloc arena: each further one reserves 64 MiB of address space, which the agent
+                    # cannot spare under RLIMIT_AS (the memory limit without a memory cgroup). Commands get
+                    # the environment the agent builds, not this one.
+                    env={"PATH": _BASE_PATH, "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "1"},
                 )
         except BaseException:
             os.close(status_r)
