@@ -49,7 +49,9 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None
 class ServeProcess:
     """``python -m tilde.server serve`` with its output in a log file."""
 
-    def __init__(self, tmp_path: Path, args: list[str], fd_limit: int | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, args: list[str], fd_limit: int | None = None, env: dict[str, str] | None = None
+    ) -> None:
         tmp_path.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.data_dir = tmp_path / "data"
@@ -79,6 +81,7 @@ class ServeProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=limit_files,
+                env={**os.environ, **(env or {})},
             )
         wait_until_up(self.url, self.process, self.log_path)
 
@@ -119,11 +122,11 @@ Start = Callable[..., ServeProcess]
 
 @pytest.fixture
 def start(tmp_path: Path) -> Iterator[Start]:
-    """``start(args, fd_limit=None)``: a server process, stopped at the end of the test."""
+    """``start(args, fd_limit=None, env=None)``: a server process, stopped at the end of the test."""
     started: list[ServeProcess] = []
 
-    def make(args: list[str], fd_limit: int | None = None) -> ServeProcess:
-        server = ServeProcess(tmp_path / str(len(started)), args, fd_limit)
+    def make(args: list[str], fd_limit: int | None = None, env: dict[str, str] | None = None) -> ServeProcess:
+        server = ServeProcess(tmp_path / str(len(started)), args, fd_limit, env)
         started.append(server)
         return server
 
@@ -201,7 +204,9 @@ def closed_by_server(sock: socket.socket, trickle: bytes, rounds: int = 200) -> 
     return False
 
 
-EXHAUSTION = re.compile(r"connection limit reached|reached the limit of \d+ connections per address|cannot accept")
+EXHAUSTION = re.compile(
+    r"connection limit reached|reached the limit of \d+ connections per address|cannot accept"
+)
 
 
 def test_idle_socket_flood_within_a_low_file_limit(start: Start) -> None:
@@ -226,9 +231,8 @@ def test_idle_socket_flood_within_a_low_file_limit(start: Start) -> None:
 
 
 def test_total_cap_displaces_idle_connections_of_many_addresses(start: Start) -> None:
-    server = start(
-        ["--max-connections", "100", "--max-connections-per-address", "0", "--header-timeout", "120"]
-    )
+    caps = ["--max-connections", "100", "--max-connections-per-address", "0"]
+    server = start(caps, env={"TILDE_SERVER_HEADER_TIMEOUT": "120"})
     flood_sockets = flood(server.port, 600, [f"127.0.0.{n}" for n in range(2, 6)])
     try:
         # Displacing the idle ones is what makes room: the header timeout is far away.
@@ -243,7 +247,10 @@ def test_total_cap_displaces_idle_connections_of_many_addresses(start: Start) ->
 
 
 def test_busy_connections_of_one_address_are_capped(start: Start) -> None:
-    server = start(["--max-connections", "200", "--max-connections-per-address", "20"])
+    # Settings from the environment (an older server starts too, and shows what was missing).
+    server = start(
+        [], env={"TILDE_SERVER_MAX_CONNECTIONS": "200", "TILDE_SERVER_MAX_CONNECTIONS_PER_ADDRESS": "20"}
+    )
     # A request whose body never comes is in progress: it keeps its slot (no header timeout applies).
     busy = []
     for _ in range(20):
@@ -273,7 +280,7 @@ def test_busy_connections_of_one_address_are_capped(start: Start) -> None:
 
 
 def test_slow_and_silent_headers_are_disconnected(start: Start) -> None:
-    server = start(["--header-timeout", "1"])
+    server = start([], env={"TILDE_SERVER_HEADER_TIMEOUT": "1"})
     slow = connect(server.port)
     slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
     silent = connect(server.port)
