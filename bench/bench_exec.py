@@ -7,20 +7,24 @@
 - shell start: ``repo.shell()`` until the sandbox runs, with the long poll (``while=starting``) and with
   one-second polls.
 
-Run: ``hatch run python bench/bench_exec.py [--rounds N]``. Prints a table; asserts nothing.
+The server runs as ``tilde-server serve`` in its own process, so client and server never share an interpreter.
+
+Run: ``hatch run python bench/bench_exec.py [--rounds N] [--json PATH]``. Prints a table; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+from _support import tilde_server, write_json
 
 from tilde.compute import Client, Repository, Sandbox, SandboxStatus
-from tilde.server import LocalServer
 
 
 def percentile_ms(samples: list[float], fraction: float) -> float:
@@ -74,15 +78,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=30, help="samples per fast measurement (default 30)")
     parser.add_argument("--slow-rounds", type=int, default=5, help="samples per 1 s-polling measurement")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
 
-    with LocalServer() as server:
-        with httpx.Client(
-            base_url=server.endpoint_url + "/api/v1", headers={"Authorization": f"Bearer {server.api_key}"}
-        ) as api:
+    with tempfile.TemporaryDirectory(prefix="bench-exec-") as scratch, tilde_server(Path(scratch)) as served:
+        endpoint, key, _ = served
+        with httpx.Client(base_url=endpoint + "/api/v1", headers={"Authorization": f"Bearer {key}"}) as api:
             api.post("/organizations", json={"name": "bench", "display_name": "Bench"}).raise_for_status()
             api.post("/organizations/bench/repositories", json={"name": "exec"}).raise_for_status()
-        with Client(endpoint_url=server.endpoint_url, api_key=server.api_key) as client:
+        with Client(endpoint_url=endpoint, api_key=key) as client:
             repo = client.repository("bench/exec")
             rows: list[tuple[str, list[float]]] = []
             with repo.shell() as shell:
@@ -112,6 +116,18 @@ def main() -> None:
     print()
     print(f"execute: 1 s polls / long poll = {medians[2] / medians[1]:.1f}x")
     print(f"shell start: 1 s polls / long poll = {medians[4] / medians[3]:.1f}x")
+    keys = ["sh_run", "execute", "execute_polling", "shell_start", "shell_start_polling"]
+    write_json(
+        args.json,
+        {
+            key: {
+                "p50_ms": round(percentile_ms(samples, 0.5), 2),
+                "p90_ms": round(percentile_ms(samples, 0.9), 2),
+                "n": len(samples),
+            }
+            for key, (_, samples) in zip(keys, rows, strict=True)
+        },
+    )
 
 
 if __name__ == "__main__":

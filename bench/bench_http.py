@@ -20,18 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _support import free_port, serving, tilde_server
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,42 +44,6 @@ async def home(request):
 app = Starlette(routes=[Route("/", home)])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools", loop="asyncio", log_level="info")
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise SystemExit(f"{url} did not come up")
-
-
-@contextmanager
-def serving(command: list[str], ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a server process (its access log discarded) until the block ends."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_ready(ready_url, process)
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def load(url: str, seconds: float, headers: list[str], connections: int = 16) -> dict[str, Any]:
@@ -139,20 +100,15 @@ def measure(
     seconds: float, rounds: int, py_spy: str | None = None, flame_dir: Path | None = None, tag: str = ""
 ) -> dict[str, Any]:
     """Run every case ``rounds`` times, alternating, and return medians and ratios."""
-    bare_port, tilde_port = free_port(), free_port()
+    bare_port = free_port()
     bare_url = f"http://127.0.0.1:{bare_port}/"
-    endpoint = f"http://127.0.0.1:{tilde_port}"
     samples: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-http-") as scratch:
-        data_dir = Path(scratch) / "server"
-        tilde_command = [sys.executable, "-m", "tilde.server", "serve", "--port", str(tilde_port)]
-        tilde_command += ["--data-dir", str(data_dir)]
         bare_command = [sys.executable, "-c", BARE_APP, str(bare_port)]
         with (
             serving(bare_command, bare_url),
-            serving(tilde_command, endpoint + "/healthz") as tilde_process,
+            tilde_server(Path(scratch) / "server") as (endpoint, key, tilde_process),
         ):
-            key = (data_dir / "admin_key").read_text().strip()
             prepare(endpoint, key)
             auth = [f"Authorization: Bearer {key}"]
             base = f"{endpoint}/api/v1/organizations/bench/repositories/perf"
