@@ -396,3 +396,29 @@ def test_client_hanging_up_mid_body_logs_one_line(start: Start) -> None:
     assert "ClientDisconnect" not in log
     lines = [line for line in log.splitlines() if "went away" in line]
     assert len(lines) == 3, log[-3000:]
+
+
+def test_websocket_and_long_requests_give_their_slots_back(tmp_path: Path) -> None:
+    # In-process server with a tiny cap: a slot that an upgraded (WebSocket) or finished connection kept would
+    # soon leave no room at all.
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect as ws_connect
+
+    from tilde.server import LocalServer, ServerConfig
+
+    config = ServerConfig(data_dir=tmp_path, max_connections=4, max_connections_per_address=4)
+    with LocalServer(config=config) as server:
+        ws_url = (
+            server.endpoint_url.replace("http", "ws")
+            + "/api/v1/organizations/o/repositories/r/sandboxes/s/exec"
+        )
+        for _ in range(12):
+            with pytest.raises(InvalidStatus):
+                ws_connect(ws_url, open_timeout=20).close()
+            with httpx.Client(base_url=server.endpoint_url, timeout=20) as client:
+                assert client.get("/healthz").status_code == 200
+        guard = server._server.guard  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10
+        while guard.open and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert guard.open == 0
