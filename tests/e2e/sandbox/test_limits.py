@@ -280,9 +280,17 @@ def test_effective_limits_are_shown(limited: Sandboxes) -> None:
 
 def test_cgroups_are_removed_when_sandboxes_end(limited: Sandboxes, limited_server: LocalServer) -> None:
     cgroups = limited_server.app.state.runtime.cgroups
-    sandbox_id = limited.service()
+    sandbox_id = limited.service(resources={"memory_bytes": 300 * MiB, "processes": 100, "cpus": 0.5})
     dirs = [base / sandbox_id for base in cgroups.bases.values()]
     assert all(d.is_dir() for d in dirs)
+    if cgroups.version == 1:
+        own = {name: base / sandbox_id for name, base in cgroups.bases.items()}
+        assert (own["memory"] / "memory.limit_in_bytes").read_text() == f"{300 * MiB}\n"
+        assert (own["pids"] / "pids.max").read_text() == "100\n"
+        assert (own["cpu"] / "cpu.cfs_quota_us").read_text() == "50000\n"
+    elif cgroups.version == 2:
+        assert (dirs[0] / "memory.max").read_text() == f"{300 * MiB}\n"
+        assert (dirs[0] / "pids.max").read_text() == "100\n"
     result = limited.exec(sandbox_id, "sleep 100 & echo started")
     assert (result.stdout, result.exit_code) == (b"started\n", 0), result.stderr
     limited.cancel(sandbox_id)
