@@ -371,7 +371,7 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def get_file(
         self, rpath: str, lpath: str, callback: Any = None, outfile: Any = None, **kwargs: Any
     ) -> None:
-        """Download one object into a local file (or ``outfile``), streaming.
+        """Download one object into a local file (parallel ranged GETs, see `download_file`) or ``outfile``.
 
         Args:
             rpath: ``ORG/REPO[@REF]/PATH``.
@@ -386,20 +386,22 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
         """
         deferred = getattr(self._local, "gets", None)
         if deferred is not None and outfile is None:
-            deferred.append(partial(self._download, rpath, lpath, None))  # `get` runs them together
+            # `get` runs them together, each file's ranges one after another (the files are the parallelism).
+            deferred.append(partial(self._download, rpath, lpath, None, 1))
             return
         self._download(rpath, lpath, outfile)
 
-    def _download(self, rpath: str, lpath: str, outfile: Any) -> None:
+    def _download(self, rpath: str, lpath: str, outfile: Any, workers: int | None = None) -> None:
         url = self._url(rpath)
         try:
-            with self._read_objects(url).get(url.path, cache=False) as reader:
-                if outfile is not None:
+            objects = self._read_objects(url)
+            if outfile is not None:
+                with objects.get(url.path, cache=False) as reader:
                     shutil.copyfileobj(reader, outfile)
-                    return
-                os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
-                with open(lpath, "wb") as sink:
-                    shutil.copyfileobj(reader, sink)
+                return
+            os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
+            # Ranged GETs in parallel, written in place into a temporary file renamed when complete.
+            objects.download_file(url.path, lpath, max_workers=workers or self.max_workers)
         except NotFoundError as error:
             if url.path and self.isdir(rpath):
                 os.makedirs(lpath, exist_ok=True)
@@ -423,6 +425,10 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
             super().get(rpath, lpath, recursive=recursive, **kwargs)
         finally:
             self._local.gets = None
+        if len(jobs) == 1 and isinstance(jobs[0], partial):
+            # One file: its ranges are the parallelism.
+            single = jobs[0]
+            jobs = [partial(single.func, *single.args[:3], self.max_workers)]
         run_parallel(list(jobs), max_workers=self.max_workers)
 
     # -- writing -------------------------------------------------------------------------------------------
