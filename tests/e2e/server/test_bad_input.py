@@ -63,12 +63,18 @@ def test_deeply_nested_secret_body_is_a_400(
     assert_error(api.put(url, content=nested_arrays(30_000), headers=JSON), 400, "invalid_json")
 
 
-@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-1e400"])
 def test_non_standard_json_constants_are_a_400(
     api: httpx.Client, assert_error: ExpectError, org_name: str, constant: bytes
 ) -> None:
     body = b'{"name": "consts", "retention_days": ' + constant + b"}"
     response = api.post(f"/organizations/{org_name}/repositories", content=body, headers=JSON)
+    assert_error(response, 400, "invalid_json")
+
+
+def test_an_infinite_sandbox_timeout_is_a_400(repo: RepoAPI, assert_error: ExpectError) -> None:
+    body = b'{"image": "python:3.12", "command": ["true"], "timeout_seconds": 1e400}'
+    response = repo.api.post(repo.url("/sandboxes"), content=body, headers=JSON)
     assert_error(response, 400, "invalid_json")
 
 

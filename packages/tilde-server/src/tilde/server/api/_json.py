@@ -2,7 +2,8 @@
 
 Python's decoder recurses once per nested array or object, so a body of 100,000 ``[`` raises
 `RecursionError`; it also accepts ``NaN`` and ``Infinity``, which no JSON standard allows and which turn into
-`OverflowError` / `ValueError` as soon as a handler converts them to an integer. `loads` refuses all of them
+`OverflowError` / `ValueError` as soon as a handler converts them to an integer (so does ``1e400``, which
+overflows to infinity). `loads` refuses all of them
 with the contract's error body, and bounds nesting at `MAX_JSON_DEPTH` levels (no request of the contract
 nests deeper than a handful), so nothing downstream (``json.dumps`` of metadata, policy documents) can recurse
 out of stack either.
@@ -11,6 +12,7 @@ out of stack either.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, NoReturn
 
 from tilde.server.errors import ApiError
@@ -23,6 +25,13 @@ MAX_JSON_DEPTH = 64
 
 def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 overflows to infinity
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
@@ -57,7 +66,7 @@ def loads(raw: bytes | str, *, what: str = "the request body") -> Any:
 
     """
     try:
-        value = json.loads(raw, parse_constant=_no_constant)
+        value = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
         raise _too_deep(what) from None
     except (ValueError, UnicodeDecodeError):
