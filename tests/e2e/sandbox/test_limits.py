@@ -342,3 +342,14 @@ def test_limits_are_kept_across_a_restart(tmp_path: Path) -> None:
             shown = api.get(f"{sandboxes.base}/{sandbox_id}").json()["resources"]
             assert shown["processes"] == 77
             assert shown["memory_bytes"] == 4 * 1024**3
+
+
+def test_sdk_passes_resources(limited: Sandboxes, limited_server: LocalServer) -> None:
+    from tilde.compute import Client
+
+    with Client(endpoint_url=limited_server.endpoint_url, api_key=limited_server.api_key) as client:
+        repo = client.repository(limited.repo_path)
+        sandbox = repo.sandboxes.create(image="x", command="true", resources={"memory_bytes": 100 * MiB})
+        sandbox.wait()
+    shown = limited.api.get(f"{limited.base}/{sandbox.id}").json()["resources"]
+    assert shown["memory_bytes"] == 100 * MiB

@@ -238,6 +238,7 @@ class Sandboxes:
         run_as: Mapping[str, str] | None = None,
         mode: str | None = None,
         network: bool | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> Sandbox:
         """Start a sandbox (``POST R/sandboxes``); only the arguments given are sent.
 
@@ -251,6 +252,9 @@ class Sandboxes:
             run_as: ``{"type": "agent" | "role", "id": ...}`` to run as another principal.
             mode: ``"one-shot"`` (server default), ``"service"`` or ``"interactive"``.
             network: Allow network access (an extension of Tilde's local server; default off).
+            resources: Resource limits below the server's defaults, or up to its ceilings (an extension of
+                Tilde's local server): ``memory_bytes``, ``processes``, ``disk_bytes``, ``open_files``,
+                ``cpus``.
 
         Returns:
             A handle on the new sandbox.
@@ -273,6 +277,8 @@ class Sandboxes:
             body["run_as"] = dict(run_as)
         if network is not None:
             body["network"] = network
+        if resources is not None:
+            body["resources"] = dict(resources)
         data = self._client._post_json(self._path, json=body) or {}
         return Sandbox(self._client, self._org, self._repo, str(data["sandbox_id"]))
 
