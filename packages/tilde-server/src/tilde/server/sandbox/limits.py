@@ -233,7 +233,8 @@ def pids_breach(limits: SandboxLimits, cgroup: SandboxCgroup | None) -> LimitBre
     if not refused:
         return None
     return LimitBreach(
-        "pids", f"the sandbox reached its process limit ({limits.processes}); {refused} forks were refused"
+        "pids",
+        f"the sandbox reached its process limit ({limits.processes}); forks refused: {refused}",
     )
 
 
