@@ -33,6 +33,7 @@ from tilde.core.errors import (
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "IDEMPOTENCY_KEY_HEADER",
     "IDEMPOTENT_METHODS",
     "UPLOAD_TIMEOUT",
     "Action",
@@ -56,6 +57,9 @@ DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 UPLOAD_TIMEOUT = httpx.Timeout(connect=30.0, read=120.0, write=None, pool=30.0)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+#: A request carrying this header is retried whatever its method: the server answers a repeat with the
+#: outcome of the first (session commits honour it).
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 #: The response header our server (and the hosted one) names each request with.
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -318,6 +322,7 @@ class RequestCore:
         replayable: bool,
         error: httpx.RequestError | None = None,
         response: httpx.Response | None = None,
+        keyed: bool = False,
     ) -> float | None:
         """Seconds to wait before retrying, or None when the outcome is final.
 
@@ -327,6 +332,7 @@ class RequestCore:
             replayable: Whether the request body can be sent again.
             error: The network failure, if the attempt failed without a response.
             response: The response, if one arrived.
+            keyed: The request carries an ``Idempotency-Key`` (retried like an idempotent method).
 
         Returns:
             The delay, or None. 401 and other 4xx are never retried; nothing is retried past ``max_retries``.
@@ -334,7 +340,7 @@ class RequestCore:
         """
         if attempt >= self.retry.max_retries:
             return None
-        idempotent = method.upper() in IDEMPOTENT_METHODS
+        idempotent = keyed or method.upper() in IDEMPOTENT_METHODS
         if error is not None:
             if isinstance(error, _NOTHING_SENT):
                 return self.retry.backoff(attempt, self.rng)
@@ -420,6 +426,7 @@ class RequestCore:
         method = method.upper()
         url = self.url_for(path)
         replayable = _is_replayable(content)
+        keyed = any(name.lower() == IDEMPOTENCY_KEY_HEADER.lower() for name in (headers or {}))
         params = _clean_params(params)
         if timeout is None:
             timeout = self.timeout if self.timeout is not None else httpx.USE_CLIENT_DEFAULT
@@ -454,7 +461,7 @@ class RequestCore:
             try:
                 response = yield Send(request, stream, follow_redirects)
             except httpx.RequestError as exc:
-                delay = self.retry_delay(method, attempt, replayable=replayable, error=exc)
+                delay = self.retry_delay(method, attempt, replayable=replayable, error=exc, keyed=keyed)
                 if delay is None:
                     raise transport_error(f"{method} {shown} failed: {exc!r}", exc) from exc
                 logger.info(
@@ -483,7 +490,7 @@ class RequestCore:
                 elapsed,
                 request_id or "-",
             )
-            delay = self.retry_delay(method, attempt, replayable=replayable, response=response)
+            delay = self.retry_delay(method, attempt, replayable=replayable, response=response, keyed=keyed)
             if delay is not None:
                 logger.info(
                     "%s %s -> %d; retrying in %.2fs (retry %d of %d) request_id=%s",

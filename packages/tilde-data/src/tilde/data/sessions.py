@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 import warnings
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from tilde.core._transport import json_object
+from tilde.core._transport import IDEMPOTENCY_KEY_HEADER, json_object
 from tilde.core.errors import NotFoundError, TildeError
 from tilde.core.names import segment
 from tilde.data.models import CommitResult, EntryRecord
@@ -117,7 +118,10 @@ class Session:
         body: dict[str, Any] = {"message": message}
         if metadata:
             body["metadata"] = metadata
-        response = self._client._request("POST", self._path, json=body)
+        # One key per commit call: a retry after a lost answer (dropped connection, 502/503) gets the first
+        # request's outcome from the server instead of a conflict, and the session is committed once.
+        headers = {IDEMPOTENCY_KEY_HEADER: uuid.uuid4().hex}
+        response = self._client._request("POST", self._path, json=body, headers=headers)
         data = json_object(response)
         self._committed = True
         if response.status_code == _ACCEPTED:

@@ -77,6 +77,9 @@ CREATE TABLE IF NOT EXISTS uploads (
     upload_id TEXT PRIMARY KEY, repo_id TEXT NOT NULL, session_id TEXT NOT NULL, path TEXT NOT NULL,
     blob_key TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, created_at TEXT NOT NULL,
     declared_size INTEGER, state TEXT NOT NULL DEFAULT 'received');
+CREATE TABLE IF NOT EXISTS commit_keys (
+    repo_id TEXT NOT NULL, session_id TEXT NOT NULL, idempotency_key TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (repo_id, session_id));
 """
     + IAM_SCHEMA
 )
@@ -422,3 +425,24 @@ class Registry(IamStore, PrincipalStore):
         """Soft-delete a repository (its name becomes free again)."""
         with self._tx() as db:
             db.execute("UPDATE repositories SET deleted_at = ? WHERE id = ?", (utc_now(), repo_id))
+
+    # -- idempotent commits ------------------------------------------------------------------------
+
+    def claim_commit_key(self, repo_id: str, session_id: str, key: str) -> bool:
+        """Tie ``key`` to the commit of a session unless another key came first; return whether ``key`` holds.
+
+        A session is committed at most once: the first commit request that carries an ``Idempotency-Key``
+        claims the session with it, and a repeat of that request (same key) learns the outcome of the first
+        instead of a conflict. A different key, or none, gets the usual answers.
+        """
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO commit_keys (repo_id, session_id, idempotency_key, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (repo_id, session_id, key, utc_now()),
+            )
+            row = db.execute(
+                "SELECT idempotency_key FROM commit_keys WHERE repo_id = ? AND session_id = ?",
+                (repo_id, session_id),
+            ).fetchone()
+        return row is not None and row[0] == key

@@ -23,6 +23,7 @@ from tilde.server.api.common import (
     paged,
     public_base_url,
     read_json,
+    registry_of,
     require_principal,
     resolve_repo,
     run_sync,
@@ -30,6 +31,7 @@ from tilde.server.api.common import (
 from tilde.server.api.serialize import change_json
 from tilde.server.errors import ApiError
 from tilde.server.registry import RepoRecord
+from tilde.server.storage.errors import StorageError
 
 SESSION = "/organizations/{org}/repositories/{repo}/sessions/{session_id}"
 
@@ -52,7 +54,12 @@ def approval_links(request: Request, org_name: str, repo: RepoRecord, session_id
 
 
 async def commit_session(request: Request) -> Response:
-    """Commit a session: 200 ``{commit_id}``, or 202 when an agent's commit needs approval."""
+    """Commit a session: 200 ``{commit_id}``, or 202 when an agent's commit needs approval.
+
+    With an ``Idempotency-Key`` header the commit can be retried safely: a repeat with the same key answers
+    what the first request did (the same ``commit_id``, or the 202) instead of a 409 for a session already
+    committed. The session is committed once either way.
+    """
     org, repo = resolve_repo(request, "CommitSession")
     session_id = request.path_params["session_id"]
     check_session(request, session_id)
@@ -60,28 +67,70 @@ async def commit_session(request: Request) -> Response:
     body = await read_json(request, optional=True)
     message = opt_str(body, "message", "") or ""
     metadata = str_map(body, "metadata")
-    require_approval = repo.agent_commits_require_approval and principal.type == "agent"
-    outcome = await run_sync(
-        engine_of(request).commit_session,
-        repo.id,
-        session_id,
-        message=message,
-        actor=principal,
-        metadata=metadata,
-        require_approval=require_approval,
+    key = _idempotency_key(request)
+    claimed = key is not None and await run_sync(
+        registry_of(request).claim_commit_key, repo.id, session_id, key
     )
+    if claimed:
+        earlier = await _earlier_outcome(request, org.name, repo, session_id)
+        if earlier is not None:
+            return earlier
+    require_approval = repo.agent_commits_require_approval and principal.type == "agent"
+    try:
+        outcome = await run_sync(
+            engine_of(request).commit_session,
+            repo.id,
+            session_id,
+            message=message,
+            actor=principal,
+            metadata=metadata,
+            require_approval=require_approval,
+        )
+    except (ApiError, StorageError):
+        # The first request with this key may have committed while this one waited: answer as it did.
+        earlier = await _earlier_outcome(request, org.name, repo, session_id) if claimed else None
+        if earlier is None:
+            raise
+        return earlier
     if outcome.status == "approval_required":
-        body_202: dict[str, Any] = {
-            "approval_required": True,
-            "session_id": session_id,
-            "message": "the commit is waiting for a user's approval",
-            **approval_links(request, org.name, repo, session_id),
-        }
-        return JSONResponse(body_202, status_code=202)
+        return _approval_response(request, org.name, repo, session_id)
     commit = outcome.commit
     if outcome.status == "committed" and commit is not None:
         notify_commit(request.app.state, org.name, repo, commit)
     return JSONResponse({"commit_id": commit.id if commit else "", "status": outcome.status})
+
+
+def _idempotency_key(request: Request) -> str | None:
+    raw = request.headers.get("idempotency-key")
+    if raw is None:
+        return None
+    if not 1 <= len(raw) <= 255 or not raw.isascii() or not raw.isprintable():
+        raise ApiError(400, "invalid_header", "Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return raw
+
+
+async def _earlier_outcome(
+    request: Request, org_name: str, repo: RepoRecord, session_id: str
+) -> Response | None:
+    """Return the answer to a commit made (or awaiting approval) under this request's key, else None."""
+    info = await run_sync(engine_of(request).get_session, repo.id, session_id)
+    if info.state == "committed":
+        # A session with nothing staged is closed as committed without a commit.
+        status = "committed" if info.commit_id else "no_changes"
+        return JSONResponse({"commit_id": info.commit_id or "", "status": status})
+    if info.state == "pending_approval":
+        return _approval_response(request, org_name, repo, session_id)
+    return None
+
+
+def _approval_response(request: Request, org_name: str, repo: RepoRecord, session_id: str) -> Response:
+    body_202: dict[str, Any] = {
+        "approval_required": True,
+        "session_id": session_id,
+        "message": "the commit is waiting for a user's approval",
+        **approval_links(request, org_name, repo, session_id),
+    }
+    return JSONResponse(body_202, status_code=202)
 
 
 async def rollback_session(request: Request) -> Response:
