@@ -33,6 +33,7 @@ SETTINGS = {
     "process_limit": 4096,
     "max_process_limit": 8192,
     "default_timeout_seconds": 120,
+    "max_timeout_seconds": 600,
 }
 
 
@@ -260,6 +261,10 @@ def test_override_above_the_ceiling_is_refused(limited: Sandboxes) -> None:
     assert "resources.memory_bytes" in body["message"]
     assert "ceiling (536870912)" in body["message"]
     assert body["request_id"]
+    too_long = {"image": "x", "command": ["true"], "timeout_seconds": 601}
+    response = limited.api.post(limited.base, json=too_long)
+    assert response.status_code == 400, response.text
+    assert "timeout_seconds (601) exceeds this server's ceiling (600)" in response.json()["message"]
     for bad in ({"processes": 0}, {"disk_bytes": "1G"}, {"cpus": True}, {"swap": 1}, [1]):
         response = limited.api.post(limited.base, json={"image": "x", "command": ["true"], "resources": bad})
         assert response.status_code == 400, (bad, response.text)

@@ -136,9 +136,19 @@ class SandboxRuntime:
         except BwrapNotFound as error:
             raise ApiError(503, "runtime_unavailable", str(error)) from None
         days = getattr(repo, "session_max_duration_days", None)
+        ceiling = self.settings.max_timeout_seconds
+        requested = spec.get("timeout_seconds") if isinstance(spec, Mapping) else None
+        if ceiling is not None and isinstance(requested, (int, float)) and requested > ceiling:
+            raise ApiError(
+                400,
+                "invalid_sandbox",
+                f"timeout_seconds ({requested}) exceeds this server's ceiling ({ceiling})",
+            )
         parsed = parse_spec(
             spec,
-            default_timeout=self.settings.default_timeout_seconds,
+            default_timeout=min(
+                self.settings.default_timeout_seconds, ceiling or self.settings.default_timeout_seconds
+            ),
             max_timeout=days * 86400 if days else None,
         )
         limits = parse_resources(spec.get("resources") if isinstance(spec, Mapping) else None, self.settings)

@@ -43,6 +43,8 @@ class SandboxSettings:
         max_disk_limit_bytes: Ceiling of ``resources.disk_bytes``.
         max_open_files_limit: Ceiling of ``resources.open_files``.
         max_cpu_limit: Ceiling of ``resources.cpus`` (None and no ``cpu_limit``: any number of CPUs).
+        max_timeout_seconds: Ceiling of ``timeout_seconds`` in create requests (None: only the repository's
+            session maximum applies).
         cgroups: Put every sandbox in cgroups of its own when the machine allows it (False: rlimits only).
         file_size_limit_bytes: ``RLIMIT_FSIZE`` (None: the disk limit).
         system_dirs: Host directories bound read-only into host-root sandboxes (missing ones are skipped).
@@ -85,6 +87,7 @@ class SandboxSettings:
     max_disk_limit_bytes: int | None = None
     max_open_files_limit: int | None = None
     max_cpu_limit: float | None = None
+    max_timeout_seconds: int | None = None
     cgroups: bool = True
     file_size_limit_bytes: int | None = None
     system_dirs: list[str] = field(
