@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _support import write_json
+
 from tilde.server.storage import Actor, BlobRef, StorageEngine
 
 ACTOR = Actor(type="user", id="bench", name="Bench")
@@ -55,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CI-sized run: a 10,000-object large repository")
     parser.add_argument("--rounds", type=int, default=None, help="commits timed per repository")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     large_size = 10_000 if args.quick else 100_000
     rounds = args.rounds or (20 if args.quick else 50)
@@ -108,6 +111,17 @@ def main() -> None:
                 cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)
             )
         )
+    write_json(
+        args.json,
+        {
+            "large_objects": large_size,
+            "rounds": rounds,
+            "commit_small_ms": round(median_ms(small), 3),
+            "commit_large_ms": round(median_ms(large), 3),
+            "ratio": round(ratio, 3),
+            "list_ratio": round(list_ratio, 3),
+        },
+    )
 
 
 def _time(action: Callable[[], object]) -> float:

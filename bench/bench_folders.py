@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _support import write_json
 
 from tilde.server import LocalServer
 
@@ -158,6 +159,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=10_000, help="files in the folder (default 10000)")
     parser.add_argument("--size", type=int, default=1024, help="bytes per file (default 1024)")
     parser.add_argument("--published-python", help="an interpreter with tilde-sdk 0.7.9 installed")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     published = published_python(args.published_python)
     # The published client must not see this workspace's packages.
@@ -215,6 +217,18 @@ def main() -> None:
     print(f"upload ratio (ours batched / published): {upload:.1f}x   (target >= 10x)")
     print(f"upload ratio (ours without batches / published): {fallback:.1f}x")
     print(f"download ratio (ours / published): {download:.1f}x   (target >= 5x)")
+    write_json(
+        args.json,
+        {
+            "files": args.files,
+            "size": args.size,
+            "intact": intact,
+            "seconds": {name: round(row["seconds"], 3) for name, row in rows.items()},
+            "upload_ratio": round(upload, 2),
+            "upload_ratio_without_batches": round(fallback, 2),
+            "download_ratio": round(download, 2),
+        },
+    )
 
 
 if __name__ == "__main__":
