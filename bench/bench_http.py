@@ -93,6 +93,9 @@ def flame_graphs(py_spy: str, pid: int, cases: dict[str, tuple[str, list[str]]],
         )
         load(url, 5.0, headers)
         recorder.wait(timeout=60)
+        # py-spy writes its command line into the graph: keep this machine's paths out of it.
+        text = svg.read_text().replace(str(svg), svg.name).replace(py_spy, "py-spy")
+        svg.write_text(text)
         print(f"flame graph: {svg}")
 
 
