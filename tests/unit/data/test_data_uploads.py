@@ -41,6 +41,7 @@ class FakeStore:
         self.in_flight = 0
         self.max_in_flight = 0
         self.fail_part: Callable[[int, int], int | None] = lambda number, attempt: None
+        self.fail_url: Callable[[int, int], int | None] = lambda number, attempt: None
         self.gate: threading.Event | None = None
         self._lock = threading.Lock()
         mock.put(f"{REPO}/object").mock(
@@ -73,6 +74,11 @@ class FakeStore:
         with self._lock:
             self.part_url_requests.append(number)
             attempt = self.part_url_requests.count(number)
+        status = self.fail_url(number, attempt)
+        if status is not None:
+            return httpx.Response(
+                status, headers={"Retry-After": "0"}, json={"message": "busy", "code": "busy"}
+            )
         return httpx.Response(200, json={"upload_url": f"{UPLOADS}/part/{number}/{attempt}"})
 
     def _part_put(self, request: httpx.Request) -> httpx.Response:
@@ -270,6 +276,18 @@ def test_other_server_errors_on_initiate_propagate(mock: respx.MockRouter) -> No
     with _small_client() as client, pytest.raises(ServerError):
         _put(client, b"q" * 150)
     assert store.single_puts == []
+
+
+def test_an_overloaded_part_url_call_costs_a_try_not_the_upload(mock: respx.MockRouter) -> None:
+    store = FakeStore(mock)
+    # The client makes no retries of its own here (max_retries=0): the part's tries absorb the 503s.
+    store.fail_url = lambda number, attempt: 503 if number == 2 and attempt <= 2 else None
+    with _small_client() as client:
+        client.upload_settings = type(client.upload_settings)(threshold=0, part_size=10, retry_backoff=0)
+        _put(client, b"u" * 35)
+    assert store.part_url_requests.count(2) == 3
+    assert store.part_put_attempts[2] == 1
+    assert store.assembled() == b"u" * 35
 
 
 def test_memory_is_bounded_by_parts_in_flight(mock: respx.MockRouter) -> None:

@@ -280,9 +280,9 @@ def _put_part(upload: UploadRequest, ids: MultipartUpload, part: _Part) -> tuple
     http: httpx.Client = client._upload_http
     headers = {"Content-Type": _OCTET_STREAM, "Content-Length": str(part.length)}
     for attempt in range(settings.part_attempts):
-        target = client._get_json(f"{upload.repository_path}/object/multipart/part", params=params)
-        url = _text(target, "upload_url")
+        url = ""
         try:
+            url = _part_url(upload, params)
             return part.number, _send_once(http, url, _part_chunks(upload, part), headers)
         except _PartFailed as failed:
             if attempt + 1 >= settings.part_attempts:
@@ -303,6 +303,18 @@ def _put_part(upload: UploadRequest, ids: MultipartUpload, part: _Part) -> tuple
             if delay:
                 time.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _part_url(upload: UploadRequest, params: dict[str, str]) -> str:
+    """Ask for a fresh URL for one part; an API still busy after the client's own retries fails one try."""
+    try:
+        target = upload.client._get_json(f"{upload.repository_path}/object/multipart/part", params=params)
+    except APIError as exc:
+        if exc.status_code not in _RETRY_LATER:
+            raise
+        asked = parse_retry_after(exc.headers.get("retry-after")) if exc.headers else None
+        raise _PartFailed(f"got no URL ({exc.status_code})", asked) from exc
+    return _text(target, "upload_url")
 
 
 def _send_once(http: httpx.Client, url: str, chunks: Iterator[bytes], headers: dict[str, str]) -> str:
