@@ -417,6 +417,8 @@ def test_kill_9_around_a_large_multipart_upload(
         upload.send_parts(missing)
         while len(upload.etags) < threshold:
             time.sleep(0.01)
+        if not in_place:
+            _wait_for_temporary(server, "w-")  # a part's blob is being written
         server.kill()
         upload.join()
         acknowledged.append(len(upload.etags))
@@ -432,7 +434,10 @@ def test_kill_9_around_a_large_multipart_upload(
     outcome: list[httpx.Response | Exception] = []
     completing = threading.Thread(target=lambda: outcome.append(_try(upload.complete)), daemon=True)
     completing.start()
-    time.sleep(0.2)
+    if in_place:
+        time.sleep(0.2)  # complete hashes the file in place: nothing to see from outside
+    else:
+        _wait_for_temporary(server, "c-")  # the concatenation is being written
     server.kill()
     completing.join(timeout=300)
     _after_restart(server, checks)
@@ -466,11 +471,23 @@ def test_kill_9_around_a_large_multipart_upload(
         parts * PART_SIZE,
     )
     assert server.kills == len(part_kills) + 2
+    assert sum(server.swept_counts()) == checks["leftovers"], "the starts did not log what they swept"
+    if not in_place:
+        assert checks["leftovers"] >= len(part_kills), "kills mid-part left no temporary file to sweep"
     print(
         f"\n{server.kills} kills, parts acknowledged at the part kills: {acknowledged} of {parts}, "
         f"complete killed: {killed_in_complete}, "
         f"{checks['leftovers']} leftover temporary files seen, swept per start: {server.swept_counts()}"
     )
+
+
+def _wait_for_temporary(server: KillableServer, prefix: str, timeout: float = 30.0) -> None:
+    """Wait until the blob store has a temporary file named ``prefix…`` (something is being written)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(name.startswith(prefix) for name in server.temporary_files()):
+            return
+        time.sleep(0.005)
 
 
 def _try(call: Any) -> httpx.Response | Exception:
