@@ -66,6 +66,7 @@ _TABLE: dict[tuple[str, str], str] = {
     ("GET", _R + "/object/multipart/part"): "PutObject",
     ("POST", _R + "/object/multipart/complete"): "PutObject",
     ("DELETE", _R + "/object/multipart"): "PutObject",
+    ("GET", _R + "/object/multipart"): "PutObject",
     ("POST", _R + "/object/copy"): "PutObject",
     ("DELETE", _R + "/object"): "DeleteObject",
     ("POST", _R + "/objects/delete"): "DeleteObject",
