@@ -161,6 +161,20 @@ def _download_file(
     return size
 
 
+_seek_lock = threading.Lock()
+
+
+def _pwrite(fd: int, data: memoryview, offset: int) -> int:
+    """Write at ``offset`` (``os.pwrite``; where there is none, a seek and a write under a lock)."""
+    pwrite = getattr(os, "pwrite", None)
+    if pwrite is not None:
+        written: int = pwrite(fd, data, offset)
+        return written
+    with _seek_lock:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.write(fd, data)
+
+
 def _preallocate(fd: int, size: int) -> None:
     """Reserve the file's blocks up front (no fragmentation, and a full disk fails now, not half-way)."""
     if size == 0:
@@ -202,7 +216,7 @@ def _fetch_ranges(
                     break
                 view = memoryview(chunk)
                 while view:
-                    written = os.pwrite(fd, view, offset)
+                    written = _pwrite(fd, view, offset)
                     view = view[written:]
                     offset += written
                 progress.advance(bytes=len(chunk))
