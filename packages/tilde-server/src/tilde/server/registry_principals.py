@@ -531,8 +531,12 @@ class PrincipalStore(SqliteStore):
         return UploadRecord(**dict(row)) if row else None
 
     def pending_upload_blob_keys(self) -> set[str]:
-        """Return the blob keys of received uploads (waiting for finalize, or consumed by it)."""
-        return {str(row[0]) for row in self._all("SELECT blob_key FROM uploads WHERE blob_key != ''")}
+        """Return the blob keys of received uploads still waiting for their finalize call.
+
+        A consumed upload's bytes are the staged object's (referenced by the engine) or, rolled back, garbage.
+        """
+        rows = self._all("SELECT blob_key FROM uploads WHERE state = ? AND blob_key != ''", UPLOAD_RECEIVED)
+        return {str(row[0]) for row in rows}
 
     def forget_uploads_before(self, cutoff: str) -> int:
         """Forget upload targets (and tombstones) created before ``cutoff`` (RFC 3339); return how many.
