@@ -275,9 +275,9 @@ def readme_section(report: dict[str, Any]) -> str:
     lines = [
         START,
         "",
-        f"Last full run: {report['generated_at']} on {report['machine']['cpus']} CPUs, Python "
-        f"{report['machine']['python']}{' (quick run)' if report['quick'] else ''}. Regenerate with "
-        "`hatch run bench` (`--quick` for a short run, `--readme` to rewrite this section only).",
+        f"{'Quick run' if report['quick'] else 'Full run'} of {report['generated_at']} on "
+        f"{report['machine']['cpus']} CPUs, Python {report['machine']['python']}.",
+        "Regenerate with `hatch run bench` (`--quick`: a short run; `--readme`: rewrite this section only).",
         "",
         "| case | measured | target | |",
         "|---|---|---|---|",
