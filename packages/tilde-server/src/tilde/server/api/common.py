@@ -264,6 +264,11 @@ def public_base_url(conn: HTTPConnection) -> str:
     host (``0.0.0.0``, ``::``), the local address this connection arrived at. Never the request's ``Host``
     header, which the client chooses (upload URLs would then point wherever it says).
     """
+    principal = conn.scope.get("state", {}).get("principal")
+    if isinstance(principal, Principal) and principal.scope is not None:
+        # A sandbox token: the sandbox has no network and reaches the server only through its own API relay,
+        # at the address it used. The URL goes back to that sandbox alone.
+        return str(conn.base_url).rstrip("/")
     config = config_of(conn)
     if config.public_url:
         return config.public_url.rstrip("/")
