@@ -30,8 +30,11 @@ from tilde.data.transfers import TransferProgress, _SerialProgress
 if TYPE_CHECKING:
     from tilde.data.objects import _ObjectReads
 
-__all__ = ["DEFAULT_RANGE_SIZE", "download_file"]
+__all__ = ["DEFAULT_RANGE_SIZE", "DEFAULT_WORKERS", "download_file"]
 
+#: Ranged GETs in flight by default: on a 2-core machine against a local server, 2 to 4 ran at the speed of
+#: one stream and 8 at half of it (the server's event loop is the limit), so more would only cost memory.
+DEFAULT_WORKERS = 4
 #: Most bytes per ranged GET (the unit of parallelism, and of resuming across calls).
 DEFAULT_RANGE_SIZE = 32 * 1024 * 1024
 #: Fewest bytes per ranged GET: smaller objects are split in fewer ranges than there are workers.
@@ -86,7 +89,7 @@ def download_file(
     path: str,
     local_path: str | os.PathLike[str],
     *,
-    max_workers: int = 8,
+    max_workers: int = DEFAULT_WORKERS,
     range_size: int | None = None,
     progress: TransferProgress | None = None,
 ) -> int:

@@ -39,6 +39,7 @@ from typing import Any
 from fsspec.spec import AbstractFileSystem  # type: ignore[import-untyped]
 
 from tilde.core.errors import APIError, NotFoundError
+from tilde.data._download_file import DEFAULT_WORKERS
 from tilde.data._fsspec_parts import (
     TildeFile,
     TildeTransaction,
@@ -401,7 +402,9 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
                 return
             os.makedirs(os.path.dirname(os.path.abspath(lpath)), exist_ok=True)
             # Ranged GETs in parallel, written in place into a temporary file renamed when complete.
-            objects.download_file(url.path, lpath, max_workers=workers or self.max_workers)
+            objects.download_file(
+                url.path, lpath, max_workers=workers or min(self.max_workers, DEFAULT_WORKERS)
+            )
         except NotFoundError as error:
             if url.path and self.isdir(rpath):
                 os.makedirs(lpath, exist_ok=True)
@@ -428,7 +431,7 @@ class TildeFileSystem(AbstractFileSystem):  # type: ignore[misc]
         if len(jobs) == 1 and isinstance(jobs[0], partial):
             # One file: its ranges are the parallelism.
             single = jobs[0]
-            jobs = [partial(single.func, *single.args[:3], self.max_workers)]
+            jobs = [partial(single.func, *single.args[:3], min(self.max_workers, DEFAULT_WORKERS))]
         run_parallel(list(jobs), max_workers=self.max_workers)
 
     # -- writing -------------------------------------------------------------------------------------------

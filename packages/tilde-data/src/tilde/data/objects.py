@@ -116,7 +116,7 @@ class _ObjectReads:
         path: str,
         local_path: str | os.PathLike[str],
         *,
-        max_workers: int = 8,
+        max_workers: int = 4,
         progress: TransferProgress | None = None,
     ) -> int:
         """Download one object into a local file, with parallel ranged GETs written in place.
