@@ -17,6 +17,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 COLOURS = {"ours": "#2b6cb0", "published": "#dd6b20", "limit": "#718096"}
+#: What the bars of each target measure (the transfer targets plot their own value and unit).
+BAR_UNITS = {
+    "get_repo": "req/s",
+    "get_object": "req/s",
+    "list_objects": "req/s",
+    "execute": "ms",
+    "sh_run": "ms",
+    "import": "CPU ms",
+    "commit": "ms",
+    "folder_upload": "seconds (less is faster)",
+    "folder_download": "seconds (less is faster)",
+}
 NAMES = {"ours": "ours", "published": "published SDK 0.7.9", "limit": "limit / reference"}
 
 
@@ -37,6 +49,7 @@ def main() -> None:
         axis.set_title(
             f"{row['label']}\n{value} (target {row['op']} {row['target']:g}): {verdict}", fontsize=8
         )
+        axis.set_ylabel(BAR_UNITS.get(row["key"], row["unit"]), fontsize=7)
         axis.tick_params(axis="x", labelsize=7)
         axis.tick_params(axis="y", labelsize=7)
         # The target as a line: on the limit's scale when the target is a ratio to a limit bar.
@@ -47,7 +60,7 @@ def main() -> None:
             axis.axhline(line, color="#c53030", linestyle="--", linewidth=1)
     title = f"tilde benchmarks, {report['generated_at']}" + (" (quick run)" if report["quick"] else "")
     figure.suptitle(title + " - dashed line: the target", fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.97))
     figure.savefig(sys.argv[2], dpi=110)
 
 
