@@ -58,7 +58,8 @@ class ComputeRepositoryMixin:
             timeout: The sandbox's lifetime limit in seconds.
             mountpoint: Where the repository appears (server default ``/sandbox``).
             path_prefix: Mount only this part of the repository.
-            network: Allow network access (Tilde's local server; default off).
+            network: Allow network access (Tilde's local server; default off): through an HTTP(S) proxy,
+                for callers with the ``UseSandboxNetwork`` action.
 
         Returns:
             The shell.

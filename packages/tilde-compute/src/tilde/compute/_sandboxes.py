@@ -251,7 +251,9 @@ class Sandboxes:
             timeout_seconds: Stop the sandbox after this long.
             run_as: ``{"type": "agent" | "role", "id": ...}`` to run as another principal.
             mode: ``"one-shot"`` (server default), ``"service"`` or ``"interactive"``.
-            network: Allow network access (an extension of Tilde's local server; default off).
+            network: Allow network access (an extension of Tilde's local server; default off). The caller
+                needs the ``UseSandboxNetwork`` action; the sandbox then reaches public addresses through an
+                HTTP(S) proxy (``HTTP_PROXY``/``HTTPS_PROXY`` are set inside), not the host's network.
             resources: Resource limits below the server's defaults, or up to its ceilings (an extension of
                 Tilde's local server): ``memory_bytes``, ``processes``, ``disk_bytes``, ``open_files``,
                 ``cpus``.
