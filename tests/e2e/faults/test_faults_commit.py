@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 from fault_proxy import PASS, Decision, FaultProxy
-from test_faults_upload import latest
+from faults_helpers import latest
 
 from tilde.data import Repository
 from tilde.server import LocalServer

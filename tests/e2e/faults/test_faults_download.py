@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fault_proxy import PASS, Decision, FaultProxy, Record
-from test_faults_upload import latest
+from faults_helpers import latest
 
 from tilde.core.errors import TransportError
 from tilde.data import Repository

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fault_proxy import PASS, Decision, FaultProxy
-from test_faults_upload import latest, part_puts
+from faults_helpers import latest, part_puts
 
 from tilde.core.errors import APIError, ServerError
 from tilde.data import Client, MultipartUpload, Repository
