@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -101,6 +103,29 @@ def test_finalize_twice_is_409_even_after_a_replayed_put(repo: RepoAPI, assert_e
     assert_error(_finalize(repo, session, "f.bin", upload_token=token), 409, "upload_consumed")
     commit_id = repo.commit_ok(session)
     assert repo.read("f.bin", ref=commit_id).content == b"original"
+
+
+def test_concurrent_finalize_calls_stage_once(repo: RepoAPI, server: LocalServer) -> None:
+    session = repo.new_session()
+    staged = repo.stage(session, "f.bin")
+    assert httpx.put(staged["upload_url"], content=b"once").status_code == 200
+    url = server.endpoint_url + "/api/v1" + repo.url("/object/finalize")
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    barrier = threading.Barrier(8)
+
+    def finalize_once() -> int:
+        with httpx.Client(headers=headers, timeout=60) as http:
+            barrier.wait()
+            response = http.post(
+                url,
+                params={"session_id": session, "path": "f.bin"},
+                json={"upload_token": staged["upload_token"]},
+            )
+        return response.status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(lambda _: finalize_once(), range(8)))
+    assert statuses == [201] + [409] * 7
 
 
 def _multipart(repo: RepoAPI, session: str, path: str, **params: Any) -> dict[str, Any]:
