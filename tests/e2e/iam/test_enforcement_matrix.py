@@ -214,6 +214,10 @@ CASES: dict[str, tuple[str, Setup]] = {
     "GetSandbox": ("", lambda w: _obj(w, "GET", f"/sandboxes/{w.sandbox_id}/status", {})),
     "FinishSandbox": ("", lambda w: _obj(w, "POST", f"/sandboxes/{_service(w)}/finish", {})),
     "CancelSandbox": ("", lambda w: _obj(w, "DELETE", f"/sandboxes/{_service(w)}", {})),
+    "UseSandboxNetwork": (
+        "CreateSandbox()",
+        lambda w: _obj(w, "POST", "/sandboxes", {}, {"image": "i", "command": ["true"], "network": True}),
+    ),
     "RunAs": (
         "CreateSandbox()",
         lambda w: _obj(
