@@ -17,7 +17,7 @@ Objects: ListObjects(repository,path) GetObject(repository,path) PutObject(repos
   DeleteObject(repository,path)
 Commits: ListCommits(repository) GetCommit(repository) RevertCommit(repository)
 Sandboxes: CreateSandbox(repository) ListSandboxes(repository) GetSandbox(repository) ExecSandbox(repository)
-  FinishSandbox(repository) CancelSandbox(repository) RunAs(agent,role)
+  FinishSandbox(repository) CancelSandbox(repository) RunAs(agent,role) UseSandboxNetwork(repository)
 Triggers: ListSandboxTriggers(repository) GetSandboxTrigger(repository) CreateSandboxTrigger(repository)
   UpdateSandboxTrigger(repository) DeleteSandboxTrigger(repository)
 Secrets: ListSecrets(repository,agent) GetSecret(repository,agent) PutSecret(repository,agent)
@@ -48,7 +48,7 @@ def _expected() -> list[tuple[str, str, tuple[str, ...]]]:
 def test_catalogue_is_exactly_the_design_in_documentation_order() -> None:
     actual = [(a.group, a.name, a.resources) for a in ACTIONS.values()]
     assert actual == _expected()
-    assert len(ACTIONS) == 74
+    assert len(ACTIONS) == 75
 
 
 def test_every_action_is_documented() -> None:
