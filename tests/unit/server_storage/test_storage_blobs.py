@@ -31,7 +31,7 @@ def test_writer_commits_content_addressed_file(blobs: LocalBlobStore) -> None:
     path = blobs.path(ref)
     assert path == blobs.root / digest[:2] / digest[2:4] / digest
     assert path.read_bytes() == b"hello world"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert blobs.exists(ref)
     assert list(blobs.tmp_dir.iterdir()) == []
 
@@ -101,7 +101,7 @@ def test_ingest_file_moves_the_file(blobs: LocalBlobStore, tmp_path: Path) -> No
     assert ref.sha256 == hashlib.sha256(b"sandbox output").hexdigest()
     assert not source.exists()
     assert blobs.path(ref).read_bytes() == b"sandbox output"
-    assert stat.S_IMODE(blobs.path(ref).stat().st_mode) == 0o644
+    assert stat.S_IMODE(blobs.path(ref).stat().st_mode) == 0o600
     # A second file with the same bytes deduplicates.
     again = tmp_path / "again.bin"
     again.write_bytes(b"sandbox output")

@@ -69,7 +69,7 @@ def test_parts_out_of_order_assemble_to_the_concatenation(engine: StorageEngine,
     assert version.size == len(expected)
     assert version.etag == quoted_sha(expected)
     assert read(engine, version) == expected
-    assert engine.blob_path(version.blob).stat().st_mode & 0o777 == 0o644
+    assert engine.blob_path(version.blob).stat().st_mode & 0o777 == 0o600
     # The file became the blob: nothing is left behind, and the upload is finished.
     assert upload_files(engine) == []
     with pytest.raises(NotFound):

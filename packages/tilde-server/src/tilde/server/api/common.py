@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -255,6 +256,7 @@ def paged(results: Sequence[Any], has_more: bool, next_offset: str | None) -> JS
 
 
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+_SANDBOX_RELAY_HOST = re.compile(r"127\.0\.0\.1:[0-9]{1,5}")
 
 
 def public_base_url(conn: HTTPConnection) -> str:
@@ -262,13 +264,21 @@ def public_base_url(conn: HTTPConnection) -> str:
 
     That is the configured ``public_url``, else the address the server listens on; for a wildcard listening
     host (``0.0.0.0``, ``::``), the local address this connection arrived at. Never the request's ``Host``
-    header, which the client chooses (upload URLs would then point wherever it says).
+    header, which the client chooses (upload URLs would then point wherever it says) — except for a sandbox's
+    own token, whose answers go back into that sandbox: its ``127.0.0.1:PORT`` relay is kept.
     """
     principal = conn.scope.get("state", {}).get("principal")
     if isinstance(principal, Principal) and principal.scope is not None:
         # A sandbox token: the sandbox has no network and reaches the server only through its own API relay,
         # at the address it used. The URL goes back to that sandbox alone.
         return str(conn.base_url).rstrip("/")
+    principal = conn.scope.get("state", {}).get("principal")
+    if isinstance(principal, Principal) and principal.scope is not None:
+        # Code in a sandbox reaches the server through the agent's relay on its own loopback port, and only
+        # that sandbox sees the answer: hand it URLs on that relay (a loopback address, nothing else).
+        relay = _SANDBOX_RELAY_HOST.fullmatch(conn.headers.get("host", ""))
+        if relay is not None:
+            return f"http://{relay.group(0)}"
     config = config_of(conn)
     if config.public_url:
         return config.public_url.rstrip("/")
