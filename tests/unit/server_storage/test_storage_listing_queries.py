@@ -45,3 +45,20 @@ def test_a_short_last_page_is_one_range_read(
     assert [item.path for item in page.items] == [f"a/{n:02d}" for n in range(20, 30)]
     assert not page.has_more
     assert len(range_reads) == 1
+
+
+def test_reading_the_head_does_not_load_the_head_commit(
+    engine: StorageEngine, repo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit_files(engine, repo, {"a.txt": b"a", "b/c.txt": b"c"})
+    loads: list[int] = []
+    original = HistoryQueries.get_commit_at
+
+    def counted(self: HistoryQueries, repo_id: str, seq: int) -> Any:
+        loads.append(seq)
+        return original(self, repo_id, seq)
+
+    monkeypatch.setattr(HistoryQueries, "get_commit_at", counted)
+    assert engine.stat(repo, "a.txt").size == 1
+    assert [item.path for item in engine.list_objects(repo, limit=10).items] == ["a.txt", "b/c.txt"]
+    assert loads == []

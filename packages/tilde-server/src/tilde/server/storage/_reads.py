@@ -93,6 +93,9 @@ class ReadsMixin(EngineBase):
             self._repo(tx, repo_id)
             session = self._readable_session(tx, repo_id, session_id)
             return session.base_seq, session.id
+        if not ref:
+            # The head's sequence is on the repository row: no need to load the head commit.
+            return self._repo(tx, repo_id).head_seq, None
         commit = self._resolve(tx, repo_id, ref)
         return (0 if commit is None else commit.seq), None
 
