@@ -304,3 +304,15 @@ def test_part_numbers_that_are_not_ascii_integers_are_a_400(
         repo.api.get(repo.url("/object/multipart/part"), params={**params, "part_number": number}), 400
     )
     assert repo.api.get(repo.url("/object/multipart/part"), params={**params, "part_number": "3"}).is_success
+
+
+def test_agent_metadata_stored_before_the_rule_is_sent_as_strings(
+    server: LocalServer, api: httpx.Client, org_name: str
+) -> None:
+    registry = server.app.state.registry
+    org = registry.get_org(org_name)
+    creator = ("user", registry.admin.id, "admin")
+    registry.create_agent(org.id, "legacy", "", {"n": 1, "ok": "yes", "o": {"a": [1]}}, creator)
+    agent = api.get(f"/organizations/{org_name}/agents/legacy")
+    assert agent.status_code == 200, agent.text
+    assert agent.json()["metadata"] == {"n": "1", "ok": "yes", "o": '{"a": [1]}'}

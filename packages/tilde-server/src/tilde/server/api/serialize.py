@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
@@ -107,8 +108,16 @@ def change_json(item: ChangeItem) -> dict[str, Any]:
 
 
 def agent_json(agent: AgentRecord) -> dict[str, Any]:
-    """Return an Agent."""
-    return _as_json(agent)
+    """Return an Agent.
+
+    ``metadata`` holds strings; a value of another type, stored before the API required strings, is sent as
+    its JSON text.
+    """
+    body = _as_json(agent)
+    body["metadata"] = {
+        key: value if isinstance(value, str) else json.dumps(value) for key, value in agent.metadata.items()
+    }
+    return body
 
 
 def role_json(role: RoleRecord) -> dict[str, Any]:
