@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from tilde.server._ids import rfc3339
 from tilde.server._private import private_dir
+from tilde.server._routing import hot_routes_first
 from tilde.server.api import (
     agents,
     batch_transfers,
@@ -144,7 +145,7 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         *uploads.root_routes,
         *absolute,
-        Mount(API_PREFIX, routes=relative),
+        Mount(API_PREFIX, routes=hot_routes_first(relative)),
     ]
     app = Starlette(
         routes=routes,
