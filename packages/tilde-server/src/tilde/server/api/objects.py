@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from email.utils import format_datetime
 from pathlib import Path
 
 from starlette.requests import Request
@@ -41,11 +40,22 @@ MAX_DELETE = 1000
 INLINE_READ_MAX = 64 * 1024
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def http_date(moment: datetime) -> str:
-    """Format a datetime as an HTTP date (``Last-Modified``)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return format_datetime(moment.astimezone(timezone.utc), usegmt=True)
+    """Format a datetime as an HTTP date (``Last-Modified``), e.g. ``Tue, 01 Dec 2026 08:00:00 GMT``.
+
+    Naive values are taken as UTC. Formatted directly: `email.utils.format_datetime` took a tenth of a small
+    object read.
+    """
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return (
+        f"{_DAYS[moment.weekday()]}, {moment.day:02d} {_MONTHS[moment.month - 1]} {moment.year:04d} "
+        f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d} GMT"
+    )
 
 
 def _read_view(request: Request) -> tuple[str | None, str | None]:
