@@ -45,17 +45,20 @@ def test_members_delete_takes_a_username_or_a_user_id(client: tilde.Client, org_
 
 @pytest.mark.sandbox
 def test_execute_takes_network_like_shell(client: tilde.Client, repo_path: str) -> None:
+    # The administrator holds UseSandboxNetwork; network goes through the egress proxy, never the host's
+    # own network namespace, so a sandbox with network still has a namespace of its own.
     repo = client.repository(repo_path)
     own_namespace = os.readlink("/proc/self/ns/net")
-    command = "readlink /proc/self/ns/net"
+    command = 'readlink /proc/self/ns/net; echo "proxy=${HTTP_PROXY:-none}"'
 
-    shared = repo.execute(command, network=True)
-    isolated = repo.execute(command, network=False)
-    default = repo.execute(command)
+    with_network = repo.execute(command, network=True).stdout.text().split()
+    isolated = repo.execute(command, network=False).stdout.text().split()
+    default = repo.execute(command).stdout.text().split()
 
-    assert shared.stdout.text().strip() == own_namespace
-    assert isolated.stdout.text().strip() != own_namespace
-    assert default.stdout.text().strip() != own_namespace
+    assert with_network[0] != own_namespace
+    assert with_network[1].startswith("proxy=http://127.0.0.1:")
+    assert isolated[0] != own_namespace and isolated[1] == "proxy=none"
+    assert default[1] == "proxy=none"
 
 
 @pytest.mark.sandbox
