@@ -23,27 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited early: {log.read_text(errors='replace')}")
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("server did not come up")
+from serve_helpers import free_port, wait_until_up
 
 
 class ServeProcess:
@@ -83,7 +63,7 @@ class ServeProcess:
                 preexec_fn=limit_files,
                 env={**os.environ, **(env or {})},
             )
-        wait_until_up(self.url, self.process, self.log_path)
+        wait_until_up(self.url, self.process, log=self.log_path)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
