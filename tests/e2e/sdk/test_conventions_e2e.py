@@ -57,7 +57,8 @@ def test_execute_takes_network_like_shell(client: tilde.Client, repo_path: str) 
 
     assert with_network[0] != own_namespace
     assert with_network[1].startswith("proxy=http://127.0.0.1:")
-    assert isolated[0] != own_namespace and isolated[1] == "proxy=none"
+    assert isolated[0] != own_namespace
+    assert isolated[1] == "proxy=none"
     assert default[1] == "proxy=none"
 
 
