@@ -402,6 +402,18 @@ class WritesMixin(EngineBase):
         )
         return writer_commit.etag
 
+    @staticmethod
+    def _session_upload(
+        tx: MetadataTx, repo_id: str, session_id: str, upload_id: str, path: str
+    ) -> UploadRecord:
+        """Return the upload ``upload_id`` of this repository, checked to belong to the session and path."""
+        upload = tx.get_upload(upload_id)
+        if upload is None or upload.repo_id != repo_id:
+            raise NotFound(f"upload '{upload_id}'")
+        if upload.session_id != session_id or upload.path != path:
+            raise InvalidArgument("the upload belongs to another session or path", code="invalid_upload")
+        return upload
+
     def complete_upload(
         self,
         repo_id: str,
@@ -439,11 +451,7 @@ class WritesMixin(EngineBase):
         with self.meta.read() as tx:
             self._repo(tx, repo_id)
             self._open_session(tx, repo_id, session_id)
-            upload = tx.get_upload(upload_id)
-            if upload is None or upload.repo_id != repo_id:
-                raise NotFound(f"upload '{upload_id}'")
-            if upload.session_id != session_id or upload.path != path:
-                raise InvalidArgument("the upload belongs to another session or path", code="invalid_upload")
+            upload = self._session_upload(tx, repo_id, session_id, upload_id, path)
             recorded = tx.get_parts(upload_id)
         files = self._upload_files()
         if upload.part_size is not None and files is not None:
@@ -515,11 +523,7 @@ class WritesMixin(EngineBase):
 
         """
         with self.meta.read() as tx:
-            upload = tx.get_upload(upload_id)
-            if upload is None or upload.repo_id != repo_id:
-                raise NotFound(f"upload '{upload_id}'")
-            if upload.session_id != session_id or upload.path != path:
-                raise InvalidArgument("the upload belongs to another session or path", code="invalid_upload")
+            upload = self._session_upload(tx, repo_id, session_id, upload_id, path)
             recorded = tx.get_parts(upload_id)
         # An empty digest marks a part whose in-place write was interrupted: not received.
         parts = [recorded[number] for number in sorted(recorded) if recorded[number].sha256]
