@@ -94,8 +94,8 @@ def test_private_tmp_is_writable_and_not_committed(sandboxes: Sandboxes) -> None
 CLIENT = r"""
 import json, os, urllib.request
 
-def call(method, url, token=None, body=None, raw=None):
-    headers = {}
+def call(method, url, token=None, body=None, raw=None, host=None):
+    headers = {"Host": host} if host else {}
     if token:
         headers["Authorization"] = "Bearer " + token
     data = raw
@@ -128,6 +128,8 @@ s, b = call("POST", f"{base}/object/finalize?session_id={sid}&path=api/written.t
 out["finalize"] = s
 s, b = call("GET", f"{base}/object?path=api/written.txt&session_id={sid}", token)
 out["read_back"] = [s, b.decode()]
+s, b = call("PUT", f"{base}/object?session_id={sid}&path=api/forged.txt", token, host="evil.example:6666")
+out["forged_host_url"] = json.loads(b)["upload_url"]
 s, _ = call("POST", f"{base}/sessions", token)
 out["new_session"] = s
 s, _ = call("GET", f"{api}/organizations", token)
@@ -150,6 +152,8 @@ def test_code_inside_uses_the_injected_credentials(
     assert out["read"] == [200, "seeded\n"]
     assert out["finalize"] == 201
     assert out["read_back"] == [200, "via api\n"]
+    # Only the sandbox's own loopback relay is taken from Host; a forged Host gets the server's address.
+    assert "evil.example" not in out["forged_host_url"]
     assert out["new_session"] == 403  # the token is limited to its own session
     assert out["list_orgs"] == 403  # ... and to its own repository: nothing org-wide
     # API writes and filesystem writes land in the same commit.

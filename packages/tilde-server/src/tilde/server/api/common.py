@@ -269,11 +269,6 @@ def public_base_url(conn: HTTPConnection) -> str:
     """
     principal = conn.scope.get("state", {}).get("principal")
     if isinstance(principal, Principal) and principal.scope is not None:
-        # A sandbox token: the sandbox has no network and reaches the server only through its own API relay,
-        # at the address it used. The URL goes back to that sandbox alone.
-        return str(conn.base_url).rstrip("/")
-    principal = conn.scope.get("state", {}).get("principal")
-    if isinstance(principal, Principal) and principal.scope is not None:
         # Code in a sandbox reaches the server through the agent's relay on its own loopback port, and only
         # that sandbox sees the answer: hand it URLs on that relay (a loopback address, nothing else).
         relay = _SANDBOX_RELAY_HOST.fullmatch(conn.headers.get("host", ""))
