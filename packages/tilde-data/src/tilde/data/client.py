@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import ClassVar, Generic, cast
+from typing import TYPE_CHECKING, ClassVar, Generic, cast
 
 import httpx
 import pluggy
@@ -24,10 +24,12 @@ from tilde.data.upload_strategies import (
     builtin_upload_strategies,
 )
 
-if sys.version_info >= (3, 11):
-    from typing import Self
-else:
-    from typing_extensions import Self
+# Self appears in annotations only: typing_extensions (for Python 3.10) stays out of the import.
+if TYPE_CHECKING:
+    if sys.version_info >= (3, 11):
+        from typing import Self
+    else:
+        from typing_extensions import Self
 
 __all__ = ["Client"]
 
