@@ -166,8 +166,12 @@ def test_shell_ctrl_c_twice_discards(server: LocalServer, seeded: Repository, re
         deadline = time.monotonic() + 120
         banner = _read_until(process.stderr, "is running", deadline)
         sandbox_id = banner.split("Sandbox ", 1)[1].split()[0]
-        process.stdin.write("echo kept? > /sandbox/ctrl-c.txt\n")
+        assert process.stdout is not None
+        process.stdin.write("echo kept? > /sandbox/ctrl-c.txt && echo written\n")
         process.stdin.flush()
+        # The change is made before the first Ctrl-C (else the interrupt could land in the command and
+        # the second one after it, which is not two in a row).
+        _read_until(process.stdout, "written", deadline)
         process.send_signal(signal.SIGINT)
         _read_until(process.stderr, "Ctrl-C again", deadline)
         process.send_signal(signal.SIGINT)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,12 +92,28 @@ def test_memory_limit_applies(custom: Sandboxes, custom_server: LocalServer) -> 
         assert log == "limited\n"
 
 
+_LAYER_DIRS = ("upper", "work", "merged", "run", "lower")
+
+
 def test_layers_are_cleaned_up(custom: Sandboxes, custom_server: LocalServer) -> None:
     status, _ = custom.run_once("echo x > x.txt", image="host-root")
     assert status["status_reason"] == "committed"
     sandbox_dir = Path(custom_server.data_dir) / "sandboxes"
-    leftovers = [p for p in sandbox_dir.glob("*/*") if p.name in ("upper", "work", "merged", "run", "lower")]
-    assert leftovers == []
+
+    def leftovers() -> list[str]:
+        # Other sandboxes of this server may be tearing down while we look: a directory can vanish mid-walk.
+        found = []
+        for root, dirs, _ in os.walk(sandbox_dir):
+            depth = len(Path(root).relative_to(sandbox_dir).parts)
+            found += [f"{root}/{d}" for d in dirs if depth == 1 and d in _LAYER_DIRS]
+            if depth >= 1:
+                dirs.clear()
+        return found
+
+    deadline = time.monotonic() + 30
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert leftovers() == []
 
 
 def test_sandboxes_outlive_a_server_restart(tmp_path: Path) -> None:
