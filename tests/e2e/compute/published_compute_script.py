@@ -61,10 +61,13 @@ with tilde.Client(api_key=key, endpoint_url=endpoint) as client:
         session.objects.put("in/a.csv", b"1")
         session.commit("input")
     deadline = time.monotonic() + 60
-    while not list(trigger.runs.list()):
-        assert time.monotonic() < deadline, "the trigger did not run"
+    # A run is recorded "pending" first and becomes "created" once its sandbox exists.
+    runs = list(trigger.runs.list())
+    while not runs or runs[0].status == "pending":
+        assert time.monotonic() < deadline, f"the trigger did not start its sandbox: {runs}"
         time.sleep(0.1)
-    [run] = list(trigger.runs.list())
+        runs = list(trigger.runs.list())
+    [run] = runs
     assert run.status == "created", run
     assert run.sandbox_id, run
     status = repo.sandboxes.get(run.sandbox_id).status()
