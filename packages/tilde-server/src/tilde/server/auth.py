@@ -26,7 +26,7 @@ from tilde.server.errors import ApiError, error_response
 from tilde.server.iam.evaluate import Authorizer
 from tilde.server.iam.policy import Resource
 from tilde.server.registry import OrgRecord, Registry, RepoRecord
-from tilde.server.registry_principals import mint_token
+from tilde.server.registry_principals import KeyRecord, mint_token
 
 __all__ = [
     "AGENT_KEY_PREFIX",
@@ -186,6 +186,13 @@ class Authenticator:
         with self._verified_lock:
             self._verified.clear()
 
+    def _touch_due(self, key_id: str, now: float) -> bool:
+        return now - self._touched.get(key_id, -1e9) > self.TOUCH_INTERVAL
+
+    def _touch(self, key: KeyRecord, now: float) -> None:
+        self._touched[key.id] = now
+        self.registry.touch_key(key)
+
     def authenticate(self, token: str) -> Principal | None:
         """Return the principal owning ``token``, or None when nobody does.
 
@@ -199,21 +206,19 @@ class Authenticator:
         remembered = self._remembered(digest, generation, now)
         if remembered is not None:
             known, key_id = remembered
-            if now - self._touched.get(key_id, -1e9) > self.TOUCH_INTERVAL:
+            if self._touch_due(key_id, now):
                 stored = self.registry.lookup_token(token)
                 if stored is None:  # revoked behind the cache's back (another process): verify afresh
                     self.forget_verified()
                     return self.authenticate(token)
-                self._touched[key_id] = now
-                self.registry.touch_key(stored)
+                self._touch(stored, now)
             return known
         key = self.registry.lookup_token(token)
         if key is not None:
             principal = self._principal_for(key.principal_type, key.principal_id)
             if principal is not None:
-                if now - self._touched.get(key.id, -1e9) > self.TOUCH_INTERVAL:
-                    self._touched[key.id] = now
-                    self.registry.touch_key(key)
+                if self._touch_due(key.id, now):
+                    self._touch(key, now)
                 self._remember(digest, generation, principal, key.id, now)
             return principal
         for resolve in list(self.token_resolvers):
