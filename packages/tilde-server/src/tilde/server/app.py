@@ -65,6 +65,7 @@ from tilde.server.sandbox import SandboxRuntime, make_runtime
 from tilde.server.sandbox import triggers as trigger_dispatch
 from tilde.server.secret_store import install as install_secrets
 from tilde.server.storage import StorageEngine
+from tilde.server.storage.blobs import BlobStore
 
 logger = logging.getLogger("tilde.server")
 
@@ -116,7 +117,7 @@ def create_app(config: ServerConfig) -> Starlette:
     admin_key = config.admin_key or load_or_create_admin_key(data_dir)[0]
     if not registry.has_token(admin_key):
         registry.create_key("user", registry.admin.id, admin_key, name="admin")
-    engine = StorageEngine.open(data_dir)
+    engine = StorageEngine.open(data_dir, blobs=_blob_store(config))
     # Upload URLs and tokens live upload_url_ttl: targets and tombstones older than that can never be used.
     registry.forget_uploads_before(
         rfc3339(datetime.now(timezone.utc) - timedelta(seconds=config.upload_url_ttl))
@@ -169,6 +170,22 @@ def create_app(config: ServerConfig) -> Starlette:
     trigger_dispatch.install(app)
     connectors.install(app)
     return app
+
+
+def _blob_store(config: ServerConfig) -> BlobStore | None:
+    """Return the configured blob store, or None for the default (files under ``data_dir/blobs``)."""
+    if not config.blob_store:
+        return None
+    from tilde.server.storage.s3blobs import open_s3_blob_store
+
+    return open_s3_blob_store(
+        config.blob_store,
+        cache_dir=config.data_dir / "blob-cache",
+        cache_bytes=config.blob_cache_bytes,
+        endpoint_url=config.s3_endpoint_url,
+        region=config.s3_region,
+        credentials=config.s3_credentials,
+    )
 
 
 async def _close_runtime(runtime: SandboxRuntime) -> None:

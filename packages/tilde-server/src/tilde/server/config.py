@@ -39,6 +39,14 @@ class ServerConfig:
             its start or the end of its previous response; requests in progress are never timed out.
         keep_alive_timeout: Seconds an idle keep-alive connection stays open.
         max_header_bytes: Largest request line plus headers accepted (larger: ``431``).
+        blob_store: Where blobs live: None for files under ``data_dir/blobs``, or ``s3://bucket[/prefix]``
+            for an S3-compatible object store (see `tilde.server.storage.s3blobs`).
+        s3_endpoint_url: The object store's URL for an ``s3://`` blob store (None: AWS S3); clients upload
+            to and download from presigned URLs there, so it must be reachable by them.
+        s3_region: Region of the object store (None: the standard AWS configuration, else ``us-east-1``).
+        s3_credentials: ``(access_key_id, secret_access_key)`` for the object store; None uses the standard
+            AWS credential chain (environment variables, shared files, instance roles).
+        blob_cache_bytes: Capacity of the node-local cache of blob files used with an ``s3://`` blob store.
 
     """
 
@@ -55,6 +63,11 @@ class ServerConfig:
     header_timeout: float = 20.0
     keep_alive_timeout: float = 5.0
     max_header_bytes: int = 64 * 1024
+    blob_store: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_credentials: tuple[str, str] | None = field(default=None, repr=False)
+    blob_cache_bytes: int = 10 * 1024**3
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

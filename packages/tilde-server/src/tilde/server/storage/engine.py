@@ -38,13 +38,14 @@ class StorageEngine(SessionsMixin, ReadsMixin, WritesMixin):
         super().__init__(meta, blobs)
 
     @classmethod
-    def open(cls, data_dir: Path) -> StorageEngine:
+    def open(cls, data_dir: Path, *, blobs: BlobStore | None = None) -> StorageEngine:
         """Open (creating when needed) the engine stored in ``data_dir``.
 
         Metadata goes to ``data_dir/meta.sqlite3`` (SQLite, WAL), blobs under ``data_dir/blobs``.
 
         Args:
             data_dir: The data directory.
+            blobs: Another blob store to use instead of ``data_dir/blobs`` (e.g. ``S3BlobStore``).
 
         Returns:
             The engine; ``close()`` it when done.
@@ -53,6 +54,8 @@ class StorageEngine(SessionsMixin, ReadsMixin, WritesMixin):
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         meta = SQLiteMetadataStore(data_dir / "meta.sqlite3")
+        if blobs is not None:
+            return cls(meta, blobs)
         with meta.read() as tx:
             # Their files may be completed still: the blob store's start-up sweep keeps them.
             live = {upload.id for upload in tx.list_uploads()}
@@ -181,6 +184,11 @@ class StorageEngine(SessionsMixin, ReadsMixin, WritesMixin):
         deleted = sum(
             1 for blob in list(self.blobs.unreferenced(referenced, cutoff)) if self.blobs.delete(blob, cutoff)
         )
+        sweep_uploads = getattr(self.blobs, "sweep_uploads", None)
+        if sweep_uploads is not None:
+            # Direct uploads to an object store: staging objects and multipart uploads nobody can finish.
+            with self.meta.read() as tx:
+                sweep_uploads({upload.id for upload in tx.list_uploads()}, cutoff)
         files = self._upload_files()
         if files is not None:
             for upload_id in files.upload_file_ids(cutoff):
