@@ -41,6 +41,7 @@ from tilde.server.errors import ApiError
 from tilde.server.registry import Registry
 from tilde.server.registry_principals import mint_token
 from tilde.server.secret_store import SecretStore
+from tilde.server.storage.errors import InvalidArgument
 from tilde.server.users import create_user, find_user, has_live_key, list_users
 
 DEFAULT_DATA_DIR = Path("~/.tilde/server")
@@ -190,6 +191,30 @@ def _log_server_messages() -> None:
     show_default=True,
     help="Largest request header block in bytes; larger ones get 431 (env TILDE_SERVER_MAX_HEADER_SIZE).",
 )
+@click.option(
+    "--blob-store",
+    envvar="TILDE_SERVER_BLOB_STORE",
+    default=None,
+    metavar="s3://BUCKET[/PREFIX]",
+    help="Keep blobs in an S3-compatible object store instead of the data directory; credentials and region "
+    "come from the standard AWS environment variables and files (env TILDE_SERVER_BLOB_STORE).",
+)
+@click.option(
+    "--s3-endpoint-url",
+    envvar="TILDE_SERVER_S3_ENDPOINT_URL",
+    default=None,
+    help="URL of the object store for --blob-store (default AWS S3); clients upload to and download from "
+    "presigned URLs there (env TILDE_SERVER_S3_ENDPOINT_URL).",
+)
+@click.option(
+    "--blob-cache-size",
+    envvar="TILDE_SERVER_BLOB_CACHE_SIZE",
+    type=click.IntRange(0),
+    default=10 * 1024,
+    show_default=True,
+    help="MiB of blob files this node caches for sandboxes with --blob-store "
+    "(env TILDE_SERVER_BLOB_CACHE_SIZE).",
+)
 def serve(
     host: str,
     port: int,
@@ -201,6 +226,9 @@ def serve(
     header_timeout: float,
     keep_alive_timeout: float,
     max_header_size: int,
+    blob_store: str | None,
+    s3_endpoint_url: str | None,
+    blob_cache_size: int,
 ) -> None:
     """Serve the Tilde API until interrupted.
 
@@ -242,8 +270,16 @@ def serve(
             header_timeout=header_timeout,
             keep_alive_timeout=keep_alive_timeout,
             max_header_bytes=max_header_size,
+            blob_store=blob_store or None,
+            s3_endpoint_url=s3_endpoint_url or None,
+            blob_cache_bytes=blob_cache_size * 1024 * 1024,
         )
-        app = create_app(config)
+        if config.blob_store and not config.blob_store.startswith("s3://"):
+            _fail(f"--blob-store must be s3://bucket[/prefix] (got {config.blob_store!r})")
+        try:
+            app = create_app(config)
+        except InvalidArgument as error:
+            _fail(str(error))
         click.echo(f"tilde-server {__version__} on http://{host}:{port} (data in {data_dir})")
         server = make_server(app, config, host=host, port=port, log_level="info")
         limits = server.guard.limits
