@@ -8,6 +8,7 @@ Shared objects on ``app.state`` (other parts of the server rely on these names):
 - ``token_resolvers``: list of ``(token) -> Principal | None`` consulted for tokens no stored key matches;
 - ``commit_listeners``: list of ``(org_name, repo, commit) -> None`` called in a worker thread after every
   commit (see `tilde.server.api.common.notify_commit`); ``listener_executor`` runs them;
+- ``listing_cache`` (`tilde.server.api._listing_cache.ListingCache`): encoded listing pages of commits;
 - ``runtime``: the sandbox runtime (`tilde.server.sandbox.make_runtime`), closed on shutdown.
 
 Route modules in ``tilde.server.api`` expose ``routes`` relative to ``/api/v1`` (a route whose path already
@@ -50,6 +51,7 @@ from tilde.server.api import (
     upload_parts,
     uploads,
 )
+from tilde.server.api._listing_cache import ListingCache
 from tilde.server.auth import Authenticator, AuthMiddleware, TokenResolver
 from tilde.server.config import (
     REGISTRY_FILE,
@@ -158,6 +160,7 @@ def create_app(config: ServerConfig) -> Starlette:
     app.state.registry = registry
     app.state.engine = engine
     app.state.auth = Authenticator(registry, token_resolvers)
+    app.state.listing_cache = ListingCache()
     app.state.token_resolvers = token_resolvers
     app.state.commit_listeners = []
     app.state.listener_executor = executor

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tilde.server.api._blobresponse import BlobResponse, parse_range
+from tilde.server.api._listing_cache import ListingCache, PageKey
 from tilde.server.api.common import (
     auth_of,
     check_session,
@@ -111,22 +112,46 @@ def _read_small(path: Path, start: int, end: int) -> bytes:
 
 
 async def list_objects(request: Request) -> Response:
-    """List objects in path order (``session_id`` view, ``ref`` commit, or the head)."""
+    """List objects in path order (``session_id`` view, ``ref`` commit, or the head).
+
+    Pages of a commit are immutable: they are encoded once and then served from the app's `ListingCache`
+    (``app.state.listing_cache``), keyed by the commit id the request reads, after the usual authorization.
+    """
     prefix = query(request, "prefix") or ""
     _, repo = resolve_repo(request, "ListObjects", path=prefix)
     session_id, ref = _read_view(request)
     amount, after = page_params(request)
+    delimiter = query(request, "delimiter") or ""
+    engine = engine_of(request)
+    key: PageKey | None = None
+    if session_id is None:
+        # One point look-up, on the event loop like `get_object`'s: which commit this request reads.
+        commit_id = engine.view_commit(repo.id, ref)
+        if commit_id is not None:
+            key = PageKey(repo.id, commit_id, prefix, delimiter, after, amount)
+            body = _listing_cache(request).get(key)
+            if body is not None:
+                return Response(body, media_type="application/json")
+            ref = commit_id  # list exactly the commit of the key, even if the head moves meanwhile
     page = await run_sync(
-        engine_of(request).list_objects,
+        engine.list_objects,
         repo.id,
         session_id=session_id,
         ref=ref,
         prefix=prefix,
-        delimiter=query(request, "delimiter") or "",
+        delimiter=delimiter,
         after=after,
         limit=amount,
     )
-    return paged([listing_json(i) for i in page.items], page.has_more, page.next_cursor)
+    response = paged([listing_json(i) for i in page.items], page.has_more, page.next_cursor)
+    if key is not None:
+        _listing_cache(request).put(key, bytes(response.body))
+    return response
+
+
+def _listing_cache(request: Request) -> ListingCache:
+    cache: ListingCache = request.app.state.listing_cache
+    return cache
 
 
 async def list_changes(request: Request) -> Response:

@@ -85,6 +85,26 @@ class ReadsMixin(EngineBase):
             raise NotFound(f"commit '{ref}'")
         return commit
 
+    def view_commit(self, repo_id: str, ref: str | None = None) -> str | None:
+        """Return the id of the commit a read of ``ref`` sees (one point look-up).
+
+        Args:
+            repo_id: The repository.
+            ref: None or ``""`` for the head; otherwise a commit id or an unambiguous prefix of one.
+
+        Returns:
+            The commit id; None for the head of a repository without commits.
+
+        Raises:
+            NotFound: Unknown repository or commit.
+
+        """
+        with self.meta.read() as tx:
+            if not ref:
+                return self._repo(tx, repo_id).head_commit_id
+            commit = self._resolve(tx, repo_id, ref)
+            return None if commit is None else commit.id
+
     def _view(
         self, tx: MetadataTx, repo_id: str, session_id: str | None, ref: str | None
     ) -> tuple[int, str | None]:
