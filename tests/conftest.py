@@ -6,6 +6,7 @@ Each test gets its own organization and repository so tests never see each other
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -19,6 +20,11 @@ from weed_s3 import S3Server, run_weed_mini
 
 if TYPE_CHECKING:
     from tilde.server import LocalServer
+
+# Test servers run sandboxes on the host's root filesystem whatever image a test names (the tests of OCI
+# images, under tests/e2e/images, configure their servers explicitly). Set in the environment, so servers
+# started as separate processes (`tilde-server serve`, the demo) behave the same.
+os.environ.setdefault("TILDE_SERVER_HOST_IMAGE", "all")
 
 
 @pytest.fixture(scope="session")

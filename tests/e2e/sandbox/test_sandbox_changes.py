@@ -157,8 +157,9 @@ def test_status_long_poll_and_full_sandbox_object(
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ({}, "image"),
-        ({"image": "x"}, "command"),
+        ({"image": "  "}, "image"),
+        ({"image": 5, "command": "true"}, "image"),
+        ({"image": "x", "command": 5}, "command"),
         ({"image": "x", "command": "true", "mode": "bogus"}, "mode"),
         ({"image": "x", "command": "true", "mountpoint": "/etc"}, "mountpoint"),
         ({"image": "x", "command": "true", "timeout_seconds": 0}, "timeout"),

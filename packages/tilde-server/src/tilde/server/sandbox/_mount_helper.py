@@ -8,8 +8,9 @@ process tree and vanishes with it (nothing to unmount on the host, even after a 
 only; no shell involved.
 
 ``SPEC_JSON`` is ``{"lower": [layer, ...] (topmost first), "upper", "work", "merged", "userxattr",
-"user_namespace"}``. Used when the server cannot mount in its own namespace (see ``mounts.py`` for the usual
-path as root).
+"user_namespace"}``, with an optional ``"system": {"lower", "upper", "work", "merged"}``: the overlay of an
+OCI image's layers, mounted first. Used when the server cannot mount in its own namespace (see ``mounts.py``
+for the usual path as root).
 """
 
 from __future__ import annotations
@@ -80,6 +81,16 @@ def main(argv: list[str]) -> None:
     lower = spec["lower"] if isinstance(spec["lower"], list) else [spec["lower"]]
     libc = ctypes.CDLL(None, use_errno=True)
     _enter_namespaces(libc, bool(spec.get("user_namespace")))
+    system = spec.get("system")
+    if system:
+        _mount_overlay(
+            libc,
+            system["lower"],
+            system["upper"],
+            system["work"],
+            system["merged"],
+            bool(spec.get("userxattr")),
+        )
     _mount_overlay(libc, lower, spec["upper"], spec["work"], spec["merged"], bool(spec.get("userxattr")))
     # Hand bubblewrap its options through a memory file rather than argv: the sandbox's pid 1 is bubblewrap,
     # and its command line (host paths included) would otherwise be readable from inside. The command itself

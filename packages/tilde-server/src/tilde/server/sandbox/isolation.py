@@ -20,8 +20,10 @@ import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tilde.server.sandbox.settings import SandboxSettings
+from tilde.server.sandbox.image_root import agent_runtime
+from tilde.server.sandbox.settings import HOST_IMAGE, SandboxSettings
 
 __all__ = [
     "AGENT_DIR",
@@ -29,6 +31,7 @@ __all__ = [
     "HELPER_SCRIPT",
     "RUN_DIR",
     "ImageChoice",
+    "ImageMount",
     "LaunchPaths",
     "bwrap_command",
     "direct_argv",
@@ -52,36 +55,71 @@ class ImageChoice:
     """How an image name maps onto this machine.
 
     Attributes:
-        rootfs: Root filesystem directory, or None for the host's own (read-only) root.
+        rootfs: Root filesystem directory, or None for the host's own (read-only) root or an OCI image.
         note: Human-readable explanation shown in the sandbox's status.
-        error: Set when the image cannot be used (strict mode, missing rootfs).
+        error: Set when the image cannot be used (strict mode, missing rootfs, ``host`` not enabled).
+        reference: The OCI image to pull (or take from the cache) and run; None for a root filesystem or the
+            host's.
 
     """
 
     rootfs: str | None
     note: str
     error: str | None = None
+    reference: str | None = None
 
 
 def resolve_image(settings: SandboxSettings, image: str) -> ImageChoice:
-    """Map an image reference to a root filesystem.
+    """Map an image reference to a root filesystem, the host's root, or an OCI image.
+
+    The name ``host`` (and a registration pointing at ``host``) means the host's root filesystem, only when
+    ``allow_host_image`` is on; a registered name means its directory; ``"*"`` registers every other name;
+    anything else is an OCI image reference (refused in ``strict_images`` mode).
 
     Args:
-        settings: Runtime settings (the ``images`` registry and ``strict_images``).
+        settings: Runtime settings (``images``, ``strict_images``, ``allow_host_image``).
         image: The requested image reference.
 
     Returns:
         The choice; ``error`` is set when the sandbox must fail with ``image_not_found``.
 
     """
-    rootfs = settings.images.get(image)
+    registered = settings.images.get(image)
+    every = registered is None and image != HOST_IMAGE and "*" in settings.images
+    rootfs = settings.images["*"] if every else (HOST_IMAGE if image == HOST_IMAGE else registered)
+    if rootfs == HOST_IMAGE:
+        if not settings.allow_host_image:
+            return ImageChoice(
+                None,
+                "",
+                f"image {image!r} is the host's root filesystem, which this server does not allow "
+                "(an administrator enables it with the sandbox setting allow_host_image)",
+            )
+        scope = " (every image name on this server)" if every else ""
+        return ImageChoice(None, f"image {image} → host root filesystem (local runtime){scope}")
     if rootfs is not None:
         if not os.path.isdir(rootfs):
             return ImageChoice(rootfs, "", f"root filesystem of image {image!r} not found: {rootfs}")
         return ImageChoice(rootfs, f"image {image} → registered root filesystem {rootfs} (local runtime)")
     if settings.strict_images:
         return ImageChoice(None, "", f"image {image!r} is not registered with this server")
-    return ImageChoice(None, f"image {image} → host root filesystem (local runtime)")
+    return ImageChoice(None, "", reference=image)
+
+
+@dataclass(frozen=True)
+class ImageMount:
+    """An OCI image's system overlay as bubblewrap binds it.
+
+    Attributes:
+        merged: Host path of the mounted system overlay (the image's layers under a throw-away upper layer).
+        uid: User id of the image's processes inside the sandbox.
+        gid: Group id inside the sandbox.
+
+    """
+
+    merged: str
+    uid: int
+    gid: int
 
 
 @functools.lru_cache(maxsize=1)
@@ -148,6 +186,7 @@ def bwrap_command(
     rootfs: str | None,
     info_fd: int,
     seccomp_fd: int | None = None,
+    image: ImageMount | None = None,
 ) -> tuple[list[str], list[str]]:
     """Bubblewrap's options and the agent command it runs.
 
@@ -160,6 +199,8 @@ def bwrap_command(
         rootfs: Registered root filesystem, or None for the host root.
         info_fd: File descriptor bubblewrap writes its JSON info (child pid) to.
         seccomp_fd: Memory file holding the compiled seccomp filter (None: no filter).
+        image: The system overlay of an OCI image to use as ``/`` (writable, thrown away with the sandbox),
+            or None (``rootfs`` or the host's root, read-only).
 
     Returns:
         ``(options, command)``: the options go to bwrap through ``--args`` (so they are not visible in the
@@ -171,6 +212,47 @@ def bwrap_command(
     if network:
         options.append("--share-net")
     options += ["--hostname", settings.hostname]
+    uid, gid = settings.uid, settings.gid
+    agent_binds: list[tuple[str, str]] = []
+    if image is not None:
+        # The image's own root, through its throw-away upper layer; the agent brings its own interpreter.
+        runtime = agent_runtime()
+        options += ["--bind", image.merged, "/"]
+        agent_binds = list(runtime.binds)
+        agent_python: str | tuple[str, ...] = runtime.argv
+        uid, gid = image.uid, image.gid
+    else:
+        options += _tmpfs_root(settings, mountpoint, rootfs, prefix)
+        agent_python = "/usr/bin/python3" if rootfs is not None else python
+    options += [
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--tmpfs", "/tmp",
+        "--bind", paths.run, RUN_DIR,
+        "--bind", paths.merged, mountpoint,
+        # After the repository, so that no mountpoint (however spelt) can cover the agent.
+        "--ro-bind", AGENT_SCRIPT, AGENT_DIR + "/agent.py",
+    ]  # fmt: skip
+    for source, target in agent_binds:
+        options += ["--ro-bind", source, target]
+    if image is None:
+        options += ["--remount-ro", "/"]
+    options += [
+        "--unshare-user", "--uid", str(uid), "--gid", str(gid),
+        "--disable-userns",
+        "--cap-drop", "ALL",
+        "--info-fd", str(info_fd),
+        "--chdir", mountpoint,
+    ]  # fmt: skip
+    if seccomp_fd is not None:
+        options += ["--seccomp", str(seccomp_fd)]
+    interpreter = [agent_python] if isinstance(agent_python, str) else list(agent_python)
+    return options, [*interpreter, "-I", "-S", AGENT_DIR + "/agent.py", RUN_DIR + "/agent.json"]
+
+
+def _tmpfs_root(settings: SandboxSettings, mountpoint: str, rootfs: str | None, prefix: str) -> list[str]:
+    """Options of a read-only root made of a tmpfs with the registered root's or the host's directories."""
+    options: list[str] = []
     # The root is always a fresh tmpfs (made read-only at the end) with directories bound into it, so the
     # mountpoint and the runtime's own mount points can be created whatever the image contains.
     options += ["--tmpfs", "/"]
@@ -187,7 +269,6 @@ def bwrap_command(
                 options += ["--symlink", os.readlink(source), target]
             else:
                 options += ["--ro-bind", source, target]
-        agent_python = "/usr/bin/python3"
     else:
         bound: list[str] = []
         for directory in [*settings.system_dirs, *settings.extra_ro_binds]:
@@ -200,25 +281,7 @@ def bwrap_command(
             options += ["--ro-bind", prefix, prefix]
         for path, is_dir in masked_etc_entries() if _under("/etc", bound) else ():
             options += ["--tmpfs", path, "--remount-ro", path] if is_dir else ["--ro-bind", "/dev/null", path]
-        agent_python = python
-    options += [
-        "--dev", "/dev",
-        "--proc", "/proc",
-        "--tmpfs", "/tmp",
-        "--bind", paths.run, RUN_DIR,
-        "--bind", paths.merged, mountpoint,
-        # After the repository, so that no mountpoint (however spelt) can cover the agent.
-        "--ro-bind", AGENT_SCRIPT, AGENT_DIR + "/agent.py",
-        "--remount-ro", "/",
-        "--unshare-user", "--uid", str(settings.uid), "--gid", str(settings.gid),
-        "--disable-userns",
-        "--cap-drop", "ALL",
-        "--info-fd", str(info_fd),
-        "--chdir", mountpoint,
-    ]  # fmt: skip
-    if seccomp_fd is not None:
-        options += ["--seccomp", str(seccomp_fd)]
-    return options, [agent_python, "-I", "-S", AGENT_DIR + "/agent.py", RUN_DIR + "/agent.json"]
+    return options
 
 
 def direct_argv(bwrap: str, args_fd: int, command: list[str]) -> list[str]:
@@ -234,6 +297,7 @@ def namespace_argv(
     *,
     as_root: bool,
     lower_layers: list[str] | None = None,
+    system: dict[str, Any] | None = None,
 ) -> list[str]:
     """Return the argv that first mounts the overlay in a private mount namespace (the mount helper).
 
@@ -247,10 +311,12 @@ def namespace_argv(
         command: The agent command.
         as_root: Whether the server runs as root (then no user namespace is needed).
         lower_layers: The overlay's lower layers, topmost first (default: ``paths.lower`` alone).
+        system: An OCI image's system overlay to mount first, ``{"lower": [...] (topmost first), "upper",
+            "work", "merged"}``.
 
     """
     python, _ = _interpreter()
-    spec = {
+    spec: dict[str, Any] = {
         "lower": list(lower_layers or [paths.lower]),
         "upper": paths.upper,
         "work": paths.work,
@@ -259,5 +325,7 @@ def namespace_argv(
         "userxattr": not as_root,
         "user_namespace": not as_root,
     }
+    if system is not None:
+        spec["system"] = system
     helper = [python, "-I", "-S", HELPER_SCRIPT, json.dumps(spec), "--"]
     return [*helper, bwrap, *options, "--", *command]

@@ -25,8 +25,18 @@ from typing import TYPE_CHECKING, Any
 from tilde.server.sandbox.agent_client import send_shutdown
 from tilde.server.sandbox.cgroups import SandboxCgroup, join_argv
 from tilde.server.sandbox.egress import OPEN_POLICY, start_egress_proxy
+from tilde.server.sandbox.image_root import (
+    ImageUser,
+    image_environment,
+    image_store,
+    index_environment,
+    package_index_policy,
+    package_indexes,
+    resolve_user,
+)
 from tilde.server.sandbox.isolation import (
     RUN_DIR,
+    ImageMount,
     LaunchPaths,
     bwrap_command,
     direct_argv,
@@ -43,6 +53,8 @@ from tilde.server.sandbox.relay import close_server, short_path, start_api_relay
 from tilde.server.sandbox.seccomp import filter_memfd
 
 if TYPE_CHECKING:
+    from tilde.server.images import LocalImage
+    from tilde.server.sandbox.egress import EgressPolicy
     from tilde.server.sandbox.record import SandboxRecord
     from tilde.server.sandbox.runtime import SandboxRuntime
 
@@ -90,6 +102,17 @@ class _Run:
         #: The sandbox's own ``/tmp`` on the host (beside the upper layer, so the disk limit covers both).
         self.tmp = f"{base}/tmp"
         self.cgroup: SandboxCgroup | None = None
+        #: The OCI image the sandbox runs on (None: the host's root or a registered root filesystem), its
+        #: user, its system overlay's directories and whether the server mounted that overlay itself.
+        self.image: LocalImage | None = None
+        self.image_user: ImageUser | None = None
+        self.system = {"upper": f"{base}/sysupper", "work": f"{base}/syswork", "merged": f"{base}/sysroot"}
+        self.system_mounted = False
+        self.held = contextlib.ExitStack()
+        #: The egress proxy's allow-list (None: no network at all).
+        self.egress: EgressPolicy | None = record.spec.egress or (
+            OPEN_POLICY if record.spec.network else None
+        )
 
     # -- start ---------------------------------------------------------------------------------------------
 
@@ -97,6 +120,9 @@ class _Run:
         """Create the per-sandbox directories; True when the session has staged changes already."""
         for path in (self.paths.upper, self.paths.work, self.paths.merged, self.paths.run, self.tmp):
             os.makedirs(path, exist_ok=True)
+        if self.image is not None:
+            for path in self.system.values():
+                os.makedirs(path, exist_ok=True)
         os.chmod(self.paths.upper, 0o755)
         os.chmod(self.tmp, 0o755)
         return bool(self.rt.engine.has_changes(self.rec.repo.id, self.rec.id))
@@ -125,27 +151,46 @@ class _Run:
             # more.
             self.rt.lowers.forget(key)
 
-    def _agent_config(self, status_fd: int, secrets_fd: int) -> dict[str, Any]:
+    def _command(self) -> tuple[list[str] | None, str]:
+        """Return the main command and its working directory.
+
+        Without a command, a one-shot sandbox runs the image's ``Entrypoint`` + ``Cmd`` in its ``WorkingDir``;
+        a given command (and every ``/exec`` without a ``cwd``) runs at the mountpoint, where the repository
+        is.
+        """
+        spec = self.rec.spec
+        if spec.command or spec.mode != "one-shot" or self.image is None:
+            return spec.command, spec.mountpoint
+        config = self.image.config
+        return [*config.entrypoint, *config.cmd], config.working_dir or spec.mountpoint
+
+    def _environment(self) -> dict[str, str]:
         rec = self.rec
-        env = {
-            "PATH": _BASE_PATH,
-            "HOME": "/tmp",
-            "LANG": "C.UTF-8",
+        own = {
             "TILDE_SANDBOX_ID": rec.id,
             "TILDE_SESSION_ID": rec.id,
             "TILDE_REPOSITORY": f"{rec.org_name}/{rec.repo.name}",
-            **rec.spec.env_vars,
         }
+        if self.image is None or self.image_user is None:
+            return {"PATH": _BASE_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", **own, **rec.spec.env_vars}
+        base = image_environment(self.image.config.env, self.image_user, _BASE_PATH)
+        # The indexes the proxy lets through win over an image's own pip settings (those would be refused).
+        indexes = index_environment(package_indexes(self.rt.settings)) if self.egress is not None else {}
+        return {**base, **indexes, **own, **rec.spec.env_vars}
+
+    def _agent_config(self, status_fd: int, secrets_fd: int) -> dict[str, Any]:
+        rec = self.rec
+        command, cwd = self._command()
         return {
             "mode": rec.spec.mode,
-            "command": rec.spec.command,
-            "env": env,
+            "command": command,
+            "env": self._environment(),
             "secrets_fd": secrets_fd,
-            "cwd": rec.spec.mountpoint,
+            "cwd": cwd,
             "control": f"{RUN_DIR}/ctl.sock",
             "api_socket": f"{RUN_DIR}/api.sock",
             "credentials_socket": f"{RUN_DIR}/creds.sock",
-            "proxy_socket": f"{RUN_DIR}/proxy.sock" if rec.spec.egress or rec.spec.network else None,
+            "proxy_socket": f"{RUN_DIR}/proxy.sock" if self.egress is not None else None,
             "status_fd": status_fd,
             "rlimits": self.rec.limits.rlimits(
                 self.rt.settings,
@@ -181,13 +226,12 @@ class _Run:
         self.servers.append(
             await start_credentials_server(short_path(self.run_fd, "creds.sock"), self._issue_credentials)
         )
-        spec = self.rec.spec
-        if spec.egress is not None or spec.network:
+        if self.egress is not None:
             # ``network: true`` is this proxy allowing every host: the network namespace stays private.
             self.servers.append(
                 await start_egress_proxy(
                     short_path(self.run_fd, "proxy.sock"),
-                    spec.egress or OPEN_POLICY,
+                    self.egress,
                     self.rec.network_log_path,
                     self.rt.settings.address_rules(),
                 )
@@ -212,6 +256,7 @@ class _Run:
                 rootfs=rootfs,
                 info_fd=info_w,
                 seccomp_fd=seccomp_fd,
+                image=self._image_mount(),
             )
             options = private_tmp(options, self.tmp)
             argv = await self._direct_argv(options, command, pass_fds)
@@ -223,6 +268,7 @@ class _Run:
                     command,
                     as_root=os.geteuid() == 0,
                     lower_layers=self.lower_layers,
+                    system={"lower": self._image_layers(), **self.system} if self.image is not None else None,
                 )
             with open(self.rec.log_path, "ab") as log:
                 proc = subprocess.Popen(
@@ -270,12 +316,24 @@ class _Run:
             return None
         paths = self.paths
         try:
+            if self.image is not None:
+                system = self.system
+                await self.loop.run_in_executor(
+                    None,
+                    mount_overlay,
+                    self._image_layers(),
+                    system["upper"],
+                    system["work"],
+                    system["merged"],
+                )
+                self.system_mounted = True
             await self.loop.run_in_executor(
                 None, mount_overlay, self.lower_layers or [paths.lower], paths.upper, paths.work, paths.merged
             )
         except MountError as error:
             if error.errno not in (errno.EPERM, errno.EACCES):
                 raise
+            self.unmount()
             self.rt.direct_mounts = False
             return None
         self.mounted = True
@@ -284,6 +342,55 @@ class _Run:
         os.write(args_fd, b"".join(arg.encode() + b"\0" for arg in options))
         os.lseek(args_fd, 0, os.SEEK_SET)
         return direct_argv(self.rt.bwrap, args_fd, command)
+
+    def _image_layers(self) -> list[str]:
+        """Return the image's layers as overlay lower directories, topmost first."""
+        assert self.image is not None
+        return [str(layer) for layer in reversed(self.image.layers)]
+
+    def _image_mount(self) -> ImageMount | None:
+        if self.image is None or self.image_user is None:
+            return None
+        return ImageMount(self.system["merged"], self.image_user.uid, self.image_user.gid)
+
+    async def _use_image(self, reference: str) -> Outcome | None:
+        """Take the OCI image from the store (pulling it when it is not cached); an outcome on failure."""
+        from tilde.server.images import ImageError, ImageNotFound
+
+        rec = self.rec
+        store = image_store(self.rt)
+        image = await self.loop.run_in_executor(None, store.get, reference)
+        if image is None:
+            rec.set_status("starting", "pulling")
+
+            def progress(done: int, total: int) -> None:
+                rec.set_pull_progress(done, total)
+
+            try:
+                image = await store.ensure(reference, progress=progress)
+            except ImageNotFound as error:
+                return Outcome(
+                    "failed", "image_not_found", fields={"error_message": f"image {reference}: {error}"}
+                )
+            except ImageError as error:
+                message = f"pulling image {reference} failed: {error}"
+                return Outcome("failed", "image_pull_failed", fields={"error_message": message})
+            rec.set_status("starting", "initializing")
+        # Layers in use are never evicted from the cache while the sandbox runs.
+        self.held.enter_context(store.pin(image))
+        try:
+            self.image_user = resolve_user(image.layers, image.config.user, self.rt.settings)
+        except LookupError as error:
+            return Outcome(
+                "failed", "image_not_found", fields={"error_message": f"image {reference}: {error}"}
+            )
+        self.image = image
+        rec.image_note = (
+            f"image {rec.spec.image} → {image.reference}@{image.digest} ({len(image.layers)} layers)"
+        )
+        if rec.spec.egress is None and not rec.spec.network:
+            self.egress = package_index_policy(package_indexes(self.rt.settings))
+        return None
 
     def _pin_control_socket(self) -> int:
         """Pin the agent's control socket: a descriptor through which connections reach that very inode.
@@ -308,6 +415,15 @@ class _Run:
         if choice.error:
             return Outcome("failed", "image_not_found", fields={"error_message": choice.error})
         rec.image_note = choice.note
+        if choice.reference is not None:
+            failed = await self._use_image(choice.reference)
+            if failed is not None:
+                return failed
+        if rec.stop_request == "cancel":
+            return Outcome("cancelled", "cancelled_by_user")
+        if not self._command()[0] and rec.spec.mode == "one-shot":
+            message = f"image {rec.spec.image} has no Entrypoint or Cmd: the sandbox needs a command"
+            return Outcome("failed", "no_command", fields={"error_message": message})
         await self._prepare()
         if rec.stop_request == "cancel":
             return Outcome("cancelled", "cancelled_by_user")
@@ -321,7 +437,11 @@ class _Run:
         line_task: asyncio.Future[bytes] | None = asyncio.ensure_future(status_reader.readline())
         stop_task = asyncio.ensure_future(stop.wait())
         limit_task = asyncio.ensure_future(
-            watch_limits(rec.limits, self.cgroup, [self.paths.upper, self.tmp])
+            watch_limits(
+                rec.limits,
+                self.cgroup,
+                [self.paths.upper, self.tmp] + ([self.system["upper"]] if self.image is not None else []),
+            )
         )
         try:
             while True:
@@ -439,16 +559,22 @@ class _Run:
         own = [paths.upper, paths.work, paths.merged, paths.run, self.tmp] + (
             [paths.lower] if self.private_lower else []
         )
+        if self.image is not None:
+            own += list(self.system.values())
         await self.loop.run_in_executor(None, remove_trees, own)
         if self.lower_tree is not None:
             tree, self.lower_tree = self.lower_tree, None
             await self.rt.lowers.release(tree)
+        self.held.close()
 
     def unmount(self) -> None:
         """Detach the overlay mounted by the server (every sandbox process must be gone)."""
         if self.mounted:
             detach(self.paths.merged)
             self.mounted = False
+        if self.system_mounted:
+            detach(self.system["merged"])
+            self.system_mounted = False
 
     def stage_and_commit(self) -> Outcome:
         """Stage the upper layer's changes into the session and commit it (blocking: a worker thread)."""
@@ -479,7 +605,7 @@ class _Run:
                 )
             for rel in changes.deletes:
                 engine.stage_delete(rec.repo.id, rec.id, prefix + rel)
-            command = " ".join(rec.spec.command or []) if rec.spec.mode == "one-shot" else "service"
+            command = " ".join(self._command()[0] or []) if rec.spec.mode == "one-shot" else "service"
             message = rec.commit_message or f"sandbox {rec.id}: {command}"[:500]
             require_approval = bool(getattr(rec.repo, "agent_commits_require_approval", False)) and (
                 rec.actor.type == "agent" or rec.principal.type == "agent"

@@ -67,6 +67,8 @@ class SandboxRecord:
     commit_message: str | None = None
     #: Notes for the caller, e.g. paths that could not be stored (shown in the status when present).
     warnings: list[str] = field(default_factory=list)
+    #: ``(bytes done, bytes in all)`` of the image pull while the status reason is ``pulling``.
+    pull_progress: tuple[int, int] | None = None
     _control_fd: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list, repr=False)
@@ -91,6 +93,12 @@ class SandboxRecord:
         """
         with self._lock:
             return os.dup(self._control_fd) if self._control_fd >= 0 else None
+
+    def set_pull_progress(self, done: int, total: int) -> None:
+        """Record how far the image pull got (thread-safe; wakes status waiters)."""
+        with self._lock:
+            self.pull_progress = (done, total)
+        self.notify()
 
     @property
     def log_path(self) -> Path:
@@ -165,7 +173,11 @@ class SandboxRecord:
                 self._waiters.remove(entry)
 
     def status_json(self) -> dict[str, Any]:
-        """Return the SandboxStatus body (CONTRACT §6.2) plus ``image_note``."""
+        """Return the SandboxStatus body (CONTRACT §6.2) plus ``image_note``, and ``pull`` while pulling.
+
+        While an image is pulled the status is ``starting`` with the reason ``pulling`` and
+        ``pull: {done_bytes, total_bytes}``.
+        """
         body: dict[str, Any] = {
             "status": self.status,
             "status_reason": self.status_reason,
@@ -178,6 +190,9 @@ class SandboxRecord:
             body["error_message"] = self.error_message or ""
         if self.warnings:
             body["warnings"] = list(self.warnings)
+        if self.pull_progress is not None and self.status_reason == "pulling":
+            done, total = self.pull_progress
+            body["pull"] = {"done_bytes": done, "total_bytes": total}
         return body
 
     def full_json(self) -> dict[str, Any]:

@@ -150,6 +150,7 @@ class SandboxRuntime:
                 self.settings.default_timeout_seconds, ceiling or self.settings.default_timeout_seconds
             ),
             max_timeout=days * 86400 if days else None,
+            default_image=self.settings.default_image,
         )
         limits = parse_resources(spec.get("resources") if isinstance(spec, Mapping) else None, self.settings)
         actor = self._run_as(repo, principal, parsed.run_as)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tilde.server.sandbox.egress import AddressRule, parse_address_rules
 
-__all__ = ["SandboxSettings"]
+__all__ = ["HOST_IMAGE", "HOST_IMAGE_ENV", "SandboxSettings"]
+
+#: The image name of the host's own root filesystem (see ``SandboxSettings.allow_host_image``).
+HOST_IMAGE = "host"
+#: Environment variable consulted when ``allow_host_image`` is not set.
+HOST_IMAGE_ENV = "TILDE_SERVER_HOST_IMAGE"
 
 
 @dataclass
@@ -22,10 +28,22 @@ class SandboxSettings:
     Attributes:
         enabled: When False, creating a sandbox answers 503.
         strict_images: Fail sandboxes whose image is not registered in ``images`` (``failed/image_not_found``)
-            instead of running them on the host's root filesystem.
-        images: Image name -> root filesystem directory to use as the sandbox's ``/`` (read-only). The
-            directory must contain a ``python3`` interpreter (for the in-sandbox agent) at
-            ``/usr/bin/python3``.
+            instead of pulling it from a registry.
+        images: Image name -> root filesystem directory to use as the sandbox's ``/`` (read-only), or the word
+            ``"host"`` for the host's root filesystem (needs ``allow_host_image``). The key ``"*"`` stands for
+            every name not registered otherwise. A directory must contain a ``python3`` interpreter (for the
+            in-sandbox agent) at ``/usr/bin/python3``. Names not registered are OCI images, pulled and cached.
+        default_image: The image of sandboxes whose request names none.
+        allow_host_image: Let sandboxes name the image ``host``: the host's own root filesystem, read-only
+            (system directories only, see ``system_dirs``). Off unless an administrator turns it on; when
+            unset, the environment variable ``TILDE_SERVER_HOST_IMAGE`` decides (``allow``: the name
+            ``host`` works; ``all``: every image name not registered otherwise runs on the host too, as a
+            machine without images needs — each sandbox's ``image_note`` says so).
+        package_indexes: URLs of the package indexes (pip's index and extra index URLs, npm's registry, apt
+            mirrors) that sandboxes on images reach through the egress proxy by default, so that installs
+            inside work and nothing else is reachable. None: the server's own pip configuration
+            (``PIP_INDEX_URL``/``PIP_EXTRA_INDEX_URL`` or ``pip config``), else ``https://pypi.org/simple``.
+            An empty list: no network by default.
         default_timeout_seconds: Timeout of sandboxes that do not ask for one.
         memory_limit_bytes: Memory of all the processes of a sandbox together (its memory cgroup); without
             a memory cgroup, ``RLIMIT_AS`` of each process instead. None: unlimited.
@@ -76,6 +94,9 @@ class SandboxSettings:
     enabled: bool = True
     strict_images: bool = False
     images: dict[str, str] = field(default_factory=dict)
+    default_image: str = "python:3.12"
+    allow_host_image: bool | None = None
+    package_indexes: list[str] | None = None
     default_timeout_seconds: int = 3600
     memory_limit_bytes: int | None = 4 * 1024**3
     process_limit: int | None = 1024
@@ -131,6 +152,15 @@ class SandboxSettings:
         if unknown:
             raise ValueError(f"unknown sandbox settings: {', '.join(unknown)}")
         settings = cls(**values)
+        if settings.allow_host_image is None:
+            host = os.environ.get(HOST_IMAGE_ENV, "").strip().lower()
+            if host not in ("", "allow", "all"):
+                raise ValueError(f"{HOST_IMAGE_ENV} must be 'allow' or 'all', not {host!r}")
+            settings.allow_host_image = bool(host)
+            if host == "all" and "images" not in values:
+                settings.images = {"*": HOST_IMAGE}
+        if not settings.default_image.strip():
+            raise ValueError("default_image must name an image")
         if settings.uid == 0:
             raise ValueError("the sandbox uid must not be 0")
         if settings.mount_mode not in ("auto", "namespace"):

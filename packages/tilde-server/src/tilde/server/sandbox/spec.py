@@ -28,8 +28,9 @@ class SandboxSpec:
     """A validated sandbox request.
 
     Attributes:
-        image: Image reference as given.
-        command: argv of the main command (one-shot), or None.
+        image: Image reference as given (the server's default image when the request names none).
+        command: argv of the main command (one-shot), or None (service; or one-shot running the image's
+            ``Entrypoint``/``Cmd``).
         mode: ``"one-shot"`` or ``"service"``.
         env_vars: Environment given by the caller.
         mountpoint: Absolute, normalised directory where the repository appears.
@@ -173,13 +174,16 @@ def _run_as(value: Any) -> dict[str, str] | None:
     return {"type": str(value["type"]), "id": str(value["id"])}
 
 
-def parse_spec(body: Any, *, default_timeout: int, max_timeout: int | None) -> SandboxSpec:
+def parse_spec(
+    body: Any, *, default_timeout: int, max_timeout: int | None, default_image: str | None = None
+) -> SandboxSpec:
     """Validate a CreateSandbox body.
 
     Args:
         body: The decoded JSON body.
         default_timeout: Timeout used when the body gives none.
         max_timeout: The repository's session maximum in seconds (None: no limit).
+        default_image: The image of a body that names none (None: ``image`` is required).
 
     Returns:
         The validated spec.
@@ -191,8 +195,10 @@ def parse_spec(body: Any, *, default_timeout: int, max_timeout: int | None) -> S
     if not isinstance(body, Mapping):
         raise _bad("the request body must be a JSON object")
     image = body.get("image")
+    if image is None and default_image:
+        image = default_image
     if not isinstance(image, str) or not image.strip():
-        raise _bad("image is required")
+        raise _bad("image must be a non-empty image reference" if default_image else "image is required")
     mode = body.get("mode") or "one-shot"
     if mode not in MODES:
         raise _bad(f"mode must be one of {', '.join(MODES)}")
@@ -200,9 +206,9 @@ def parse_spec(body: Any, *, default_timeout: int, max_timeout: int | None) -> S
         raise ApiError(
             400, "unsupported_mode", "interactive sandboxes are not supported by the local runtime"
         )
+    # Without a command a one-shot sandbox runs the image's Entrypoint/Cmd (failed/no_command when it has
+    # none).
     command = _command(body.get("command"))
-    if mode == "one-shot" and not command:
-        raise _bad("one-shot sandboxes need a command (the local runtime has no image entrypoints)")
     network = body.get("network", False)
     if not isinstance(network, bool):
         raise _bad("network must be a boolean")
