@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import struct
 from typing import TYPE_CHECKING
 
 from tilde.server.sandbox._agent import (
@@ -16,7 +17,6 @@ from tilde.server.sandbox._agent import (
     FRAME_STDIN,
     FRAME_STDIN_CLOSE,
     FRAME_STDOUT,
-    HEADER,
 )
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ __all__ = [
     "send_shutdown",
 ]
 
+#: Frame header: 1 byte type, 4 bytes big-endian payload length (the agent's ``encode_header``).
+HEADER = struct.Struct(">BI")
 #: Largest frame the host accepts from the agent (it sends at most 64 KiB of output at a time).
 MAX_AGENT_FRAME = 16 * 1024 * 1024
 
