@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from tilde.server.api._blobresponse import BlobResponse, parse_range
+from tilde.server.api._direct import DOWNLOAD_URL_TTL, direct_store
 from tilde.server.api._listing_cache import ListingCache, PageKey
 from tilde.server.api.common import (
     auth_of,
@@ -86,6 +87,11 @@ async def get_object(request: Request) -> Response:
             headers[f"X-Tilde-Meta-{key}"] = value
     if request.method == "HEAD":
         return Response(status_code=200, headers={**headers, "Content-Length": str(version.size)})
+    direct = direct_store(engine)
+    if direct is not None:
+        # The bytes come straight from the object store (the client resends any Range there).
+        url = direct.presign_get(version.blob, DOWNLOAD_URL_TTL, headers["Content-Type"])
+        return Response(status_code=307, headers={**headers, "Location": url, "Cache-Control": "no-store"})
     blob_path = engine.blob_path(version.blob)
     byte_range = parse_range(request.headers.get("range"), version.size)
     status, start, end = 200, 0, version.size
