@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from tilde.server.api import _direct
 from tilde.server.api._signing import (
     UploadTarget,
     check_upload_token,
@@ -265,9 +267,13 @@ async def stage_object(request: Request) -> Response:
     record = UploadRecord(upload_id, repo_id, session_id, path, declared_size=declared, state=UPLOAD_ISSUED)
     await run_sync(registry_of(request).issue_upload, record)
     token = _token_for(request, repo_id, session_id, path, upload_id)
-    return JSONResponse(
-        {"upload_url": _url_for(request, target), "upload_token": token, "upload_id": upload_id}
-    )
+    direct = _direct.direct_store(engine_of(request))
+    url = _url_for(request, target) if direct is None else direct.presign_upload(upload_id, _ttl(request))
+    return JSONResponse({"upload_url": url, "upload_token": token, "upload_id": upload_id})
+
+
+def _ttl(request: Request) -> float:
+    return config_of(request).upload_url_ttl
 
 
 def _clean_etag(value: str) -> str:
@@ -292,6 +298,17 @@ async def finalize_object(request: Request) -> Response:
         raise ApiError(404, "upload_not_found", "nothing was uploaded for this upload_token")
     if record.state == UPLOAD_CONSUMED:
         raise _consumed()
+    direct = _direct.direct_store(engine_of(request))
+    if record.state == UPLOAD_ISSUED and direct is not None:
+        # The bytes went to the object store: verify them and record them as received.
+        clean = _clean_etag(checksum) if checksum else None
+        received = await run_sync(_direct.adopt_single, direct, upload_id, record.declared_size, clean)
+        checksum = None  # checked against the object store's ETag or the SHA-256 just computed
+        if not await run_sync(
+            registry.receive_upload, upload_id, received.key, received.size, received.sha256
+        ):
+            raise _consumed()
+        record = await run_sync(registry.get_upload, upload_id) or record
     if record.state == UPLOAD_ISSUED:
         raise ApiError(404, "upload_not_found", "nothing was uploaded for this upload_token")
     if size_bytes is not None and size_bytes != record.size:
@@ -331,6 +348,9 @@ async def initiate_multipart(request: Request) -> Response:
     upload_id = await run_sync(
         engine_of(request).create_upload, repo_id, session_id, path, part_size=part_size
     )
+    direct = _direct.direct_store(engine_of(request))
+    if direct is not None and _direct.direct_multipart(part_size):
+        await run_sync(direct.start_multipart, upload_id)
     token = _token_for(request, repo_id, session_id, path, upload_id)
     return JSONResponse({"upload_id": upload_id, "upload_token": token})
 
@@ -353,6 +373,10 @@ async def part_url(request: Request) -> Response:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 5 or not 1 <= int(raw) <= 10_000:
         raise ApiError(400, "invalid_parameter", "part_number must be an integer between 1 and 10000")
     target = UploadTarget(upload_id, repo_id, session_id, path, int(raw))
+    direct = await run_sync(_direct.multipart_store, engine_of(request), upload_id)
+    if direct is not None:
+        url = await run_sync(direct.presign_part, upload_id, int(raw), _ttl(request))
+        return JSONResponse({"upload_url": url})
     return JSONResponse({"upload_url": _url_for(request, target)})
 
 
@@ -374,8 +398,14 @@ async def complete_multipart(request: Request) -> Response:
     numbers = [n for n, _ in parts]
     if numbers != sorted(set(numbers)):
         raise ApiError(400, "invalid_part_order", "parts must be listed once each, in ascending order")
+    direct = await run_sync(_direct.multipart_store, engine_of(request), upload_id)
+    complete = (
+        engine_of(request).complete_upload
+        if direct is None
+        else partial(_direct.complete_multipart, engine_of(request), direct)
+    )
     version = await run_sync(
-        engine_of(request).complete_upload,
+        complete,
         repo_id,
         session_id,
         path,
@@ -394,7 +424,10 @@ async def abort_multipart(request: Request) -> Response:
     """Abandon a multipart upload."""
     repo_id, session_id, path = await _open_session(request)
     upload_id = _token_upload_id(request, repo_id, session_id, path, {})
+    direct = await run_sync(_direct.multipart_store, engine_of(request), upload_id)
     await run_sync(engine_of(request).abort_upload, upload_id)
+    if direct is not None:
+        await run_sync(direct.abort_multipart, upload_id)
     return Response(status_code=204)
 
 

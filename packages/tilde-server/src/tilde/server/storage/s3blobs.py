@@ -417,6 +417,14 @@ class S3BlobStore:
                     return item["UploadId"]
         raise NotFound(f"upload '{upload_id}'")
 
+    def has_multipart(self, upload_id: str) -> bool:
+        """Return whether the object store has a multipart upload behind our upload ``upload_id``."""
+        try:
+            self._multipart_id(upload_id)
+        except NotFound:
+            return False
+        return True
+
     def presign_part(self, upload_id: str, part_number: int, ttl: float) -> str:
         """Return a presigned UploadPart URL for one part of a multipart upload."""
         return self.client.generate_presigned_url(
@@ -477,10 +485,12 @@ class S3BlobStore:
         with self._ids_lock:
             self._multipart_ids.pop(upload_id, None)
 
-    def staged_size(self, upload_id: str) -> int | None:
-        """Return the size of a direct upload's staging object, or None when nothing was uploaded."""
+    def staged(self, upload_id: str) -> tuple[int, str] | None:
+        """Return the size and (bare) ETag of a direct upload's staging object; None: nothing uploaded."""
         head = self._head(self.upload_key(upload_id))
-        return None if head is None else int(head["ContentLength"])
+        if head is None:
+            return None
+        return int(head["ContentLength"]), str(head.get("ETag", "")).strip('"')
 
     def adopt_upload(self, upload_id: str) -> BlobRef:
         """Verify a direct upload's bytes and move them to their content address.

@@ -1,0 +1,182 @@
+"""Transfers straight between clients and an object store (a blob store such as ``S3BlobStore``).
+
+When the engine's blob store can presign its own URLs (`DirectStore`), the upload routes hand out presigned
+object-store URLs instead of our own upload target, and object downloads answer ``307`` to a presigned GET:
+upload and download bytes never pass through this server's request handling. What stays here:
+
+- single uploads: ``finalize`` finds the bytes at the upload's staging object, checks the declared size,
+  verifies them (the server reads them back once to compute the SHA-256 every object is addressed by) and
+  moves them to their content address (`adopt_single`);
+- multipart uploads: the object store's own multipart upload backs ours; ``complete`` asks the store to
+  assemble the listed parts (it checks their ETags), then verifies and moves the result like a single upload
+  (`complete_multipart`);
+- the upload's guarantees: URLs live ``upload_url_ttl`` like ours; an upload is consumed by its finalize or
+  complete, which moves its bytes away from the staging object, so a later PUT to the same URL only creates a
+  staging object nobody can finalize again (its record is consumed) and garbage collection deletes; size
+  limits are checked when the upload is finalized, against ``size_bytes`` declared when it was staged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from tilde.server.errors import ApiError
+from tilde.server.storage import BlobRef, StorageEngine
+from tilde.server.storage.errors import NotFound
+from tilde.server.storage.types import ObjectVersion
+
+__all__ = [
+    "DOWNLOAD_URL_TTL",
+    "MIN_DIRECT_PART_SIZE",
+    "DirectStore",
+    "adopt_single",
+    "complete_multipart",
+    "direct_multipart",
+    "direct_store",
+    "multipart_store",
+]
+
+#: Seconds a presigned download URL stays valid (the client follows it at once).
+DOWNLOAD_URL_TTL = 300.0
+#: S3's smallest part (but the last) of a multipart upload.
+MIN_DIRECT_PART_SIZE = 5 * 1024 * 1024
+
+
+@runtime_checkable
+class DirectStore(Protocol):
+    """A blob store whose clients transfer bytes through presigned URLs of its own."""
+
+    def presign_get(self, blob: BlobRef, ttl: float, content_type: str) -> str:
+        """Return a presigned GET of a blob."""
+        ...
+
+    def presign_upload(self, upload_id: str, ttl: float) -> str:
+        """Return a presigned PUT of a single upload's bytes."""
+        ...
+
+    def start_multipart(self, upload_id: str) -> None:
+        """Start the store's multipart upload behind ours."""
+        ...
+
+    def has_multipart(self, upload_id: str) -> bool:
+        """Return whether the store's multipart upload backs ours."""
+        ...
+
+    def presign_part(self, upload_id: str, part_number: int, ttl: float) -> str:
+        """Return a presigned PUT of one part."""
+        ...
+
+    def list_multipart_parts(self, upload_id: str) -> list[tuple[int, str, int]]:
+        """Return ``(part_number, etag, size)`` of the parts received."""
+        ...
+
+    def complete_multipart(self, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
+        """Assemble the listed parts into the upload's staging object."""
+        ...
+
+    def abort_multipart(self, upload_id: str) -> None:
+        """Abandon the store's multipart upload."""
+        ...
+
+    def staged(self, upload_id: str) -> tuple[int, str] | None:
+        """Return the size and bare ETag of the upload's staging object (None: nothing uploaded)."""
+        ...
+
+    def adopt_upload(self, upload_id: str) -> BlobRef:
+        """Verify the staging object and move it to its content address."""
+        ...
+
+
+def direct_store(engine: StorageEngine) -> DirectStore | None:
+    """Return the engine's blob store when clients transfer bytes with it directly, else None."""
+    blobs = engine.blobs
+    return blobs if isinstance(blobs, DirectStore) else None
+
+
+def multipart_store(engine: StorageEngine, upload_id: str) -> DirectStore | None:
+    """Return the object store when its own multipart upload backs ``upload_id`` (blocking), else None.
+
+    Uploads initiated with a ``part_size`` below `MIN_DIRECT_PART_SIZE` (S3 refuses smaller parts) have
+    their parts sent to this server instead, like with local blobs.
+    """
+    store = direct_store(engine)
+    return store if store is not None and store.has_multipart(upload_id) else None
+
+
+def direct_multipart(part_size: int | None) -> bool:
+    """Return whether a multipart upload with this declared part size can go straight to the object store."""
+    return part_size is None or part_size >= MIN_DIRECT_PART_SIZE
+
+
+def adopt_single(
+    store: DirectStore, upload_id: str, declared_size: int | None, checksum: str | None
+) -> BlobRef:
+    """Check and adopt the bytes a client PUT to a single upload's presigned URL (blocking).
+
+    Args:
+        store: The object store.
+        upload_id: The upload.
+        declared_size: The ``size_bytes`` declared when the upload was staged.
+        checksum: The finalize's ``checksum``: the ETag the client's PUT got from the object store (or the
+            bytes' SHA-256 hex digest).
+
+    Raises:
+        ApiError: 404 ``upload_not_found`` when nothing was uploaded; 413 ``upload_too_large`` or 400
+            ``size_mismatch`` when the bytes differ from the declared size; 400 ``checksum_mismatch`` when
+            ``checksum`` is neither the stored object's ETag nor its SHA-256.
+
+    """
+    staged = store.staged(upload_id)
+    if staged is None:
+        raise ApiError(404, "upload_not_found", "nothing was uploaded for this upload_token")
+    size, etag = staged
+    if declared_size is not None and size > declared_size:
+        raise ApiError(413, "upload_too_large", f"this upload was declared to hold {declared_size} bytes")
+    if declared_size is not None and size != declared_size:
+        raise ApiError(
+            400, "size_mismatch", f"this upload was declared to hold {declared_size} bytes, got {size}"
+        )
+    try:
+        blob = store.adopt_upload(upload_id)
+    except NotFound:
+        raise ApiError(404, "upload_not_found", "nothing was uploaded for this upload_token") from None
+    if checksum and checksum not in (etag.lower(), blob.sha256):
+        raise ApiError(400, "checksum_mismatch", "checksum does not match the uploaded bytes")
+    return blob
+
+
+def complete_multipart(
+    engine: StorageEngine,
+    store: DirectStore,
+    repo_id: str,
+    session_id: str,
+    path: str,
+    upload_id: str,
+    parts: Sequence[tuple[int, str]],
+    *,
+    content_type: str,
+    size_bytes: int | None,
+) -> ObjectVersion:
+    """Complete a multipart upload whose parts went to the object store, and stage it (blocking).
+
+    Raises:
+        NotFound: Unknown upload, repository or session.
+        InvalidArgument: The upload belongs to another session or path, or the store refused the parts.
+        ApiError: 400 ``size_mismatch`` when ``size_bytes`` differs from the assembled size.
+
+    """
+    # Checks that the upload is this session's and path's (and still exists).
+    engine.list_parts(repo_id, session_id, path, upload_id)
+    try:
+        store.complete_multipart(upload_id, parts)
+    except NotFound:
+        # A retry after a complete that assembled the parts but failed later: the staging object is there.
+        if store.staged(upload_id) is None:
+            raise
+    blob = store.adopt_upload(upload_id)
+    if size_bytes is not None and size_bytes != blob.size:
+        raise ApiError(400, "size_mismatch", f"the parts hold {blob.size} bytes, not {size_bytes}")
+    version = engine.stage_blob(repo_id, session_id, path, blob, content_type=content_type)
+    engine.abort_upload(upload_id)
+    return version
