@@ -480,9 +480,10 @@ class ObjectReader(io.BufferedIOBase):
 
     def _accept(self, response: httpx.Response, offset: int) -> None:
         """Check a new response against what is known and learn the window's size from it."""
-        self._check_etag(response.headers.get("etag"))
+        headers = _object_headers(response)
+        self._check_etag(headers.get("etag"))
         if self._headers is None:
-            self._headers = response.headers
+            self._headers = headers
         total = total_size(response.status_code, response.headers)
         if total is not None and self._size is None:
             self._size = self._window.size_for(total)
@@ -519,3 +520,18 @@ class ObjectReader(io.BufferedIOBase):
 
     def _header(self, name: str) -> str | None:
         return None if self._headers is None else self._headers.get(name)
+
+
+def _object_headers(response: httpx.Response) -> httpx.Headers:
+    """Return the object's headers: the API's own ones when it redirected the download to an object store.
+
+    The bytes, their range and size come from the final response; the ETag, Last-Modified and metadata headers
+    come from the API's redirect, since an object store's ETag is a different digest of the same bytes.
+    """
+    if not response.history:
+        return response.headers
+    headers = httpx.Headers(response.headers)
+    for name, value in response.history[0].headers.items():
+        if name in ("etag", "last-modified") or name.startswith("x-tilde-"):
+            headers[name] = value
+    return headers
