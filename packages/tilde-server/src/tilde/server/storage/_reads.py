@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -357,16 +358,22 @@ class ReadsMixin(EngineBase):
             with self.meta.read() as tx:
                 return tx.staged_rows(session.id, k, n)
 
+        # A remote blob store (S3) fetches the blobs of a batch into its local cache at once.
+        fetch: Callable[[list[BlobRef]], dict[str, Path]] | None = getattr(self.blobs, "fetch", None)
+
         def entries() -> Iterator[ViewEntry]:
             base = scan(committed, keys, first_batch=1000) if session.base_seq else iter(())
-            for record in overlay(base, scan(staged, keys, first_batch=1000)):
-                blob = BlobRef(key=record.blob_key, size=record.size, sha256=record.sha256)
-                yield ViewEntry(
-                    path=record.path,
-                    blob_path=self.blobs.path(blob),
-                    size=record.size,
-                    etag=blob.etag,
-                    content_type=record.content_type,
-                )
+            records = overlay(base, scan(staged, keys, first_batch=1000))
+            while batch := list(itertools.islice(records, 256)):
+                blobs = [BlobRef(key=r.blob_key, size=r.size, sha256=r.sha256) for r in batch]
+                paths = fetch(blobs) if fetch is not None else {b.key: self.blobs.path(b) for b in blobs}
+                for record, blob in zip(batch, blobs, strict=True):
+                    yield ViewEntry(
+                        path=record.path,
+                        blob_path=paths[blob.key],
+                        size=record.size,
+                        etag=blob.etag,
+                        content_type=record.content_type,
+                    )
 
         return entries()
