@@ -74,6 +74,7 @@ def test_a_database_from_before_source_metadata_is_migrated(tmp_path: Path) -> N
         db.execute(f"CREATE TABLE old_{table} AS SELECT {', '.join(columns)} FROM {table}")
         db.execute(f"DROP TABLE {table}")
         db.execute(f"ALTER TABLE old_{table} RENAME TO {table}")
+    db.execute("DROP TABLE schema_version")  # earlier releases kept no schema version
     db.commit()
     db.close()
 

@@ -54,7 +54,6 @@ from tilde.server.api import (
 from tilde.server.api._listing_cache import ListingCache
 from tilde.server.auth import Authenticator, AuthMiddleware, TokenResolver
 from tilde.server.config import (
-    REGISTRY_FILE,
     ServerConfig,
     load_or_create_admin_key,
     load_or_create_upload_secret,
@@ -115,11 +114,11 @@ def create_app(config: ServerConfig) -> Starlette:
     """
     data_dir = config.data_dir
     private_dir(data_dir)
-    registry = Registry(data_dir / REGISTRY_FILE)
+    registry = Registry(config.database("registry"))
     admin_key = config.admin_key or load_or_create_admin_key(data_dir)[0]
     if not registry.has_token(admin_key):
         registry.create_key("user", registry.admin.id, admin_key, name="admin")
-    engine = StorageEngine.open(data_dir, blobs=_blob_store(config))
+    engine = StorageEngine.open(data_dir, blobs=_blob_store(config), database_url=config.database_url)
     # Upload URLs and tokens live upload_url_ttl: targets and tombstones older than that can never be used.
     registry.forget_uploads_before(
         rfc3339(datetime.now(timezone.utc) - timedelta(seconds=config.upload_url_ttl))

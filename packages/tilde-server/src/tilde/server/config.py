@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tilde.server._db import Location, database_location
+
 #: Files in the data directory (besides the engine's own).
 ADMIN_KEY_FILE = "admin_key"
 UPLOAD_SECRET_FILE = "upload_secret"
@@ -47,6 +49,9 @@ class ServerConfig:
         s3_credentials: ``(access_key_id, secret_access_key)`` for the object store; None uses the standard
             AWS credential chain (environment variables, shared files, instance roles).
         blob_cache_bytes: Capacity of the node-local cache of blob files used with an ``s3://`` blob store.
+        database_url: A ``postgresql://`` URL: the registry, the engine's metadata and the triggers live in
+            that database (schemas ``tilde_registry``, ``tilde_meta``, ``tilde_triggers``) instead of SQLite
+            files in ``data_dir``; needs the ``tilde-server[postgres]`` extra.
 
     """
 
@@ -68,9 +73,14 @@ class ServerConfig:
     s3_region: str | None = None
     s3_credentials: tuple[str, str] | None = field(default=None, repr=False)
     blob_cache_bytes: int = 10 * 1024**3
+    database_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+
+    def database(self, name: str) -> Location:
+        """Where the database ``name`` (``registry``, ``meta`` or ``triggers``) lives."""
+        return database_location(self.data_dir, self.database_url, name)
 
 
 def write_private_file(path: Path, data: bytes) -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from tilde.server._db import Location
 from tilde.server._ids import new_id, utc_now
 from tilde.server.errors import ApiError
 from tilde.server.iam.builtin import BUILTIN_POLICIES
@@ -157,9 +157,10 @@ class Registry(IamStore, PrincipalStore):
 
     """
 
-    def __init__(self, path: Path, builtin_policies: Sequence[tuple[str, str, str]] | None = None) -> None:
+    def __init__(
+        self, path: Location, builtin_policies: Sequence[tuple[str, str, str]] | None = None
+    ) -> None:
         super().__init__(path, _SCHEMA)
-        self._migrate_iam()
         self.admin = self.ensure_user(ADMIN_USERNAME, full_name="Administrator")
         if builtin_policies is None:
             builtin_policies = [(p.name, p.description, p.policy_text) for p in BUILTIN_POLICIES.values()]

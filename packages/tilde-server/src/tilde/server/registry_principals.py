@@ -18,10 +18,9 @@ import re
 import secrets
 import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from tilde.server._db import SqliteStore
+from tilde.server._db import Connection, Location, Migration, SqliteStore, add_column
 from tilde.server._ids import new_id, utc_now
 from tilde.server.errors import ApiError
 
@@ -173,6 +172,32 @@ def _agent(row: sqlite3.Row) -> AgentRecord:
     return AgentRecord(**values)
 
 
+def _salts_states_owners(db: Connection, dialect: str) -> None:
+    """Bring registries made by earlier releases up to date (new databases already have all of it)."""
+    add_column(db, "api_keys", "salt", "TEXT")
+    add_column(db, "api_keys", "lookup_id", "TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS api_keys_lookup ON api_keys(lookup_id)")
+    add_column(db, "uploads", "declared_size", "INTEGER")
+    add_column(db, "uploads", "state", f"TEXT NOT NULL DEFAULT '{UPLOAD_RECEIVED}'")
+    if add_column(db, "memberships", "role", "TEXT NOT NULL DEFAULT 'member'"):
+        # Organizations made before owners existed: their creator joined at the very moment the
+        # organization was made, which is how we recognise them.
+        db.execute(
+            "UPDATE memberships SET role = 'owner' WHERE joined_at = "
+            "(SELECT created_at FROM organizations o WHERE o.id = memberships.org_id)"
+        )
+
+
+def registry_migrations(schema: str) -> tuple[Migration, ...]:
+    """Return the registry's schema history: ``schema`` (its tables, IAM's included), then later changes."""
+    return (
+        Migration(1, "users, organizations, repositories, principals, keys, uploads and IAM", schema),
+        Migration(
+            2, "API key salts and lookup ids, single-upload states, organization owners", _salts_states_owners
+        ),
+    )
+
+
 class PrincipalStore(SqliteStore):
     """Agents, roles and API keys (base of `tilde.server.registry.Registry`).
 
@@ -183,20 +208,8 @@ class PrincipalStore(SqliteStore):
 
     """
 
-    def __init__(self, path: Path, schema: str) -> None:
-        super().__init__(path, schema)
-        with self._tx() as db:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(api_keys)")}
-            if columns and "salt" not in columns:
-                db.execute("ALTER TABLE api_keys ADD COLUMN salt TEXT")
-            if columns and "lookup_id" not in columns:
-                db.execute("ALTER TABLE api_keys ADD COLUMN lookup_id TEXT")
-            if columns:
-                db.execute("CREATE INDEX IF NOT EXISTS api_keys_lookup ON api_keys(lookup_id)")
-            upload_columns = {row[1] for row in db.execute("PRAGMA table_info(uploads)")}
-            if upload_columns and "state" not in upload_columns:
-                db.execute("ALTER TABLE uploads ADD COLUMN declared_size INTEGER")
-                db.execute(f"ALTER TABLE uploads ADD COLUMN state TEXT NOT NULL DEFAULT '{UPLOAD_RECEIVED}'")
+    def __init__(self, path: Location, schema: str) -> None:
+        super().__init__(path, migrations=registry_migrations(schema), component="registry")
 
     # -- agents ------------------------------------------------------------------------------------
 

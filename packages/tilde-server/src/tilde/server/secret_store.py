@@ -20,14 +20,12 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 
-from tilde.server._db import SqliteStore
+from tilde.server._db import Location, SqliteStore, table_names
 from tilde.server._ids import utc_now
-from tilde.server.config import REGISTRY_FILE
 from tilde.server.crypto import DecryptionError, SecretBox
 
 __all__ = [
@@ -72,6 +70,24 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+#: The same on PostgreSQL: one trigger function, three triggers (``CREATE OR REPLACE`` makes them idempotent).
+_PG_TRIGGERS: dict[str, tuple[str, ...]] = {
+    "repositories": (
+        "CREATE OR REPLACE FUNCTION secrets_drop_with_owner() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "DELETE FROM secrets WHERE scope = TG_ARGV[0] AND owner_id = OLD.id; RETURN NULL; END $$",
+        "CREATE OR REPLACE TRIGGER secrets_drop_with_repository AFTER UPDATE OF deleted_at ON repositories "
+        "FOR EACH ROW WHEN (NEW.deleted_at IS NOT NULL) EXECUTE FUNCTION secrets_drop_with_owner('repo')",
+        "CREATE OR REPLACE TRIGGER secrets_drop_with_deleted_repository AFTER DELETE ON repositories "
+        "FOR EACH ROW EXECUTE FUNCTION secrets_drop_with_owner('repo')",
+    ),
+    "agents": (
+        "CREATE OR REPLACE FUNCTION secrets_drop_with_owner() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "DELETE FROM secrets WHERE scope = TG_ARGV[0] AND owner_id = OLD.id; RETURN NULL; END $$",
+        "CREATE OR REPLACE TRIGGER secrets_drop_with_agent AFTER DELETE ON agents "
+        "FOR EACH ROW EXECUTE FUNCTION secrets_drop_with_owner('agent')",
+    ),
+}
+
 
 @dataclass(frozen=True)
 class SecretRecord:
@@ -97,12 +113,13 @@ class SecretStore(SqliteStore):
 
     """
 
-    def __init__(self, path: Path, box: SecretBox) -> None:
-        super().__init__(path, _SCHEMA)
+    def __init__(self, path: Location, box: SecretBox) -> None:
+        super().__init__(path, _SCHEMA, component="secrets")
         self.box = box
         with self._tx() as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            for table, triggers in _TRIGGERS.items():
+            tables = table_names(db)
+            statements = _TRIGGERS if self.dialect == "sqlite" else _PG_TRIGGERS
+            for table, triggers in statements.items():
                 if table in tables:
                     for statement in triggers:
                         db.execute(statement)
@@ -192,7 +209,7 @@ class SecretStore(SqliteStore):
     def purge_orphans(self) -> int:
         """Delete secrets whose repository or agent no longer exists; return how many went."""
         with self._tx() as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = table_names(db)
             removed = 0
             if "repositories" in tables:
                 removed += db.execute(
@@ -263,7 +280,7 @@ def install(app: Starlette) -> SecretStore:
         The store.
 
     """
-    store = SecretStore(Path(app.state.config.data_dir) / REGISTRY_FILE, app.state.secret_box)
+    store = SecretStore(app.state.config.database("registry"), app.state.secret_box)
     purged = store.purge_orphans()
     if purged:
         logger.info("dropped %d secrets of deleted repositories and agents", purged)

@@ -17,13 +17,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
 
-from tilde.server.config import REGISTRY_FILE
 from tilde.server.connectors.jobs import ImportRunner, source_base
 from tilde.server.connectors.sources import (
     ImportFailed,
@@ -79,7 +77,7 @@ def install(app: Starlette) -> ImportRunner:
     from tilde.server.api.common import notify_commit  # the API layer sits above this package
 
     state = app.state
-    store = ConnectorStore(Path(state.config.data_dir) / REGISTRY_FILE, state.secret_box)
+    store = ConnectorStore(state.config.database("registry"), state.secret_box)
 
     def on_commit(org_name: str, repo: Any, commit: Any) -> None:
         notify_commit(state, org_name, repo, commit)

@@ -14,10 +14,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from tilde.server._db import SqliteStore
+from tilde.server._db import Location, SqliteStore
 from tilde.server._ids import new_id, utc_now
 from tilde.server.crypto import SecretBox
 from tilde.server.errors import ApiError
@@ -164,8 +163,8 @@ class ConnectorStore(SqliteStore):
 
     """
 
-    def __init__(self, path: Path, box: SecretBox) -> None:
-        super().__init__(path, _SCHEMA)
+    def __init__(self, path: Location, box: SecretBox) -> None:
+        super().__init__(path, _SCHEMA, component="connectors")
         self.box = box
 
     # Connectors

@@ -100,22 +100,6 @@ _GROUP_COLUMNS = "id, org_id AS organization_id, name, description, created_by_t
 class IamStore(PolicyStore):
     """Owners, groups, policies and attachments (mixed into `tilde.server.registry.Registry`)."""
 
-    def _migrate_iam(self) -> None:
-        """Add the owner flag to the memberships of databases made before it existed, in place.
-
-        The IAM tables themselves come from `IAM_SCHEMA`, which the registry's schema includes.
-        """
-        with self._tx() as db:
-            columns = {row[1] for row in db.execute("PRAGMA table_info(memberships)")}
-            if "role" not in columns:
-                db.execute("ALTER TABLE memberships ADD COLUMN role TEXT NOT NULL DEFAULT 'member'")
-                # Organizations made before owners existed: their creator joined at the very moment the
-                # organization was made, which is how we recognise them.
-                db.execute(
-                    "UPDATE memberships SET role = 'owner' WHERE joined_at = "
-                    "(SELECT created_at FROM organizations o WHERE o.id = memberships.org_id)"
-                )
-
     # -- owners -------------------------------------------------------------------------------------
 
     def is_owner(self, org_id: str, user_id: str) -> bool:

@@ -31,13 +31,12 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.datastructures import State
 
-from tilde.server._db import SqliteStore
+from tilde.server._db import Location, SqliteStore
 from tilde.server._ids import new_id, utc_now
 from tilde.server.auth import Authenticator, Principal
 from tilde.server.errors import ApiError
@@ -186,8 +185,8 @@ class TriggerStore(SqliteStore):
 
     """
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, _SCHEMA)
+    def __init__(self, path: Location) -> None:
+        super().__init__(path, _SCHEMA, component="triggers")
 
     def create(self, repo_id: str, fields: Mapping[str, Any], creator: Principal) -> TriggerRecord:
         """Store a new trigger.
@@ -540,7 +539,7 @@ def install(app: Starlette) -> TriggerDispatcher:
 
     """
     state = app.state
-    store = TriggerStore(Path(state.config.data_dir) / "triggers.sqlite3")
+    store = TriggerStore(state.config.database("triggers"))
     dispatcher = TriggerDispatcher(store, state)
     state.trigger_store = store
     state.commit_listeners.append(dispatcher.on_commit)

@@ -131,6 +131,14 @@ class EngineBase:
         return repo
 
     @staticmethod
+    def _locked_repo(tx: MetadataTx, repo_id: str) -> RepoRecord:
+        """Return the repository's head, locked until the write transaction ends (commits start with it)."""
+        repo = tx.lock_repo(repo_id)
+        if repo is None:
+            raise NotFound(f"repository '{repo_id}'")
+        return repo
+
+    @staticmethod
     def _session(tx: MetadataTx, repo_id: str, session_id: str) -> SessionRecord:
         session = tx.get_session(session_id)
         if session is None or session.repo_id != repo_id:

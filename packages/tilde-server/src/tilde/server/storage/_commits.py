@@ -101,7 +101,7 @@ class CommitsMixin(EngineBase):
         committer = to_actor(actor)
         meta = check_metadata(metadata)
         with self.meta.write() as tx:
-            repo = self._repo(tx, repo_id)
+            repo = self._locked_repo(tx, repo_id)
             target = tx.get_commit(repo_id, commit_id)
             if target is None:
                 raise NotFound(f"commit '{commit_id}'")

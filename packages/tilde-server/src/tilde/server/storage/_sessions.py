@@ -152,7 +152,7 @@ class SessionsMixin(CommitsMixin):
         committer = to_actor(who)
         meta = check_metadata(metadata)
         with self.meta.write() as tx:
-            repo = self._repo(tx, repo_id)
+            repo = self._locked_repo(tx, repo_id)
             session = self._open_session(tx, repo_id, session_id)
             # Uploads still unfinished when the session closes can never complete; in-place ones hold a file.
             uploads = tx.list_uploads(session_id=session_id)
@@ -224,7 +224,7 @@ class SessionsMixin(CommitsMixin):
         approver = to_actor(actor)
         extra = check_metadata(metadata)
         with self.meta.write() as tx:
-            repo = self._repo(tx, repo_id)
+            repo = self._locked_repo(tx, repo_id)
             session = self._session(tx, repo_id, session_id)
             if session.state != "pending_approval":
                 raise SessionClosed(f"session '{session_id}' is not pending approval")

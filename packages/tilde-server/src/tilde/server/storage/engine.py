@@ -11,6 +11,7 @@ import time
 from collections.abc import Set
 from pathlib import Path
 
+from tilde.server._db import Location, PostgresDatabase, database_location
 from tilde.server.storage._base import ActorLike
 from tilde.server.storage._reads import ReadsMixin
 from tilde.server.storage._sessions import SessionsMixin
@@ -22,7 +23,19 @@ from tilde.server.storage.metadata import MetadataStore
 from tilde.server.storage.sqlite import SQLiteMetadataStore
 from tilde.server.storage.types import CommitInfo, Page
 
-__all__ = ["ActorLike", "StorageEngine"]
+__all__ = ["ActorLike", "StorageEngine", "open_metadata_store"]
+
+
+def open_metadata_store(location: Location) -> MetadataStore:
+    """Open the metadata store at ``location``: a SQLite file or a PostgreSQL schema.
+
+    PostgreSQL's driver is imported only here, when a database URL is configured.
+    """
+    if isinstance(location, PostgresDatabase):
+        from tilde.server.storage.postgres import PostgresMetadataStore
+
+        return PostgresMetadataStore(location)
+    return SQLiteMetadataStore(location)
 
 
 class StorageEngine(SessionsMixin, ReadsMixin, WritesMixin):
@@ -38,14 +51,18 @@ class StorageEngine(SessionsMixin, ReadsMixin, WritesMixin):
         super().__init__(meta, blobs)
 
     @classmethod
-    def open(cls, data_dir: Path, *, blobs: BlobStore | None = None) -> StorageEngine:
+    def open(
+        cls, data_dir: Path, *, blobs: BlobStore | None = None, database_url: str | None = None
+    ) -> StorageEngine:
         """Open (creating when needed) the engine stored in ``data_dir``.
 
-        Metadata goes to ``data_dir/meta.sqlite3`` (SQLite, WAL), blobs under ``data_dir/blobs``.
+        Metadata goes to ``data_dir/meta.sqlite3`` (SQLite, WAL), or to the ``tilde_meta`` schema of a
+        PostgreSQL database; blobs under ``data_dir/blobs``.
 
         Args:
             data_dir: The data directory.
             blobs: Another blob store to use instead of ``data_dir/blobs`` (e.g. ``S3BlobStore``).
+            database_url: A ``postgresql://`` URL for the metadata; None keeps it in SQLite.
 
         Returns:
             The engine; ``close()`` it when done.
@@ -53,7 +70,7 @@ class StorageEngine(SessionsMixin, ReadsMixin, WritesMixin):
         """
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        meta = SQLiteMetadataStore(data_dir / "meta.sqlite3")
+        meta = open_metadata_store(database_location(data_dir, database_url, "meta"))
         if blobs is not None:
             return cls(meta, blobs)
         with meta.read() as tx:

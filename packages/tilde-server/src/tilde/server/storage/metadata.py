@@ -171,6 +171,14 @@ class MetadataTx(Protocol):
         """Return a repository's head record."""
         ...
 
+    def lock_repo(self, repo_id: str) -> RepoRecord | None:
+        """Return a repository's head record, locked against other writers until the transaction ends.
+
+        Commits call it before reading anything else, so concurrent commits to one repository take turns and
+        each sees the head the previous one left (a store whose writers are serialised needs no lock).
+        """
+        ...
+
     def create_repo(self, repo_id: str, created_us: int) -> None:
         """Create an empty repository (no-op when it exists)."""
         ...
@@ -314,7 +322,11 @@ class MetadataStore(Protocol):
         ...
 
     def write(self) -> AbstractContextManager[MetadataTx]:
-        """Open a write transaction; writers are serialised; an exception rolls everything back."""
+        """Open a write transaction; an exception rolls everything back.
+
+        Writers to one repository are serialised (by the store, or by `MetadataTx.lock_repo` and the session
+        row lock of `MetadataTx.get_session`).
+        """
         ...
 
     def close(self) -> None:

@@ -14,130 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tilde.server._db import apply_migrations
 from tilde.server._private import private_database
+from tilde.server.storage.metadata import RepoRecord
+from tilde.server.storage.schema import METADATA_COMPONENT, METADATA_MIGRATIONS
 from tilde.server.storage.sqlite_history import HistoryQueries
 from tilde.server.storage.sqlite_sessions import SessionQueries
 
 __all__ = ["SQLiteMetadataStore", "SQLiteTx"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS repos (
-    repo_id TEXT PRIMARY KEY,
-    head_seq INTEGER NOT NULL,
-    head_commit_id TEXT,
-    created_us INTEGER NOT NULL
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS commits (
-    repo_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    id TEXT NOT NULL,
-    parent_id TEXT,
-    message TEXT NOT NULL,
-    committer_type TEXT NOT NULL,
-    committer_id TEXT NOT NULL,
-    committer_name TEXT NOT NULL,
-    metadata TEXT NOT NULL,
-    created_us INTEGER NOT NULL,
-    tree_id TEXT NOT NULL,
-    object_count INTEGER NOT NULL,
-    total_size INTEGER NOT NULL,
-    PRIMARY KEY (repo_id, seq)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS commits_by_id ON commits (repo_id, id);
-
--- One row per object version; visible at seq n when born_seq <= n < died_seq (live rows: died_seq = 2^62).
-CREATE TABLE IF NOT EXISTS versions (
-    repo_id TEXT NOT NULL,
-    path TEXT NOT NULL,
-    born_seq INTEGER NOT NULL,
-    died_seq INTEGER NOT NULL,
-    blob_key TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    metadata TEXT NOT NULL,
-    modified_us INTEGER NOT NULL,
-    source_metadata TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (repo_id, path, born_seq)
-) WITHOUT ROWID;
--- Head listings: a range scan over the live rows in path order.
-CREATE INDEX IF NOT EXISTS versions_live ON versions (repo_id, died_seq, path);
--- Diffs: the paths a range of commits touched.
-CREATE INDEX IF NOT EXISTS versions_born ON versions (repo_id, born_seq, path);
-
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    repo_id TEXT NOT NULL,
-    base_seq INTEGER NOT NULL,
-    base_commit_id TEXT,
-    state TEXT NOT NULL,
-    created_by TEXT NOT NULL,
-    created_us INTEGER NOT NULL,
-    commit_id TEXT,
-    pending_message TEXT,
-    pending_metadata TEXT NOT NULL,
-    pending_actor TEXT
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sessions_by_repo ON sessions (repo_id);
-
--- A session's writes (deleted = 0) and deletions (deleted = 1) on top of its base commit.
-CREATE TABLE IF NOT EXISTS staged (
-    session_id TEXT NOT NULL,
-    path TEXT NOT NULL,
-    deleted INTEGER NOT NULL,
-    blob_key TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    content_type TEXT NOT NULL,
-    metadata TEXT NOT NULL,
-    modified_us INTEGER NOT NULL,
-    source_metadata TEXT NOT NULL DEFAULT '{}',
-    PRIMARY KEY (session_id, path)
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS uploads (
-    id TEXT PRIMARY KEY,
-    repo_id TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    path TEXT NOT NULL,
-    created_us INTEGER NOT NULL,
-    part_size INTEGER
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS uploads_by_session ON uploads (session_id);
-CREATE INDEX IF NOT EXISTS uploads_by_repo ON uploads (repo_id);
-
-CREATE TABLE IF NOT EXISTS upload_parts (
-    upload_id TEXT NOT NULL,
-    number INTEGER NOT NULL,
-    blob_key TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    PRIMARY KEY (upload_id, number)
-) WITHOUT ROWID;
-"""
-
-
-def _add_column(conn: sqlite3.Connection, table: str, column: str, definition: str) -> None:
-    """Add a column unless the table already has it."""
-    columns = {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
-    if column in columns:
-        return
-    try:
-        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-    except sqlite3.OperationalError as error:
-        # Another process sharing the database may have added it between the check and here.
-        if "duplicate column" not in str(error):
-            raise
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a database created by an earlier release up to the current schema (idempotent)."""
-    # Uploads started before in-place multipart existed have no part size: they stay one blob per part.
-    _add_column(conn, "uploads", "part_size", "INTEGER")
-    # Versions written before imports existed have no origin to report.
-    _add_column(conn, "versions", "source_metadata", "TEXT NOT NULL DEFAULT '{}'")
-    _add_column(conn, "staged", "source_metadata", "TEXT NOT NULL DEFAULT '{}'")
 
 
 class SQLiteTx(HistoryQueries, SessionQueries):
@@ -145,6 +29,10 @@ class SQLiteTx(HistoryQueries, SessionQueries):
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+
+    def lock_repo(self, repo_id: str) -> RepoRecord | None:
+        """Return a repository's head record (SQLite's writers are serialised: nothing to lock)."""
+        return self.get_repo(repo_id)
 
 
 class SQLiteMetadataStore:
@@ -166,8 +54,13 @@ class SQLiteMetadataStore:
         self._closed = False
         conn = self._connect()
         try:
-            conn.executescript(_SCHEMA)
-            _migrate(conn)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                apply_migrations(conn, METADATA_COMPONENT, METADATA_MIGRATIONS)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
         finally:
             self._release(conn)
 

@@ -85,6 +85,9 @@ class SessionQueries:
     """Session, staging and upload queries (mixed into ``SQLiteTx``)."""
 
     conn: sqlite3.Connection
+    #: Appended to the session look-up: PostgreSQL's write transactions lock the session row (`` FOR UPDATE``)
+    #: so staging into a session and committing it take turns, as SQLite's serialised writers do.
+    session_lock = ""
 
     def insert_session(self, session: SessionRecord) -> None:
         """Record a new session."""
@@ -119,7 +122,7 @@ class SessionQueries:
     def get_session(self, session_id: str) -> SessionRecord | None:
         """Return a session."""
         row = self.conn.execute(
-            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
+            f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?{self.session_lock}", (session_id,)
         ).fetchone()
         return None if row is None else _session(row)
 
