@@ -291,6 +291,71 @@ _TOO_LARGE = (
 )
 
 
+#: Bodies up to this size are sent in one piece with the response's header block (copying them costs less
+#: than a second ``send``); larger ones follow it in their own write.
+JOIN_BODY_MAX = 256 * 1024
+
+
+class _JoinedHeadTransport:
+    """What one request's response cycle writes through: its header block goes out with the first body chunk.
+
+    uvicorn writes a response's status line and headers, then each body chunk, each with its own ``send``
+    system call: two per small response, where the second one is most of the cost of a small request on the
+    loopback. The header block is held here until the next write (normally the body, sent in the same turn
+    of the event loop) and sent joined to it; a response whose body takes longer (a stream, a long poll) gets
+    its header block flushed on the loop's next turn all the same, and closing flushes first.
+    """
+
+    __slots__ = ("_flush_handle", "_held", "_loop", "_started", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._flush_handle: asyncio.Handle | None = None
+        self._started = False
+
+    def write(self, data: bytes) -> None:
+        """Hold the first write (the header block); send any later one joined to what is held."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if self._flush_handle is not None:
+                self._flush_handle.cancel()
+                self._flush_handle = None
+            if len(data) <= JOIN_BODY_MAX:
+                self.transport.write(held + data)
+                return
+            self.transport.write(held)
+        elif not self._started:
+            self._started = True
+            self._held = data
+            self._flush_handle = self._loop.call_soon(self.flush)
+            return
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        """Send what is held, if anything."""
+        self._flush_handle = None
+        held, self._held = self._held, None
+        if held is not None and not self.transport.is_closing():
+            self.transport.write(held)
+
+    def is_closing(self) -> bool:
+        """Tell whether the connection is closing."""
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        """Flush, then close the connection."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 def guarded_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol]:
     """Return uvicorn's httptools protocol class bound to ``guard`` (for ``uvicorn.Config(http=...)``)."""
     limits = guard.limits
@@ -356,7 +421,12 @@ def guarded_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol]:
             self._header_bytes = 0
             self._cancel_header_timer()
             guard.set_idle(self.transport, False)
+            previous = self.cycle
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not None and cycle is not previous:
+                # A new response cycle (not an upgrade): its header block goes out with its body.
+                cycle.transport = _JoinedHeadTransport(self.transport, self.loop)  # type: ignore[assignment]
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
