@@ -18,6 +18,8 @@ REDACTED = "REDACTED"
 
 #: Query parameter names (lowercase) whose values are secrets: any name containing one of these words.
 _SECRET_WORDS = re.compile(r"sig|token|key|secret|password|passwd|credential|auth", re.IGNORECASE)
+#: A query of ``name=value`` pairs in characters that form-decoding and re-encoding leave as they are.
+_PLAIN_QUERY = re.compile(r"[\w.~/:-]+=[\w.~/:-]*(?:&[\w.~/:-]+=[\w.~/:-]*)*", re.ASCII)
 
 
 def redact_target(target: str) -> str:
@@ -32,6 +34,9 @@ def redact_target(target: str) -> str:
     """
     path, sep, query = target.partition("?")
     if not sep:
+        return target
+    if _PLAIN_QUERY.fullmatch(query) and not _SECRET_WORDS.search(query):
+        # Plain ``name=value`` pairs that re-encode to themselves, none of them secret: nothing to change.
         return target
     pairs = parse_qsl(query, keep_blank_values=True)
     if not pairs:
