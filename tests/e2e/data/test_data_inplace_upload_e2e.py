@@ -115,6 +115,7 @@ def _complete(
     return api.post("/object/multipart/complete", params=where, json=body)
 
 
+@pytest.mark.backends("local")  # part files and SHA-256 part ETags of the local blob store
 @pytest.mark.slow
 def test_raw_http_upload_without_the_hint_keeps_one_blob_per_part(
     server: LocalServer, repo_path: str
@@ -139,6 +140,7 @@ def test_raw_http_upload_without_the_hint_keeps_one_blob_per_part(
     assert all(_is_blob(server, part) for part in _parts())
 
 
+@pytest.mark.backends("local")  # part files and SHA-256 part ETags of the local blob store
 def test_hinted_upload_rejects_oversized_parts_and_bad_hints(server: LocalServer, repo_path: str) -> None:
     files_before = _upload_files(server)
     with Client(endpoint_url=server.endpoint_url, api_key=server.api_key) as client:

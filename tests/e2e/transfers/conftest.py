@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     from tilde.server import LocalServer
 
 
+@pytest.fixture(scope="session", params=["local", "s3"])
+def server_backend(request: pytest.FixtureRequest) -> str:
+    """This suite runs on the default backend and again with blobs on S3 (see ``tests/conftest.py``)."""
+    backend: str = request.param
+    return backend
+
+
 @pytest.fixture
 def client(server: LocalServer) -> Iterator[Client]:
     """A data-layer client authenticated with the server's admin key (its capabilities not yet asked)."""
