@@ -69,6 +69,7 @@ BENCHES = (
     Bench("commit", "bench_commit_cost.py", ("--rounds", "50"), ("--quick", "--rounds", "10")),
     Bench("folders", "bench_folders.py", ("--files", "10000"), ("--files", "200")),
     Bench("transfer", "bench_transfer.py", (), ("--size", "32", "--rounds", "1", "--part-size", "16")),
+    Bench("image_start", "bench_image_start.py", ("--rounds", "20"), ("--rounds", "5")),
 )
 
 
@@ -190,6 +191,16 @@ TARGETS = (
             "ours": f["seconds"]["download, ours"],
             "published": f["seconds"]["download, published 0.7.9 get loop"],
         },
+    ),
+    Target(
+        "image_start",
+        'repo.execute("true") on a cached image, beyond a host-root start (ms)',
+        "image_start",
+        "ms",
+        "<=",
+        100,
+        lambda f: float(f["extra_ms"]),
+        lambda f: {"ours": f["image"]["p50_ms"], "limit": f["host"]["p50_ms"] + 100},
     ),
 )
 
