@@ -8,17 +8,21 @@ layers made here (`layer`, `build_image`) and pushed with the distribution API (
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import hashlib
+import http.server
 import io
 import json
 import re
+import secrets
 import shutil
 import socket
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -314,3 +318,149 @@ def push_index(
         )
         assert put.status_code == 201, put.text
     return digest_of(index)
+
+
+# -- network helpers ------------------------------------------------------------------------------------
+
+
+@dataclass
+class CuttingProxy:
+    """A TCP proxy in front of a registry that cuts one connection after it has sent ``cut_after`` bytes.
+
+    Attributes:
+        url: ``http://127.0.0.1:PORT`` of the proxy.
+        sent: Bytes sent from the registry to clients, over every connection.
+        cuts: Connections cut so far (at most one).
+
+    """
+
+    url: str
+    cut_after: int
+    sent: int = 0
+    cuts: int = 0
+
+
+@contextlib.contextmanager
+def cutting_proxy(target: RunningRegistry, cut_after: int) -> Iterator[CuttingProxy]:
+    """Run a `CuttingProxy` to ``target`` on a free loopback port for the duration of the block."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    proxy = CuttingProxy(f"http://127.0.0.1:{listener.getsockname()[1]}", cut_after)
+    lock = threading.Lock()
+    stopping = threading.Event()
+    port = int(target.host.rsplit(":", 1)[1])
+
+    def pump(source: socket.socket, sink: socket.socket, count: bool) -> None:
+        sent_here = 0
+        try:
+            while chunk := source.recv(65536):
+                if count:
+                    with lock:
+                        if proxy.cuts == 0 and sent_here + len(chunk) > proxy.cut_after:
+                            proxy.cuts += 1
+                            keep = proxy.cut_after - sent_here
+                            sink.sendall(chunk[:keep])
+                            proxy.sent += keep
+                            break
+                        proxy.sent += len(chunk)
+                    sent_here += len(chunk)
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", port))
+            threading.Thread(target=pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client, True), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        stopping.set()
+        listener.close()
+        thread.join(timeout=10)
+
+
+@dataclass
+class TokenGate:
+    """A bearer-token front of a registry (Docker Hub's flow): 401 with a challenge, a token endpoint.
+
+    Attributes:
+        url: The front's base URL; registry API calls go through it.
+        credentials: What the token endpoint wants as basic auth.
+        tokens_issued: Tokens handed out.
+        scopes: The ``scope`` parameters asked for.
+
+    """
+
+    url: str
+    credentials: tuple[str, str]
+    tokens_issued: int = 0
+    scopes: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def token_gate(target: RunningRegistry, credentials: tuple[str, str]) -> Iterator[TokenGate]:
+    """Serve `TokenGate` in front of ``target`` (which must not need auth itself)."""
+    token = secrets.token_hex(16)
+    expected_basic = "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+    upstream = httpx.Client(base_url=target.url, timeout=60)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/token"):
+                if self.headers.get("Authorization") != expected_basic:
+                    self._reply(401, b"{}", {"Content-Type": "application/json"})
+                    return
+                query = dict(item.split("=", 1) for item in self.path.split("?", 1)[1].split("&"))
+                gate.scopes.append(query.get("scope", "").replace("%3A", ":").replace("%2F", "/"))
+                gate.tokens_issued += 1
+                self._reply(200, json.dumps({"token": token}).encode(), {"Content-Type": "application/json"})
+                return
+            if self.headers.get("Authorization") != f"Bearer {token}":
+                repository = "/".join(self.path.split("?")[0].split("/")[2:-2])
+                scope = f"repository:{repository}:pull"
+                challenge = f'Bearer realm="{gate.url}/token",service="tests",scope="{scope}"'
+                self._reply(401, b"{}", {"WWW-Authenticate": challenge, "Content-Type": "application/json"})
+                return
+            headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "range")}
+            answer = upstream.get(self.path, headers=headers)
+            keep = ("content-type", "docker-content-digest", "content-range")
+            self._reply(
+                answer.status_code, answer.content, {k: v for k, v in answer.headers.items() if k in keep}
+            )
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    gate = TokenGate(f"http://127.0.0.1:{server.server_address[1]}", credentials)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield gate
+    finally:
+        server.shutdown()
+        server.server_close()
+        upstream.close()
+        thread.join(timeout=10)
