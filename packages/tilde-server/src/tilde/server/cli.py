@@ -3,7 +3,9 @@
 - ``tilde-server serve [--host] [--port] [--data-dir] [--admin-key] [--public-url] [connection limits]``: run
   the server;
 - ``tilde-server user create NAME [--email] [--full-name]`` / ``tilde-server user list``: human users;
-- ``tilde-server rotate-master-key`` / ``tilde-server generate-master-key``: encryption at rest.
+- ``tilde-server rotate-master-key`` / ``tilde-server generate-master-key``: encryption at rest;
+- ``tilde-server migrate [--database-url]``: apply schema migrations; ``tilde-server copy-metadata
+  --database-url``: copy a data directory's SQLite metadata into PostgreSQL.
 
 The user and key commands work on the data directory while a server runs on it (SQLite in WAL mode).
 """
@@ -53,6 +55,30 @@ _data_dir_option = click.option(
     default=None,
     help="The server's data directory (env TILDE_SERVER_DATA_DIR; default ~/.tilde/server).",
 )
+
+
+_database_url_option = click.option(
+    "--database-url",
+    envvar=["TILDE_SERVER_DATABASE_URL", "TILDE_DATABASE_URL"],
+    default=None,
+    metavar="postgresql://…",
+    help="Keep the metadata (registry, repositories' history, triggers) in this PostgreSQL database instead "
+    "of SQLite files in the data directory; needs tilde-server[postgres] (env TILDE_SERVER_DATABASE_URL or "
+    "TILDE_DATABASE_URL).",
+)
+
+
+def _check_database_url(database_url: str | None) -> str | None:
+    if not database_url:
+        return None
+    if not database_url.startswith(("postgresql://", "postgres://")):
+        _fail("--database-url must be a postgresql:// URL")
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        _fail("--database-url needs PostgreSQL's driver: pip install 'tilde-server[postgres]'")
+    return database_url
 
 
 def _data_dir(data_dir: Path | None) -> Path:
@@ -215,6 +241,7 @@ def _log_server_messages() -> None:
     help="MiB of blob files this node caches for sandboxes with --blob-store "
     "(env TILDE_SERVER_BLOB_CACHE_SIZE).",
 )
+@_database_url_option
 def serve(
     host: str,
     port: int,
@@ -229,6 +256,7 @@ def serve(
     blob_store: str | None,
     s3_endpoint_url: str | None,
     blob_cache_size: int,
+    database_url: str | None,
 ) -> None:
     """Serve the Tilde API until interrupted.
 
@@ -273,6 +301,7 @@ def serve(
             blob_store=blob_store or None,
             s3_endpoint_url=s3_endpoint_url or None,
             blob_cache_bytes=blob_cache_size * 1024 * 1024,
+            database_url=_check_database_url(database_url),
         )
         if config.blob_store and not config.blob_store.startswith("s3://"):
             _fail(f"--blob-store must be s3://bucket[/prefix] (got {config.blob_store!r})")
@@ -402,3 +431,48 @@ def rotate_master_key(data_dir: Path | None) -> None:
             f"{generated} (the generated key) is no longer needed once the server runs with {MASTER_KEY_ENV}",
             err=True,
         )
+
+
+@main.command()
+@_data_dir_option
+@_database_url_option
+def migrate(data_dir: Path | None, database_url: str | None) -> None:
+    """Apply the schema migrations the databases lack, and print each store's schema version.
+
+    The server applies them at start-up too; run this first when upgrading several replicas.
+
+    Example: tilde-server migrate --database-url postgresql://tilde@db/tilde
+    """
+    from tilde.server.dbtools import migrate_all
+
+    url = _check_database_url(database_url)
+    try:
+        versions = migrate_all(_data_dir(data_dir), url)
+    except Exception as error:  # the driver's errors: unreachable server, refused login, ...
+        _fail(f"cannot migrate: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+    for component, version in versions.items():
+        click.echo(f"{component}: schema version {version}")
+
+
+@main.command("copy-metadata")
+@_data_dir_option
+@_database_url_option
+def copy_metadata_command(data_dir: Path | None, database_url: str | None) -> None:
+    """Copy a data directory's metadata (SQLite) into an empty PostgreSQL database, offline.
+
+    Stop the server first. Blobs stay in the data directory: serve with the same --data-dir and the new
+    --database-url afterwards.
+
+    Example: tilde-server copy-metadata --data-dir ~/tilde-data --database-url postgresql://tilde@db/tilde
+    """
+    from tilde.server.dbtools import copy_metadata
+
+    url = _check_database_url(database_url)
+    if url is None:
+        _fail("copy-metadata needs --database-url (the target)")
+    source = (data_dir or DEFAULT_DATA_DIR).expanduser()
+    try:
+        report = copy_metadata(source, url, progress=lambda table, rows: click.echo(f"{table}: {rows} rows"))
+    except ValueError as error:
+        _fail(str(error))
+    click.echo(f"copied {sum(report.rows.values())} rows from {source}")

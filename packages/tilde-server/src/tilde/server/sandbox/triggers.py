@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from starlette.applications import Starlette
 from starlette.datastructures import State
 
-from tilde.server._db import Location, SqliteStore
+from tilde.server._db import Connection, Location, Migration, SqliteStore
 from tilde.server._ids import new_id, utc_now
 from tilde.server.auth import Authenticator, Principal
 from tilde.server.errors import ApiError
@@ -175,6 +175,22 @@ def _not_found(trigger_id: str) -> ApiError:
     return ApiError(404, "not_found", f"sandbox trigger {trigger_id!r} not found")
 
 
+def _insertion_order(db: Connection, dialect: str) -> None:
+    """Give PostgreSQL's tables the ``rowid`` SQLite has implicitly (lists and cursors follow it)."""
+    if dialect == "postgres":
+        for table in ("triggers", "trigger_runs"):
+            db.execute(
+                f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS rowid BIGINT GENERATED ALWAYS AS IDENTITY"
+            )
+
+
+#: The trigger store's schema history.
+TRIGGER_MIGRATIONS = (
+    Migration(1, "triggers and their runs", _SCHEMA),
+    Migration(2, "insertion order on PostgreSQL", _insertion_order),
+)
+
+
 class TriggerStore(SqliteStore):
     """Triggers and their runs, in one SQLite file; every method is safe to call from any thread.
 
@@ -186,7 +202,7 @@ class TriggerStore(SqliteStore):
     """
 
     def __init__(self, path: Location) -> None:
-        super().__init__(path, _SCHEMA, component="triggers")
+        super().__init__(path, migrations=TRIGGER_MIGRATIONS, component="triggers")
 
     def create(self, repo_id: str, fields: Mapping[str, Any], creator: Principal) -> TriggerRecord:
         """Store a new trigger.

@@ -1,0 +1,272 @@
+"""Metadata on PostgreSQL: concurrent commits, schema migrations and the copy from a SQLite data directory.
+
+The server runs in process on a fresh database of the session's PostgreSQL (``postgres_server``); requests go
+over real HTTP. The data, admin, IAM and secrets suites run on PostgreSQL too (their ``server_backend``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from pg_server import PostgresServer
+
+from tilde.core.errors import ConflictError
+from tilde.data import Client, Repository
+from tilde.server import LocalServer, ServerConfig
+from tilde.server._db import PostgresDatabase, apply_migrations, connect_sqlite
+from tilde.server._db_postgres import shared_pool
+from tilde.server.storage.engine import StorageEngine
+from tilde.server.storage.metadata import KeyRange
+from tilde.server.storage.schema import METADATA_COMPONENT, METADATA_MIGRATIONS
+
+#: Sessions racing to commit the same path.
+RACERS = 50
+
+
+@pytest.fixture(scope="module")
+def pg_tilde(
+    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalServer]:
+    """A server whose metadata lives in a fresh PostgreSQL database."""
+    config = ServerConfig(
+        data_dir=tmp_path_factory.mktemp("pg-server"), database_url=postgres_server.new_database()
+    )
+    with LocalServer(config=config) as server:
+        yield server
+
+
+@pytest.fixture
+def pg_repo(pg_tilde: LocalServer) -> Iterator[Repository]:
+    """A fresh repository on the PostgreSQL server."""
+    org = f"org-{uuid.uuid4().hex[:10]}"
+    _create_org(pg_tilde, org)
+    with Client(endpoint_url=pg_tilde.endpoint_url, api_key=pg_tilde.api_key) as client:
+        yield client.repositories(org).create(f"repo-{uuid.uuid4().hex[:8]}")
+
+
+def _create_org(server: LocalServer, name: str) -> None:
+    response = httpx.post(
+        server.endpoint_url.rstrip("/") + "/api/v1/organizations",
+        json={"name": name, "display_name": name},
+        headers={"Authorization": f"Bearer {server.api_key}"},
+    )
+    assert response.status_code == 201, response.text
+
+
+def _race(repo: Repository, paths: list[str]) -> tuple[list[str], list[ConflictError], list[BaseException]]:
+    """Stage one path per session, then commit every session at once from its own thread."""
+    sessions = []
+    for number, path in enumerate(paths):
+        session = repo.session()
+        session.objects.put(path, f"racer {number}".encode())
+        sessions.append(session)
+    barrier = threading.Barrier(len(sessions))
+    commits: list[str] = []
+    conflicts: list[ConflictError] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def commit(number: int) -> None:
+        barrier.wait()
+        try:
+            commit_id = sessions[number].commit(f"racer {number}")
+            with lock:
+                commits.append(str(commit_id))
+        except ConflictError as error:
+            with lock:
+                conflicts.append(error)
+        except BaseException as error:  # reported below, with the others
+            with lock:
+                errors.append(error)
+
+    threads = [threading.Thread(target=commit, args=(number,)) for number in range(len(sessions))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return commits, conflicts, errors
+
+
+def test_fifty_conflicting_commits_have_exactly_one_winner(pg_repo: Repository) -> None:
+    with pg_repo.session() as session:
+        session.objects.put("shared", b"base")
+        session.commit("base")
+    commits, conflicts, errors = _race(pg_repo, ["shared"] * RACERS)
+    assert errors == []
+    assert len(commits) == 1
+    assert len(conflicts) == RACERS - 1
+    history = list(pg_repo.commits.list())
+    assert [commit.message for commit in history][1:] == ["base"]
+    winner = history[0].message
+    assert pg_repo.commits.get(history[0].id).objects.get("shared").read() == winner.encode()
+
+
+def test_fifty_disjoint_commits_all_land_in_one_line(pg_repo: Repository) -> None:
+    commits, conflicts, errors = _race(pg_repo, [f"path-{number}" for number in range(RACERS)])
+    assert (errors, conflicts) == ([], [])
+    assert len(commits) == RACERS
+    history = list(pg_repo.commits.list())
+    assert len(history) == RACERS
+    # Linear: each commit's parent is the next older one.
+    assert [commit.parents for commit in history[:-1]] == [[commit.id] for commit in history[1:]]
+    head = pg_repo.commits.get(history[0].id)
+    assert sorted(entry.path for entry in head.objects.list()) == sorted(f"path-{n}" for n in range(RACERS))
+
+
+def test_listings_follow_byte_order_like_sqlite(pg_repo: Repository) -> None:
+    paths = ["a", "B", "a-b", "a/b", "a.b", "Z", "é", "e", "_", "~x", "A b"]
+    with pg_repo.session() as session:
+        for path in paths:
+            session.objects.put(path, b"x")
+        commit_id = session.commit("names")
+    listed = [entry.path for entry in pg_repo.commits.get(commit_id).objects.list()]
+    assert listed == sorted(paths, key=lambda path: path.encode())
+
+
+def _versions(url: str) -> list[tuple[str, int]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT component, version FROM tilde_meta.schema_version ORDER BY 1, 2"
+        ).fetchall()
+    return [(str(component), int(version)) for component, version in rows]
+
+
+def test_an_empty_database_gets_every_migration(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    url = postgres_server.new_database()
+    StorageEngine.open(tmp_path, database_url=url).close()
+    assert _versions(url) == [(METADATA_COMPONENT, step.version) for step in METADATA_MIGRATIONS]
+
+
+def test_an_older_postgres_schema_is_migrated_with_its_rows(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres_server.new_database()
+    pool = shared_pool(PostgresDatabase(url, "tilde_meta"), str(METADATA_MIGRATIONS[0].apply))
+    try:
+        with pool.transaction() as conn:
+            assert apply_migrations(conn, METADATA_COMPONENT, METADATA_MIGRATIONS, target=1) == [1]
+            # A repository with one live version, written the way version 1 stored it (no source metadata).
+            conn.execute(
+                "INSERT INTO repos (repo_id, head_seq, head_commit_id, created_us) VALUES ('r', 1, 'c', 1)"
+            )
+            conn.execute(
+                "INSERT INTO versions (repo_id, path, born_seq, died_seq, blob_key, size, sha256,"
+                " content_type, metadata, modified_us)"
+                " VALUES ('r', 'p', 1, ?, 'k', 3, 'h', 'text/plain', '{}', 1)",
+                (1 << 62,),
+            )
+    finally:
+        pool.release()
+    assert _versions(url) == [(METADATA_COMPONENT, 1)]
+    engine = StorageEngine.open(tmp_path, database_url=url)
+    try:
+        with engine.meta.read() as tx:
+            (version,) = tx.versions_at("r", 1, KeyRange(), 10)
+    finally:
+        engine.close()
+    assert (version.path, version.size, dict(version.source_metadata)) == ("p", 3, {})
+    assert _versions(url) == [(METADATA_COMPONENT, step.version) for step in METADATA_MIGRATIONS]
+
+
+def test_an_older_sqlite_schema_is_migrated_with_its_rows(tmp_path: Path) -> None:
+    db = connect_sqlite(tmp_path / "meta.sqlite3")
+    db.execute("BEGIN IMMEDIATE")
+    apply_migrations(db, METADATA_COMPONENT, METADATA_MIGRATIONS, target=1)
+    db.execute(
+        "INSERT INTO uploads (id, repo_id, session_id, path, created_us) VALUES ('u', 'r', 's', 'p', 1)"
+    )
+    db.execute("COMMIT")
+    db.close()
+    engine = StorageEngine.open(tmp_path)
+    try:
+        with engine.meta.read() as tx:
+            (upload,) = tx.list_uploads()
+    finally:
+        engine.close()
+    assert (upload.id, upload.part_size) == ("u", None)
+    db = connect_sqlite(tmp_path / "meta.sqlite3")
+    versions = [int(row[0]) for row in db.execute("SELECT version FROM schema_version ORDER BY version")]
+    db.close()
+    assert versions == [step.version for step in METADATA_MIGRATIONS]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tilde.server", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_migrate_command_reports_every_store(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    url = postgres_server.new_database()
+    result = _cli("migrate", "--data-dir", str(tmp_path), "--database-url", url)
+    assert result.returncode == 0, result.stderr
+    assert "metadata: schema version 3" in result.stdout
+    assert "registry: schema version 2" in result.stdout
+    assert url not in result.stdout + result.stderr
+    # Run again: nothing left to apply, same versions.
+    again = _cli("migrate", "--data-dir", str(tmp_path), "--database-url", url)
+    assert again.stdout == result.stdout
+
+
+def test_migrate_command_refuses_a_url_that_is_not_postgres(tmp_path: Path) -> None:
+    result = _cli("migrate", "--data-dir", str(tmp_path), "--database-url", "mysql://db/x")
+    assert result.returncode == 1
+    assert "postgresql://" in result.stderr
+
+
+def test_copy_metadata_moves_a_data_directory_to_postgres(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    with LocalServer(data_dir=data_dir) as embedded:
+        api_key = embedded.api_key
+        _create_org(embedded, "moving")
+        with Client(endpoint_url=embedded.endpoint_url, api_key=api_key) as client:
+            repo = client.repositories("moving").create("things")
+            with repo.session() as session:
+                session.objects.put("a.txt", b"first")
+                session.commit("one")
+            with repo.session() as session:
+                session.objects.put("b/c.txt", b"second")
+                session.commit("two")
+            http = httpx.Client(base_url=embedded.endpoint_url.rstrip("/") + "/api/v1")
+            secret = http.put(
+                "/organizations/moving/repositories/things/secrets/TOKEN",
+                json={"value": "s3cr3t"},
+                headers={"Authorization": f"Bearer {api_key}"},
+            )
+            assert secret.status_code in (200, 201), secret.text
+    url = postgres_server.new_database()
+    result = _cli("copy-metadata", "--data-dir", str(data_dir), "--database-url", url)
+    assert result.returncode == 0, result.stderr
+    assert "meta.versions: 2 rows" in result.stdout
+    # A second copy into the same (now full) database is refused: copies never merge.
+    again = _cli("copy-metadata", "--data-dir", str(data_dir), "--database-url", url)
+    assert again.returncode == 1
+    assert "not empty" in again.stderr
+
+    with LocalServer(config=ServerConfig(data_dir=data_dir, database_url=url, admin_key=api_key)) as moved:
+        with Client(endpoint_url=moved.endpoint_url, api_key=api_key) as client:
+            repo = client.repository("moving/things")
+            assert [commit.message for commit in repo.commits.list()] == ["two", "one"]
+            head = repo.commits.get(next(iter(repo.commits.list())).id)
+            assert head.objects.get("a.txt").read() == b"first"
+            assert head.objects.get("b/c.txt").read() == b"second"
+        listed = httpx.get(
+            moved.endpoint_url.rstrip("/") + "/api/v1/organizations/moving/repositories/things/secrets",
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
+        assert listed.status_code == 200, listed.text
+        assert "TOKEN" in listed.text
