@@ -45,18 +45,8 @@ __all__ = [
 
 #: Where the agent's interpreter and libraries appear inside an image sandbox.
 _AGENT_DIR = "/.tilde"
-#: Shared libraries of the interpreter that are bound beside it (the C library and its loader, libpython).
-_RUNTIME_LIBS = (
-    "ld-linux",
-    "ld64",
-    "libc.so",
-    "libm.so",
-    "libpython",
-    "libpthread",
-    "libdl",
-    "libutil",
-    "librt",
-)
+#: Mapped shared objects in these directories are Python modules, not libraries the interpreter links.
+_MODULE_DIRS = ("/site-packages/", "/dist-packages/", "/lib-dynload/")
 #: pip's default index, and the host its files come from.
 DEFAULT_INDEX = "https://pypi.org/simple"
 _PYPI_FILES = "files.pythonhosted.org"
@@ -76,24 +66,32 @@ class AgentRuntime:
     argv: tuple[str, ...]
 
 
-def _mapped_libraries() -> dict[str, str]:
-    """Return ``basename -> path`` of the runtime libraries this process has mapped."""
-    found: dict[str, str] = {}
+def _mapped_libraries() -> list[str]:
+    """Return the paths of the shared libraries this process has mapped (its loader included), in order.
+
+    Every library the interpreter was linked against is among them (C library, ``libm``, ``libpython``,
+    ``libz``, ``libexpat``, ...), whichever Python runs the server.
+    """
+    found: dict[str, None] = {}
     with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
         for line in maps:
             fields = line.split(None, 5)
             if len(fields) < 6 or not fields[5].startswith("/"):
                 continue
             path = fields[5].strip()
-            name = os.path.basename(path)
-            if name.startswith(_RUNTIME_LIBS) and ".so" in name and os.path.isfile(path):
-                found.setdefault(name, path)
-    return found
+            if ".so" in os.path.basename(path) and not any(d in path for d in _MODULE_DIRS):
+                found.setdefault(path, None)
+    return [path for path in found if os.path.isfile(path)]
 
 
 @functools.lru_cache(maxsize=1)
 def agent_runtime() -> AgentRuntime:
     """Work out how the server's own interpreter runs inside an image (cached: it never changes).
+
+    The directories of the libraries the server process has mapped are bound whole (read-only) at
+    ``/.tilde/lib/N``, so a library is found under its link name (``libz.so.1``) as the interpreter asks for
+    it, whatever file it resolves to; they lie inside the installation too when the server runs on a system
+    Python (its prefix is ``/usr``).
 
     Raises:
         RuntimeError: When the interpreter's installation or its loader cannot be found.
@@ -103,19 +101,19 @@ def agent_runtime() -> AgentRuntime:
     relative = os.path.relpath(python, prefix)
     if relative.startswith(".."):
         raise RuntimeError(f"the server's interpreter {python} is not inside its installation {prefix}")
-    libraries = {
-        name: path for name, path in _mapped_libraries().items() if not path.startswith(prefix + "/")
-    }
-    loaders = [name for name in libraries if name.startswith(("ld-linux", "ld64"))]
-    if not loaders:
+    libraries = _mapped_libraries()
+    directories = list(dict.fromkeys(os.path.dirname(path) for path in libraries))
+    inside = {directory: f"{_AGENT_DIR}/lib/{number}" for number, directory in enumerate(directories)}
+    loader = next(
+        (p for p in libraries if os.path.basename(p).startswith(("ld-linux", "ld64", "ld-musl"))), None
+    )
+    if loader is None:
         raise RuntimeError("the dynamic loader of the server's interpreter was not found")
-    lib_dir = f"{_AGENT_DIR}/lib"
-    binds = [(prefix, f"{_AGENT_DIR}/python")]
-    binds += [(path, f"{lib_dir}/{name}") for name, path in sorted(libraries.items())]
+    binds = [(prefix, f"{_AGENT_DIR}/python"), *inside.items()]
     argv = (
-        f"{lib_dir}/{loaders[0]}",
+        f"{inside[os.path.dirname(loader)]}/{os.path.basename(loader)}",
         "--library-path",
-        f"{lib_dir}:{_AGENT_DIR}/python/lib",
+        ":".join([*inside.values(), f"{_AGENT_DIR}/python/lib"]),
         f"{_AGENT_DIR}/python/{relative}",
     )
     return AgentRuntime(tuple(binds), argv)
