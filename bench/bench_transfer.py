@@ -264,10 +264,15 @@ def main() -> None:
                 lambda: run_child(python, OURS_STREAM, endpoint, key, "bench/ours"), args.rounds
             )
             target = root / "downloaded.bin"
-            results["download_file"] = rounds(
-                lambda: run_child(python, OURS_DOWNLOAD_FILE, endpoint, key, "bench/ours", str(target)),
-                args.rounds,
-            )
+
+            def download_file() -> dict[str, Any]:
+                # Like the cp case: the previous round's file goes first, so both write into a new file
+                # whose pages the old one just gave back (download_file keeps an existing destination
+                # until the new bytes are complete, which would make it the only case on cold memory).
+                target.unlink(missing_ok=True)
+                return run_child(python, OURS_DOWNLOAD_FILE, endpoint, key, "bench/ours", str(target))
+
+            results["download_file"] = rounds(download_file, args.rounds)
             intact = sha256_of(target) == expected
             if published is not None:
                 results["stream, published"] = rounds(
@@ -283,19 +288,22 @@ def main() -> None:
                     ),
                     args.rounds,
                 )
-                results["download to a file, published"] = rounds(
-                    lambda: run_child(
+                published_target = root / "published.bin"
+
+                def published_download() -> dict[str, Any]:
+                    published_target.unlink(missing_ok=True)
+                    return run_child(
                         published,
                         PUBLISHED_STREAM,
                         endpoint,
                         key,
                         "bench/published",
                         commit["id"],
-                        str(root / "published.bin"),
+                        str(published_target),
                         env=published_env,
-                    ),
-                    args.rounds,
-                )
+                    )
+
+                results["download to a file, published"] = rounds(published_download, args.rounds)
     report(results, args.size, args.rounds, intact, args.json)
 
 
