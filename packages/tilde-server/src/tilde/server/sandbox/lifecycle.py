@@ -1,8 +1,9 @@
 """One sandbox from start to end: layers, process, watch, then commit or roll back, and clean up.
 
 Runs as a coroutine on the runtime's own event loop. The final status is set only after the session was
-committed or rolled back and the sandbox's directories were removed, so a client that sees a terminal status
-sees its effects too.
+committed or rolled back and every process, cgroup, socket and mount of the sandbox is gone, so a client that
+sees a terminal status sees its effects too; the sandbox's directories are removed just after (it is the
+slowest step of the tear-down, and nobody waits for it).
 """
 
 from __future__ import annotations
@@ -539,7 +540,8 @@ class _Run:
 
     # -- end -----------------------------------------------------------------------------------------------
 
-    async def cleanup(self) -> None:
+    async def release(self) -> None:
+        """Kill the sandbox's processes, remove its cgroups, close its sockets and unmount its overlays."""
         if self.process is not None:
             await self.process.kill()
             self.process.close()
@@ -554,8 +556,11 @@ class _Run:
         if self.run_fd >= 0:
             os.close(self.run_fd)
             self.run_fd = -1
-        paths = self.paths
         self.unmount()
+
+    async def remove_files(self) -> None:
+        """Remove the sandbox's directories and let go of its shared layers (after `release`)."""
+        paths = self.paths
         own = [paths.upper, paths.work, paths.merged, paths.run, self.tmp] + (
             [paths.lower] if self.private_lower else []
         )
@@ -685,7 +690,7 @@ async def run_sandbox(runtime: SandboxRuntime, record: SandboxRecord) -> None:
     finally:
         runtime.tokens.revoke_sandbox(record.id)
         try:
-            await run.cleanup()
+            await run.release()
         except Exception:
             logger.exception("sandbox %s: cleanup failed", record.id)
         retired = runtime.retire_oldest(record)
@@ -695,5 +700,9 @@ async def run_sandbox(runtime: SandboxRuntime, record: SandboxRecord) -> None:
             save_record(record)
         except OSError:
             logger.exception("sandbox %s: saving its record failed", record.id)
+        try:
+            await run.remove_files()
+        except Exception:
+            logger.exception("sandbox %s: cleanup failed", record.id)
         if retired:
             await run.loop.run_in_executor(None, remove_trees, [str(old.directory) for old in retired])
