@@ -52,6 +52,12 @@ class ServerConfig:
         database_url: A ``postgresql://`` URL: the registry, the engine's metadata and the triggers live in
             that database (schemas ``tilde_registry``, ``tilde_meta``, ``tilde_triggers``) instead of SQLite
             files in ``data_dir``; needs the ``tilde-server[postgres]`` extra.
+        image_cache_bytes: Most unpacked bytes of sandbox images kept under ``data_dir/images``; least
+            recently used images not in use are removed past it. None: no limit.
+        registry_mirrors: Registry mirrors (``https://…``, or ``http://…`` on loopback or a private network)
+            asked first for Docker Hub images (``python:3.12``), in order.
+        registry_credentials: Registry host (``host[:port]``, ``docker.io`` for Docker Hub) ->
+            ``(username, password)`` for pulls from private registries.
 
     """
 
@@ -74,6 +80,9 @@ class ServerConfig:
     s3_credentials: tuple[str, str] | None = field(default=None, repr=False)
     blob_cache_bytes: int = 10 * 1024**3
     database_url: str | None = field(default=None, repr=False)
+    image_cache_bytes: int | None = None
+    registry_mirrors: tuple[str, ...] = ()
+    registry_credentials: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

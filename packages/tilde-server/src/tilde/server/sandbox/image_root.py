@@ -297,10 +297,12 @@ def image_store(runtime: Any) -> ImageStore:
 
         config = runtime.config
         mirrors: Sequence[str] = getattr(config, "registry_mirrors", None) or ()
+        credentials = dict(getattr(config, "registry_credentials", None) or {})
         store = ImageStore(
             Path(config.data_dir) / "images",
             mirrors=mirrors,
             max_bytes=getattr(config, "image_cache_bytes", None),
+            credentials=credentials.get if credentials else None,
         )
         _STORES[runtime] = store
     return store
