@@ -70,6 +70,7 @@ BENCHES = (
     Bench("folders", "bench_folders.py", ("--files", "10000"), ("--files", "200")),
     Bench("transfer", "bench_transfer.py", (), ("--size", "32", "--rounds", "1", "--part-size", "16")),
     Bench("image_start", "bench_image_start.py", ("--rounds", "20"), ("--rounds", "5")),
+    Bench("s3", "bench_s3.py", ("--size", "256", "--rounds", "3"), ("--size", "32", "--rounds", "1")),
 )
 
 
