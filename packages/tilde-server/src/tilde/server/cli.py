@@ -5,7 +5,8 @@
 - ``tilde-server user create NAME [--email] [--full-name]`` / ``tilde-server user list``: human users;
 - ``tilde-server rotate-master-key`` / ``tilde-server generate-master-key``: encryption at rest;
 - ``tilde-server migrate [--database-url]``: apply schema migrations; ``tilde-server copy-metadata
-  --database-url``: copy a data directory's SQLite metadata into PostgreSQL.
+  --database-url``: copy a data directory's SQLite metadata into PostgreSQL;
+- ``tilde-server image pull|list|rm|import``: the OCI images sandboxes run on (``serve --registry-mirror``).
 
 The user and key commands work on the data directory while a server runs on it (SQLite in WAL mode).
 """
@@ -40,6 +41,8 @@ from tilde.server.crypto import (
     load_master_keys,
 )
 from tilde.server.errors import ApiError
+from tilde.server.images.commands import image as image_commands
+from tilde.server.images.commands import registry_options, registry_settings
 from tilde.server.registry import Registry
 from tilde.server.registry_principals import mint_token
 from tilde.server.secret_store import SecretStore
@@ -242,6 +245,7 @@ def _log_server_messages() -> None:
     "(env TILDE_SERVER_BLOB_CACHE_SIZE).",
 )
 @_database_url_option
+@registry_options
 def serve(
     host: str,
     port: int,
@@ -257,6 +261,9 @@ def serve(
     s3_endpoint_url: str | None,
     blob_cache_size: int,
     database_url: str | None,
+    registry_mirrors: tuple[str, ...],
+    registry_auth_file: Path | None,
+    image_cache_size: int | None,
 ) -> None:
     """Serve the Tilde API until interrupted.
 
@@ -302,6 +309,7 @@ def serve(
             s3_endpoint_url=s3_endpoint_url or None,
             blob_cache_bytes=blob_cache_size * 1024 * 1024,
             database_url=_check_database_url(database_url),
+            **registry_settings(registry_mirrors, registry_auth_file, image_cache_size),
         )
         if config.blob_store and not config.blob_store.startswith("s3://"):
             _fail(f"--blob-store must be s3://bucket[/prefix] (got {config.blob_store!r})")
@@ -476,3 +484,6 @@ def copy_metadata_command(data_dir: Path | None, database_url: str | None) -> No
     except ValueError as error:
         _fail(str(error))
     click.echo(f"copied {sum(report.rows.values())} rows from {source}")
+
+
+main.add_command(image_commands)
