@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from tilde.server.api._blobresponse import BlobResponse, parse_range
 from tilde.server.api._direct import DOWNLOAD_URL_TTL, direct_store
-from tilde.server.api._listing_cache import ListingCache, PageKey
+from tilde.server.api._listing_cache import ListingCache, ObjectKey, PageKey, SmallObject
 from tilde.server.api.common import (
     auth_of,
     check_session,
@@ -69,12 +69,26 @@ def _read_view(request: Request) -> tuple[str | None, str | None]:
 
 
 async def get_object(request: Request) -> Response:
-    """Serve an object's bytes (200, 206 for a satisfiable ``Range``, else 416); HEAD: headers only."""
+    """Serve an object's bytes (200, 206 for a satisfiable ``Range``, else 416); HEAD: headers only.
+
+    An object of at most `INLINE_READ_MAX` bytes read at a commit (the head or a ``ref``) is kept with its
+    headers in the app's read cache, keyed by the commit id: its later reads, once authorized, need one
+    point look-up (which commit is read) and no file access.
+    """
     path = object_path(request)
     _, repo = resolve_repo(request, "GetObject", path=path)
     session_id, ref = _read_view(request)
     engine = engine_of(request)
-    # A point look-up on an index (tens of microseconds): cheaper on the event loop than a thread hand-off.
+    key: ObjectKey | None = None
+    if session_id is None:
+        # Point look-ups on an index (tens of microseconds): cheaper on the event loop than a thread hand-off.
+        commit_id = engine.view_commit(repo.id, ref)
+        if commit_id is not None:
+            key = ObjectKey(repo.id, commit_id, path)
+            cached = _read_caches(request).objects.get(key)
+            if cached is not None:
+                return _small_response(request, cached)
+            ref = commit_id  # read exactly the commit of the key, even if the head moves meanwhile
     version = engine.stat(repo.id, path, session_id=session_id, ref=ref)
     headers = {
         "ETag": version.etag,
@@ -82,9 +96,9 @@ async def get_object(request: Request) -> Response:
         "Last-Modified": http_date(version.last_modified),
         "Accept-Ranges": "bytes",
     }
-    for key, value in version.metadata.items():
-        if key.isascii() and value.isascii() and key.replace("-", "").isalnum():
-            headers[f"X-Tilde-Meta-{key}"] = value
+    for name, value in version.metadata.items():
+        if name.isascii() and value.isascii() and name.replace("-", "").isalnum():
+            headers[f"X-Tilde-Meta-{name}"] = value
     if request.method == "HEAD":
         return Response(status_code=200, headers={**headers, "Content-Length": str(version.size)})
     direct = direct_store(engine)
@@ -93,6 +107,11 @@ async def get_object(request: Request) -> Response:
         url = direct.presign_get(version.blob, DOWNLOAD_URL_TTL, headers["Content-Type"])
         return Response(status_code=307, headers={**headers, "Location": url, "Cache-Control": "no-store"})
     blob_path = engine.blob_path(version.blob)
+    if version.size <= INLINE_READ_MAX:
+        small = SmallObject(tuple(headers.items()), version.size, _read_small(blob_path, 0, version.size))
+        if key is not None:
+            _read_caches(request).objects.put(key, small, version.size + _ENTRY_OVERHEAD)
+        return _small_response(request, small)
     byte_range = parse_range(request.headers.get("range"), version.size)
     status, start, end = 200, 0, version.size
     if byte_range is not None:
@@ -101,6 +120,24 @@ async def get_object(request: Request) -> Response:
     if end - start <= INLINE_READ_MAX:
         return Response(_read_small(blob_path, start, end), status_code=status, headers=headers)
     return BlobResponse(blob_path, start, end, status, headers)
+
+
+#: Bytes counted for a cached small object besides its data (its headers and bookkeeping).
+_ENTRY_OVERHEAD = 512
+
+
+def _small_response(request: Request, small: SmallObject) -> Response:
+    """Answer a read of a small object held in memory (HEAD, a ``Range`` or the whole object)."""
+    headers = dict(small.headers)
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(small.size)
+        return Response(status_code=200, headers=headers)
+    byte_range = parse_range(request.headers.get("range"), small.size)
+    if byte_range is None:
+        return Response(small.data, headers=headers)
+    start, end = byte_range
+    headers["Content-Range"] = f"bytes {start}-{end - 1}/{small.size}"
+    return Response(small.data[start:end], status_code=206, headers=headers)
 
 
 def _read_small(path: Path, start: int, end: int) -> bytes:
@@ -135,7 +172,7 @@ async def list_objects(request: Request) -> Response:
         commit_id = engine.view_commit(repo.id, ref)
         if commit_id is not None:
             key = PageKey(repo.id, commit_id, prefix, delimiter, after, amount)
-            body = _listing_cache(request).get(key)
+            body = _read_caches(request).pages.get(key)
             if body is not None:
                 return Response(body, media_type="application/json")
             ref = commit_id  # list exactly the commit of the key, even if the head moves meanwhile
@@ -151,11 +188,12 @@ async def list_objects(request: Request) -> Response:
     )
     response = paged([listing_json(i) for i in page.items], page.has_more, page.next_cursor)
     if key is not None:
-        _listing_cache(request).put(key, bytes(response.body))
+        body = bytes(response.body)
+        _read_caches(request).pages.put(key, body, len(body))
     return response
 
 
-def _listing_cache(request: Request) -> ListingCache:
+def _read_caches(request: Request) -> ListingCache:
     cache: ListingCache = request.app.state.listing_cache
     return cache
 
