@@ -359,3 +359,28 @@ def test_serve_command_with_an_s3_blob_store(tmp_path: Path, s3_server: S3Server
     )
     assert bad.returncode != 0
     assert "s3://bucket" in bad.stderr
+
+
+PUBLISHED_SCRIPT = Path(__file__).parents[1] / "server" / "published_client_script.py"
+
+
+@pytest.mark.slow
+def test_published_client_uploads_to_and_downloads_from_the_object_store(
+    published_python: Path, s3_backed: LocalServer, repo_name: str, s3_server: S3Server, bucket: str
+) -> None:
+    result = subprocess.run(
+        [str(published_python), str(PUBLISHED_SCRIPT), s3_backed.endpoint_url, s3_backed.api_key, repo_name],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(published_python.parent.parent)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "OK session put/get/commit",
+        "OK list",
+        "OK get",
+        "OK delete/copy",
+    ]
+    # Its uploads went to the object store: their bytes are blobs in the bucket.
+    assert hashlib.sha256(b"x" * 100_000).hexdigest() in _blob_keys(s3_server, bucket)
