@@ -8,6 +8,7 @@ then shows the log and the diff and reads the result back.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -109,6 +110,9 @@ def main() -> int:
     if problem is not None:
         print(f"error: sandboxes cannot run on this machine: {problem}", file=sys.stderr)
         return 1
+    # The tour runs offline: its embedded server runs every image name on this machine's own root filesystem
+    # (read-only; each sandbox's image_note says so) instead of pulling images from a registry.
+    os.environ.setdefault("TILDE_SERVER_HOST_IMAGE", "all")
     with LocalServer() as server:  # no data_dir: a temporary one, removed when the server stops
         print(f"tilde-server running at {server.endpoint_url} (data in a temporary directory)")
         tour(server)

@@ -91,6 +91,7 @@ SANDBOX_WITHOUT_BWRAP_ON_PATH = textwrap.dedent(
 def test_a_sandbox_runs_with_no_bwrap_on_path(tmp_path: Path) -> None:
     # Only the interpreter's own directory on PATH: no system bubblewrap to fall back on.
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILDE_")}
+    env["TILDE_SERVER_HOST_IMAGE"] = "all"  # no registry here: image names run on the host's root
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     env["PATH"] = str(empty)
