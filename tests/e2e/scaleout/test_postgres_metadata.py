@@ -6,6 +6,7 @@ over real HTTP. The data, admin, IAM and secrets suites run on PostgreSQL too (t
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -270,3 +271,14 @@ def test_copy_metadata_moves_a_data_directory_to_postgres(
         )
         assert listed.status_code == 200, listed.text
         assert "TOKEN" in listed.text
+
+
+def test_serve_reports_an_unreachable_database_without_its_password(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql://tilde:hunter2@127.0.0.1:{port}/tilde"
+    result = _cli("serve", "--port", "0", "--data-dir", str(tmp_path), "--database-url", url)
+    assert result.returncode == 1
+    assert "cannot connect to PostgreSQL at 127.0.0.1" in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr

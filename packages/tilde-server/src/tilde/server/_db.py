@@ -26,6 +26,7 @@ from tilde.server._private import private_database
 __all__ = [
     "DATABASE_FILES",
     "Connection",
+    "DatabaseUnavailable",
     "IntegrityError",
     "Location",
     "Migration",
@@ -43,6 +44,10 @@ __all__ = [
 #: A unique, primary-key or foreign-key constraint failed, on either backend (PostgreSQL's errors are
 #: raised as this class too, so stores catch one exception).
 IntegrityError = sqlite3.IntegrityError
+
+class DatabaseUnavailable(RuntimeError):
+    """The configured database cannot be reached or refuses the connection (the message never has the URL)."""
+
 
 #: The server's databases and their file names in the data directory (embedded backend).
 DATABASE_FILES = {"registry": "registry.sqlite3", "meta": "meta.sqlite3", "triggers": "triggers.sqlite3"}
@@ -113,6 +118,10 @@ class Connection(Protocol):
 
     def executescript(self, script: str, /) -> Any:
         """Run several statements without parameters."""
+        ...
+
+    def executemany(self, sql: str, rows: Any, /) -> Any:
+        """Run one statement for each parameter row."""
         ...
 
 

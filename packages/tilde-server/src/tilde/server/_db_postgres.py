@@ -27,17 +27,20 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import psycopg.errors
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-from tilde.server._db import IntegrityError, PostgresDatabase
+from tilde.server._db import DatabaseUnavailable, IntegrityError, PostgresDatabase
 
 __all__ = ["PgConnection", "Row", "SharedPool", "shared_pool", "translate"]
 
 #: Attempts of a single-statement call that hit a serialisation failure or deadlock.
 RETRIES = 5
+#: Seconds a store waits for its first connection before giving up.
+CONNECT_TIMEOUT = 15.0
 #: Connections per pool (one pool per database schema, shared by the stores of that schema).
 POOL_MAX = 16
 
@@ -216,7 +219,14 @@ class SharedPool:
         self._pool = ConnectionPool(
             database.url, min_size=1, max_size=POOL_MAX, configure=configure, open=True, name=schema
         )
-        self._pool.wait(timeout=30.0)
+        try:
+            self._pool.wait(timeout=CONNECT_TIMEOUT)
+        except PoolTimeout:
+            self._pool.close()
+            host = urlsplit(database.url).hostname or "the local socket"
+            raise DatabaseUnavailable(
+                f"cannot connect to PostgreSQL at {host} within {CONNECT_TIMEOUT:g} s"
+            ) from None
 
     def add_schema(self, schema_sql: str) -> None:
         """Learn the primary keys of tables created by ``schema_sql`` (for ``REPLACE INTO``)."""

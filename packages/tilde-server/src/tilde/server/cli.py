@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 import click
 import uvicorn.logging
 
+from tilde.server._db import DatabaseUnavailable
 from tilde.server._tuning import tune_malloc
 from tilde.server._version import __version__
 from tilde.server.access_log import install_access_log_redaction
@@ -315,7 +316,7 @@ def serve(
             _fail(f"--blob-store must be s3://bucket[/prefix] (got {config.blob_store!r})")
         try:
             app = create_app(config)
-        except InvalidArgument as error:
+        except (InvalidArgument, DatabaseUnavailable) as error:
             _fail(str(error))
         click.echo(f"tilde-server {__version__} on http://{host}:{port} (data in {data_dir})")
         server = make_server(app, config, host=host, port=port, log_level="info")
