@@ -384,3 +384,30 @@ def test_published_client_uploads_to_and_downloads_from_the_object_store(
     ]
     # Its uploads went to the object store: their bytes are blobs in the bucket.
     assert hashlib.sha256(b"x" * 100_000).hexdigest() in _blob_keys(s3_server, bucket)
+
+
+@pytest.mark.sandbox
+def test_sandboxes_read_blobs_through_the_node_cache_and_commit_to_the_bucket(
+    s3_backed: LocalServer, repo_name: str, s3_server: S3Server, bucket: str
+) -> None:
+    from tilde.compute import Client as ComputeClient
+
+    inputs = {f"in/{n}.txt": os.urandom(2000 + n) for n in range(20)}
+    with ComputeClient(endpoint_url=s3_backed.endpoint_url, api_key=s3_backed.api_key) as client:
+        repo = client.repository(repo_name)
+        with repo.session() as session:
+            for path, data in inputs.items():
+                session.objects.put(path, data)
+            session.commit("inputs")
+        cache = s3_backed.data_dir / "blob-cache"
+        # Uploaded straight to the bucket: this node has not cached them.
+        cached = {p.name for p in cache.glob("??/*")}
+        assert not {hashlib.sha256(d).hexdigest() for d in inputs.values()} & cached
+        result = repo.execute("cat /sandbox/in/*.txt | sha256sum > /sandbox/out.txt")
+        assert result.exit_code == 0
+    expected = hashlib.sha256(b"".join(inputs[p] for p in sorted(inputs))).hexdigest()
+    out = f"{expected}  -\n".encode()
+    cached = {p.name for p in cache.glob("??/*")}
+    assert {hashlib.sha256(d).hexdigest() for d in inputs.values()} <= cached
+    # What the sandbox wrote went to the bucket with the commit.
+    assert hashlib.sha256(out).hexdigest() in _blob_keys(s3_server, bucket)
