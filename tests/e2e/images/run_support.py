@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 
 from tilde.server import LocalServer, ServerConfig
-from tilde.server.images import ImageStore
 
 
 def free_port() -> int:
@@ -64,10 +63,8 @@ def image_server(data_dir: Path, mirror: str, **sandbox: Any) -> Iterator[LocalS
     The host's root filesystem is off unless a test turns it on (``allow_host_image``).
     """
     settings: dict[str, Any] = {"allow_host_image": False, "images": {}, **sandbox}
-    config = ServerConfig(data_dir=data_dir, sandbox=settings)
+    config = ServerConfig(data_dir=data_dir, sandbox=settings, registry_mirrors=(f"http://{mirror}",))
     with LocalServer(config=config) as server:
-        # The application's image store, as the server builds it from its registry settings.
-        server.app.state.image_store = ImageStore(data_dir / "images", mirrors=[f"http://{mirror}"])
         yield server
 
 
