@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tilde.server.storage.errors import InvalidArgument
 
 __all__ = ["MAX_PATH_BYTES", "MAX_SEGMENT_BYTES", "prefix_upper_bound", "validate_path"]
@@ -9,6 +11,9 @@ __all__ = ["MAX_PATH_BYTES", "MAX_SEGMENT_BYTES", "prefix_upper_bound", "validat
 MAX_PATH_BYTES = 1024
 #: Longest segment: a file name in a sandbox's file system (Linux NAME_MAX), so every object can appear there.
 MAX_SEGMENT_BYTES = 255
+
+#: C0 and C1 control characters (and DEL), which no path may contain.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 # The largest code point; strings are compared by code point, which is also UTF-8 byte order (SQLite BINARY).
 _MAX_CHAR = 0x10FFFF
@@ -42,7 +47,7 @@ def validate_path(path: str) -> str:
         raise InvalidArgument(f"path is longer than {MAX_PATH_BYTES} bytes", code="invalid_path")
     if path.startswith("/"):
         raise InvalidArgument("path must not start with '/'", code="invalid_path")
-    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in path):
+    if _CONTROL.search(path):
         raise InvalidArgument("path must not contain control characters", code="invalid_path")
     for segment in path.split("/"):
         if segment == "":
