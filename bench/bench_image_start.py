@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "e2e" / "images")]
 
 from oci_images import minimal_image, push  # noqa: E402
-from run_support import run_registry  # noqa: E402
+from run_support import registry_address  # noqa: E402
 
 
 def _percentile_ms(samples: list[float], fraction: float) -> float:
@@ -48,7 +48,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-image-start-") as scratch:
         work = Path(scratch)
-        with run_registry(work / "registry") as registry:
+        with registry_address(work / "registry") as registry:
             push(minimal_image(), f"{registry}/library/mini:latest")
             store = ImageStore(work / "data" / "images", mirrors=[f"http://{registry}"])
             asyncio.run(store.ensure("mini"))

@@ -6,8 +6,6 @@ A registry on loopback, a server whose registry mirror is that registry, and san
 from __future__ import annotations
 
 import contextlib
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,44 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from oci_registry import run_registry
 
 from tilde.server import LocalServer, ServerConfig
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
-def run_registry(root: Path) -> Iterator[str]:
-    """Start Debian's ``docker-registry`` on loopback, storage under ``root``; yields ``host:port``."""
-    port = free_port()
-    root.mkdir(parents=True, exist_ok=True)
-    config = root / "registry.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: error\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n",
-        encoding="utf-8",
-    )
-    log = (root / "registry.log").open("wb")
-    process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, (root / "registry.log").read_text()
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "the registry did not start"
-            time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+def registry_address(root: Path) -> Iterator[str]:
+    """A registry on loopback (`oci_registry.run_registry`); yields its ``host:port``."""
+    with run_registry(root) as registry:
+        yield registry.url.removeprefix("http://")
 
 
 @contextlib.contextmanager

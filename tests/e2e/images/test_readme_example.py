@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 from oci_images import push, python_image
-from run_support import Repo, image_server, run_registry
+from run_support import Repo, image_server, registry_address
 
 from tilde.compute import Client
 
@@ -138,7 +138,7 @@ def test_the_readme_compute_example_runs_unchanged(tmp_path: Path) -> None:
     with contextlib.ExitStack() as stack:
         registries = contextlib.ExitStack()
         stack.callback(registries.close)
-        registry = registries.enter_context(run_registry(tmp_path / "registry"))
+        registry = registries.enter_context(registry_address(tmp_path / "registry"))
         push(python_image(), f"{registry}/library/python:3.12")
         port = stack.enter_context(package_index())
         server = stack.enter_context(

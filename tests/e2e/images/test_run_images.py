@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from oci_images import MINIMAL_USER, minimal_image, push
-from run_support import Repo, image_server, run_registry
+from run_support import Repo, image_server, registry_address
 
 from tilde.server import LocalServer
 
@@ -23,7 +23,7 @@ MiB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with run_registry(tmp_path_factory.mktemp("registry")) as address:
+    with registry_address(tmp_path_factory.mktemp("registry")) as address:
         push(minimal_image(), f"{address}/library/mini:latest")
         yield address
 
@@ -119,7 +119,7 @@ def test_an_image_missing_from_the_registry_is_image_not_found(repo: Repo, regis
 
 
 def test_an_unreachable_registry_is_image_pull_failed(repo: Repo) -> None:
-    from run_support import free_port
+    from oci_registry import free_port
 
     status, _ = repo.run(image=f"127.0.0.1:{free_port()}/library/mini:latest", command=["true"])
     assert (status["status"], status["status_reason"]) == ("failed", "image_pull_failed"), status
