@@ -70,6 +70,12 @@ BENCHES = (
     Bench("folders", "bench_folders.py", ("--files", "10000"), ("--files", "200")),
     Bench("transfer", "bench_transfer.py", (), ("--size", "32", "--rounds", "1", "--part-size", "16")),
     Bench("image_start", "bench_image_start.py", ("--rounds", "20"), ("--rounds", "5")),
+    Bench(
+        "images",
+        "bench_images.py",
+        ("--layers", "4", "--layer-mib", "32", "--rounds", "3"),
+        ("--layers", "4", "--layer-mib", "8", "--rounds", "1"),
+    ),
     Bench("s3", "bench_s3.py", ("--size", "256", "--rounds", "3"), ("--size", "32", "--rounds", "1")),
 )
 
@@ -202,6 +208,16 @@ TARGETS = (
         100,
         lambda f: float(f["extra_ms"]),
         lambda f: {"ours": f["image"]["p50_ms"], "limit": f["host"]["p50_ms"] + 100},
+    ),
+    Target(
+        "image_pull",
+        "image pull with unpacking, MiB/s (x skopeo copy + umoci unpack of the same image)",
+        "images",
+        "x",
+        ">=",
+        0.8,
+        lambda f: float(f["ratio_vs_skopeo_umoci"]),
+        lambda f: {"ours": f["mib_per_s"]["store"], "limit": f["mib_per_s"]["skopeo+umoci"]},
     ),
 )
 
