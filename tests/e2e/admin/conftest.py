@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from tilde.server import LocalServer
 
 
+@pytest.fixture(scope="session", params=["local", "postgres"])
+def server_backend(request: pytest.FixtureRequest) -> str:
+    """This suite runs on the default backend and again with the metadata on PostgreSQL."""
+    backend: str = request.param
+    return backend
+
+
 @pytest.fixture
 def admin_sdk(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Point the module-level ``tilde.*`` shortcuts at the test server with its admin key.

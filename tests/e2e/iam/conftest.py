@@ -13,6 +13,13 @@ if TYPE_CHECKING:
     from tilde.server import LocalServer
 
 
+@pytest.fixture(scope="session", params=["local", "postgres"])
+def server_backend(request: pytest.FixtureRequest) -> str:
+    """This suite runs on the default backend and again with the metadata on PostgreSQL."""
+    backend: str = request.param
+    return backend
+
+
 @pytest.fixture(scope="module")
 def iam(server: LocalServer) -> Iterator[IamOrg]:
     """A fresh organization for the module, owned by the admin."""

@@ -10,6 +10,13 @@ import pytest
 from secrets_helpers import make_agent
 
 
+@pytest.fixture(scope="session", params=["local", "postgres"])
+def server_backend(request: pytest.FixtureRequest) -> str:
+    """This suite runs on the default backend and again with the metadata on PostgreSQL."""
+    backend: str = request.param
+    return backend
+
+
 @pytest.fixture
 def agent(api: httpx.Client, org_name: str) -> dict[str, Any]:
     return make_agent(api, org_name, "robot")

@@ -17,11 +17,19 @@ import pytest
 from secrets_helpers import make_agent
 
 from tilde.server import LocalServer
+from tilde.server.config import DATABASE_URL_FILE
 
 REGISTRY = "registry.sqlite3"
 
 
 def _rows(data_dir: Path) -> list[dict[str, Any]]:
+    url_file = data_dir / DATABASE_URL_FILE
+    if url_file.exists():  # a server on PostgreSQL (the suite's second backend)
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(url_file.read_text().strip(), row_factory=dict_row) as conn:
+            return list(conn.execute("SELECT * FROM tilde_registry.api_keys").fetchall())
     with sqlite3.connect(data_dir / REGISTRY) as db:
         db.row_factory = sqlite3.Row
         rows = [dict(row) for row in db.execute("SELECT * FROM api_keys")]

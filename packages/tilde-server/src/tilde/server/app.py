@@ -57,6 +57,7 @@ from tilde.server.config import (
     ServerConfig,
     load_or_create_admin_key,
     load_or_create_upload_secret,
+    remember_database_url,
 )
 from tilde.server.crypto import SecretBox, load_master_keys
 from tilde.server.errors import RequestIdMiddleware, exception_handlers
@@ -114,6 +115,7 @@ def create_app(config: ServerConfig) -> Starlette:
     """
     data_dir = config.data_dir
     private_dir(data_dir)
+    config.database_url = remember_database_url(data_dir, config.database_url)
     registry = Registry(config.database("registry"))
     admin_key = config.admin_key or load_or_create_admin_key(data_dir)[0]
     if not registry.has_token(admin_key):
@@ -142,12 +144,14 @@ def create_app(config: ServerConfig) -> Starlette:
             registry.close()
 
     relative, absolute = _api_routes()
+    # The API mount is tried first: almost every request is for it, and no other path starts with its prefix
+    # (routes with absolute /api/v1/ paths go before it, or it would shadow them).
     routes: list[BaseRoute] = [
+        *absolute,
+        Mount(API_PREFIX, routes=hot_routes_first(relative)),
         Route("/healthz", _healthz, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint, methods=["GET"]),
         *uploads.root_routes,
-        *absolute,
-        Mount(API_PREFIX, routes=hot_routes_first(relative)),
     ]
     app = Starlette(
         routes=routes,

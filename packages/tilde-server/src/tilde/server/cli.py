@@ -25,13 +25,13 @@ from typing import Any, NoReturn
 import click
 import uvicorn.logging
 
-from tilde.server._db import DatabaseUnavailable
+from tilde.server._db import DatabaseUnavailable, Location, database_location
 from tilde.server._tuning import tune_malloc
 from tilde.server._version import __version__
 from tilde.server.access_log import install_access_log_redaction
 from tilde.server.app import create_app
 from tilde.server.auth import USER_KEY_PREFIX
-from tilde.server.config import REGISTRY_FILE, ServerConfig, load_or_create_admin_key
+from tilde.server.config import ServerConfig, load_or_create_admin_key, remember_database_url
 from tilde.server.connection_guard import make_server
 from tilde.server.crypto import (
     MASTER_KEY_ENV,
@@ -345,9 +345,12 @@ def user() -> None:
 @click.option("--email", default="", help="The user's e-mail address.")
 @click.option("--full-name", default="", help="The user's display name.")
 @_data_dir_option
-def user_create(name: str, email: str, full_name: str, data_dir: Path | None) -> None:
+@_database_url_option
+def user_create(
+    name: str, email: str, full_name: str, data_dir: Path | None, database_url: str | None
+) -> None:
     """Create the user NAME and print its API key (shown this once only)."""
-    registry = Registry(_data_dir(data_dir) / REGISTRY_FILE)
+    registry = Registry(_registry_location(data_dir, database_url))
     try:
         note = "created user"
         try:
@@ -369,9 +372,10 @@ def user_create(name: str, email: str, full_name: str, data_dir: Path | None) ->
 
 @user.command("list")
 @_data_dir_option
-def user_list(data_dir: Path | None) -> None:
+@_database_url_option
+def user_list(data_dir: Path | None, database_url: str | None) -> None:
     """List users: name, id and e-mail address (never keys)."""
-    registry = Registry(_data_dir(data_dir) / REGISTRY_FILE)
+    registry = Registry(_registry_location(data_dir, database_url))
     try:
         users = list_users(registry)
     finally:
@@ -386,7 +390,14 @@ def generate_master_key() -> None:
     click.echo(encode_key(os.urandom(32)))
 
 
-def _connector_store(path: Path, box: SecretBox) -> Any:
+def _registry_location(data_dir: Path | None, database_url: str | None) -> Location:
+    """Return where the data directory's registry is: its SQLite file, or the database it was served with."""
+    directory = _data_dir(data_dir)
+    url = remember_database_url(directory, _check_database_url(database_url))
+    return database_location(directory, url, "registry")
+
+
+def _connector_store(path: Location, box: SecretBox) -> Any:
     """Return the connector store when this server has connectors (their credentials are sealed too)."""
     for module_name in ("tilde.server.connectors", "tilde.server.connectors.store"):
         try:
@@ -401,7 +412,8 @@ def _connector_store(path: Path, box: SecretBox) -> Any:
 
 @main.command("rotate-master-key")
 @_data_dir_option
-def rotate_master_key(data_dir: Path | None) -> None:
+@_database_url_option
+def rotate_master_key(data_dir: Path | None, database_url: str | None) -> None:
     """Re-seal every stored secret and connector credential under the first key of TILDE_SERVER_MASTER_KEY.
 
     Set TILDE_SERVER_MASTER_KEY="NEW,OLD" (comma-separated; the first one encrypts). A key generated into
@@ -419,7 +431,7 @@ def rotate_master_key(data_dir: Path | None) -> None:
     if generated.exists() and len(generated.read_bytes()) == 32 and generated.read_bytes() not in keys:
         keys.append(generated.read_bytes())
     box = SecretBox(keys)
-    path = directory / REGISTRY_FILE
+    path = _registry_location(directory, database_url)
     Registry(path).close()  # creates or upgrades the registry's tables first
     secrets = SecretStore(path, box)
     connectors = _connector_store(path, box)
@@ -454,9 +466,10 @@ def migrate(data_dir: Path | None, database_url: str | None) -> None:
     """
     from tilde.server.dbtools import migrate_all
 
-    url = _check_database_url(database_url)
+    directory = _data_dir(data_dir)
+    url = remember_database_url(directory, _check_database_url(database_url))
     try:
-        versions = migrate_all(_data_dir(data_dir), url)
+        versions = migrate_all(directory, url)
     except Exception as error:  # the driver's errors: unreachable server, refused login, ...
         _fail(f"cannot migrate: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
     for component, version in versions.items():
@@ -482,8 +495,10 @@ def copy_metadata_command(data_dir: Path | None, database_url: str | None) -> No
     source = (data_dir or DEFAULT_DATA_DIR).expanduser()
     try:
         report = copy_metadata(source, url, progress=lambda table, rows: click.echo(f"{table}: {rows} rows"))
-    except ValueError as error:
+    except (ValueError, DatabaseUnavailable) as error:
         _fail(str(error))
+    # From now on the directory's commands and starts use the copy, never the SQLite files left behind.
+    remember_database_url(source, url)
     click.echo(f"copied {sum(report.rows.values())} rows from {source}")
 
 

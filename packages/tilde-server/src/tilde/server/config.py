@@ -14,6 +14,8 @@ from tilde.server._db import Location, database_location
 ADMIN_KEY_FILE = "admin_key"
 UPLOAD_SECRET_FILE = "upload_secret"
 REGISTRY_FILE = "registry.sqlite3"
+#: The PostgreSQL URL a data directory was last served with (0600): commands on the directory use it too.
+DATABASE_URL_FILE = "database_url"
 
 
 @dataclass
@@ -108,6 +110,28 @@ def write_private_file(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def remember_database_url(data_dir: Path, database_url: str | None) -> str | None:
+    """Return the database URL to use with ``data_dir``, remembering a given one in the directory.
+
+    A data directory served with ``--database-url`` keeps the URL (``database_url``, 0600), so later commands
+    and starts on the directory without the option use the same database instead of its SQLite files. Delete
+    the file to go back to SQLite.
+
+    Args:
+        data_dir: The data directory (existing).
+        database_url: The URL given now, or None.
+
+    """
+    path = Path(data_dir) / DATABASE_URL_FILE
+    if database_url:
+        if not path.exists() or path.read_text(encoding="utf-8").strip() != database_url:
+            write_private_file(path, database_url.encode("utf-8") + b"\n")
+        return database_url
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip() or None
+    return None
 
 
 def generate_user_key() -> str:
