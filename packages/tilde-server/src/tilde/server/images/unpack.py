@@ -25,6 +25,7 @@ import io
 import os
 import shutil
 import stat
+import sys
 import tarfile
 import zlib
 from collections.abc import Callable
@@ -124,7 +125,10 @@ def remove_tree(path: Path) -> None:
         function(failed)
 
     if os.path.lexists(path):
-        shutil.rmtree(path, onerror=retry)
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=retry)
+        else:
+            shutil.rmtree(path, onerror=retry)
 
 
 class _Extractor:
