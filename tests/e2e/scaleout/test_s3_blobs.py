@@ -411,3 +411,60 @@ def test_sandboxes_read_blobs_through_the_node_cache_and_commit_to_the_bucket(
     assert {hashlib.sha256(d).hexdigest() for d in inputs.values()} <= cached
     # What the sandbox wrote went to the bucket with the commit.
     assert hashlib.sha256(out).hexdigest() in _blob_keys(s3_server, bucket)
+
+
+def test_a_declared_sha256_is_verified_by_the_object_store_not_read_back(
+    tmp_path: Path, s3_server: S3Server, bucket: str
+) -> None:
+    # The server reaches the object store through a counter: what it reads from S3 is measured.
+    host, port = urlsplit(s3_server.endpoint_url).netloc.split(":")
+    s3_counter = ByteCounter((host, int(port)))
+    config = _s3_config(tmp_path / "data", s3_server, bucket)
+    config.s3_endpoint_url = s3_counter.url
+    data = os.urandom(8 * MiB)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with LocalServer(config=config) as srv, _api(srv) as api:
+            org = f"org-{os.urandom(5).hex()}"
+            assert api.post("/organizations", json={"name": org, "display_name": org}).status_code == 201
+            base = f"/organizations/{org}/repositories/repo"
+            created = api.post(
+                f"/organizations/{org}/repositories", json={"name": "repo", "visibility": "private"}
+            )
+            assert created.status_code == 201
+            session_id = api.post(f"{base}/sessions").json()["session_id"]
+            where = {"session_id": session_id, "path": "declared.bin"}
+            bad = api.put(f"{base}/object", params={**where, "sha256": "xyz"})
+            assert bad.status_code == 400
+            assert bad.json()["code"] == "invalid_parameter"
+
+            def finalize(staged: dict[str, object]) -> httpx.Response:
+                return api.post(
+                    f"{base}/object/finalize", params=where, json={"upload_token": staged["upload_token"]}
+                )
+
+            def read_back(staged: dict[str, object], headers: dict[str, str]) -> tuple[httpx.Response, int]:
+                put = httpx.put(str(staged["upload_url"]), content=data, headers=headers)
+                assert put.status_code == 200, put.text
+                before = s3_counter.to_client
+                answer = finalize(staged)
+                return answer, s3_counter.to_client - before
+
+            staged = api.put(f"{base}/object", params={**where, "sha256": digest}).json()
+            headers: dict[str, str] = staged["upload_headers"]
+            # The object store itself refuses other bytes, and the URL without the header.
+            assert httpx.put(staged["upload_url"], content=b"other", headers=headers).status_code == 400
+            assert httpx.put(staged["upload_url"], content=data).status_code == 403
+            answer, from_store = read_back(staged, headers)
+            assert answer.status_code == 201, answer.text
+            assert answer.json()["etag"] == f'"{digest}"'
+            assert from_store < 64 * 1024, from_store
+            # Without the declared digest the server reads the bytes back once to hash them.
+            where["path"] = "undeclared.bin"
+            answer, from_store = read_back(api.put(f"{base}/object", params=where).json(), {})
+            assert answer.status_code == 201, answer.text
+            assert from_store >= len(data)
+            got = api.get(f"{base}/object", params={**where, "path": "declared.bin"}, follow_redirects=True)
+            assert got.content == data
+    finally:
+        s3_counter.close()

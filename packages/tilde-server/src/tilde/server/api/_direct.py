@@ -18,8 +18,11 @@ upload and download bytes never pass through this server's request handling. Wha
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
+
+from starlette.requests import Request
 
 from tilde.server.errors import ApiError
 from tilde.server.storage import BlobRef, StorageEngine
@@ -35,10 +38,12 @@ __all__ = [
     "direct_multipart",
     "direct_store",
     "multipart_store",
+    "stage_answer",
 ]
 
 #: Seconds a presigned download URL stays valid (the client follows it at once).
 DOWNLOAD_URL_TTL = 300.0
+_HEX = frozenset("0123456789abcdef")
 #: S3's smallest part (but the last) of a multipart upload.
 MIN_DIRECT_PART_SIZE = 5 * 1024 * 1024
 
@@ -51,8 +56,8 @@ class DirectStore(Protocol):
         """Return a presigned GET of a blob."""
         ...
 
-    def presign_upload(self, upload_id: str, ttl: float) -> str:
-        """Return a presigned PUT of a single upload's bytes."""
+    def presign_upload(self, upload_id: str, ttl: float, sha256: str | None = None) -> str:
+        """Return a presigned PUT of a single upload's bytes (that must hash to ``sha256`` when given)."""
         ...
 
     def start_multipart(self, upload_id: str) -> None:
@@ -107,6 +112,32 @@ def multipart_store(engine: StorageEngine, upload_id: str) -> DirectStore | None
 def direct_multipart(part_size: int | None) -> bool:
     """Return whether a multipart upload with this declared part size can go straight to the object store."""
     return part_size is None or part_size >= MIN_DIRECT_PART_SIZE
+
+
+def stage_answer(
+    store: DirectStore, request: Request, upload_id: str, token: str, ttl: float
+) -> dict[str, object]:
+    """Return the body answering a stage on an object store: the presigned PUT and the upload's token.
+
+    The optional ``sha256`` query parameter (an extension: the bytes' SHA-256, 64 hex digits) makes the object
+    store itself verify the bytes: the URL then requires the ``x-amz-checksum-sha256`` header listed in
+    ``upload_headers``, the store refuses other bytes, and finalize need not read them back.
+
+    Raises:
+        ApiError: 400 ``invalid_parameter`` for a malformed ``sha256``.
+
+    """
+    sha256 = request.query_params.get("sha256")
+    if sha256 is not None and (len(sha256) != 64 or not _HEX.issuperset(sha256)):
+        raise ApiError(400, "invalid_parameter", "sha256 must be 64 lowercase hex digits")
+    body: dict[str, object] = {
+        "upload_url": store.presign_upload(upload_id, ttl, sha256),
+        "upload_token": token,
+        "upload_id": upload_id,
+    }
+    if sha256 is not None:
+        body["upload_headers"] = {"x-amz-checksum-sha256": base64.b64encode(bytes.fromhex(sha256)).decode()}
+    return body
 
 
 def adopt_single(

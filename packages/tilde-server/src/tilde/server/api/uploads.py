@@ -268,7 +268,9 @@ async def stage_object(request: Request) -> Response:
     await run_sync(registry_of(request).issue_upload, record)
     token = _token_for(request, repo_id, session_id, path, upload_id)
     direct = _direct.direct_store(engine_of(request))
-    url = _url_for(request, target) if direct is None else direct.presign_upload(upload_id, _ttl(request))
+    if direct is not None:
+        return JSONResponse(_direct.stage_answer(direct, request, upload_id, token, _ttl(request)))
+    url = _url_for(request, target)
     return JSONResponse({"upload_url": url, "upload_token": token, "upload_id": upload_id})
 
 

@@ -14,6 +14,7 @@ garbage collection is its object's ``LastModified`` (reusing a blob rewrites its
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import os
@@ -382,13 +383,20 @@ class S3BlobStore:
             ExpiresIn=int(ttl),
         )
 
-    def presign_upload(self, upload_id: str, ttl: float) -> str:
-        """Return a presigned PUT of a single upload's bytes to its staging object."""
-        return self.client.generate_presigned_url(
-            "put_object",
-            Params={"Bucket": self.bucket, "Key": self.upload_key(upload_id)},
-            ExpiresIn=int(ttl),
-        )
+    def presign_upload(self, upload_id: str, ttl: float, sha256: str | None = None) -> str:
+        """Return a presigned PUT of a single upload's bytes to its staging object.
+
+        Args:
+            upload_id: The upload.
+            ttl: Seconds the URL stays valid.
+            sha256: The bytes' SHA-256 (hex), when the client declared it: the URL then requires it as the
+                ``x-amz-checksum-sha256`` header and the object store refuses bytes that do not match.
+
+        """
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.upload_key(upload_id)}
+        if sha256 is not None:
+            params["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
+        return self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=int(ttl))
 
     def start_multipart(self, upload_id: str) -> None:
         """Start the object store's multipart upload behind our upload ``upload_id``."""
@@ -504,6 +512,11 @@ class S3BlobStore:
 
         """
         source = self.upload_key(upload_id)
+        verified = self._verified_sha256(source)
+        if verified is not None:
+            digest, size = verified
+            self._move(source, digest, None)
+            return BlobRef(key=digest, size=size, sha256=digest)
         try:
             answer = self.client.get_object(Bucket=self.bucket, Key=source)
         except ClientError as error:
@@ -520,20 +533,43 @@ class S3BlobStore:
         finally:
             body.close()
         digest = hasher.hexdigest()
+        self._move(source, digest, answer.get("VersionId"))
+        return BlobRef(key=digest, size=size, sha256=digest)
+
+    def _verified_sha256(self, key: str) -> tuple[str, int] | None:
+        """Return ``(sha256 hex, size)`` when the object store verified the object's whole SHA-256 itself.
+
+        That is the case when the client's PUT carried ``x-amz-checksum-sha256``: the store refuses bytes that
+        do not match it and keeps it. Checksums of multipart objects (of part checksums) do not count.
+        """
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError as error:
+            if _not_found(error):
+                return None
+            raise
+        checksum = head.get("ChecksumSHA256") or ""
+        if not checksum or "-" in checksum or "-" in head.get("ETag", ""):
+            return None
+        if head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
+            return None
+        try:
+            raw = base64.b64decode(checksum, validate=True)
+        except ValueError:
+            return None
+        return (raw.hex(), int(head["ContentLength"])) if len(raw) == 32 else None
+
+    def _move(self, source: str, digest: str, version_id: str | None) -> None:
+        """Copy a staging object to the content address ``digest`` (unless stored already); delete it."""
         target = self.blob_key(digest)
         if self._head(target) is not None:
             self._touch(target)
         else:
-            self.client.copy(
-                {"Bucket": self.bucket, "Key": source, "VersionId": answer["VersionId"]}
-                if answer.get("VersionId")
-                else {"Bucket": self.bucket, "Key": source},
-                self.bucket,
-                target,
-                Config=_TRANSFER,
-            )
+            copy_source: Any = {"Bucket": self.bucket, "Key": source}
+            if version_id:
+                copy_source["VersionId"] = version_id
+            self.client.copy(copy_source, self.bucket, target, Config=_TRANSFER)
         self.client.delete_object(Bucket=self.bucket, Key=source)
-        return BlobRef(key=digest, size=size, sha256=digest)
 
     def sweep_uploads(self, live: Set[str], older_than: float) -> int:
         """Delete staging objects and abandon multipart uploads older than ``older_than`` not in ``live``.
