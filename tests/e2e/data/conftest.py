@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session", params=["local", "s3", "postgres"])
 def server_backend(request: pytest.FixtureRequest) -> str:
-    """This suite runs on the default backend, again with blobs on S3 and again with metadata on PostgreSQL."""
+    """This suite runs on the default backend, with blobs on S3, and with metadata on PostgreSQL."""
     backend: str = request.param
     return backend
 
