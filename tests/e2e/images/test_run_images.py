@@ -7,6 +7,10 @@ as ``library/mini:latest``; the server's registry mirror points there, so ``mini
 
 from __future__ import annotations
 
+import contextlib
+import http.server
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,3 +162,52 @@ def test_an_image_without_entrypoint_or_cmd_needs_a_command(tmp_path: Path, regi
         assert status["status"] == "done", status
         assert "host root filesystem" in status["image_note"]
         assert log == "on the host root\n"
+
+
+def test_an_invalid_image_reference_is_a_400(repo: Repo) -> None:
+    response = repo.api.post(f"{repo.base}/sandboxes", json={"image": "Bad:Name", "command": ["true"]})
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_sandbox"
+    assert "invalid image reference" in response.json()["message"]
+
+
+@contextlib.contextmanager
+def stalled_registry() -> Iterator[str]:
+    """A registry that answers ``/v2/`` and then never answers a manifest request; yields ``host:port``."""
+    release = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/v2/":
+                release.wait()
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        do_HEAD = do_GET
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        release.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_sandbox_cancelled_while_its_image_is_pulled_ends_at_once(repo: Repo) -> None:
+    with stalled_registry() as address:
+        sandbox_id = repo.start(image=f"{address}/stalled/image:1", command=["true"])
+        deadline = time.monotonic() + 60
+        while repo.status(sandbox_id)["status_reason"] != "pulling":
+            assert time.monotonic() < deadline, repo.status(sandbox_id)
+            time.sleep(0.05)
+        assert repo.api.delete(f"{repo.base}/sandboxes/{sandbox_id}").status_code == 202
+        status = repo.wait(sandbox_id)
+    assert (status["status"], status["status_reason"]) == ("cancelled", "cancelled_by_user"), status

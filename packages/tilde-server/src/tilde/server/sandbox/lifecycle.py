@@ -367,8 +367,20 @@ class _Run:
             def progress(done: int, total: int) -> None:
                 rec.set_pull_progress(done, total)
 
+            pull = asyncio.ensure_future(store.ensure(reference, progress=progress))
+            stop = asyncio.ensure_future(self.rt.stop_event(rec).wait())
             try:
-                image = await store.ensure(reference, progress=progress)
+                await asyncio.wait({pull, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+            if not pull.done() and rec.stop_request == "cancel":
+                # A cancelled sandbox does not wait for its image (the store resumes the download later).
+                pull.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ImageError):
+                    await pull
+                return Outcome("cancelled", "cancelled_by_user")
+            try:
+                image = await pull
             except ImageNotFound as error:
                 return Outcome(
                     "failed", "image_not_found", fields={"error_message": f"image {reference}: {error}"}

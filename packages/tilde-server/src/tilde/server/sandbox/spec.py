@@ -174,6 +174,16 @@ def _run_as(value: Any) -> dict[str, str] | None:
     return {"type": str(value["type"]), "id": str(value["id"])}
 
 
+def _check_reference(image: str) -> None:
+    """Refuse an image name that is no valid reference (``Bad:Name``, ``a b``) with a 400."""
+    from tilde.server.images import ImageReferenceError, parse_reference
+
+    try:
+        parse_reference(image)
+    except ImageReferenceError as error:
+        raise _bad(str(error)) from None
+
+
 def parse_spec(
     body: Any, *, default_timeout: int, max_timeout: int | None, default_image: str | None = None
 ) -> SandboxSpec:
@@ -199,6 +209,7 @@ def parse_spec(
         image = default_image
     if not isinstance(image, str) or not image.strip():
         raise _bad("image must be a non-empty image reference" if default_image else "image is required")
+    _check_reference(image.strip())
     mode = body.get("mode") or "one-shot"
     if mode not in MODES:
         raise _bad(f"mode must be one of {', '.join(MODES)}")
