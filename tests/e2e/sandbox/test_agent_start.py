@@ -69,8 +69,9 @@ def _frame(kind: int, payload: bytes = b"") -> bytes:
 def _exec(control: str, cmd: list[str], **launch: object) -> tuple[bytes, bytes, dict[str, object]]:
     with socket.socket(socket.AF_UNIX) as sock:
         sock.connect(control)
-        sock.sendall(_frame(_agent.FRAME_LAUNCH, json.dumps({"cmd": cmd, **launch}).encode()))
-        sock.sendall(_frame(_agent.FRAME_STDIN_CLOSE))
+        # One write: a command that cannot start is answered (and its connection closed) at once.
+        launch_frame = _frame(_agent.FRAME_LAUNCH, json.dumps({"cmd": cmd, **launch}).encode())
+        sock.sendall(launch_frame + _frame(_agent.FRAME_STDIN_CLOSE))
         reader = sock.makefile("rb")
         out, err = b"", b""
         while True:

@@ -135,6 +135,7 @@ async def _relay(websocket: WebSocket, record: SandboxRecord, launch: bytes) -> 
         return
     reader, writer = connection
     upstream = asyncio.ensure_future(_client_to_agent(websocket, writer))
+    body: dict[str, Any] | None = None
     try:
         writer.write(encode_frame(FRAME_LAUNCH, launch))
         await writer.drain()
@@ -145,18 +146,21 @@ async def _relay(websocket: WebSocket, record: SandboxRecord, launch: bytes) -> 
         upstream.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await upstream
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
-    if body is None:
-        body = {
-            "exit_code": -1,
-            "reason": "sandbox_finished",
-            "error": "the sandbox ended during the command",
-        }
-    with contextlib.suppress(Exception):
-        await websocket.send_bytes(_exit_payload(body))
-        await websocket.close()
+        try:
+            if body is None:
+                body = {
+                    "exit_code": -1,
+                    "reason": "sandbox_finished",
+                    "error": "the sandbox ended during the command",
+                }
+            # The client hears of the exit first; the agent's connection is closed after.
+            with contextlib.suppress(Exception):
+                await websocket.send_bytes(_exit_payload(body))
+                await websocket.close()
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
 
 
 routes: list[BaseRoute] = [WebSocketRoute(SANDBOX + "/exec", exec_endpoint)]

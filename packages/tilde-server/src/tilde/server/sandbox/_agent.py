@@ -479,8 +479,8 @@ class Agent:
                         pass
                 elif kind == FRAME_STDIN_CLOSE:
                     close_stdin()
-                elif kind == FRAME_KILL:
-                    _kill_group(child.pid)
+                elif kind == FRAME_KILL and not child.exited.is_set():
+                    _kill_group(child.pid)  # never once reaped: its pid may belong to another process by now
 
         pumps = [_start(pump, stdout_r, FRAME_STDOUT), _start(pump, stderr_r, FRAME_STDERR)]
         _start(control)
@@ -596,4 +596,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    status = main(sys.argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # No interpreter shutdown: nothing is left to clean up, and the sandbox ends as soon as the agent is gone.
+    os._exit(status)
