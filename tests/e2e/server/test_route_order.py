@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 from starlette.routing import Mount, Route
 
 from tilde.server import LocalServer
@@ -37,3 +38,16 @@ def test_overlap_is_judged_per_segment() -> None:
     assert not paths_overlap("/a/{x}/object", "/a/{x}/objects")
     assert not paths_overlap("/a/{x}", "/a/{x}/c")
     assert paths_overlap("/files/{rest:path}", "/a/b")
+
+
+def test_the_api_mount_is_tried_first_and_the_other_routes_still_answer(
+    server: LocalServer, api: httpx.Client
+) -> None:
+    assert isinstance(server.app.routes[0], Mount)
+    assert server.app.routes[0].path == API_PREFIX
+    base = server.endpoint_url
+    assert httpx.get(base + "/healthz").json() == {"status": "ok"}
+    assert httpx.get(base + "/openapi.json").status_code == 200
+    assert httpx.put(base + "/uploads/nothing", content=b"x").status_code in (400, 401, 403, 404)
+    assert httpx.get(base + "/nowhere").status_code == 404
+    assert api.get("/organizations").status_code == 200
