@@ -597,6 +597,8 @@ class S3BlobStore:
                             Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                         )
                         removed += 1
+                    with self._ids_lock:
+                        self._multipart_ids.pop(upload_id, None)
         return removed
 
 
