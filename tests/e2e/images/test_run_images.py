@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from oci_images import MINIMAL_USER, minimal_image, push
-from run_support import Repo, image_server, registry_address
+from oci_registry import RunningRegistry, build_image, entry, layer, push_image, run_registry
+from run_support import Repo, image_server
 
 from tilde.server import LocalServer
 
@@ -26,10 +28,16 @@ MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with registry_address(tmp_path_factory.mktemp("registry")) as address:
-        push(minimal_image(), f"{address}/library/mini:latest")
-        yield address
+def running_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    with run_registry(tmp_path_factory.mktemp("registry")) as running:
+        push(minimal_image(), f"{running.url.removeprefix('http://')}/library/mini:latest")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def registry(running_registry: RunningRegistry) -> str:
+    """The registry's ``host:port``."""
+    return running_registry.url.removeprefix("http://")
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +219,14 @@ def test_a_sandbox_cancelled_while_its_image_is_pulled_ends_at_once(repo: Repo) 
         assert repo.api.delete(f"{repo.base}/sandboxes/{sandbox_id}").status_code == 202
         status = repo.wait(sandbox_id)
     assert (status["status"], status["status_reason"]) == ("cancelled", "cancelled_by_user"), status
+
+
+def test_an_image_that_claims_the_agents_directory_is_refused(
+    repo: Repo, running_registry: RunningRegistry, registry: str
+) -> None:
+    # /.tilde as a symlink into the repository would send the agent's mount points there (and into a commit).
+    image = build_image([layer(entry(".tilde", kind=tarfile.SYMTYPE, linkname="sandbox"))], cmd=None)
+    push_image(running_registry, "library/claims-agent", "1", image)
+    status, _ = repo.run(image=f"{registry}/library/claims-agent:1", command=["true"])
+    assert (status["status"], status["status_reason"]) == ("failed", "image_not_found"), status
+    assert "reserves" in status["error_message"]

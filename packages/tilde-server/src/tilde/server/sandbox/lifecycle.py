@@ -36,6 +36,7 @@ from tilde.server.sandbox.image_root import (
     resolve_user,
 )
 from tilde.server.sandbox.isolation import (
+    AGENT_DIR,
     RUN_DIR,
     ImageMount,
     LaunchPaths,
@@ -391,6 +392,11 @@ class _Run:
             rec.set_status("starting", "initializing")
         # Layers in use are never evicted from the cache while the sandbox runs.
         self.held.enter_context(store.pin(image))
+        if any(os.path.lexists(layer / AGENT_DIR.lstrip("/")) for layer in image.layers):
+            # The agent's files are bound there; through a symlink of the image they would land elsewhere
+            # (in the repository, say).
+            message = f"image {reference} has {AGENT_DIR}, which the sandbox runtime reserves for itself"
+            return Outcome("failed", "image_not_found", fields={"error_message": message})
         try:
             self.image_user = resolve_user(image.layers, image.config.user, self.rt.settings)
         except LookupError as error:
