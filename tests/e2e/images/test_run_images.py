@@ -230,3 +230,15 @@ def test_an_image_that_claims_the_agents_directory_is_refused(
     status, _ = repo.run(image=f"{registry}/library/claims-agent:1", command=["true"])
     assert (status["status"], status["status_reason"]) == ("failed", "image_not_found"), status
     assert "reserves" in status["error_message"]
+
+
+def test_the_hardening_holds_inside_an_image(repo: Repo) -> None:
+    status, log = repo.run(image="mini", command=["sh", "-c", "cat /proc/self/status /proc/self/uid_map"])
+    assert status["status"] == "done", (status, log)
+    fields = dict(line.split(":\t", 1) for line in log.splitlines() if ":\t" in line)
+    assert fields["CapEff"].strip() == "0000000000000000"
+    assert fields["CapBnd"].strip() == "0000000000000000"
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert fields["Seccomp"].strip() == "2"  # the runtime's filter
+    mappings = [line.split() for line in log.splitlines() if line.strip() and ":" not in line]
+    assert mappings == [[str(MINIMAL_USER[0]), mappings[0][1], "1"]]  # one id, the image's user
