@@ -341,13 +341,13 @@ class CuttingProxy:
 
 
 @contextlib.contextmanager
-def cutting_proxy(target: RunningRegistry, cut_after: int) -> Iterator[CuttingProxy]:
-    """Run a `CuttingProxy` to ``target`` on a free loopback port for the duration of the block."""
+def cutting_proxy(target: RunningRegistry | str, cut_after: int) -> Iterator[CuttingProxy]:
+    """Run a `CuttingProxy` to ``target`` (a registry, or ``host:port``) on a free loopback port."""
     listener = socket.create_server(("127.0.0.1", 0))
     proxy = CuttingProxy(f"http://127.0.0.1:{listener.getsockname()[1]}", cut_after)
     lock = threading.Lock()
     stopping = threading.Event()
-    port = int(target.host.rsplit(":", 1)[1])
+    port = int((target if isinstance(target, str) else target.host).rsplit(":", 1)[1])
 
     def pump(source: socket.socket, sink: socket.socket, count: bool) -> None:
         sent_here = 0
@@ -387,6 +387,8 @@ def cutting_proxy(target: RunningRegistry, cut_after: int) -> Iterator[CuttingPr
         yield proxy
     finally:
         stopping.set()
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
         listener.close()
         thread.join(timeout=10)
 
@@ -410,8 +412,14 @@ class TokenGate:
 
 
 @contextlib.contextmanager
-def token_gate(target: RunningRegistry, credentials: tuple[str, str]) -> Iterator[TokenGate]:
-    """Serve `TokenGate` in front of ``target`` (which must not need auth itself)."""
+def token_gate(
+    target: RunningRegistry, credentials: tuple[str, str], *, honour_range: bool = True
+) -> Iterator[TokenGate]:
+    """Serve `TokenGate` in front of ``target`` (which must not need auth itself).
+
+    With ``honour_range=False`` it drops ``Range`` headers, as some registries and CDNs do (a ``200`` with
+    the whole blob answers a request for its tail).
+    """
     token = secrets.token_hex(16)
     expected_basic = "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
     upstream = httpx.Client(base_url=target.url, timeout=60)
@@ -446,7 +454,8 @@ def token_gate(target: RunningRegistry, credentials: tuple[str, str]) -> Iterato
                 challenge = f'Bearer realm="{gate.url}/token",service="tests",scope="{scope}"'
                 self._reply(401, b"{}", {"WWW-Authenticate": challenge, "Content-Type": "application/json"})
                 return
-            headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "range")}
+            forwarded = ("accept", "range") if honour_range else ("accept",)
+            headers = {k: v for k, v in self.headers.items() if k.lower() in forwarded}
             answer = upstream.get(self.path, headers=headers)
             keep = ("content-type", "docker-content-digest", "content-range")
             self._reply(

@@ -223,6 +223,31 @@ def test_an_interrupted_download_resumes_where_it_stopped(registry: RunningRegis
     assert proxy.sent < blob + blob // 8
 
 
+def test_a_registry_that_ignores_range_sends_the_blob_again(
+    registry: RunningRegistry, tmp_path: Path
+) -> None:
+    payload = os.urandom(2 * 1024 * 1024)
+    image = build_image([files_layer({"data.bin": payload})])
+    push_image(registry, "library/norange", "1", image)
+    blob = len(image.blobs[0])
+    with (
+        token_gate(registry, ("robot", "pw"), honour_range=False) as gate,
+        cutting_proxy(gate.url.removeprefix("http://"), cut_after=blob // 2) as proxy,
+    ):
+        proxy_host = proxy.url.removeprefix("http://")
+        store = ImageStore(
+            tmp_path / "images",
+            mirrors=[proxy.url],
+            credentials=lambda host: gate.credentials if host == proxy_host else None,
+        )
+        found = asyncio.run(store.ensure("norange:1"))
+    assert proxy.cuts == 1
+    # The layer was being unpacked as it arrived; after the restart it is unpacked again from the whole file.
+    assert (found.layers[0] / "data.bin").read_bytes() == payload
+    assert store.bytes_received > blob
+    assert not any(p.name.startswith(".tmp") for p in (tmp_path / "images/layers").iterdir())
+
+
 def test_a_partial_download_left_by_an_earlier_pull_is_continued(
     registry: RunningRegistry, tmp_path: Path
 ) -> None:

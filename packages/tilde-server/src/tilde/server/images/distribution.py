@@ -18,7 +18,7 @@ import re
 import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -27,12 +27,23 @@ from tilde.server.images.errors import ImageAuthError, ImageNotFound, ImagePullE
 from tilde.server.images.manifest import MANIFEST_ACCEPT
 from tilde.server.images.reference import Reference
 
-__all__ = ["RegistryClient", "registry_base_url", "validate_mirror"]
+__all__ = ["BlobSink", "RegistryClient", "registry_base_url", "validate_mirror"]
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 _CHUNK = 256 * 1024
 _MAX_MANIFEST = 4 * 1024 * 1024
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+class BlobSink(Protocol):
+    """Receives a blob's bytes while it downloads."""
+
+    def write_chunk(self, data: bytes) -> None:
+        """Take the next bytes of the blob."""
+
+    def restart(self) -> None:
+        """Forget what was written: the download starts over from the first byte."""
+
 
 #: ``credentials(host)`` returns ``(username, password)`` for a registry host (``host[:port]``), or None.
 Credentials = Callable[[str], "tuple[str, str] | None"]
@@ -275,6 +286,7 @@ class RegistryClient:
         dest: Path,
         partial: Path,
         progress: Callable[[int], None] | None = None,
+        sink: BlobSink | None = None,
     ) -> None:
         """Download a blob to ``dest``, continuing ``partial`` if an earlier attempt left one.
 
@@ -286,6 +298,8 @@ class RegistryClient:
             dest: Where the verified blob goes.
             partial: The file that collects the bytes as they arrive (kept on failure, for the next try).
             progress: Called with the number of new bytes (resumed bytes are reported at the start).
+            sink: Also receives the bytes as they arrive (to unpack while downloading); told to restart when
+                the download starts over.
 
         Raises:
             ImagePullError: Failure after every retry, or a digest mismatch (the partial file is removed).
@@ -318,6 +332,8 @@ class RegistryClient:
             try:
                 if response.status_code == 200 and have:
                     hasher, have = hashlib.sha256(), 0  # the server ignored the Range: start over
+                    if sink is not None:
+                        sink.restart()
                     partial.unlink(missing_ok=True)
                 elif response.status_code not in (200, 206):
                     last_error = f"{base} answered {response.status_code}"
@@ -331,6 +347,8 @@ class RegistryClient:
                             partial.unlink(missing_ok=True)
                             raise ImagePullError(f"blob {digest} of {ref} is larger than its manifest says")
                         out.write(chunk)
+                        if sink is not None:
+                            sink.write_chunk(chunk)
                         hasher.update(chunk)
                         self.bytes_received += len(chunk)
                         if progress is not None:

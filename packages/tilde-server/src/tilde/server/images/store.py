@@ -21,14 +21,16 @@ import builtins
 import contextlib
 import dataclasses
 import hashlib
+import io
 import logging
 import os
+import queue
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from tilde.server.images._index import Index, LayerLock
 from tilde.server.images.distribution import RegistryClient, validate_mirror
@@ -422,16 +424,22 @@ class ImageStore:
                     return
                 started.add(diff_id)
                 blob = self._blob_path(layer.digest)
-                async with semaphore:
-                    if not blob.exists():
-                        partial = self.root / "partial" / layer.digest.split(":", 1)[1]
-                        await client.download_blob(
-                            bases, ref, layer.digest, layer.size, blob, partial, advance
-                        )
-                    else:
-                        advance(layer.size)
+                partial = self.root / "partial" / layer.digest.split(":", 1)[1]
+                streamed = False
                 try:
-                    await asyncio.to_thread(self._unpack, lambda: blob.open("rb"), diff_id)
+                    async with semaphore:
+                        if blob.exists():
+                            advance(layer.size)
+                        elif partial.exists():
+                            await client.download_blob(
+                                bases, ref, layer.digest, layer.size, blob, partial, advance
+                            )
+                        else:
+                            streamed = await self._download_unpacking(
+                                client, bases, ref, layer, diff_id, blob, partial, advance
+                            )
+                    if not streamed:
+                        await asyncio.to_thread(self._unpack, lambda: blob.open("rb"), diff_id)
                 except (ImagePullError, ImageRefused):
                     blob.unlink(missing_ok=True)
                     raise
@@ -443,6 +451,39 @@ class ImageStore:
             self.evict(keep=key)
         data = self._index.read()
         return self._image(key, data["images"][key])
+
+    async def _download_unpacking(
+        self,
+        client: RegistryClient,
+        bases: Sequence[str],
+        ref: Reference,
+        layer: Any,
+        diff_id: str,
+        blob: Path,
+        partial: Path,
+        advance: Callable[[int], None],
+    ) -> bool:
+        """Download a layer while a thread unpacks the bytes as they arrive; False: unpack it from the file.
+
+        The unpacked tree is checked against ``diff_id`` (the configuration, itself checked by its digest,
+        names it), so it may take its place before the download's own digest check ends.
+        """
+        pipe = _Pipe()
+        unpacking = asyncio.ensure_future(
+            asyncio.to_thread(self._unpack, lambda: contextlib.nullcontext(cast("IO[bytes]", pipe)), diff_id)
+        )
+        try:
+            await client.download_blob(bases, ref, layer.digest, layer.size, blob, partial, advance, pipe)
+        except BaseException:
+            pipe.abort()
+            await asyncio.gather(unpacking, return_exceptions=True)
+            raise
+        pipe.finish()
+        try:
+            await unpacking
+        except _PipeBroken:
+            return False
+        return True
 
     def import_archive(self, path: Path, reference: str | None = None) -> builtins.list[LocalImage]:
         """Import an OCI image layout (directory or tar) or a ``docker save`` archive.
@@ -462,6 +503,56 @@ class ImageStore:
         from tilde.server.images.archive import import_archive
 
         return import_archive(self, Path(path), reference)
+
+
+class _PipeBroken(Exception):
+    """The bytes fed to an unpacking thread stopped making one stream (a restart or a failure)."""
+
+
+class _Pipe(io.RawIOBase):
+    """Bytes handed from the event loop (a download) to a thread (the unpacker), in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._buffer = memoryview(b"")
+        self._ended = False
+        self._broken = False
+
+    def readable(self) -> bool:
+        return True
+
+    def write_chunk(self, data: bytes) -> None:
+        if not self._broken:
+            self._queue.put(data)
+
+    def restart(self) -> None:
+        self.abort()
+
+    def abort(self) -> None:
+        if not self._broken:
+            self._broken = True
+            self._queue.put(None)
+
+    def finish(self) -> None:
+        if not self._broken:
+            self._queue.put(b"")
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._buffer:
+            if self._ended:
+                return 0
+            item = self._queue.get()
+            if item is None:
+                raise _PipeBroken("the download started over")
+            if not item:
+                self._ended = True
+                return 0
+            self._buffer = memoryview(item)
+        size = min(len(buffer), len(self._buffer))
+        buffer[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
 
 
 async def _all(jobs: Sequence[Coroutine[Any, Any, None]]) -> None:
