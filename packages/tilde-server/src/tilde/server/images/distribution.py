@@ -152,7 +152,12 @@ class RegistryClient:
         query = {"scope": params.get("scope") or f"repository:{ref.repository}:pull"}
         if params.get("service"):
             query["service"] = params["service"]
+        realm_parts = urlsplit(realm)
+        if realm_parts.scheme not in ("http", "https"):
+            raise ImageAuthError(f"{base} names a token service that is not an http(s) URL")
         auth = self._credentials_for(base, ref)
+        if realm_parts.scheme == "http" and not _is_local_host(realm_parts.hostname or "", private=True):
+            auth = None  # never send a password in clear text across the internet; ask anonymously
         try:
             response = await self.http.get(realm, params=query, auth=auth)
         except httpx.HTTPError as error:
