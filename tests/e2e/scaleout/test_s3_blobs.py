@@ -35,6 +35,7 @@ class ByteCounter:
         self.to_server = 0
         self.to_client = 0
         self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
@@ -46,6 +47,8 @@ class ByteCounter:
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._open.update((client, upstream))
             threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
 
@@ -70,7 +73,19 @@ class ByteCounter:
             source.close()
 
     def close(self) -> None:
+        """Stop accepting and cut every open connection."""
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (close alone does not)
+        except OSError:
+            pass
         self._listener.close()
+        with self._lock:
+            connections, self._open = list(self._open), set()
+        for sock in connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def _s3_config(data_dir: Path, s3: S3Server, bucket: str) -> ServerConfig:
@@ -468,3 +483,31 @@ def test_a_declared_sha256_is_verified_by_the_object_store_not_read_back(
             assert got.content == data
     finally:
         s3_counter.close()
+
+
+def test_an_unreachable_object_store_answers_503(tmp_path: Path, s3_server: S3Server, bucket: str) -> None:
+    host, port = urlsplit(s3_server.endpoint_url).netloc.split(":")
+    s3_proxy = ByteCounter((host, int(port)))
+    config = _s3_config(tmp_path / "data", s3_server, bucket)
+    config.s3_endpoint_url = s3_proxy.url
+    with LocalServer(config=config) as srv, _api(srv) as api:
+        org = f"org-{os.urandom(5).hex()}"
+        assert api.post("/organizations", json={"name": org, "display_name": org}).status_code == 201
+        base = f"/organizations/{org}/repositories/repo"
+        created = api.post(
+            f"/organizations/{org}/repositories", json={"name": "repo", "visibility": "private"}
+        )
+        assert created.status_code == 201
+        session_id = api.post(f"{base}/sessions").json()["session_id"]
+        where = {"session_id": session_id, "path": "a.bin"}
+        staged = api.put(f"{base}/object", params=where).json()
+        assert httpx.put(staged["upload_url"], content=b"bytes").status_code == 200
+        s3_proxy.close()
+        for answer in (
+            api.post(f"{base}/object/finalize", params=where, json={"upload_token": staged["upload_token"]}),
+            api.post(f"{base}/object/multipart", params=where),
+        ):
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["code"] == "blob_store_unavailable"
+            assert answer.json()["request_id"]
+            assert answer.headers["retry-after"] == "1"

@@ -159,6 +159,11 @@ def create_app(config: ServerConfig) -> Starlette:
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
+    if config.blob_store:
+        from tilde.server.api._direct import blob_store_unavailable
+        from tilde.server.storage.s3blobs import BlobStoreUnavailable
+
+        app.add_exception_handler(BlobStoreUnavailable, blob_store_unavailable)
     app.state.config = config
     app.state.registry = registry
     app.state.engine = engine

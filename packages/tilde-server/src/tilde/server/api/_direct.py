@@ -19,12 +19,14 @@ upload and download bytes never pass through this server's request handling. Wha
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from starlette.requests import Request
+from starlette.responses import Response
 
-from tilde.server.errors import ApiError
+from tilde.server.errors import ApiError, error_response, request_id_of
 from tilde.server.storage import BlobRef, StorageEngine
 from tilde.server.storage.errors import NotFound
 from tilde.server.storage.types import ObjectVersion
@@ -34,6 +36,7 @@ __all__ = [
     "MIN_DIRECT_PART_SIZE",
     "DirectStore",
     "adopt_single",
+    "blob_store_unavailable",
     "complete_multipart",
     "direct_multipart",
     "direct_store",
@@ -44,6 +47,7 @@ __all__ = [
 #: Seconds a presigned download URL stays valid (the client follows it at once).
 DOWNLOAD_URL_TTL = 300.0
 _HEX = frozenset("0123456789abcdef")
+logger = logging.getLogger("tilde.server")
 #: S3's smallest part (but the last) of a multipart upload.
 MIN_DIRECT_PART_SIZE = 5 * 1024 * 1024
 
@@ -211,3 +215,17 @@ def complete_multipart(
     version = engine.stage_blob(repo_id, session_id, path, blob, content_type=content_type)
     engine.abort_upload(upload_id)
     return version
+
+
+def blob_store_unavailable(request: Request, exc: Exception) -> Response:
+    """Answer a request the object store failed (unreachable, or a 5xx of its own): 503 with Retry-After."""
+    logger.warning(
+        "blob store unavailable in %s %s [%s]: %s",
+        request.method,
+        request.url.path,
+        request_id_of(request.scope),
+        exc,
+    )
+    response = error_response(request.scope, 503, "blob_store_unavailable", str(exc))
+    response.headers["Retry-After"] = "1"
+    return response

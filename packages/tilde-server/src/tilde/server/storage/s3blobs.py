@@ -16,23 +16,24 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import os
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tilde.server.storage.blobcache import BlobCache
 from tilde.server.storage.errors import InvalidArgument, NotFound
@@ -41,7 +42,14 @@ from tilde.server.storage.types import BlobRef
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["S3BlobStore", "S3BlobWriter", "S3Location", "open_s3_blob_store", "parse_blob_store_url"]
+__all__ = [
+    "BlobStoreUnavailable",
+    "S3BlobStore",
+    "S3BlobWriter",
+    "S3Location",
+    "open_s3_blob_store",
+    "parse_blob_store_url",
+]
 
 _CHUNK = 8 * 1024 * 1024
 _HEX = frozenset("0123456789abcdef")
@@ -52,6 +60,35 @@ _TRANSFER = TransferConfig(
 )
 #: Blobs fetched at once into the node-local cache.
 FETCH_WORKERS = 8
+
+
+class BlobStoreUnavailable(RuntimeError):
+    """The object store cannot be reached or failed on its side (the API answers ``503``, retry later)."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _unavailable_on_failure(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn connection failures and the object store's own errors (5xx) into `BlobStoreUnavailable`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except BotoCoreError as error:
+            raise BlobStoreUnavailable(
+                f"the object store cannot be reached ({type(error).__name__})"
+            ) from None
+        except ClientError as error:
+            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"):
+                raise BlobStoreUnavailable(f"the object store failed ({code or status})") from None
+            raise
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -114,6 +151,7 @@ class S3BlobWriter:
             view = view[written:] if written is not None else view[:0]
         self._size += len(data)
 
+    @_unavailable_on_failure
     def commit(self) -> BlobRef:
         """Upload the bytes to their content address (unless stored already); they stay cached locally.
 
@@ -247,6 +285,7 @@ class S3BlobStore:
         """Start writing a new blob (use it as a context manager so it is aborted unless committed)."""
         return S3BlobWriter(self)
 
+    @_unavailable_on_failure
     def ingest_file(self, path: Path) -> BlobRef:
         """Hash a finished file, upload it and remove it (its bytes are copied to the cache first).
 
@@ -275,6 +314,7 @@ class S3BlobStore:
                 writer.write(chunk)
             return writer.commit()
 
+    @_unavailable_on_failure
     def concat(self, parts: Sequence[BlobRef]) -> BlobRef:
         """Store the concatenation of existing blobs (fetched into the cache in parallel) as a new blob.
 
@@ -290,6 +330,7 @@ class S3BlobStore:
                         writer.write(chunk)
             return writer.commit()
 
+    @_unavailable_on_failure
     def path(self, blob: BlobRef) -> Path:
         """Return a local file holding the blob's bytes, fetched into the node-local cache when missing.
 
@@ -310,6 +351,7 @@ class S3BlobStore:
 
         return self.cache.get(blob.key, blob.size, fetch)
 
+    @_unavailable_on_failure
     def fetch(self, blobs: Iterable[BlobRef]) -> dict[str, Path]:
         """Make many blobs local at once (``FETCH_WORKERS`` in parallel); returns each key's cached file."""
         unique = {blob.key: blob for blob in blobs}
@@ -319,6 +361,7 @@ class S3BlobStore:
             paths[blob.key] = path
         return paths
 
+    @_unavailable_on_failure
     def exists(self, blob: BlobRef) -> bool:
         """Whether the bucket holds the blob."""
         return self._head(self.blob_key(blob.key)) is not None
@@ -360,6 +403,7 @@ class S3BlobStore:
                 if item["LastModified"].timestamp() < older_than:
                     yield BlobRef(key=key, size=item["Size"], sha256=key)
 
+    @_unavailable_on_failure
     def delete(self, blob: BlobRef, older_than: float) -> bool:
         """Delete a blob's object if it is still older than ``older_than``; returns whether it was deleted."""
         key = self.blob_key(blob.key)
@@ -398,6 +442,7 @@ class S3BlobStore:
             params["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
         return self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=int(ttl))
 
+    @_unavailable_on_failure
     def start_multipart(self, upload_id: str) -> None:
         """Start the object store's multipart upload behind our upload ``upload_id``."""
         answer = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.upload_key(upload_id))
@@ -425,6 +470,7 @@ class S3BlobStore:
                     return item["UploadId"]
         raise NotFound(f"upload '{upload_id}'")
 
+    @_unavailable_on_failure
     def has_multipart(self, upload_id: str) -> bool:
         """Return whether the object store has a multipart upload behind our upload ``upload_id``."""
         try:
@@ -433,6 +479,7 @@ class S3BlobStore:
             return False
         return True
 
+    @_unavailable_on_failure
     def presign_part(self, upload_id: str, part_number: int, ttl: float) -> str:
         """Return a presigned UploadPart URL for one part of a multipart upload."""
         return self.client.generate_presigned_url(
@@ -446,6 +493,7 @@ class S3BlobStore:
             ExpiresIn=int(ttl),
         )
 
+    @_unavailable_on_failure
     def list_multipart_parts(self, upload_id: str) -> list[tuple[int, str, int]]:
         """Return ``(part_number, etag, size)`` of the parts the object store holds, in order."""
         key, s3_id = self.upload_key(upload_id), self._multipart_id(upload_id)
@@ -455,6 +503,7 @@ class S3BlobStore:
             parts.extend((p["PartNumber"], p["ETag"], p["Size"]) for p in page.get("Parts", []))
         return sorted(parts)
 
+    @_unavailable_on_failure
     def complete_multipart(self, upload_id: str, parts: Sequence[tuple[int, str]]) -> None:
         """Assemble the listed parts (``(number, etag)``) into the upload's staging object.
 
@@ -482,6 +531,7 @@ class S3BlobStore:
         with self._ids_lock:
             self._multipart_ids.pop(upload_id, None)
 
+    @_unavailable_on_failure
     def abort_multipart(self, upload_id: str) -> None:
         """Abandon the object store's multipart upload (a no-op when it is gone)."""
         with contextlib.suppress(NotFound):
@@ -493,6 +543,7 @@ class S3BlobStore:
         with self._ids_lock:
             self._multipart_ids.pop(upload_id, None)
 
+    @_unavailable_on_failure
     def staged(self, upload_id: str) -> tuple[int, str] | None:
         """Return the size and (bare) ETag of a direct upload's staging object; None: nothing uploaded."""
         head = self._head(self.upload_key(upload_id))
@@ -500,6 +551,7 @@ class S3BlobStore:
             return None
         return int(head["ContentLength"]), str(head.get("ETag", "")).strip('"')
 
+    @_unavailable_on_failure
     def adopt_upload(self, upload_id: str) -> BlobRef:
         """Verify a direct upload's bytes and move them to their content address.
 
@@ -571,6 +623,7 @@ class S3BlobStore:
             self.client.copy(copy_source, self.bucket, target, Config=_TRANSFER)
         self.client.delete_object(Bucket=self.bucket, Key=source)
 
+    @_unavailable_on_failure
     def sweep_uploads(self, live: Set[str], older_than: float) -> int:
         """Delete staging objects and abandon multipart uploads older than ``older_than`` not in ``live``.
 
@@ -626,6 +679,12 @@ def open_s3_blob_store(
     )
     try:
         store.client.head_bucket(Bucket=store.bucket)
+    except BotoCoreError as error:
+        store.close()
+        where = endpoint_url or "AWS S3"
+        raise InvalidArgument(
+            f"cannot reach the bucket {store.bucket!r} at {where}: {type(error).__name__}"
+        ) from None
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         store.close()
