@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -511,3 +512,65 @@ def test_an_unreachable_object_store_answers_503(tmp_path: Path, s3_server: S3Se
             assert answer.json()["code"] == "blob_store_unavailable"
             assert answer.json()["request_id"]
             assert answer.headers["retry-after"] == "1"
+
+
+def test_copy_blobs_moves_a_local_data_directory_onto_s3(tmp_path: Path, s3_server: S3Server) -> None:
+    data_dir = tmp_path / "data"
+    objects = {f"file-{n}.bin": os.urandom(1000 + n) for n in range(5)}
+    with LocalServer(data_dir=data_dir) as local, _api(local) as api:
+        assert api.post("/organizations", json={"name": "moving", "display_name": "m"}).status_code == 201
+        created = api.post(
+            "/organizations/moving/repositories", json={"name": "repo", "visibility": "private"}
+        )
+        assert created.status_code == 201
+        with (
+            Client(endpoint_url=local.endpoint_url, api_key=local.api_key) as client,
+            client.repository("moving/repo").session() as session,
+        ):
+            for path, data in objects.items():
+                session.objects.put(path, data)
+            session.commit("before the move")
+    bucket = s3_server.new_bucket({})
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": s3_server.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_access_key,
+        "AWS_REGION": s3_server.region,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "tilde.server",
+        "copy-blobs",
+        "--data-dir",
+        str(data_dir),
+        "--blob-store",
+        f"s3://{bucket}/tilde",
+        "--s3-endpoint-url",
+        s3_server.endpoint_url,
+    ]
+    # A blob file whose bytes do not match its name is refused, and nothing wrong is stored.
+    victim = next(
+        p
+        for p in (data_dir / "blobs").glob("??/??/*")
+        if p.name == hashlib.sha256(objects["file-0.bin"]).hexdigest()
+    )
+    good = victim.read_bytes()
+    victim.write_bytes(b"tampered")
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert refused.returncode != 0
+    assert victim.name in refused.stderr
+    assert victim.name not in _blob_keys(s3_server, bucket)
+    victim.write_bytes(good)
+    copied = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert copied.returncode == 0, copied.stderr
+    assert {hashlib.sha256(d).hexdigest() for d in objects.values()} <= _blob_keys(s3_server, bucket)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert "copied 0 blobs" in again.stdout
+    # The same data directory now serves from the bucket, local blob files gone.
+    shutil.rmtree(data_dir / "blobs")
+    with LocalServer(config=_s3_config(data_dir, s3_server, bucket)) as moved, _api(moved) as api:
+        for path, data in objects.items():
+            answer = api.get("/organizations/moving/repositories/repo/object", params={"path": path})
+            assert answer.status_code == 307
+            assert httpx.get(answer.headers["location"]).content == data

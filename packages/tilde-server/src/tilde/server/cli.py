@@ -502,4 +502,54 @@ def copy_metadata_command(data_dir: Path | None, database_url: str | None) -> No
     click.echo(f"copied {sum(report.rows.values())} rows from {source}")
 
 
+@main.command("copy-blobs")
+@_data_dir_option
+@click.option(
+    "--blob-store",
+    envvar="TILDE_SERVER_BLOB_STORE",
+    required=True,
+    metavar="s3://BUCKET[/PREFIX]",
+    help="The S3 blob store to copy into (env TILDE_SERVER_BLOB_STORE).",
+)
+@click.option(
+    "--s3-endpoint-url",
+    envvar="TILDE_SERVER_S3_ENDPOINT_URL",
+    default=None,
+    help="URL of the object store (default AWS S3; env TILDE_SERVER_S3_ENDPOINT_URL).",
+)
+def copy_blobs_command(data_dir: Path | None, blob_store: str, s3_endpoint_url: str | None) -> None:
+    """Copy a data directory's blob files into an S3 blob store, verifying each one's SHA-256.
+
+    Blobs the bucket holds already are skipped, so the copy can be run again (while the server still serves,
+    then once more after stopping it). Serve with the same --data-dir and --blob-store afterwards; credentials
+    and region come from the standard AWS environment variables and files.
+
+    Example: tilde-server copy-blobs --data-dir ~/tilde-data --blob-store s3://tilde-blobs/prod
+    """
+    from tilde.server.storage.blobcache import CorruptBlob
+    from tilde.server.storage.s3blobs import BlobStoreUnavailable, copy_local_blobs, open_s3_blob_store
+
+    source = (data_dir or DEFAULT_DATA_DIR).expanduser()
+    if not (source / "blobs").is_dir():
+        _fail(f"{source} has no blobs directory")
+    try:
+        store = open_s3_blob_store(
+            blob_store,
+            cache_dir=source / "blob-cache",
+            cache_bytes=0,
+            endpoint_url=s3_endpoint_url or None,
+        )
+    except InvalidArgument as error:
+        _fail(str(error))
+    try:
+        copied, skipped = copy_local_blobs(
+            source / "blobs", store, progress=lambda done: click.echo(f"{done} blobs handled", err=True)
+        )
+    except (CorruptBlob, BlobStoreUnavailable) as error:
+        _fail(str(error))
+    finally:
+        store.close()
+    click.echo(f"copied {copied} blobs to {blob_store} ({skipped} were there already)")
+
+
 main.add_command(image_commands)

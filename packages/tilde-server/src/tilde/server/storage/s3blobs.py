@@ -35,7 +35,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tilde.server.storage.blobcache import BlobCache
+from tilde.server.storage.blobcache import BlobCache, CorruptBlob
 from tilde.server.storage.errors import InvalidArgument, NotFound
 from tilde.server.storage.types import BlobRef
 
@@ -47,6 +47,7 @@ __all__ = [
     "S3BlobStore",
     "S3BlobWriter",
     "S3Location",
+    "copy_local_blobs",
     "open_s3_blob_store",
     "parse_blob_store_url",
 ]
@@ -692,3 +693,67 @@ def open_s3_blob_store(
             f"cannot use the bucket {store.bucket!r} at {endpoint_url or 'AWS S3'}: {code}"
         ) from None
     return store
+
+
+def copy_local_blobs(
+    root: Path,
+    store: S3BlobStore,
+    *,
+    workers: int = FETCH_WORKERS,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """Copy the blob files of a local blob store (``data_dir/blobs``) into ``store``, verifying each one.
+
+    Each file is hashed first: only one whose bytes match its content address is uploaded (a mismatch raises,
+    nothing wrong is ever stored). Blobs the bucket holds already are skipped, so a copy can be resumed.
+
+    Args:
+        root: The local store's directory.
+        store: The target.
+        workers: Files copied at once.
+        progress: Called with the number of files handled so far, every 100 files.
+
+    Returns:
+        ``(copied, skipped)``.
+
+    Raises:
+        CorruptBlob: A file's bytes do not hash to its name.
+
+    """
+    files = [
+        entry
+        for first in sorted(root.iterdir())
+        if first.is_dir() and first.name != "tmp"
+        for second in sorted(first.iterdir())
+        if second.is_dir()
+        for entry in sorted(second.iterdir())
+        if len(entry.name) == 64 and _HEX.issuperset(entry.name) and entry.is_file()
+    ]
+
+    def copy(entry: Path) -> bool:
+        key = store.blob_key(entry.name)
+        if store._head(key) is not None:
+            return False
+        digest, _ = _file_sha256(entry)
+        if digest != entry.name:
+            raise CorruptBlob(f"{entry} holds bytes hashing to {digest}")
+        store.client.upload_file(str(entry), store.bucket, key, Config=_TRANSFER)
+        return True
+
+    copied = 0
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tilde-blob-copy") as pool:
+        for done, was_copied in enumerate(pool.map(_unavailable_on_failure(copy), files), start=1):
+            copied += was_copied
+            if progress is not None and done % 100 == 0:
+                progress(done)
+    return copied, len(files) - copied
+
+
+def _file_sha256(path: Path) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    size = 0
+    with path.open("rb", buffering=0) as file:
+        while chunk := file.read(_CHUNK):
+            hasher.update(chunk)
+            size += len(chunk)
+    return hasher.hexdigest(), size
