@@ -134,6 +134,19 @@ def test_network_needs_its_own_action(net: NetServer) -> None:
         networked.api.close()
 
 
+def test_an_egress_allow_list_needs_the_network_action_too(net: NetServer) -> None:
+    writer = net.member("ReadWrite")
+    try:
+        body = {"image": "x", "command": ["true"], "egress": {"allow": ["*"]}}
+        refused = writer.api.post(writer.base, json=body)
+        assert refused.status_code == 403, refused.text
+        assert "UseSandboxNetwork" in refused.json()["message"]
+        # An empty allow-list is no network at all: nothing more to grant.
+        assert writer.wait(writer.create(command=["true"], egress={"allow": []}))["status"] == "done"
+    finally:
+        writer.api.close()
+
+
 PROBE = r"""
 import json, os, socket, sys, urllib.request, urllib.error, http.client
 server_port, upstream = int(sys.argv[1]), int(sys.argv[2])

@@ -154,7 +154,8 @@ class SandboxRuntime:
         )
         limits = parse_resources(spec.get("resources") if isinstance(spec, Mapping) else None, self.settings)
         actor = self._run_as(repo, principal, parsed.run_as)
-        if parsed.network:
+        if parsed.network or (parsed.egress is not None and parsed.egress.allow):
+            # An allow-list reaches the network as far as `network: true` does (`*` allows every host).
             self._authorize(principal, "UseSandboxNetwork", repo)
         if self.settings.seccomp:
             try:
