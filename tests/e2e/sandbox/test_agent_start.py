@@ -1,5 +1,5 @@
 """The in-sandbox agent on its own: what it imports at start (it is on every sandbox's critical path), its
-JSON helpers, and how it starts commands (``posix_spawn`` instead of ``subprocess``)."""
+JSON helpers, how it starts commands (``posix_spawn`` instead of ``subprocess``), and its compiled form."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sandbox_helpers import Sandboxes
 
 from tilde.server.sandbox import _agent
 from tilde.server.sandbox.agent_client import HEADER
 from tilde.server.sandbox.isolation import AGENT_SCRIPT
+from tilde.server.sandbox.runtime import compile_agent
 
 pytestmark = pytest.mark.sandbox
 
@@ -144,3 +146,30 @@ def test_commands_see_environment_working_directory_and_exit_codes(agent: str, t
 def test_timeout_stops_the_command_and_reports_124(agent: str) -> None:
     _, _, body = _exec(agent, ["sleep", "600"], timeout=0.5)
     assert body == {"exit_code": 124, "reason": "timeout"}
+
+
+# -- compiled once per server ---------------------------------------------------------------------------
+
+
+def test_the_agent_is_compiled_once_and_stale_versions_go(tmp_path: Path) -> None:
+    directory = tmp_path / "agent"
+    directory.mkdir()
+    (directory / "agent-0123456789abcdef.pyc").write_bytes(b"an older version")
+    code = compile_agent(directory)
+    assert code is not None
+    assert sorted(p.name for p in directory.iterdir()) == [Path(code).name]
+    made = os.stat(code).st_mtime_ns
+    assert compile_agent(directory) == code
+    assert os.stat(code).st_mtime_ns == made  # not written again
+    # The file is the agent: run as a script, it serves like the source does.
+    probe = f"import runpy; m = runpy.run_path({code!r}, run_name='agent'); print(m['FRAME_EXIT'])"
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", probe], capture_output=True, check=True)
+    assert out.stdout == b"5\n"
+
+
+def test_sandboxes_run_the_compiled_agent(sandboxes: Sandboxes, service: Callable[..., str]) -> None:
+    sid = service()
+    # The agent is the parent of the command's shell.
+    result = sandboxes.exec(sid, "tr '\\0' ' ' < /proc/$PPID/cmdline")
+    assert result.exit_code == 0, result.stderr
+    assert b"/.tilde/agent.pyc /run/tilde/agent.json" in result.stdout, result.stdout

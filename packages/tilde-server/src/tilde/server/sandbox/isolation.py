@@ -187,6 +187,7 @@ def bwrap_command(
     info_fd: int,
     seccomp_fd: int | None = None,
     image: ImageMount | None = None,
+    agent_code: str | None = None,
 ) -> tuple[list[str], list[str]]:
     """Bubblewrap's options and the agent command it runs.
 
@@ -201,6 +202,8 @@ def bwrap_command(
         seccomp_fd: Memory file holding the compiled seccomp filter (None: no filter).
         image: The system overlay of an OCI image to use as ``/`` (writable, thrown away with the sandbox),
             or None (``rootfs`` or the host's root, read-only).
+        agent_code: The agent compiled for the server's interpreter (a ``.pyc`` file), run instead of its
+            source unless a registered root filesystem brings an interpreter of its own.
 
     Returns:
         ``(options, command)``: the options go to bwrap through ``--args`` (so they are not visible in the
@@ -233,6 +236,10 @@ def bwrap_command(
         # After the repository, so that no mountpoint (however spelt) can cover the agent.
         "--ro-bind", AGENT_SCRIPT, AGENT_DIR + "/agent.py",
     ]  # fmt: skip
+    script = AGENT_DIR + "/agent.py"
+    if agent_code is not None and (image is not None or rootfs is None):
+        options += ["--ro-bind", agent_code, AGENT_DIR + "/agent.pyc"]
+        script = AGENT_DIR + "/agent.pyc"
     for source, target in agent_binds:
         options += ["--ro-bind", source, target]
     if image is None:
@@ -247,7 +254,7 @@ def bwrap_command(
     if seccomp_fd is not None:
         options += ["--seccomp", str(seccomp_fd)]
     interpreter = [agent_python] if isinstance(agent_python, str) else list(agent_python)
-    return options, [*interpreter, "-I", "-S", AGENT_DIR + "/agent.py", RUN_DIR + "/agent.json"]
+    return options, [*interpreter, "-I", "-S", script, RUN_DIR + "/agent.json"]
 
 
 def _tmpfs_root(settings: SandboxSettings, mountpoint: str, rootfs: str | None, prefix: str) -> list[str]:

@@ -259,6 +259,7 @@ class _Run:
                 info_fd=info_w,
                 seccomp_fd=seccomp_fd,
                 image=self._image_mount(),
+                agent_code=self.rt.agent_code,
             )
             options = private_tmp(options, self.tmp)
             argv = await self._direct_argv(options, command, pass_fds)

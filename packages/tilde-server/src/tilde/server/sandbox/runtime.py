@@ -11,8 +11,11 @@ import asyncio
 import atexit
 import contextlib
 import functools
+import hashlib
 import logging
 import os
+import py_compile
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -24,6 +27,7 @@ from tilde.server.auth import Principal
 from tilde.server.errors import ApiError
 from tilde.server.sandbox.bwrap import BwrapNotFound, resolve_bwrap
 from tilde.server.sandbox.cgroups import detect as detect_cgroups
+from tilde.server.sandbox.isolation import AGENT_DIR, AGENT_SCRIPT
 from tilde.server.sandbox.layers import LowerIndex, build_delta, build_lower
 from tilde.server.sandbox.lifecycle import run_sandbox
 from tilde.server.sandbox.limits import parse_resources
@@ -36,12 +40,45 @@ from tilde.server.sandbox.settings import SandboxSettings
 from tilde.server.sandbox.spec import parse_spec
 from tilde.server.sandbox.tokens import SandboxTokens
 
-__all__ = ["SandboxRuntime", "org_principal"]
+__all__ = ["SandboxRuntime", "compile_agent", "org_principal"]
 
 logger = logging.getLogger("tilde.server.sandbox")
 
 #: Commits changing more objects than this get a full tree rather than a delta layer.
 _MAX_DELTA = 5000
+
+
+def compile_agent(directory: Path) -> str | None:
+    """Compile the in-sandbox agent for this interpreter once, into ``directory``; return the ``.pyc`` path.
+
+    Every sandbox starts the agent, and compiling its source took about as long as the rest of its start-up;
+    bubblewrap binds the compiled file instead. The name carries a digest of the source and the interpreter's
+    version, so an upgrade compiles afresh, and files of other versions are removed. None when it cannot be
+    written (the agent then runs from its source, as before).
+    """
+    source = Path(AGENT_SCRIPT).read_bytes()
+    digest = hashlib.sha256(source + sys.version.encode()).hexdigest()[:16]
+    target = directory / f"agent-{digest}.pyc"
+    try:
+        private_dir(directory)
+        if not target.is_file():
+            partial = directory / f".agent-{digest}.{os.getpid()}.tmp"
+            py_compile.compile(
+                AGENT_SCRIPT,
+                cfile=str(partial),
+                dfile=AGENT_DIR + "/agent.py",
+                doraise=True,
+                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+            )
+            os.replace(partial, target)
+        for old in directory.iterdir():
+            if old != target:
+                with contextlib.suppress(OSError):
+                    old.unlink()
+    except (OSError, py_compile.PyCompileError):
+        logger.warning("could not compile the sandbox agent; it runs from its source", exc_info=True)
+        return None
+    return str(target)
 
 
 def org_principal(registry: Any, run_as: Mapping[str, str], org_id: str) -> Principal | None:
@@ -90,6 +127,8 @@ class SandboxRuntime:
             "sandbox limits: %s%s", self.cgroups.describe(), f" ({swept} stale removed)" if swept else ""
         )
         self.lowers = LowerCache(self.root / ".lower", capacity=self.settings.shared_lower_trees)
+        #: The agent compiled for this interpreter (None: sandboxes run it from its source).
+        self.agent_code = compile_agent(self.root / ".agent")
         self._records: dict[str, SandboxRecord] = {}
         self._by_repo: dict[str, list[str]] = {}
         registry = getattr(app_state, "registry", None)
