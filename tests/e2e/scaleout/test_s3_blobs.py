@@ -370,6 +370,7 @@ def test_serve_command_with_an_s3_blob_store(tmp_path: Path, s3_server: S3Server
     assert missing.returncode != 0
     assert "no-such-bucket" in missing.stderr
     assert missing.stderr.strip().count("\n") == 0, missing.stderr
+    assert not (tmp_path / "d" / "blob_store").exists()  # a store that did not open is not remembered
     bad = subprocess.run(
         [*base, "--blob-store", "/var/blobs"], capture_output=True, text=True, timeout=60, env=env
     )
@@ -567,10 +568,25 @@ def test_copy_blobs_moves_a_local_data_directory_onto_s3(tmp_path: Path, s3_serv
     assert {hashlib.sha256(d).hexdigest() for d in objects.values()} <= _blob_keys(s3_server, bucket)
     again = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert "copied 0 blobs" in again.stdout
-    # The same data directory now serves from the bucket, local blob files gone.
+    # The same data directory now serves from the bucket, local blob files gone: it remembers the blob store.
     shutil.rmtree(data_dir / "blobs")
-    with LocalServer(config=_s3_config(data_dir, s3_server, bucket)) as moved, _api(moved) as api:
+    config = ServerConfig(
+        data_dir=data_dir, s3_credentials=(s3_server.access_key_id, s3_server.secret_access_key)
+    )
+    with LocalServer(config=config) as moved, _api(moved) as api:
         for path, data in objects.items():
             answer = api.get("/organizations/moving/repositories/repo/object", params={"path": path})
             assert answer.status_code == 307
             assert httpx.get(answer.headers["location"]).content == data
+
+
+def test_a_data_directory_keeps_its_blob_store_across_restarts(
+    tmp_path: Path, s3_server: S3Server, bucket: str
+) -> None:
+    config = _s3_config(tmp_path / "data", s3_server, bucket)
+    with LocalServer(config=config) as first, _api(first) as api:
+        assert api.post("/organizations", json={"name": "kept", "display_name": "k"}).status_code == 201
+    assert oct((tmp_path / "data" / "blob_store").stat().st_mode & 0o777) == "0o600"
+    again = ServerConfig(data_dir=tmp_path / "data", s3_credentials=config.s3_credentials)
+    with LocalServer(config=again) as second:
+        assert second.app.state.engine.blobs.bucket == bucket

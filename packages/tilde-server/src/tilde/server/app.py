@@ -57,6 +57,7 @@ from tilde.server.config import (
     ServerConfig,
     load_or_create_admin_key,
     load_or_create_upload_secret,
+    remember_blob_store,
     remember_database_url,
 )
 from tilde.server.crypto import SecretBox, load_master_keys
@@ -186,10 +187,15 @@ def create_app(config: ServerConfig) -> Starlette:
 def _blob_store(config: ServerConfig) -> BlobStore | None:
     """Return the configured blob store, or None for the default (files under ``data_dir/blobs``)."""
     if not config.blob_store:
+        # A data directory once served with a blob store keeps using it.
+        config.blob_store, config.s3_endpoint_url = remember_blob_store(
+            config.data_dir, None, config.s3_endpoint_url
+        )
+    if not config.blob_store:
         return None
     from tilde.server.storage.s3blobs import open_s3_blob_store
 
-    return open_s3_blob_store(
+    store = open_s3_blob_store(
         config.blob_store,
         cache_dir=config.data_dir / "blob-cache",
         cache_bytes=config.blob_cache_bytes,
@@ -197,6 +203,8 @@ def _blob_store(config: ServerConfig) -> BlobStore | None:
         region=config.s3_region,
         credentials=config.s3_credentials,
     )
+    remember_blob_store(config.data_dir, config.blob_store, config.s3_endpoint_url)  # it opened: keep it
+    return store
 
 
 async def _close_runtime(runtime: SandboxRuntime) -> None:

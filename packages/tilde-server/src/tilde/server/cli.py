@@ -31,7 +31,12 @@ from tilde.server._version import __version__
 from tilde.server.access_log import install_access_log_redaction
 from tilde.server.app import create_app
 from tilde.server.auth import USER_KEY_PREFIX
-from tilde.server.config import ServerConfig, load_or_create_admin_key, remember_database_url
+from tilde.server.config import (
+    ServerConfig,
+    load_or_create_admin_key,
+    remember_blob_store,
+    remember_database_url,
+)
 from tilde.server.connection_guard import make_server
 from tilde.server.crypto import (
     MASTER_KEY_ENV,
@@ -549,6 +554,8 @@ def copy_blobs_command(data_dir: Path | None, blob_store: str, s3_endpoint_url: 
         _fail(str(error))
     finally:
         store.close()
+    # From now on the directory's starts use the bucket, never the blob files left behind.
+    remember_blob_store(source, blob_store, s3_endpoint_url or None)
     click.echo(f"copied {copied} blobs to {blob_store} ({skipped} were there already)")
 
 

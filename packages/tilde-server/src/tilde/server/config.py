@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ UPLOAD_SECRET_FILE = "upload_secret"
 REGISTRY_FILE = "registry.sqlite3"
 #: The PostgreSQL URL a data directory was last served with (0600): commands on the directory use it too.
 DATABASE_URL_FILE = "database_url"
+BLOB_STORE_FILE = "blob_store"
 
 
 @dataclass
@@ -132,6 +134,36 @@ def remember_database_url(data_dir: Path, database_url: str | None) -> str | Non
     if path.exists():
         return path.read_text(encoding="utf-8").strip() or None
     return None
+
+
+def remember_blob_store(
+    data_dir: Path, blob_store: str | None, s3_endpoint_url: str | None
+) -> tuple[str | None, str | None]:
+    """Return the blob store (and object-store URL) to use with ``data_dir``, remembering given ones there.
+
+    A data directory served with ``--blob-store`` keeps it (file ``blob_store``, 0600, JSON, no credentials),
+    so later starts without the option keep using the bucket instead of an empty ``blobs`` directory. Delete
+    the file to go back to local blob files.
+
+    Args:
+        data_dir: The data directory (existing).
+        blob_store: The ``s3://`` URL given now, or None.
+        s3_endpoint_url: The object store's URL given now, or None.
+
+    Returns:
+        ``(blob_store, s3_endpoint_url)``.
+
+    """
+    path = Path(data_dir) / BLOB_STORE_FILE
+    if blob_store:
+        wanted = json.dumps({"blob_store": blob_store, "s3_endpoint_url": s3_endpoint_url}, sort_keys=True)
+        if not path.exists() or path.read_text(encoding="utf-8").strip() != wanted:
+            write_private_file(path, wanted.encode("utf-8") + b"\n")
+        return blob_store, s3_endpoint_url
+    if path.exists():
+        saved = json.loads(path.read_text(encoding="utf-8") or "{}")
+        return saved.get("blob_store") or None, s3_endpoint_url or saved.get("s3_endpoint_url") or None
+    return None, s3_endpoint_url
 
 
 def generate_user_key() -> str:
