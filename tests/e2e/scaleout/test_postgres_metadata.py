@@ -24,6 +24,7 @@ from tilde.data import Client, Repository
 from tilde.server import LocalServer, ServerConfig
 from tilde.server._db import PostgresDatabase, apply_migrations, connect_sqlite
 from tilde.server._db_postgres import shared_pool
+from tilde.server.config import DATABASE_URL_FILE
 from tilde.server.storage.engine import StorageEngine
 from tilde.server.storage.metadata import KeyRange
 from tilde.server.storage.schema import METADATA_COMPONENT, METADATA_MIGRATIONS
@@ -242,9 +243,9 @@ def test_copy_metadata_moves_a_data_directory_to_postgres(
             with repo.session() as session:
                 session.objects.put("b/c.txt", b"second")
                 session.commit("two")
-            http = httpx.Client(base_url=embedded.endpoint_url.rstrip("/") + "/api/v1")
-            secret = http.put(
-                "/organizations/moving/repositories/things/secrets/TOKEN",
+            secret = httpx.put(
+                embedded.endpoint_url.rstrip("/")
+                + "/api/v1/organizations/moving/repositories/things/secrets/TOKEN",
                 json={"value": "s3cr3t"},
                 headers={"Authorization": f"Bearer {api_key}"},
             )
@@ -282,3 +283,23 @@ def test_serve_reports_an_unreachable_database_without_its_password(tmp_path: Pa
     assert result.returncode == 1
     assert "cannot connect to PostgreSQL at 127.0.0.1" in result.stderr
     assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_connections_the_database_dropped_are_replaced(pg_tilde: LocalServer, pg_repo: Repository) -> None:
+    url = (pg_tilde.data_dir / DATABASE_URL_FILE).read_text().strip()
+    # What a database restart or fail-over does to the server's idle pooled connections.
+    with psycopg.connect(url, autocommit=True) as conn:
+        dropped = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert dropped is not None
+    assert dropped[0] > 0
+    response = httpx.get(
+        pg_tilde.endpoint_url.rstrip("/") + "/api/v1/organizations",
+        headers={"Authorization": f"Bearer {pg_tilde.api_key}"},
+    )
+    assert response.status_code == 200, response.text
+    with pg_repo.session() as session:
+        session.objects.put("after", b"reconnected")
+        assert session.commit("after the drop")

@@ -45,8 +45,12 @@ __all__ = [
 #: raised as this class too, so stores catch one exception).
 IntegrityError = sqlite3.IntegrityError
 
+
 class DatabaseUnavailable(RuntimeError):
-    """The configured database cannot be reached or refuses the connection (the message never has the URL)."""
+    """The configured database cannot be reached or dropped the connection (the message never has the URL).
+
+    The API answers it with ``503 database_unavailable`` and ``Retry-After``.
+    """
 
 
 #: The server's databases and their file names in the data directory (embedded backend).

@@ -175,6 +175,10 @@ class PgConnection:
             return self.conn.execute(translate(sql, self._keys), _params(parameters))
         except psycopg.errors.IntegrityError as error:
             raise IntegrityError(str(error).splitlines()[0]) from None
+        except _RETRYABLE:
+            raise
+        except psycopg.OperationalError as error:
+            raise _unavailable(error) from None
 
     def executemany(self, sql: str, rows: Iterable[Any], /) -> None:
         """Run one statement for each parameter row (pipelined by psycopg)."""
@@ -193,6 +197,20 @@ class PgConnection:
 
 
 _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+
+
+def _alive(conn: psycopg.Connection[Any]) -> bool:
+    """Whether an idle pooled connection still answers (an empty query: one round trip, nothing run)."""
+    try:
+        conn.execute("")
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+def _unavailable(error: Exception) -> DatabaseUnavailable:
+    """Return the 503 error for a database that went away or is overloaded (naming no host or URL)."""
+    return DatabaseUnavailable(f"the database is unavailable ({type(error).__name__}); try again")
 
 
 class SharedPool:
@@ -217,7 +235,13 @@ class SharedPool:
             conn.execute(f"SET search_path TO {schema}")
 
         self._pool = ConnectionPool(
-            database.url, min_size=1, max_size=POOL_MAX, configure=configure, open=True, name=schema
+            database.url,
+            min_size=1,
+            max_size=POOL_MAX,
+            configure=configure,
+            open=True,
+            name=schema,
+            timeout=CONNECT_TIMEOUT,
         )
         try:
             self._pool.wait(timeout=CONNECT_TIMEOUT)
@@ -235,6 +259,28 @@ class SharedPool:
         self.keys = tuple(sorted(merged.items()))
 
     @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """Lend a live connection.
+
+        One the database dropped while idle (a restart, a fail-over, an idle timeout) is given back broken,
+        which makes the pool replace it, and the next one is tried.
+        """
+        try:
+            for _ in range(POOL_MAX + 1):
+                with self._pool.connection() as conn:
+                    if not _alive(conn):
+                        continue
+                    yield conn
+                    return
+            raise PoolTimeout("no live connection")
+        except PoolTimeout as error:
+            raise _unavailable(error) from None
+        except _RETRYABLE:
+            raise
+        except psycopg.OperationalError as error:
+            raise _unavailable(error) from None
+
+    @contextmanager
     def transaction(self, *, migrate_lock: bool = False, read_only: bool = False) -> Iterator[PgConnection]:
         """Run a transaction: READ COMMITTED for writes, REPEATABLE READ READ ONLY (one snapshot) for reads.
 
@@ -244,7 +290,7 @@ class SharedPool:
             read_only: A read-only snapshot.
 
         """
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if read_only else "BEGIN")
             try:
                 if migrate_lock:
@@ -265,7 +311,7 @@ class SharedPool:
     def _run(self, sql: str, args: Sequence[Any]) -> Any:
         for attempt in range(RETRIES):
             try:
-                with self._pool.connection() as conn:
+                with self._connection() as conn:
                     return PgConnection(conn, self.keys).execute(sql, args).fetchall()
             except _RETRYABLE:
                 if attempt == RETRIES - 1:

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tilde.server._db import DatabaseUnavailable
 from tilde.server.storage.errors import (
     Conflict,
     InvalidArgument,
@@ -168,10 +169,24 @@ def _unhandled_handler(request: Request, exc: Exception) -> Response:
     return error_response(request.scope, 500, "internal_error", "internal server error")
 
 
+def _database_unavailable_handler(request: Request, exc: Exception) -> Response:
+    logger.warning(
+        "database unavailable in %s %s [%s]: %s",
+        request.method,
+        request.url.path,
+        request_id_of(request.scope),
+        exc,
+    )
+    response = error_response(request.scope, 503, "database_unavailable", str(exc))
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 def exception_handlers() -> dict[Any, Any]:
     """Return the exception-handler mapping `create_app` installs."""
     return {
         ApiError: _api_error_handler,
+        DatabaseUnavailable: _database_unavailable_handler,
         StorageError: _storage_error_handler,
         HTTPException: _http_exception_handler,
         Exception: _unhandled_handler,
