@@ -447,8 +447,9 @@ class ImageStore:
 
             await _all([fetch(layer, diff_id) for layer, diff_id in todo])
             key = str(ref)
-            self._record([key], digest, config, diff_ids)
-            self.evict(keep=key)
+            await asyncio.to_thread(self._record, [key], digest, config, diff_ids)
+            # Eviction deletes trees: off the event loop, like unpacking.
+            await asyncio.to_thread(self.evict, key)
         data = self._index.read()
         return self._image(key, data["images"][key])
 
