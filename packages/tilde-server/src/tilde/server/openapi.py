@@ -191,7 +191,7 @@ _SUCCESS: dict[tuple[str, str], dict[str, str | None]] = {
     ("POST", _R + "/sessions"): {"201": None},
     ("POST", _S): {"200": None, "202": None},
     ("GET", _S + "/approve"): {"200": "EntryRecordPage"},
-    ("GET", _R + "/object"): {"200": None, "206": None},
+    ("GET", _R + "/object"): {"200": None, "206": None, "307": None},
     ("GET", _R + "/objects"): {"200": "ListingEntryPage"},
     ("GET", _R + "/changes"): {"200": "EntryRecordPage"},
     ("POST", _R + "/object/copy"): {"201": None},
