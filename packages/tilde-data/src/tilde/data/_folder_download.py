@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
-import shutil
+import secrets
 import tarfile
-import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from tilde.core.errors import APIError, SerializationError
 from tilde.data._capabilities import ABSENT_STATUSES, BatchRoute, capabilities, forget_batch_routes
@@ -34,18 +34,9 @@ __all__ = ["download_folder", "safe_relative"]
 _CHUNK = 1024 * 1024
 _LIST_PAGE = 1000
 _BATCH_TIMEOUT = 300.0
-
-
-def _file_mode() -> int:
-    """Return the mode a plain ``open()`` gives new files (0666 less the umask), umask untouched."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o644
+_CREATE_FLAGS = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+)
 
 
 def safe_relative(relative: str) -> list[str] | None:
@@ -68,28 +59,46 @@ def _escapes(root_real: str, directory: str) -> bool:
 class _Downloader:
     def __init__(self, objects: _ObjectReads, root: Path, progress: _SerialProgress) -> None:
         self._objects = objects
-        self._mode = _file_mode()
         self._root = root
         self._root_real = os.path.realpath(root)
         self._progress = progress
         self._stop = threading.Event()
         self._mkdir_lock = threading.Lock()
+        #: Directories made (when missing) and found inside the folder: checked once per download.
+        self._checked: set[Path] = set()
+        # Temporary names: a random token per download and a counter (with O_EXCL, as mkstemp, minus its
+        # per-file name generation and its private mode, which would need one more call to undo).
+        self._token = secrets.token_hex(4)
+        self._count = itertools.count()
 
-    def _place(self, path: str, segments: list[str], write: Callable[[BinaryIO], None]) -> None:
-        """Write one file through a temporary file beside it, renamed into place when complete."""
-        target = self._root.joinpath(*segments)
+    def _directory(self, path: str, target: Path) -> Path:
+        """Make the directory of ``target`` (once) and check that it lies inside the folder."""
         directory = target.parent
+        if directory in self._checked:
+            return directory
         with self._mkdir_lock:
             directory.mkdir(parents=True, exist_ok=True)
         # Checked after the directories exist: a symbolic link among them must not lead out of the folder.
         if _escapes(self._root_real, str(directory)):
             raise ValueError(f"refusing to write object {path!r}: {str(target)!r} lies outside the folder")
-        fd, temporary = tempfile.mkstemp(prefix=".tilde-", suffix=".part", dir=directory)
+        self._checked.add(directory)
+        return directory
+
+    def _place(self, path: str, segments: list[str], write: Callable[[int], None]) -> None:
+        """Write one file through a temporary file beside it, renamed into place when complete.
+
+        ``write`` gets the temporary file's descriptor and writes the bytes with ``os.write``.
+        """
+        target = self._root.joinpath(*segments)
+        directory = self._directory(path, target)
+        temporary = os.path.join(directory, f".tilde-{self._token}-{next(self._count)}.part")
+        # 0o666 less the umask: the mode a plain open() gives, as the finished file should have.
+        fd = os.open(temporary, _CREATE_FLAGS, 0o666)
         try:
-            # mkstemp makes the file private; the finished file gets the mode a plain open() would give.
-            os.fchmod(fd, self._mode)
-            with os.fdopen(fd, "wb") as sink:
-                write(sink)
+            try:
+                write(fd)
+            finally:
+                os.close(fd)
             os.replace(temporary, target)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -102,10 +111,10 @@ class _Downloader:
         if self._stop.is_set():
             return
 
-        def write(sink: BinaryIO) -> None:
+        def write(fd: int) -> None:
             with self._objects.get(path, cache=False) as reader:
                 for chunk in reader.iter_bytes(_CHUNK):
-                    sink.write(chunk)
+                    _write_all(fd, chunk)
                     self._progress.advance(bytes=len(chunk))
 
         self._place(path, segments, write)
@@ -133,16 +142,20 @@ class _Downloader:
                 self.fetch(path, segments)
             return
         wanted: dict[str, list[str] | None] = {path: segments for path, segments, _ in group}
-        with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:", encoding="utf-8") as archive:
+        body = response.content
+        with tarfile.open(fileobj=io.BytesIO(body), mode="r:", encoding="utf-8") as archive:
+            view = memoryview(body)
             for member in archive:
                 placed = wanted.pop(member.name, None)
-                if placed is None or not member.isfile():
+                if placed is None or not member.isfile() or member.issparse():
                     raise SerializationError(f"unexpected member {member.name!r} in a batch download")
-                data = archive.extractfile(member)
-                assert data is not None  # a regular file always has contents
+                data = view[member.offset_data : member.offset_data + member.size]
+                if len(data) != member.size:
+                    raise SerializationError(f"a batch download ended inside {member.name!r}")
 
-                def write(sink: BinaryIO, data: IO[bytes] = data) -> None:
-                    shutil.copyfileobj(data, sink)
+                # The member's bytes straight from the body (no file object, no copy).
+                def write(fd: int, data: memoryview = data) -> None:
+                    _write_all(fd, data)
 
                 self._place(member.name, placed, write)
                 self._progress.advance(bytes=member.size)
@@ -160,6 +173,13 @@ class _Downloader:
                     future.cancel()
                 wait(pending)
                 raise failed.exception()  # type: ignore[misc]
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` to ``fd``."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 _Found = tuple[str, list[str], int]
