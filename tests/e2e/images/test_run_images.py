@@ -12,9 +12,11 @@ import http.server
 import tarfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from oci_images import MINIMAL_USER, minimal_image, push
 from oci_registry import RunningRegistry, build_image, entry, layer, push_image, run_registry
@@ -242,3 +244,44 @@ def test_the_hardening_holds_inside_an_image(repo: Repo) -> None:
     assert fields["Seccomp"].strip() == "2"  # the runtime's filter
     mappings = [line.split() for line in log.splitlines() if line.strip() and ":" not in line]
     assert mappings == [[str(MINIMAL_USER[0]), mappings[0][1], "1"]]  # one id, the image's user
+
+
+def _member(repo: Repo, server: LocalServer, *policies: str) -> Repo:
+    """A member of the repository's organization with built-in or inline policies attached."""
+    org = repo.path.split("/")[0]
+    name = f"user-{uuid.uuid4().hex[:10]}"
+    token = server.create_api_key("user", name, org)
+    members = repo.api.get(f"/organizations/{org}/members").json()["results"]
+    user_id = next(m["user_id"] for m in members if m["username"] == name)
+    builtin = {p["name"]: p["id"] for p in repo.api.get(f"/organizations/{org}/policies").json()["results"]}
+    for policy in policies:
+        policy_id = builtin.get(policy)
+        if policy_id is None:
+            body = {"name": f"p-{uuid.uuid4().hex[:10]}", "policy_text": policy}
+            created = repo.api.post(f"/organizations/{org}/policies", json=body)
+            assert created.status_code == 201, created.text
+            policy_id = created.json()["id"]
+        attach = {"principal_type": "user", "principal_id": user_id}
+        attached = repo.api.post(f"/organizations/{org}/policies/{policy_id}/attachments", json=attach)
+        assert attached.status_code == 201, attached.text
+    headers = {"Authorization": f"Bearer {token}"}
+    return Repo(httpx.Client(base_url=repo.api.base_url, headers=headers, timeout=60), repo.path)
+
+
+def test_an_explicit_deny_of_the_network_action_closes_the_package_indexes(
+    repo: Repo, server: LocalServer
+) -> None:
+    probe = ["sh", "-c", 'echo "${HTTP_PROXY:-no proxy}"']
+    writer = _member(repo, server, "ReadWrite")
+    name = repo.path.split("/")[1]
+    closed = _member(repo, server, "ReadWrite", f'deny UseSandboxNetwork(repository="{name}")')
+    try:
+        status, log = writer.run(image="mini", command=probe)
+        assert status["status"] == "done", status
+        assert log.startswith("http://127.0.0.1:")  # the egress proxy, open to the package indexes
+        status, log = closed.run(image="mini", command=probe)
+        assert status["status"] == "done", status
+        assert log == "no proxy\n"
+    finally:
+        writer.api.close()
+        closed.api.close()

@@ -38,6 +38,7 @@ __all__ = [
     "image_environment",
     "image_store",
     "index_environment",
+    "network_denied",
     "package_index_policy",
     "package_indexes",
     "resolve_user",
@@ -266,6 +267,24 @@ def package_index_policy(indexes: Sequence[str]) -> EgressPolicy | None:
         if parts.hostname == "pypi.org":
             allow.append(f"{_PYPI_FILES}:443")
     return EgressPolicy(tuple(dict.fromkeys(allow))) if allow else None
+
+
+def network_denied(app_state: Any, principal: Any, repo: Any) -> bool:
+    """Tell whether the creator's policies explicitly deny ``UseSandboxNetwork`` on the repository.
+
+    That closes even the package indexes of image sandboxes (``deny UseSandboxNetwork()`` for a whole
+    organization, ``deny UseSandboxNetwork(repository="x")`` for one repository); merely not being granted
+    the action leaves them open.
+    """
+    from tilde.server.iam.policy import Resource
+
+    auth = getattr(app_state, "auth", None)
+    if auth is None or principal is None:
+        return False
+    access = auth.authorizer.access(principal.type, principal.id, repo.organization_id)
+    if access.policies is None:
+        return False
+    return bool(access.policies.decide("UseSandboxNetwork", Resource(repository=repo.name)) == "deny")
 
 
 def index_environment(indexes: Sequence[str]) -> dict[str, str]:

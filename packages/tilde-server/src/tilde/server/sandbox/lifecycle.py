@@ -31,6 +31,7 @@ from tilde.server.sandbox.image_root import (
     image_environment,
     image_store,
     index_environment,
+    network_denied,
     package_index_policy,
     package_indexes,
     resolve_user,
@@ -409,7 +410,10 @@ class _Run:
             f"image {rec.spec.image} → {image.reference}@{image.digest} ({len(image.layers)} layers)"
         )
         if rec.spec.egress is None and not rec.spec.network:
-            self.egress = package_index_policy(package_indexes(self.rt.settings))
+            closed = await self.loop.run_in_executor(
+                None, network_denied, self.rt.app_state, rec.principal, rec.repo
+            )
+            self.egress = None if closed else package_index_policy(package_indexes(self.rt.settings))
         return None
 
     def _pin_control_socket(self) -> int:
