@@ -14,8 +14,10 @@ import base64
 import hashlib
 import ipaddress
 import os
+import queue
 import re
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +34,7 @@ __all__ = ["BlobSink", "RegistryClient", "registry_base_url", "validate_mirror"]
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 _CHUNK = 256 * 1024
 _MAX_MANIFEST = 4 * 1024 * 1024
+_WRITE_BACKLOG = 32 * 1024 * 1024
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
 
@@ -344,20 +347,22 @@ class RegistryClient:
                     last_error = f"{base} answered {response.status_code}"
                     base_index, failures = base_index + 1, 0
                     continue
-                with partial.open("ab") as out:
+                writer = _BackgroundWriter(partial, hasher)
+                try:
                     async for chunk in response.aiter_bytes(_CHUNK):
                         have += len(chunk)
                         if have > size:
-                            out.close()
+                            await writer.aclose()
                             partial.unlink(missing_ok=True)
                             raise ImagePullError(f"blob {digest} of {ref} is larger than its manifest says")
-                        out.write(chunk)
+                        await writer.write(chunk)
                         if sink is not None:
                             sink.write_chunk(chunk)
-                        hasher.update(chunk)
                         self.bytes_received += len(chunk)
                         if progress is not None:
                             progress(len(chunk))
+                finally:
+                    await writer.aclose()
             except httpx.HTTPError as error:
                 failures, last_error = failures + 1, f"connection to {base} failed: {error}"
                 if failures > self.retries:
@@ -371,6 +376,62 @@ class RegistryClient:
             )
         partial.touch()
         os.replace(partial, dest)
+
+
+class _BackgroundWriter:
+    """Append a download's chunks to its file and hash them in a thread, off the event loop.
+
+    At most ``_WRITE_BACKLOG`` bytes wait in memory: past that, `write` waits for the disk.
+    """
+
+    def __init__(self, path: Path, hasher: Any) -> None:
+        self._path = path
+        self._file = path.open("ab")
+        self._hasher = hasher
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._pending = 0
+        self._drained = threading.Condition()
+        self._error: OSError | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="image-blob-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (chunk := self._queue.get()) is not None:
+                if self._error is None:
+                    try:
+                        self._file.write(chunk)
+                        self._hasher.update(chunk)
+                    except OSError as error:
+                        self._error = error
+                with self._drained:
+                    self._pending -= len(chunk)
+                    self._drained.notify_all()
+        finally:
+            self._file.close()
+
+    def _wait_below(self, limit: int) -> None:
+        with self._drained:
+            self._drained.wait_for(lambda: self._pending <= limit)
+
+    async def write(self, chunk: bytes) -> None:
+        """Queue ``chunk``; wait while too many bytes are still queued."""
+        with self._drained:
+            self._pending += len(chunk)
+            backlog = self._pending
+        self._queue.put(chunk)
+        if backlog > _WRITE_BACKLOG:
+            await asyncio.to_thread(self._wait_below, _WRITE_BACKLOG // 2)
+
+    async def aclose(self) -> None:
+        """Write what is queued and close the file (again: nothing); raise a write error."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+        if self._error is not None:
+            raise ImagePullError(f"cannot write {self._path}: {self._error.strerror or self._error}")
 
 
 def _hash_file(path: Path, hasher: Any) -> int:
