@@ -42,7 +42,7 @@ def test_a_page_of_the_head_is_encoded_once_and_a_commit_shows_at_once(
     server: LocalServer, repo: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo.write_files({"a.txt": b"a", "b.txt": b"b"})
-    listings = _count_listings(monkeypatch, server)
+    listings = _count_listings(monkeypatch, server, "list_records")
     first = repo.api.get(repo.url("/objects"), params={"amount": 10})
     second = repo.api.get(repo.url("/objects"), params={"amount": 10})
     assert _paths(first) == ["a.txt", "b.txt"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,6 +18,7 @@ from tilde.server.api._blobresponse import BlobResponse, parse_range
 from tilde.server.api._direct import DOWNLOAD_URL_TTL, direct_store
 from tilde.server.api._listing_cache import ListingCache, ObjectKey, PageKey, SmallObject
 from tilde.server.api.common import (
+    MAX_PAGE_SIZE,
     auth_of,
     check_session,
     checked_path,
@@ -31,8 +33,9 @@ from tilde.server.api.common import (
     run_sync,
     session_query,
 )
-from tilde.server.api.serialize import change_json, listing_json
+from tilde.server.api.serialize import change_json, listing_page_bytes
 from tilde.server.errors import ApiError
+from tilde.server.storage import StorageEngine
 
 R = "/organizations/{org}/repositories/{repo}"
 MAX_DELETE = 1000
@@ -176,8 +179,10 @@ async def list_objects(request: Request) -> Response:
             if body is not None:
                 return Response(body, media_type="application/json")
             ref = commit_id  # list exactly the commit of the key, even if the head moves meanwhile
-    page = await run_sync(
-        engine.list_objects,
+    # Listed and encoded in one worker thread: the event loop only sends the bytes.
+    body = await run_sync(
+        _encoded_listing,
+        engine,
         repo.id,
         session_id=session_id,
         ref=ref,
@@ -186,11 +191,13 @@ async def list_objects(request: Request) -> Response:
         after=after,
         limit=amount,
     )
-    response = paged([listing_json(i) for i in page.items], page.has_more, page.next_cursor)
     if key is not None:
-        body = bytes(response.body)
         _read_caches(request).pages.put(key, body, len(body))
-    return response
+    return Response(body, media_type="application/json")
+
+
+def _encoded_listing(engine: StorageEngine, repo_id: str, **listing: Any) -> bytes:
+    return listing_page_bytes(engine.list_records(repo_id, **listing), MAX_PAGE_SIZE)
 
 
 def _read_caches(request: Request) -> ListingCache:

@@ -36,6 +36,14 @@ def _prefix_item(prefix: str) -> ListingItem:
     return ListingItem(path=prefix, type="prefix")
 
 
+def _as_row(record: VersionRecord) -> VersionRecord | str:
+    return record
+
+
+def _as_prefix(prefix: str) -> VersionRecord | str:
+    return prefix
+
+
 def _object_item(record: VersionRecord) -> ListingItem:
     return ListingItem(path=record.path, type="object", version=to_object(record))
 
@@ -215,6 +223,33 @@ class ReadsMixin(EngineBase):
                 limit=limit,
                 to_item=_object_item,
                 to_prefix=_prefix_item,
+            )
+
+    def list_records(
+        self,
+        repo_id: str,
+        *,
+        session_id: str | None = None,
+        ref: str | None = None,
+        prefix: str = "",
+        delimiter: str = "",
+        after: str = "",
+        limit: int = 100,
+    ) -> Page[VersionRecord | str]:
+        """List like `list_objects`, as the stored rows themselves (a common prefix is its string).
+
+        For callers that encode a page straight from the rows, without a value object per entry.
+        """
+        with self.meta.read() as tx:
+            seq, staged_in = self._view(tx, repo_id, session_id, ref)
+            return collect_page(
+                self._source(tx, repo_id, seq, staged_in, 8 if delimiter else limit + 1),
+                prefix=prefix,
+                delimiter=delimiter,
+                after=after,
+                limit=limit,
+                to_item=_as_row,
+                to_prefix=_as_prefix,
             )
 
     def list_changes(
