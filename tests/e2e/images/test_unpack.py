@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from oci_registry import build_image, digest_of, entry, files_layer, layer, push_image, run_registry
 
-from tilde.server.images import ImageRefused, ImageStore
+from tilde.server.images import ImagePullError, ImageRefused, ImageStore
 from tilde.server.images import unpack as unpack_module
 from tilde.server.images.unpack import unpack_layer
 
@@ -188,3 +188,15 @@ def test_a_malicious_layer_from_a_registry_is_refused_and_leaves_nothing(tmp_pat
     assert all(not p.name.startswith(".tmp") for p in layers.iterdir())
     evil_blob = digest_of(build_image([good, evil]).blobs[1]).split(":")[1]
     assert not (tmp_path / "images/blobs/sha256" / evil_blob).exists()
+
+
+def test_a_layer_the_file_system_cannot_hold_fails_the_pull_as_an_image_error(tmp_path: Path) -> None:
+    # A name longer than the file system allows (255 bytes) is an OSError during extraction.
+    too_long = files_layer({"x" * 300: b"data"})
+    with run_registry(tmp_path / "registry") as registry:
+        push_image(registry, "long", "1", build_image([too_long]))
+        store = ImageStore(tmp_path / "images")
+        with pytest.raises(ImagePullError, match="cannot unpack a layer"):
+            asyncio.run(store.ensure(f"{registry.host}/long:1"))
+    assert store.list() == []
+    assert all(not p.name.startswith(".tmp") for p in (tmp_path / "images/layers").iterdir())

@@ -277,8 +277,12 @@ class ImageStore:
                 return diff_id, int(size)
         tmp = self.root / "layers" / f".tmp-{uuid.uuid4().hex}"
         try:
-            with source() as stream:
-                result = unpack_layer(stream, tmp, setuid=self.setuid)
+            try:
+                with source() as stream:
+                    result = unpack_layer(stream, tmp, setuid=self.setuid)
+            except OSError as error:
+                # A full disk, or a file system without user xattrs (whiteouts need them when not root).
+                raise ImagePullError(f"cannot unpack a layer into {self.root}: {error}") from error
             if diff_id is not None and result.diff_id != diff_id:
                 raise ImagePullError(f"layer {diff_id} unpacked to a different digest ({result.diff_id})")
             final = self.layer_path(result.diff_id)
