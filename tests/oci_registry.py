@@ -406,14 +406,14 @@ class TokenGate:
     """
 
     url: str
-    credentials: tuple[str, str]
+    credentials: tuple[str, str] | None
     tokens_issued: int = 0
     scopes: list[str] = field(default_factory=list)
 
 
 @contextlib.contextmanager
 def token_gate(
-    target: RunningRegistry, credentials: tuple[str, str], *, honour_range: bool = True
+    target: RunningRegistry, credentials: tuple[str, str] | None, *, honour_range: bool = True
 ) -> Iterator[TokenGate]:
     """Serve `TokenGate` in front of ``target`` (which must not need auth itself).
 
@@ -421,7 +421,12 @@ def token_gate(
     the whole blob answers a request for its tail).
     """
     token = secrets.token_hex(16)
-    expected_basic = "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+    # None: anonymous tokens for anyone who asks, as Docker Hub gives for public images.
+    expected_basic = (
+        "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+        if credentials
+        else None
+    )
     upstream = httpx.Client(base_url=target.url, timeout=60)
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -440,7 +445,7 @@ def token_gate(
 
         def do_GET(self) -> None:
             if self.path.startswith("/token"):
-                if self.headers.get("Authorization") != expected_basic:
+                if expected_basic is not None and self.headers.get("Authorization") != expected_basic:
                     self._reply(401, b"{}", {"Content-Type": "application/json"})
                     return
                 query = dict(item.split("=", 1) for item in self.path.split("?", 1)[1].split("&"))

@@ -190,6 +190,17 @@ def test_bearer_token_flow(registry: RunningRegistry, tmp_path: Path) -> None:
         assert gate.scopes[-1] == "repository:tokened/app:pull"
 
 
+def test_anonymous_bearer_tokens(registry: RunningRegistry, tmp_path: Path) -> None:
+    image = build_image([base_layer("anonymous")])
+    push_image(registry, "public/app", "1", image)
+    with token_gate(registry, None) as gate:
+        host = gate.url.removeprefix("http://")
+        store = ImageStore(tmp_path / "images")
+        assert asyncio.run(store.ensure(f"{host}/public/app:1")).digest == image.digest
+        assert gate.tokens_issued == 1
+        assert gate.scopes == ["repository:public/app:pull"]
+
+
 def test_docker_hub_names_go_to_the_mirror(registry: RunningRegistry, tmp_path: Path) -> None:
     image = build_image([base_layer("python")], cmd=("python3",))
     push_image(registry, "library/python", "3.12", image)
