@@ -327,6 +327,20 @@ def test_multipart_parts_go_to_the_object_store(s3_backed: LocalServer, repo_nam
             f"{base}/object", params={"path": "mp.bin", "session_id": session_id}, follow_redirects=True
         )
         assert got.content == b"".join(parts)
+        # A zero-length stream: no parts at all.
+        empty = {"session_id": session_id, "path": "empty.bin"}
+        ids = api.post(f"{base}/object/multipart", params=empty).json()
+        body = {**ids, "parts": [], "size_bytes": 0}
+        done = api.post(f"{base}/object/multipart/complete", params=empty, json=body)
+        assert done.status_code == 201, done.text
+        assert done.json()["etag"] == '"' + hashlib.sha256(b"").hexdigest() + '"'
+        # An aborted upload leaves nothing behind in the object store.
+        gone = {"session_id": session_id, "path": "gone.bin"}
+        ids = api.post(f"{base}/object/multipart", params=gone).json()
+        store = s3_backed.app.state.engine.blobs
+        assert store.has_multipart(ids["upload_id"])
+        assert api.delete(f"{base}/object/multipart", params={**gone, **ids}).status_code == 204
+        assert not store.has_multipart(ids["upload_id"])
 
 
 def test_garbage_collection_deletes_unreferenced_blobs_in_the_bucket(

@@ -203,13 +203,19 @@ def complete_multipart(
     """
     # Checks that the upload is this session's and path's (and still exists).
     engine.list_parts(repo_id, session_id, path, upload_id)
-    try:
-        store.complete_multipart(upload_id, parts)
-    except NotFound:
-        # A retry after a complete that assembled the parts but failed later: the staging object is there.
-        if store.staged(upload_id) is None:
-            raise
-    blob = store.adopt_upload(upload_id)
+    if not parts:
+        # A zero-length stream: S3 cannot complete an upload without parts, and there is nothing to move.
+        store.abort_multipart(upload_id)
+        with engine.blobs.open_writer() as writer:
+            blob = writer.commit()
+    else:
+        try:
+            store.complete_multipart(upload_id, parts)
+        except NotFound:
+            # A retry after a complete that assembled the parts but failed later: the staging object is there.
+            if store.staged(upload_id) is None:
+                raise
+        blob = store.adopt_upload(upload_id)
     if size_bytes is not None and size_bytes != blob.size:
         raise ApiError(400, "size_mismatch", f"the parts hold {blob.size} bytes, not {size_bytes}")
     version = engine.stage_blob(repo_id, session_id, path, blob, content_type=content_type)
