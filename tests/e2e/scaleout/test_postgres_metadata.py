@@ -24,7 +24,9 @@ from tilde.data import Client, Repository
 from tilde.server import LocalServer, ServerConfig
 from tilde.server._db import PostgresDatabase, apply_migrations, connect_sqlite
 from tilde.server._db_postgres import shared_pool
+from tilde.server.auth import Principal
 from tilde.server.config import DATABASE_URL_FILE
+from tilde.server.sandbox.triggers import TriggerStore
 from tilde.server.storage.engine import StorageEngine
 from tilde.server.storage.metadata import KeyRange
 from tilde.server.storage.schema import METADATA_COMPONENT, METADATA_MIGRATIONS
@@ -303,3 +305,36 @@ def test_connections_the_database_dropped_are_replaced(pg_tilde: LocalServer, pg
     with pg_repo.session() as session:
         session.objects.put("after", b"reconnected")
         assert session.commit("after the drop")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_triggers_list_in_insertion_order_with_cursors(
+    backend: str, postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    location = (
+        PostgresDatabase(postgres_server.new_database(), "tilde_triggers")
+        if backend == "postgres"
+        else tmp_path / "triggers.sqlite3"
+    )
+    store = TriggerStore(location)
+    creator = Principal(type="user", id="u1", name="alice")
+    try:
+        # Names in reverse alphabetical order: the list follows creation, not names or ids.
+        made = [
+            store.create("repo", {"name": name, "conditions": [], "sandbox_config": {}}, creator)
+            for name in ("zeta", "mu", "alpha")
+        ]
+        first, more = store.list_triggers("repo", "", 2)
+        assert ([t.name for t in first], more) == (["zeta", "mu"], True)
+        rest, more = store.list_triggers("repo", str(first[-1].seq), 2)
+        assert ([t.name for t in rest], more) == (["alpha"], False)
+        assert [t.name for t in store.enabled("repo")] == ["zeta", "mu", "alpha"]
+        runs = [
+            store.add_run(made[0], f"commit-{n}", "skipped", matched_paths=[], lineage=[]) for n in range(3)
+        ]
+        newest, more = store.list_runs("repo", made[0].id, "", 2)
+        assert ([r.id for r in newest], more) == ([runs[2], runs[1]], True)
+        oldest, more = store.list_runs("repo", made[0].id, str(newest[-1].seq), 2)
+        assert ([r.id for r in oldest], more) == ([runs[0]], False)
+    finally:
+        store.close()
