@@ -93,3 +93,16 @@ def test_a_file_handed_out_again_after_the_scan_is_kept(tmp_path: Path) -> None:
     assert cache.lookup(_key(b"x" * 10)) == path
     assert cache.evict() == 0
     assert path.exists()
+
+
+def test_written_blobs_are_cached_unpinned_and_go_first(tmp_path: Path) -> None:
+    cache = BlobCache(tmp_path / "cache", capacity=150, pin_seconds=60)
+    used = _fill(cache, b"u" * 100)  # fetched for a reader: pinned
+    fd, spare = cache.tmp_file()
+    os.write(fd, b"w" * 100)
+    os.close(fd)
+    written = cache.adopt(_key(b"w" * 100), spare, 100, pin=False)
+    # Over capacity: the blob written (not read by anyone) goes, the one handed out stays.
+    assert not written.exists()
+    assert used.exists()
+    assert cache.size == 100

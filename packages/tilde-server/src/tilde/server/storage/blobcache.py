@@ -150,13 +150,15 @@ class BlobCache:
                 tmp.unlink()
             raise
 
-    def adopt(self, key: str, file: Path, size: int) -> Path:
+    def adopt(self, key: str, file: Path, size: int, *, pin: bool = True) -> Path:
         """Move a complete local file whose SHA-256 is ``key`` into the cache (dropped when cached already).
 
         Args:
             key: The file's SHA-256 hex digest (the caller has verified it).
             file: The file, on the cache's filesystem; it is gone from that path afterwards.
             size: Its size.
+            pin: Whether the caller is about to use the file (it is then kept ``pin_seconds``); an unpinned
+                file (a blob the server just wrote, cached in case it is read) is the first to go.
 
         Returns:
             The cached file.
@@ -168,6 +170,9 @@ class BlobCache:
             return target
         target.parent.mkdir(mode=DIR_MODE, exist_ok=True)
         os.chmod(file, FILE_MODE)
+        if not pin:
+            unpinned = time.time() - self.pin_seconds - 1
+            os.utime(file, (unpinned, unpinned))
         os.replace(file, target)
         with self._lock:
             self._size += size

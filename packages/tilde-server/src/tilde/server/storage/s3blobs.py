@@ -169,7 +169,7 @@ class S3BlobWriter:
             self._file.close()
             digest = self._hash.hexdigest()
             self._store._put_file(self._tmp, digest)
-            self._store.cache.adopt(digest, self._tmp, self._size)
+            self._store.cache.adopt(digest, self._tmp, self._size, pin=False)
         except BaseException:
             self._discard()
             raise
