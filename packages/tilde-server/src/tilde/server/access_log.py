@@ -7,11 +7,19 @@ filter on the ``uvicorn.access`` logger rewrites such values to ``REDACTED`` bef
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from urllib.parse import parse_qsl, quote, urlencode
 
-__all__ = ["REDACTED", "RedactQueryFilter", "install_access_log_redaction", "redact_target"]
+__all__ = [
+    "REDACTED",
+    "RedactQueryFilter",
+    "TurnFlushedStreamHandler",
+    "defer_access_log_flush",
+    "install_access_log_redaction",
+    "redact_target",
+]
 
 #: What a secret value is replaced with.
 REDACTED = "REDACTED"
@@ -78,3 +86,44 @@ def install_access_log_redaction(logger_name: str = "uvicorn.access") -> RedactQ
     redactor = RedactQueryFilter()
     logger.addFilter(redactor)
     return redactor
+
+
+class TurnFlushedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that flushes once per turn of the running event loop rather than after every record.
+
+    An access-log line is written per request; flushing each one is a ``write`` system call per request.
+    Records logged on an event loop are flushed together when the loop's current turn ends (so a line is
+    never held longer than that); records logged anywhere else are flushed at once, as usual.
+    """
+
+    _flush_pending = False
+
+    def flush(self) -> None:
+        """Flush at the end of the event loop's turn (at once outside an event loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            super().flush()
+            return
+        if not self._flush_pending:
+            self._flush_pending = True
+            loop.call_soon(self._flush_now)
+
+    def _flush_now(self) -> None:
+        self._flush_pending = False
+        super().flush()
+
+
+def defer_access_log_flush(logger_name: str = "uvicorn.access") -> None:
+    """Swap the access logger's plain stream handlers for `TurnFlushedStreamHandler` ones (same settings)."""
+    logger = logging.getLogger(logger_name)
+    for index, handler in enumerate(list(logger.handlers)):
+        if type(handler) is not logging.StreamHandler:
+            continue
+        replacement = TurnFlushedStreamHandler(handler.stream)
+        replacement.setLevel(handler.level)
+        replacement.setFormatter(handler.formatter)
+        for handler_filter in handler.filters:
+            replacement.addFilter(handler_filter)
+        logger.handlers[index] = replacement
+        handler.close()

@@ -28,7 +28,7 @@ import uvicorn.logging
 from tilde.server._db import DatabaseUnavailable, Location, database_location
 from tilde.server._tuning import tune_malloc
 from tilde.server._version import __version__
-from tilde.server.access_log import install_access_log_redaction
+from tilde.server.access_log import defer_access_log_flush, install_access_log_redaction
 from tilde.server.app import create_app
 from tilde.server.auth import USER_KEY_PREFIX
 from tilde.server.config import (
@@ -332,6 +332,7 @@ def serve(
         )
         # uvicorn configures its loggers when the config is made; the filter goes on after that.
         install_access_log_redaction()
+        defer_access_log_flush()
         _log_server_messages()
         # uvicorn re-raises the Ctrl-C it handled once it has shut down; that is a normal end here.
         with contextlib.suppress(KeyboardInterrupt):
