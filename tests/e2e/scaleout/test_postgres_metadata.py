@@ -22,7 +22,7 @@ from pg_server import PostgresServer
 from tilde.core.errors import ConflictError
 from tilde.data import Client, Repository
 from tilde.server import LocalServer, ServerConfig
-from tilde.server._db import PostgresDatabase, apply_migrations, connect_sqlite
+from tilde.server._db import DatabaseUnavailable, PostgresDatabase, apply_migrations, connect_sqlite
 from tilde.server._db_postgres import shared_pool
 from tilde.server.auth import Principal
 from tilde.server.config import DATABASE_URL_FILE
@@ -338,3 +338,34 @@ def test_triggers_list_in_insertion_order_with_cursors(
         assert ([r.id for r in oldest], more) == ([runs[0]], False)
     finally:
         store.close()
+
+
+def test_a_deadlocked_transaction_is_a_retryable_error(postgres_server: PostgresServer) -> None:
+    pool = shared_pool(PostgresDatabase(postgres_server.new_database(), "tilde_test"))
+    try:
+        with pool.transaction() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS pair (id TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+            conn.execute("INSERT INTO pair (id, n) VALUES ('a', 0), ('b', 0)")
+        both_hold_one = threading.Barrier(2)
+        outcomes: list[BaseException | None] = []
+
+        def lock(first: str, second: str) -> None:
+            try:
+                with pool.transaction() as conn:
+                    conn.execute("UPDATE pair SET n = n + 1 WHERE id = ?", (first,))
+                    both_hold_one.wait()
+                    conn.execute("UPDATE pair SET n = n + 1 WHERE id = ?", (second,))
+                outcomes.append(None)
+            except BaseException as error:  # collected and checked below
+                outcomes.append(error)
+
+        threads = [threading.Thread(target=lock, args=pair) for pair in (("a", "b"), ("b", "a"))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # PostgreSQL aborts one of the two: a retryable error (503 over HTTP); the other commits.
+        assert sorted(type(outcome).__name__ for outcome in outcomes) == ["NoneType", "Retryable"]
+        assert all(outcome is None or isinstance(outcome, DatabaseUnavailable) for outcome in outcomes)
+    finally:
+        pool.release()

@@ -35,7 +35,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from tilde.server._db import DatabaseUnavailable, IntegrityError, PostgresDatabase
 
-__all__ = ["PgConnection", "Row", "SharedPool", "shared_pool", "translate"]
+__all__ = ["PgConnection", "Retryable", "Row", "SharedPool", "shared_pool", "translate"]
 
 #: Attempts of a single-statement call that hit a serialisation failure or deadlock.
 RETRIES = 5
@@ -175,8 +175,10 @@ class PgConnection:
             return self.conn.execute(translate(sql, self._keys), _params(parameters))
         except psycopg.errors.IntegrityError as error:
             raise IntegrityError(str(error).splitlines()[0]) from None
-        except _RETRYABLE:
-            raise
+        except _RETRYABLE as error:
+            raise Retryable(
+                f"the database aborted a conflicting transaction ({type(error).__name__}); try again"
+            ) from None
         except psycopg.OperationalError as error:
             raise _unavailable(error) from None
 
@@ -197,6 +199,13 @@ class PgConnection:
 
 
 _RETRYABLE = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+
+
+class Retryable(DatabaseUnavailable):
+    """A serialisation failure or deadlock: the transaction was rolled back and may simply run again.
+
+    Single statements are retried here; a write transaction that meets one answers 503 with ``Retry-After``.
+    """
 
 
 def _alive(conn: psycopg.Connection[Any]) -> bool:
@@ -275,8 +284,10 @@ class SharedPool:
             raise PoolTimeout("no live connection")
         except PoolTimeout as error:
             raise _unavailable(error) from None
-        except _RETRYABLE:
-            raise
+        except _RETRYABLE as error:  # raised by the COMMIT of a transaction
+            raise Retryable(
+                f"the database aborted a conflicting transaction ({type(error).__name__}); try again"
+            ) from None
         except psycopg.OperationalError as error:
             raise _unavailable(error) from None
 
@@ -313,7 +324,7 @@ class SharedPool:
             try:
                 with self._connection() as conn:
                     return PgConnection(conn, self.keys).execute(sql, args).fetchall()
-            except _RETRYABLE:
+            except Retryable:
                 if attempt == RETRIES - 1:
                     raise
                 time.sleep(0.01 * (attempt + 1))
