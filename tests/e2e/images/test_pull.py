@@ -30,6 +30,7 @@ from tilde.server.images import (
     ImagePullError,
     ImageReferenceError,
     ImageStore,
+    LocalImage,
 )
 from tilde.server.images.manifest import host_platform
 
@@ -150,6 +151,28 @@ def test_layers_shared_between_images_are_downloaded_once(registry: RunningRegis
     second = asyncio.run(store.ensure(f"{registry.host}/shared/two:1"))
     assert first.layers[0] == second.layers[0]
     assert store.bytes_received - before == len(two.blobs[1])
+
+
+def test_concurrent_pulls_sharing_a_layer_download_it_once(registry: RunningRegistry, tmp_path: Path) -> None:
+    shared = files_layer({"base.bin": os.urandom(2 * 1024 * 1024)})
+    one = build_image([shared, files_layer({"one": b"1"})])
+    two = build_image([shared, files_layer({"two": b"2"})])
+    push_image(registry, "together/one", "1", one)
+    push_image(registry, "together/two", "1", two)
+    store = ImageStore(tmp_path / "images")
+
+    async def both() -> list[LocalImage]:
+        return list(
+            await asyncio.gather(
+                store.ensure(f"{registry.host}/together/one:1"),
+                store.ensure(f"{registry.host}/together/two:1"),
+            )
+        )
+
+    first, second = asyncio.run(both())
+    assert first.layers[0] == second.layers[0]
+    assert (first.layers[0] / "base.bin").stat().st_size == 2 * 1024 * 1024
+    assert store.bytes_received == len(one.blobs[0]) + len(one.blobs[1]) + len(two.blobs[1])
 
 
 def test_basic_auth_from_configured_credentials(tmp_path: Path) -> None:

@@ -109,6 +109,7 @@ class ImageStore:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._index = Index(self.root)
         self._pulls: dict[str, asyncio.Lock] = {}
+        self._layers_fetching: dict[str, asyncio.Lock] = {}
 
     # -- paths -------------------------------------------------------------------------------------------
 
@@ -427,6 +428,14 @@ class ImageStore:
                 if diff_id in started:
                     return
                 started.add(diff_id)
+                # Another pull in this process may be fetching the same layer (images share base layers).
+                async with self._layers_fetching.setdefault(diff_id, asyncio.Lock()):
+                    if self.layer_path(diff_id).is_dir():
+                        advance(layer.size)
+                        return
+                    await fetch_missing(layer, diff_id)
+
+            async def fetch_missing(layer: Any, diff_id: str) -> None:
                 blob = self._blob_path(layer.digest)
                 partial = self.root / "partial" / layer.digest.split(":", 1)[1]
                 streamed = False
