@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,35 @@ def test_opening_the_store_sweeps_stale_temporary_files(tmp_path: Path) -> None:
     LocalBlobStore(tmp_path / "blobs")
     assert not stale.exists()
     assert fresh.exists()
+
+
+def test_write_many_stores_the_chunks_in_order(blobs: LocalBlobStore) -> None:
+    # More chunks than one vectored write takes, empty ones among them.
+    chunks = [os.urandom(1 + index % 97) if index % 50 else b"" for index in range(2500)]
+    with blobs.open_writer() as writer:
+        writer.write(b"head:")
+        writer.write_many(chunks)
+        ref = writer.commit()
+    expected = b"head:" + b"".join(chunks)
+    assert ref.size == len(expected)
+    assert ref.key == hashlib.sha256(expected).hexdigest()
+    assert blobs.path(ref).read_bytes() == expected
+
+
+def test_vectored_writes_go_on_after_a_short_write() -> None:
+    from tilde.server.storage.blobs import _write_vectored
+
+    sink = bytearray(64)
+    calls: list[int] = []
+
+    def short_write(buffers: Sequence[memoryview | bytes], offset: int) -> int:
+        # Takes at most 5 bytes per call, ending inside a buffer as a short pwritev may.
+        data = b"".join(bytes(buffer) for buffer in buffers)[:5]
+        sink[offset : offset + len(data)] = data
+        calls.append(len(data))
+        return len(data)
+
+    chunks = [b"abc", b"", b"defgh", b"ij", b"klmnopq"]
+    assert _write_vectored(short_write, chunks, 3) == 17
+    assert bytes(sink[3:20]) == b"abcdefghijklmnopq"
+    assert calls == [5, 5, 5, 2]

@@ -76,6 +76,39 @@ def test_parts_out_of_order_assemble_to_the_concatenation(engine: StorageEngine,
         engine.abort_upload(upload)
 
 
+def test_parts_written_as_chunk_lists_assemble_like_single_writes(engine: StorageEngine, repo: str) -> None:
+    session = engine.create_session(repo, ALICE)
+    upload = engine.create_upload(repo, session.id, "many.bin", part_size=PART)
+    parts = [os.urandom(PART), os.urandom(777)]
+    etags = []
+    for number, data in enumerate(parts, start=1):
+        # Chunks of the sizes a socket hands over, more of them than one vectored write takes.
+        chunks = [data[start : start + 61] for start in range(0, len(data), 61)]
+        with writer_for(engine, upload, number) as writer:
+            writer.write_many(chunks[:5])
+            writer.write_many(chunks[5:])
+            assert writer.size == len(data)
+            etags.append((number, writer.commit()))
+    assert [etag for _, etag in etags] == [quoted_sha(data) for data in parts]
+    expected = b"".join(parts)
+    version = engine.complete_upload(
+        repo, session.id, "many.bin", upload, etags, content_type="application/x-test"
+    )
+    assert version.etag == quoted_sha(expected)
+    assert read(engine, version) == expected
+
+
+def test_write_many_refuses_bytes_past_the_part_size(engine: StorageEngine, repo: str) -> None:
+    session = engine.create_session(repo, ALICE)
+    upload = engine.create_upload(repo, session.id, "big.bin", part_size=PART)
+    with writer_for(engine, upload, 1) as writer:
+        writer.write_many([b"x" * (PART - 1)])
+        with pytest.raises(InvalidArgument) as refused:
+            writer.write_many([b"y", b"z"])
+        assert refused.value.code == "part_too_large"
+        assert writer.size == PART - 1
+
+
 def test_in_place_result_matches_the_blob_per_part_result(engine: StorageEngine, repo: str) -> None:
     session = engine.create_session(repo, ALICE)
     chunks = [os.urandom(PART), os.urandom(PART), os.urandom(PART // 2)]
