@@ -175,6 +175,33 @@ def test_concurrent_pulls_sharing_a_layer_download_it_once(registry: RunningRegi
     assert store.bytes_received == len(one.blobs[0]) + len(one.blobs[1]) + len(two.blobs[1])
 
 
+def test_two_stores_on_one_directory_fetch_a_shared_layer_once(
+    registry: RunningRegistry, tmp_path: Path
+) -> None:
+    # As a server and `tilde-server image pull` on the same data directory would (two stores, one root).
+    shared = files_layer({"base.bin": os.urandom(2 * 1024 * 1024)})
+    one = build_image([shared, files_layer({"one": b"1"})])
+    two = build_image([shared, files_layer({"two": b"2"})])
+    push_image(registry, "apart/one", "1", one)
+    push_image(registry, "apart/two", "1", two)
+    server, command = ImageStore(tmp_path / "images"), ImageStore(tmp_path / "images")
+
+    async def both() -> list[LocalImage]:
+        return list(
+            await asyncio.gather(
+                server.ensure(f"{registry.host}/apart/one:1"), command.ensure(f"{registry.host}/apart/two:1")
+            )
+        )
+
+    first, second = asyncio.run(both())
+    assert first.layers[0] == second.layers[0]
+    assert (first.layers[0] / "base.bin").stat().st_size == 2 * 1024 * 1024
+    assert server.bytes_received + command.bytes_received == len(one.blobs[0]) + len(one.blobs[1]) + len(
+        two.blobs[1]
+    )
+    assert {image.reference for image in server.list()} == {first.reference, second.reference}
+
+
 def test_basic_auth_from_configured_credentials(tmp_path: Path) -> None:
     image = build_image([base_layer("private")])
     with run_registry(tmp_path / "registry", auth=True) as registry:

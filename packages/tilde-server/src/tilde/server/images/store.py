@@ -20,6 +20,7 @@ import asyncio
 import builtins
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import io
 import logging
@@ -27,7 +28,7 @@ import os
 import queue
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any, cast
@@ -429,7 +430,7 @@ class ImageStore:
                     return
                 started.add(diff_id)
                 # Another pull in this process may be fetching the same layer (images share base layers).
-                async with self._layers_fetching.setdefault(diff_id, asyncio.Lock()):
+                async with self._layers_fetching.setdefault(diff_id, asyncio.Lock()), self._fetching(diff_id):
                     if self.layer_path(diff_id).is_dir():
                         advance(layer.size)
                         return
@@ -465,6 +466,21 @@ class ImageStore:
             await asyncio.to_thread(self.evict, key)
         data = self._index.read()
         return self._image(key, data["images"][key])
+
+    @contextlib.asynccontextmanager
+    async def _fetching(self, diff_id: str) -> AsyncIterator[None]:
+        """Hold the layer's fetch lock file: another process on this store waits instead of fetching too."""
+        fd = os.open(self.root / "locks" / f"fetch-{_layer_name(diff_id)}", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.05)  # polled: a wait in a thread could not be cancelled
+            yield
+        finally:
+            os.close(fd)
 
     async def _download_unpacking(
         self,
