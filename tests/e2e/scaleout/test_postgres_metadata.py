@@ -26,6 +26,8 @@ from tilde.server._db import DatabaseUnavailable, PostgresDatabase, apply_migrat
 from tilde.server._db_postgres import shared_pool
 from tilde.server.auth import Principal
 from tilde.server.config import DATABASE_URL_FILE
+from tilde.server.dbtools import migrate_all
+from tilde.server.registry import Registry
 from tilde.server.sandbox.triggers import TriggerStore
 from tilde.server.storage.engine import StorageEngine
 from tilde.server.storage.metadata import KeyRange
@@ -369,3 +371,43 @@ def test_a_deadlocked_transaction_is_a_retryable_error(postgres_server: Postgres
         assert all(outcome is None or isinstance(outcome, DatabaseUnavailable) for outcome in outcomes)
     finally:
         pool.release()
+
+
+def test_two_processes_starting_together_share_one_admin_user(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    url = postgres_server.new_database()
+    migrate_all(tmp_path, url)
+    with psycopg.connect(url) as other:
+        # Another replica, mid start-up, has inserted the admin user but not committed yet.
+        other.execute(
+            "INSERT INTO tilde_registry.users (id, username, full_name, email, created_at)"
+            " VALUES ('other-admin', 'admin', 'Administrator', '', '2026-01-01T00:00:00Z')"
+        )
+        opened: list[Registry | BaseException] = []
+
+        def start() -> None:
+            try:
+                opened.append(Registry(PostgresDatabase(url, "tilde_registry")))
+            except BaseException as error:  # checked below
+                opened.append(error)
+
+        starting = threading.Thread(target=start)
+        starting.start()
+        with psycopg.connect(url, autocommit=True) as watch:
+            while starting.is_alive():  # until this start waits on the other's uncommitted row
+                waiting = watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO users%'"
+                ).fetchone()
+                if waiting is not None and waiting[0] > 0:
+                    break
+                threading.Event().wait(0.05)
+        other.commit()
+        starting.join()
+    (registry,) = opened
+    assert isinstance(registry, Registry), registry
+    try:
+        assert registry.admin.id == "other-admin"
+    finally:
+        registry.close()

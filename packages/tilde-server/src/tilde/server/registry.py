@@ -182,8 +182,10 @@ class Registry(IamStore, PrincipalStore):
         with self._tx() as db:
             row = db.execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
             if row is None:
+                # OR IGNORE: another process starting at the same time may have just created it.
                 db.execute(
-                    "INSERT INTO users (id, username, full_name, email, created_at) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO users (id, username, full_name, email, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
                     (new_id(), username, full_name, email, utc_now()),
                 )
                 row = db.execute("SELECT * FROM users WHERE username = ?", (username,)).fetchone()
