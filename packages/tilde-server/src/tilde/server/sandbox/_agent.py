@@ -176,24 +176,31 @@ class _Done:
     """A one-shot flag that threads can wait on with a timeout (``threading.Event`` without ``threading``)."""
 
     def __init__(self) -> None:
+        # Held until `set`; a waiter takes it and hands it straight back, so the flag itself is kept apart
+        # (the lock flickers while waiters pass through it).
+        self._flag = False
         self._lock = _thread.allocate_lock()
         self._lock.acquire()
 
     def set(self) -> None:
-        if self._lock.locked():
-            try:
-                self._lock.release()
-            except RuntimeError:
-                pass
+        if self._flag:
+            return
+        self._flag = True
+        try:
+            self._lock.release()
+        except RuntimeError:  # pragma: no cover - a second, concurrent `set`
+            pass
 
     def is_set(self) -> bool:
-        return not self._lock.locked()
+        return self._flag
 
     def wait(self, timeout: float | None = None) -> bool:
+        if self._flag:
+            return True
         if self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0)):
             self._lock.release()
             return True
-        return False
+        return self._flag
 
 
 def _start(target: Any, *args: Any) -> _Done:
