@@ -405,3 +405,37 @@ def test_websocket_and_long_requests_give_their_slots_back(tmp_path: Path) -> No
         while guard.open and time.monotonic() < deadline:
             time.sleep(0.05)
         assert guard.open == 0
+
+
+def _keep_alive_request(sock: socket.socket) -> bytes:
+    """Send one health request on a kept-alive connection and read its whole answer."""
+    sock.settimeout(30)
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while not data.endswith(b'{"status":"ok"}'):
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_each_response_starts_a_new_header_window_on_a_kept_alive_connection(start: Start) -> None:
+    server = start([], env={"TILDE_SERVER_HEADER_TIMEOUT": "1"})
+    steady = connect(server.port)
+    try:
+        # Requests 0.4 s apart, for longer than one window: each response opens a new one.
+        for _ in range(5):
+            assert _keep_alive_request(steady).startswith(b"HTTP/1.1 200 ")
+            time.sleep(0.4)
+        assert _keep_alive_request(steady).startswith(b"HTTP/1.1 200 ")
+    finally:
+        steady.close()
+    slow = connect(server.port)
+    try:
+        # After a response, a header block that trickles in is cut off like a first one.
+        assert _keep_alive_request(slow).startswith(b"HTTP/1.1 200 ")
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        assert closed_by_server(slow, b"X-a: b\r\n")
+    finally:
+        slow.close()

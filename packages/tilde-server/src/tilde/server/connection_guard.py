@@ -388,6 +388,7 @@ def guarded_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol]:
         _awaiting_header = True
         _header_bytes = 0
         _header_timer: asyncio.TimerHandle | None = None
+        _header_deadline: float | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -400,7 +401,7 @@ def guarded_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol]:
             self._arm_header_timer()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_header_timer()
+            self._drop_header_timer()
             if self._admitted:
                 guard.release(self.transport)
             super().connection_lost(exc)
@@ -440,23 +441,38 @@ def guarded_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol]:
                 guard.set_idle(self.transport, True)
                 self._arm_header_timer()
 
+        # One timer per connection, not one per request: arming sets a deadline (and schedules the timer only
+        # when none is pending), a complete header block clears it, and the timer, when it fires, closes the
+        # connection only if a deadline is set and past; a later deadline schedules it again.
+
         def _arm_header_timer(self) -> None:
-            self._cancel_header_timer()
-            self._header_timer = self.loop.call_later(limits.header_timeout, self._header_timed_out)
+            self._header_deadline = deadline = self.loop.time() + limits.header_timeout
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_at(deadline, self._header_timed_out)
 
         def _cancel_header_timer(self) -> None:
+            self._header_deadline = None
+
+        def _drop_header_timer(self) -> None:
+            self._header_deadline = None
             if self._header_timer is not None:
                 self._header_timer.cancel()
                 self._header_timer = None
 
         def _header_timed_out(self) -> None:
-            # Armed only while idle and cancelled by a complete header block: no request came in time.
             self._header_timer = None
+            deadline = self._header_deadline
+            if deadline is None:  # a request is in progress: its response arms a new deadline
+                return
+            if self.loop.time() < deadline:  # re-armed since this timer was scheduled
+                self._header_timer = self.loop.call_at(deadline, self._header_timed_out)
+                return
+            # No complete header block came in time.
             if not self.transport.is_closing():
                 self.transport.close()
 
         def _reject(self, error: tuple[int, str, str, str], extra: str = "") -> None:
-            self._cancel_header_timer()
+            self._drop_header_timer()
             self.transport.write(_error_bytes(*error, extra))
             self.transport.close()
 
