@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,9 +84,18 @@ def test_blobs_are_content_addressed_under_the_prefix(store: S3BlobStore, tmp_pa
         second.path(BlobRef(key="0" * 64, size=1, sha256="0" * 64))
     source = tmp_path / "file.bin"
     source.write_bytes(b"ingested")
+    inode = source.stat().st_ino
     ingested = store.ingest_file(source)
     assert not source.exists()
     assert store.path(ingested).read_bytes() == b"ingested"
+    assert store.path(ingested).stat().st_ino == inode  # renamed into the cache, not copied
+    assert store.exists(ingested)
+    # A file with another link is copied: whoever holds that link cannot change the cached blob.
+    shared = tmp_path / "shared.bin"
+    shared.write_bytes(b"shared bytes")
+    os.link(shared, tmp_path / "other-link")
+    copied = store.ingest_file(shared)
+    assert store.path(copied).stat().st_ino != (tmp_path / "other-link").stat().st_ino
     joined = store.concat([ref, ingested])
     assert second.path(joined).read_bytes() == data + b"ingested"
     second.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import functools
 import hashlib
 import os
@@ -288,7 +289,10 @@ class S3BlobStore:
 
     @_unavailable_on_failure
     def ingest_file(self, path: Path) -> BlobRef:
-        """Hash a finished file, upload it and remove it (its bytes are copied to the cache first).
+        """Hash a finished file, upload it and remove it; its bytes stay in the node cache.
+
+        A regular file owned by this process's user with no other link is renamed into the cache (nothing is
+        copied); any other file is copied, so nobody who could write to the original can change the blob.
 
         Raises:
             NotFound: When the file does not exist.
@@ -303,11 +307,54 @@ class S3BlobStore:
         except OSError as error:
             raise InvalidArgument(f"cannot ingest '{path}': {error.strerror}") from None
         with open(fd, "rb", buffering=0) as source:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
                 raise InvalidArgument(f"cannot ingest '{path}': not a regular file")
+            if info.st_uid == os.geteuid() and info.st_nlink == 1:
+                moved = self._move_in(path, source, info)
+                if moved is not None:
+                    return moved
+                source.seek(0)
             ref = self._copy_from(source)
         path.unlink()
         return ref
+
+    def _move_in(self, path: Path, source: BinaryIO, info: os.stat_result) -> BlobRef | None:
+        """Hash a file of this process's user and rename it into the cache, uploading it from there.
+
+        Returns:
+            The blob, or None when the file is on another filesystem than the cache (copy it instead).
+
+        Raises:
+            InvalidArgument: The path was swapped for another file after it was hashed.
+
+        """
+        hasher = hashlib.sha256()
+        size = 0
+        while chunk := source.read(_CHUNK):
+            hasher.update(chunk)
+            size += len(chunk)
+        digest = hasher.hexdigest()
+        fd, tmp = self.cache.tmp_file()
+        os.close(fd)
+        try:
+            os.replace(path, tmp)
+        except OSError as error:
+            tmp.unlink()
+            if error.errno == errno.EXDEV:
+                return None
+            raise
+        try:
+            now = tmp.stat()
+            if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+                raise InvalidArgument(f"'{path}' changed while it was being ingested")
+            self._put_file(tmp, digest)
+            self.cache.adopt(digest, tmp, size, pin=False)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        return BlobRef(key=digest, size=size, sha256=digest)
 
     def _copy_from(self, source: BinaryIO) -> BlobRef:
         with self.open_writer() as writer:
