@@ -200,3 +200,15 @@ def test_a_layer_the_file_system_cannot_hold_fails_the_pull_as_an_image_error(tm
             asyncio.run(store.ensure(f"{registry.host}/long:1"))
     assert store.list() == []
     assert all(not p.name.startswith(".tmp") for p in (tmp_path / "images/layers").iterdir())
+
+
+def test_a_layer_larger_than_the_whole_cache_is_refused_before_it_is_written(tmp_path: Path) -> None:
+    # Eight MiB of zeros compress to a few KiB: the download is tiny, the unpacked layer would not be.
+    bomb = files_layer({"zeros": bytes(8 * 1024 * 1024)})
+    with run_registry(tmp_path / "registry") as registry:
+        push_image(registry, "bomb", "1", build_image([bomb]))
+        store = ImageStore(tmp_path / "images", max_bytes=1024 * 1024)
+        with pytest.raises(ImagePullError, match="more than 1048576 bytes"):
+            asyncio.run(store.ensure(f"{registry.host}/bomb:1"))
+    assert store.list() == []
+    assert list((tmp_path / "images/layers").iterdir()) == []

@@ -281,7 +281,7 @@ class ImageStore:
         try:
             try:
                 with source() as stream:
-                    result = unpack_layer(stream, tmp, setuid=self.setuid)
+                    result = unpack_layer(stream, tmp, setuid=self.setuid, max_bytes=self.max_bytes)
             except OSError as error:
                 # A full disk, or a file system without user xattrs (whiteouts need them when not root).
                 raise ImagePullError(f"cannot unpack a layer into {self.root}: {error}") from error

@@ -132,8 +132,9 @@ def remove_tree(path: Path) -> None:
 
 
 class _Extractor:
-    def __init__(self, dest: Path, setuid: SetuidPolicy) -> None:
+    def __init__(self, dest: Path, setuid: SetuidPolicy, max_bytes: int | None) -> None:
         self.dest = str(dest)
+        self.max_bytes = max_bytes
         self.setuid = setuid
         self.root = os.geteuid() == 0
         self.dirs: dict[str, tuple[int, float]] = {}
@@ -238,6 +239,11 @@ class _Extractor:
         self.clear(rel, keep_dir=False)
         if member.isreg():
             mode = self.file_mode(member, rel)
+            if self.max_bytes is not None and self.size + member.size > self.max_bytes:
+                # Checked before writing: a small compressed layer must not fill the disk.
+                raise ImagePullError(
+                    f"layer unpacks to more than {self.max_bytes} bytes (the image cache's limit)"
+                )
             source = archive.extractfile(member)
             assert source is not None
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -287,13 +293,16 @@ class _Extractor:
             os.utime(path, (mtime, mtime), follow_symlinks=False)
 
 
-def unpack_layer(source: IO[bytes], dest: Path, *, setuid: SetuidPolicy = "strip") -> UnpackResult:
+def unpack_layer(
+    source: IO[bytes], dest: Path, *, setuid: SetuidPolicy = "strip", max_bytes: int | None = None
+) -> UnpackResult:
     """Unpack a layer archive (tar, gzip or zstd; detected from its first bytes) into ``dest``.
 
     Args:
         source: The archive as stored in the registry (compressed or not), read once from start to end.
         dest: A directory that does not exist yet; created here.
         setuid: What to do with setuid/setgid files: refuse the layer, strip the bits, or keep them.
+        max_bytes: Most bytes of regular files the layer may unpack to (None: no limit).
 
     Returns:
         The digest of the uncompressed archive and the bytes written.
@@ -306,7 +315,7 @@ def unpack_layer(source: IO[bytes], dest: Path, *, setuid: SetuidPolicy = "strip
     os.mkdir(dest, 0o755)
     hashing = _HashingReader(_decompressed(source))
     stream = io.BufferedReader(hashing, _CHUNK)
-    extractor = _Extractor(dest, setuid)
+    extractor = _Extractor(dest, setuid, max_bytes)
     try:
         with tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
