@@ -32,6 +32,7 @@ from tilde.server.sandbox.triggers import TriggerStore
 from tilde.server.storage.engine import StorageEngine
 from tilde.server.storage.metadata import KeyRange
 from tilde.server.storage.schema import METADATA_COMPONENT, METADATA_MIGRATIONS
+from tilde.server.storage.types import Actor, NewObject
 
 #: Sessions racing to commit the same path.
 RACERS = 50
@@ -411,3 +412,40 @@ def test_two_processes_starting_together_share_one_admin_user(
         assert registry.admin.id == "other-admin"
     finally:
         registry.close()
+
+
+def _big_commits(engine: StorageEngine, blob_file: Path) -> list[tuple[str, int, int]]:
+    """Three commits over 2,500 paths (more than one batch): add all, replace half and delete a fifth."""
+    actor = Actor(type="user", id="u1", name="alice")
+    engine.init_repository("r")
+    blob = engine.ingest_file(blob_file)
+    rounds = [
+        [NewObject(f"d/{n:05d}", blob) for n in range(2500)],
+        [NewObject(f"d/{n:05d}", blob, content_type="text/plain") for n in range(0, 2500, 2)],
+    ]
+    for objects in rounds:
+        session = engine.create_session("r", actor).id
+        engine.stage_objects("r", session, objects)
+        engine.commit_session("r", session, "round", actor)
+    session = engine.create_session("r", actor).id
+    engine.delete_many("r", session, [f"d/{n:05d}" for n in range(0, 2500, 5)])
+    engine.commit_session("r", session, "delete", actor)
+    return [(c.tree_id, c.object_count, c.total_size) for c in engine.log("r").items]
+
+
+def test_large_commits_give_the_same_trees_on_both_backends(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    results = []
+    for name, url in (("sqlite", None), ("postgres", postgres_server.new_database())):
+        (tmp_path / name).mkdir()
+        blob_file = tmp_path / name / "blob"
+        blob_file.write_bytes(b"twelve bytes")
+        engine = StorageEngine.open(tmp_path / name / "data", database_url=url)
+        try:
+            results.append(_big_commits(engine, blob_file))
+        finally:
+            engine.close()
+    sqlite, postgres = results
+    assert postgres == sqlite
+    assert [count for _, count, _ in postgres] == [2000, 2500, 2500]

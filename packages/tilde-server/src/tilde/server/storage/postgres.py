@@ -11,17 +11,21 @@ or raises ``Conflict``. Commits to different repositories do not wait for each o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from tilde.server._db import PostgresDatabase, apply_migrations
-from tilde.server.storage.metadata import RepoRecord
+from tilde.server.storage.metadata import LIVE_SEQ, RepoRecord, VersionRecord
 from tilde.server.storage.schema import METADATA_COMPONENT, METADATA_MIGRATIONS, METADATA_SCHEMA_V1
-from tilde.server.storage.sqlite_history import HistoryQueries
+from tilde.server.storage.sqlite_history import _VERSION_COLUMNS as VERSION_COLUMNS
+from tilde.server.storage.sqlite_history import HistoryQueries, dump_metadata, version_from_row
 from tilde.server.storage.sqlite_sessions import SessionQueries
 
 __all__ = ["PostgresMetadataStore", "PostgresTx"]
+
+#: Paths per statement when a commit closes and inserts versions.
+_BATCH = 1000
 
 
 class PostgresTx(HistoryQueries, SessionQueries):
@@ -37,6 +41,69 @@ class PostgresTx(HistoryQueries, SessionQueries):
             "SELECT head_seq, head_commit_id FROM repos WHERE repo_id = ? FOR UPDATE", (repo_id,)
         ).fetchone()
         return None if row is None else RepoRecord(repo_id, int(row[0]), row[1])
+
+    def apply_changes(
+        self, repo_id: str, seq: int, changes: Iterable[tuple[str, VersionRecord | None]]
+    ) -> tuple[list[VersionRecord], list[VersionRecord]]:
+        """Close the live version of each path and insert the new ones (None = deletion) born at ``seq``.
+
+        The same rows as the SQLite store's, in a few statements per thousand paths instead of three per
+        path: one ``UPDATE … WHERE path = ANY(…) RETURNING`` closes a batch, one pipelined ``executemany``
+        inserts it.
+
+        Returns:
+            The closed versions and the inserted versions.
+
+        """
+        closed: list[VersionRecord] = []
+        inserted: list[VersionRecord] = []
+        batch: list[tuple[str, VersionRecord | None]] = []
+        for change in changes:
+            batch.append(change)
+            if len(batch) == _BATCH:
+                self._apply_batch(repo_id, seq, batch, closed, inserted)
+                batch = []
+        if batch:
+            self._apply_batch(repo_id, seq, batch, closed, inserted)
+        return closed, inserted
+
+    def _apply_batch(
+        self,
+        repo_id: str,
+        seq: int,
+        batch: list[tuple[str, VersionRecord | None]],
+        closed: list[VersionRecord],
+        inserted: list[VersionRecord],
+    ) -> None:
+        rows = self.conn.execute(
+            f"UPDATE versions SET died_seq = ? WHERE repo_id = ? AND died_seq = ? AND path = ANY(?)"
+            f" RETURNING {VERSION_COLUMNS}",
+            (seq, repo_id, LIVE_SEQ, [path for path, _ in batch]),
+        ).fetchall()
+        closed.extend(version_from_row(row) for row in rows)
+        new = [(path, version) for path, version in batch if version is not None]
+        if new:
+            self.conn.executemany(
+                f"INSERT INTO versions (repo_id, born_seq, died_seq, {VERSION_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        repo_id,
+                        seq,
+                        LIVE_SEQ,
+                        path,
+                        version.blob_key,
+                        version.size,
+                        version.sha256,
+                        version.content_type,
+                        dump_metadata(version.metadata),
+                        version.modified_us,
+                        dump_metadata(version.source_metadata),
+                    )
+                    for path, version in new
+                ],
+            )
+            inserted.extend(version for _, version in new)
 
 
 class PostgresMetadataStore:
