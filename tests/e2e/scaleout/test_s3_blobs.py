@@ -604,3 +604,38 @@ def test_a_data_directory_keeps_its_blob_store_across_restarts(
     again = ServerConfig(data_dir=tmp_path / "data", s3_credentials=config.s3_credentials)
     with LocalServer(config=again) as second:
         assert second.app.state.engine.blobs.bucket == bucket
+
+
+def test_presigned_urls_use_the_public_endpoint(tmp_path: Path, s3_server: S3Server, bucket: str) -> None:
+    # The server reaches the object store by one address (here a proxy), clients by another.
+    host, port = urlsplit(s3_server.endpoint_url).netloc.split(":")
+    internal = ByteCounter((host, int(port)))
+    config = _s3_config(tmp_path / "data", s3_server, bucket)
+    config.s3_endpoint_url = internal.url
+    config.s3_public_endpoint_url = s3_server.endpoint_url
+    try:
+        with LocalServer(config=config) as srv, _api(srv) as api:
+            org = f"org-{os.urandom(5).hex()}"
+            assert api.post("/organizations", json={"name": org, "display_name": org}).status_code == 201
+            base = f"/organizations/{org}/repositories/repo"
+            created = api.post(
+                f"/organizations/{org}/repositories", json={"name": "repo", "visibility": "private"}
+            )
+            assert created.status_code == 201
+            session_id = api.post(f"{base}/sessions").json()["session_id"]
+            where = {"session_id": session_id, "path": "p.bin"}
+            staged = api.put(f"{base}/object", params=where).json()
+            assert urlsplit(staged["upload_url"]).netloc == urlsplit(s3_server.endpoint_url).netloc
+            before = internal.to_server
+            assert httpx.put(staged["upload_url"], content=b"public bytes").status_code == 200
+            assert internal.to_server == before  # the client's bytes did not take the server's route
+            finalized = api.post(
+                f"{base}/object/finalize", params=where, json={"upload_token": staged["upload_token"]}
+            )
+            assert finalized.status_code == 201, finalized.text
+            answer = api.get(f"{base}/object", params=where)
+            assert urlsplit(answer.headers["location"]).netloc == urlsplit(s3_server.endpoint_url).netloc
+            assert httpx.get(answer.headers["location"]).content == b"public bytes"
+            assert internal.to_server > 0  # the server itself used the internal address
+    finally:
+        internal.close()

@@ -202,6 +202,7 @@ def _blob_store(config: ServerConfig) -> BlobStore | None:
         endpoint_url=config.s3_endpoint_url,
         region=config.s3_region,
         credentials=config.s3_credentials,
+        public_endpoint_url=config.s3_public_endpoint_url,
     )
     remember_blob_store(config.data_dir, config.blob_store, config.s3_endpoint_url)  # it opened: keep it
     return store

@@ -242,6 +242,13 @@ def _log_server_messages() -> None:
     "presigned URLs there (env TILDE_SERVER_S3_ENDPOINT_URL).",
 )
 @click.option(
+    "--s3-public-endpoint-url",
+    envvar="TILDE_SERVER_S3_PUBLIC_ENDPOINT_URL",
+    default=None,
+    help="URL of the object store as clients reach it, when it differs from --s3-endpoint-url "
+    "(env TILDE_SERVER_S3_PUBLIC_ENDPOINT_URL).",
+)
+@click.option(
     "--blob-cache-size",
     envvar="TILDE_SERVER_BLOB_CACHE_SIZE",
     type=click.IntRange(0),
@@ -265,6 +272,7 @@ def serve(
     max_header_size: int,
     blob_store: str | None,
     s3_endpoint_url: str | None,
+    s3_public_endpoint_url: str | None,
     blob_cache_size: int,
     database_url: str | None,
     registry_mirrors: tuple[str, ...],
@@ -313,6 +321,7 @@ def serve(
             max_header_bytes=max_header_size,
             blob_store=blob_store or None,
             s3_endpoint_url=s3_endpoint_url or None,
+            s3_public_endpoint_url=s3_public_endpoint_url or None,
             blob_cache_bytes=blob_cache_size * 1024 * 1024,
             database_url=_check_database_url(database_url),
             **registry_settings(registry_mirrors, registry_auth_file, image_cache_size),

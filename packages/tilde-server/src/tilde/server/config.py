@@ -49,6 +49,8 @@ class ServerConfig:
             for an S3-compatible object store (see `tilde.server.storage.s3blobs`).
         s3_endpoint_url: The object store's URL for an ``s3://`` blob store (None: AWS S3); clients upload
             to and download from presigned URLs there, so it must be reachable by them.
+        s3_public_endpoint_url: The object store's URL as clients reach it, when it differs from
+            ``s3_endpoint_url`` (which the server itself uses); presigned URLs are signed for it.
         s3_region: Region of the object store (None: the standard AWS configuration, else ``us-east-1``).
         s3_credentials: ``(access_key_id, secret_access_key)`` for the object store; None uses the standard
             AWS credential chain (environment variables, shared files, instance roles).
@@ -80,6 +82,7 @@ class ServerConfig:
     max_header_bytes: int = 64 * 1024
     blob_store: str | None = None
     s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_credentials: tuple[str, str] | None = field(default=None, repr=False)
     blob_cache_bytes: int = 10 * 1024**3

@@ -205,12 +205,14 @@ class S3BlobStore:
     Args:
         location: Bucket and key prefix.
         cache: The node-local cache of blob files.
-        endpoint_url: The object store's URL (None: AWS S3). Presigned URLs point there, so clients must be
-            able to reach it.
+        endpoint_url: The object store's URL (None: AWS S3). Presigned URLs point there too unless
+            ``public_endpoint_url`` is given, so clients must be able to reach it.
         region: The region (None: from the standard AWS configuration, else ``us-east-1``).
         credentials: ``(access_key_id, secret_access_key)``; None uses the standard AWS credential chain
             (environment variables, shared files, instance roles).
         client: A ready boto3 S3 client (overrides the three settings above).
+        public_endpoint_url: The object store's URL as clients reach it, when it differs from ``endpoint_url``
+            (an internal name, say): presigned URLs are signed for this one.
 
     """
 
@@ -223,10 +225,12 @@ class S3BlobStore:
         region: str | None = None,
         credentials: tuple[str, str] | None = None,
         client: S3Client | None = None,
+        public_endpoint_url: str | None = None,
     ) -> None:
         self.location = location
         self.bucket = location.bucket
         self.cache = cache
+        presigner: S3Client | None = None
         if client is None:
             session = boto3.session.Session(
                 aws_access_key_id=credentials[0] if credentials else None,
@@ -248,7 +252,17 @@ class S3BlobStore:
                 region_name=region or session.region_name or "us-east-1",
                 config=config,
             )
+            if public_endpoint_url:
+                # Signing makes no request: this client only builds the URLs clients are given.
+                presigner = session.client(
+                    "s3",
+                    endpoint_url=public_endpoint_url,
+                    region_name=region or session.region_name or "us-east-1",
+                    config=config.merge(Config(s3={"addressing_style": "path"})),
+                )
         self.client: S3Client = client
+        #: The client that signs the URLs handed to clients.
+        self.presigner: S3Client = presigner or client
         self._pool = ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="tilde-blob-fetch")
         self._multipart_ids: dict[str, str] = {}
         self._ids_lock = threading.Lock()
@@ -465,7 +479,7 @@ class S3BlobStore:
 
     def presign_get(self, blob: BlobRef, ttl: float, content_type: str) -> str:
         """Return a presigned GET of a blob (it honours ``Range``) answering with ``content_type``."""
-        return self.client.generate_presigned_url(
+        return self.presigner.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
@@ -488,7 +502,7 @@ class S3BlobStore:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": self.upload_key(upload_id)}
         if sha256 is not None:
             params["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
-        return self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=int(ttl))
+        return self.presigner.generate_presigned_url("put_object", Params=params, ExpiresIn=int(ttl))
 
     @_unavailable_on_failure
     def start_multipart(self, upload_id: str) -> None:
@@ -530,7 +544,7 @@ class S3BlobStore:
     @_unavailable_on_failure
     def presign_part(self, upload_id: str, part_number: int, ttl: float) -> str:
         """Return a presigned UploadPart URL for one part of a multipart upload."""
-        return self.client.generate_presigned_url(
+        return self.presigner.generate_presigned_url(
             "upload_part",
             Params={
                 "Bucket": self.bucket,
@@ -711,6 +725,7 @@ def open_s3_blob_store(
     endpoint_url: str | None = None,
     region: str | None = None,
     credentials: tuple[str, str] | None = None,
+    public_endpoint_url: str | None = None,
 ) -> S3BlobStore:
     """Open the blob store at ``s3://bucket[/prefix]``, checking that the bucket exists and is reachable.
 
@@ -724,6 +739,7 @@ def open_s3_blob_store(
         endpoint_url=endpoint_url,
         region=region,
         credentials=credentials,
+        public_endpoint_url=public_endpoint_url,
     )
     try:
         store.client.head_bucket(Bucket=store.bucket)
