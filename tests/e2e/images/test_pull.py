@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +86,11 @@ def test_pull_by_tag_unpacks_layers_and_reads_the_config(registry: RunningRegist
     # The layer archives are gone once unpacked; manifest and config stay.
     blobs = {p.name for p in (tmp_path / "images/blobs/sha256").iterdir()}
     assert blobs == {image.digest.split(":")[1], digest_of(image.config).split(":")[1]}
+    # The store's own files are private, like the rest of a server's data directory (layers keep the image's
+    # modes: a sandbox reads them as the same user).
+    for path in [tmp_path / "images", *(tmp_path / "images").rglob("*")]:
+        if "layers" not in path.relative_to(tmp_path).parts[1:2]:
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
 
 
 def test_pull_by_digest_and_docker_schema_2(registry: RunningRegistry, tmp_path: Path) -> None:

@@ -43,7 +43,9 @@ class Index:
             data = self.read()
             yield data
             tmp = self.path.with_name(f"index.json.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(out, "w", encoding="utf-8") as stream:
+                stream.write(json.dumps(data, indent=1, sort_keys=True))
             os.replace(tmp, self.path)
         finally:
             os.close(fd)

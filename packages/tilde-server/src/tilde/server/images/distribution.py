@@ -374,7 +374,7 @@ class RegistryClient:
             raise ImagePullError(
                 f"blob {digest} of {ref} does not match its digest; the download is discarded"
             )
-        partial.touch()
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT, 0o600))  # an empty blob has no file yet
         os.replace(partial, dest)
 
 
@@ -386,7 +386,7 @@ class _BackgroundWriter:
 
     def __init__(self, path: Path, hasher: Any) -> None:
         self._path = path
-        self._file = path.open("ab")
+        self._file = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         self._hasher = hasher
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._pending = 0

@@ -61,6 +61,11 @@ def _config(raw: dict[str, Any]) -> ImageConfig:
     )
 
 
+def _write_private(path: Path, data: bytes) -> None:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        out.write(data)
+
+
 def _layer_name(diff_id: str) -> str:
     return diff_id.replace(":", "-")
 
@@ -106,8 +111,10 @@ class ImageStore:
         self.http = http
         #: Bytes of layer blobs received by this store's pulls (tests and benchmarks read it).
         self.bytes_received = 0
-        for sub in ("blobs/sha256", "partial", "layers", "locks"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        # Private like the rest of a server's data directory; sandboxes read the layers as the same user.
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for sub in ("blobs", "blobs/sha256", "partial", "layers", "locks"):
+            (self.root / sub).mkdir(mode=0o700, exist_ok=True)
         self._index = Index(self.root)
         self._pulls: dict[str, asyncio.Lock] = {}
         self._layers_fetching: dict[str, asyncio.Lock] = {}
@@ -403,8 +410,8 @@ class ImageStore:
             raise ImagePullError(
                 f"{ref}: config lists {len(diff_ids)} layers, the manifest {len(manifest.layers)}"
             )
-        self._blob_path(digest).write_bytes(body)
-        self._blob_path(manifest.config.digest).write_bytes(config_blob)
+        _write_private(self._blob_path(digest), body)
+        _write_private(self._blob_path(manifest.config.digest), config_blob)
         with self._pin_ids(diff_ids):
             todo = [
                 (layer, diff_id)
