@@ -70,6 +70,7 @@ def compile_agent(directory: Path) -> str | None:
                 doraise=True,
                 invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
             )
+            os.chmod(partial, 0o600)  # like every file in the data directory (the sandbox runs as its owner)
             os.replace(partial, target)
         for old in directory.iterdir():
             if old != target:
