@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
-__all__ = ["HOT_ROUTES", "hot_routes_first", "paths_overlap"]
+__all__ = ["HOT_ROUTES", "hot_routes_first", "paths_overlap", "under_prefix"]
 
 R = "/organizations/{org}/repositories/{repo}"
 #: ``(method, path)`` of the busiest routes, busiest first (paths relative to ``/api/v1``).
@@ -69,3 +69,29 @@ def hot_routes_first(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
 def _path_of(route: BaseRoute) -> str:
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "/{anything:path}"
+
+
+def under_prefix(prefix: str, routes: Sequence[BaseRoute]) -> list[BaseRoute]:
+    """Return ``routes`` with ``prefix`` put in front of their paths, in the same order.
+
+    The same routes as a ``Mount(prefix, routes=routes)`` would answer, without its second router: a request
+    through a mount is matched by the outer router, then again by the mount's own, each layer a few
+    microseconds of a small request.
+    """
+    flat: list[BaseRoute] = []
+    for route in routes:
+        if isinstance(route, Route):
+            flat.append(
+                Route(
+                    prefix + route.path,
+                    route.endpoint,
+                    methods=sorted(route.methods or ()) or None,
+                    name=route.name,
+                    include_in_schema=route.include_in_schema,
+                )
+            )
+        elif isinstance(route, WebSocketRoute):
+            flat.append(WebSocketRoute(prefix + route.path, route.endpoint, name=route.name))
+        else:
+            flat.append(Mount(prefix, routes=[route]))
+    return flat
