@@ -140,7 +140,8 @@ def _mounted_listing(lowers: list[Path], tmp_path: Path, *, userxattr: bool) -> 
 
 def test_whiteouts_as_character_devices_hide_lower_files_in_an_overlay(tmp_path: Path) -> None:
     if os.geteuid() != 0:
-        pytest.fail("this test checks the form written by a store running as root")
+        # CI's unprivileged pass: only root can make the 0/0 device nodes (the next test covers that form).
+        pytest.skip("device-node whiteouts are written by a store running as root")
     lower, upper = _whiteout_layers()
     unpack(lower, tmp_path / "l1")
     unpack(upper, tmp_path / "l2")

@@ -204,7 +204,8 @@ class _Extractor:
         if self.root:
             os.mknod(path, stat.S_IFCHR, os.makedev(0, 0))
         else:
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o000))
+            # Writable by its owner: without CAP_FOWNER, setting a user.* xattr needs write permission.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
             os.setxattr(path, "user.overlay.whiteout", b"y", follow_symlinks=False)
             self.whiteout_parents.add(os.path.dirname(rel))
 
