@@ -21,6 +21,7 @@ import hashlib
 import http.server
 import io
 import json
+import subprocess
 import threading
 import time
 import zipfile
@@ -41,6 +42,8 @@ import pandas
 frame = pandas.DataFrame({"x": [1, 2, 3]})
 with open("model.txt", "w") as out:
     out.write(f"trained on {len(frame)} rows with pandas {pandas.__version__}\\n")
+with open("/sandbox/results.csv", "w") as out:
+    out.write("x\\n1\\n2\\n3\\n")
 print("training done")
 """
 
@@ -134,7 +137,10 @@ def _starting_reasons(repo: Repo, sandbox_id: str) -> tuple[set[str], list[dict[
         time.sleep(0.02)
 
 
-def test_the_readme_compute_example_runs_unchanged(tmp_path: Path) -> None:
+PUBLISHED_SCRIPT = Path(__file__).with_name("published_readme_script.py")
+
+
+def test_the_readme_compute_example_runs_unchanged(tmp_path: Path, published_python: Path) -> None:
     with contextlib.ExitStack() as stack:
         registries = contextlib.ExitStack()
         stack.callback(registries.close)
@@ -183,6 +189,22 @@ def test_the_readme_compute_example_runs_unchanged(tmp_path: Path) -> None:
         status = repo.wait(sandbox_id)
         assert (status["status"], status["status_reason"]) == ("done", "committed"), status
         assert repo.read("model.txt") == b"trained on 3 rows with pandas 2.2.99\n"
+
+        # The published client runs the README's Quick Start verbatim against the same server.
+        published = subprocess.run(
+            [str(published_python), str(PUBLISHED_SCRIPT), repo.path],
+            capture_output=True,
+            text=True,
+            timeout=280,
+            env={
+                "PATH": "/usr/bin:/bin",
+                "HOME": str(published_python.parent.parent),
+                "TILDE_API_KEY": server.api_key,
+                "TILDE_ENDPOINT_URL": server.endpoint_url,
+            },
+        )
+        assert published.returncode == 0, published.stdout + published.stderr
+        assert published.stdout.split() == ["training", "done", "x", "1", "2", "3"], published.stdout
         lines = repo.api.get(f"{repo.base}/sandboxes/{sandbox_id}/logs/network").text.splitlines()
         network = [json.loads(line) for line in lines]
         allowed = {entry["url"].split("/")[2] for entry in network if entry["decision"] == "allow"}
