@@ -13,7 +13,7 @@ from tilde.server.images.store import ImageStore
 if TYPE_CHECKING:
     from tilde.server.config import ServerConfig
 
-__all__ = ["IMAGES_DIR", "read_registry_credentials", "server_image_store"]
+__all__ = ["IMAGES_DIR", "parse_registry_credentials", "read_registry_credentials", "server_image_store"]
 
 #: The image store's directory under the server's data directory.
 IMAGES_DIR = "images"
@@ -65,14 +65,30 @@ def read_registry_credentials(path: Path) -> dict[str, tuple[str, str]]:
 
     """
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise ValueError(f"cannot read registry credentials from {path}: {error.strerror or error}") from None
+    return parse_registry_credentials(text, f"registry credentials file {path}")
+
+
+def parse_registry_credentials(text: str, source: str) -> dict[str, tuple[str, str]]:
+    """Parse registry credentials in Docker's ``config.json`` form (see `read_registry_credentials`).
+
+    Args:
+        text: The JSON document.
+        source: What it is, for error messages (``registry credentials file …``, ``secret …``).
+
+    Raises:
+        ValueError: Not JSON, or an entry is malformed (the message names it, never a secret).
+
+    """
+    try:
+        doc = json.loads(text)
     except ValueError:
-        raise ValueError(f"registry credentials file {path} is not JSON") from None
+        raise ValueError(f"{source} is not JSON") from None
     auths = doc.get("auths") if isinstance(doc, dict) else None
     if not isinstance(auths, dict):
-        raise ValueError(f"registry credentials file {path} has no 'auths' object")
+        raise ValueError(f"{source} has no 'auths' object")
     found: dict[str, tuple[str, str]] = {}
     for key, entry in auths.items():
         host = str(key).removeprefix("https://").removeprefix("http://").split("/", 1)[0]

@@ -11,7 +11,9 @@ index.json              reference -> manifest digest, config, layers, size, last
 ```
 
 A layer is downloaded at most once: layers already unpacked (by any image) are skipped. A second `ensure`
-of a stored reference never touches the network (a tag is not re-resolved; remove the image to update it).
+of a stored reference never touches the network (a tag is not re-resolved; remove the image to update it),
+except for an image pulled with a caller's own credentials: the registry confirms each new caller's access
+to its manifest before the cached layers are handed out.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequen
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any, cast
+from urllib.parse import urlsplit
 
 from tilde.server.images._index import Index, LayerLock
 from tilde.server.images.distribution import RegistryClient, validate_mirror
@@ -149,8 +152,14 @@ class ImageStore:
                     return str(other)
         return None
 
-    def get(self, reference: str) -> LocalImage | None:
+    def get(self, reference: str, *, private: bool = True) -> LocalImage | None:
         """Return the stored image for ``reference`` without any network access, or None.
+
+        Args:
+            reference: An image reference.
+            private: Also return an image pulled with per-call credentials (`ensure`'s ``credentials``). A
+                sandbox passes False: such an image is served only after the registry confirms the caller's
+                own access (`ensure` does that), so a cached private image never reaches another tenant.
 
         Raises:
             ImageReferenceError: Malformed reference.
@@ -162,6 +171,8 @@ class ImageStore:
         if key is None:
             return None
         entry = data["images"][key]
+        if entry.get("private") and not private:
+            return None
         if not all(self.layer_path(d).is_dir() for d in entry["layers"]):
             return None
         with self._index.update() as fresh:
@@ -308,18 +319,28 @@ class ImageStore:
             data["layers"][result.diff_id] = {"size": result.size}
         return result.diff_id, result.size
 
-    def _record(self, keys: Sequence[str], digest: str, config: ImageConfig, diff_ids: Sequence[str]) -> None:
+    def _record(
+        self,
+        keys: Sequence[str],
+        digest: str,
+        config: ImageConfig,
+        diff_ids: Sequence[str],
+        private: bool = False,
+    ) -> None:
         with self._index.update() as data:
             size = sum(int(data["layers"][d]["size"]) for d in dict.fromkeys(diff_ids))
             now = time.time()
             for key in keys:
-                data["images"][key] = {
+                entry = {
                     "digest": digest,
                     "config": dataclasses.asdict(config),
                     "layers": list(diff_ids),
                     "size": size,
                     "last_used": now,
                 }
+                if private:
+                    entry["private"] = True
+                data["images"][key] = entry
 
     def install(
         self,
@@ -358,13 +379,21 @@ class ImageStore:
     # -- pulling -----------------------------------------------------------------------------------------
 
     async def ensure(
-        self, reference: str, *, progress: Callable[[int, int], None] | None = None
+        self,
+        reference: str,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        credentials: CredentialsLookup | None = None,
     ) -> LocalImage:
         """Return the image, pulling and unpacking it first when the store does not hold it.
 
         Args:
             reference: An image reference (``python:3.12``, ``host:5000/app@sha256:…``).
             progress: Called with ``(done_bytes, total_bytes)`` of the layer downloads as they advance.
+            credentials: The caller's own registry credentials (a repository's secret), tried before the
+                store's. An image they pull is recorded as private: a later `ensure` of it from the cache
+                first asks the registry for its manifest with that caller's credentials (the store's too),
+                and fails as the registry does when the caller has no access.
 
         Raises:
             ImageReferenceError: Malformed reference.
@@ -375,23 +404,53 @@ class ImageStore:
 
         """
         ref = parse_reference(reference)
-        found = self.get(str(ref))
+        lookup = self._lookup(credentials)
+        found = self.get(str(ref), private=False)
         if found is not None:
             return found
         lock = self._pulls.setdefault(str(ref), asyncio.Lock())
         async with lock:
-            found = self.get(str(ref))
+            found = self.get(str(ref), private=False)
             if found is not None:
-                return found
-            client = RegistryClient(mirrors=self.mirrors, credentials=self.credentials, http=self.http)
+                return found  # pulled by a concurrent ensure
+            found = self.get(str(ref))
+            client = RegistryClient(mirrors=self.mirrors, credentials=lookup, http=self.http)
             try:
-                return await self._pull(client, ref, progress)
+                if found is not None:
+                    # Cached, but pulled with somebody's own credentials: the registry decides access.
+                    await client.get_manifest(ref)
+                    return found
+                private = credentials is not None and any(
+                    credentials(host) is not None for host in self._hosts(client, ref)
+                )
+                return await self._pull(client, ref, progress, private=private)
             finally:
                 self.bytes_received += client.bytes_received
                 await client.aclose()
 
+    def _lookup(self, credentials: CredentialsLookup | None) -> CredentialsLookup | None:
+        """Return a look-up trying the caller's credentials first, then the store's."""
+        own = self.credentials
+        if credentials is None or own is None:
+            return credentials or own
+
+        def both(host: str) -> tuple[str, str] | None:
+            return credentials(host) or own(host)
+
+        return both
+
+    @staticmethod
+    def _hosts(client: RegistryClient, ref: Reference) -> set[str]:
+        """Every registry host a pull of ``ref`` may send credentials to."""
+        return {urlsplit(base).netloc for base in client.endpoints(ref)} | {ref.registry}
+
     async def _pull(
-        self, client: RegistryClient, ref: Reference, progress: Callable[[int, int], None] | None
+        self,
+        client: RegistryClient,
+        ref: Reference,
+        progress: Callable[[int, int], None] | None,
+        *,
+        private: bool = False,
     ) -> LocalImage:
         base, body, media_type, digest = await client.get_manifest(ref)
         manifest = parse_manifest(body, media_type)
@@ -468,7 +527,7 @@ class ImageStore:
 
             await _all([fetch(layer, diff_id) for layer, diff_id in todo])
             key = str(ref)
-            await asyncio.to_thread(self._record, [key], digest, config, diff_ids)
+            await asyncio.to_thread(self._record, [key], digest, config, diff_ids, private)
             # Eviction deletes trees: off the event loop, like unpacking.
             await asyncio.to_thread(self.evict, key)
         data = self._index.read()

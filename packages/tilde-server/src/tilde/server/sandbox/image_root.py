@@ -18,7 +18,7 @@ import functools
 import os
 import sys
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_INDEX",
+    "REGISTRY_AUTH_SECRET",
     "AgentRuntime",
     "ImageUser",
     "agent_runtime",
@@ -41,6 +42,7 @@ __all__ = [
     "network_denied",
     "package_index_policy",
     "package_indexes",
+    "registry_credentials",
     "resolve_user",
 ]
 
@@ -48,6 +50,9 @@ __all__ = [
 _AGENT_DIR = "/.tilde"
 #: Mapped shared objects in these directories are Python modules, not libraries the interpreter links.
 _MODULE_DIRS = ("/site-packages/", "/dist-packages/", "/lib-dynload/")
+#: The repository or agent secret holding a sandbox's own registry credentials (Docker ``config.json`` form).
+#: The runtime reads it for pulls and never passes it into the sandbox's environment.
+REGISTRY_AUTH_SECRET = "TILDE_REGISTRY_AUTH"
 #: pip's default index, and the host its files come from.
 DEFAULT_INDEX = "https://pypi.org/simple"
 _PYPI_FILES = "files.pythonhosted.org"
@@ -325,3 +330,18 @@ def image_store(runtime: Any) -> ImageStore:
         )
         _STORES[runtime] = store
     return store
+
+
+def registry_credentials(secrets: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Return the registry credentials in a sandbox's secrets (`REGISTRY_AUTH_SECRET`), by registry host.
+
+    Raises:
+        ValueError: The secret is malformed (the message names the secret, never its value).
+
+    """
+    text = secrets.get(REGISTRY_AUTH_SECRET)
+    if text is None:
+        return {}
+    from tilde.server.images.settings import parse_registry_credentials
+
+    return parse_registry_credentials(text, f"secret {REGISTRY_AUTH_SECRET}")

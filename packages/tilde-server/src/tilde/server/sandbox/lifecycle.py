@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import functools
 import json
 import logging
 import mimetypes
@@ -27,6 +28,7 @@ from tilde.server.sandbox.agent_client import send_shutdown
 from tilde.server.sandbox.cgroups import SandboxCgroup, join_argv
 from tilde.server.sandbox.egress import OPEN_POLICY, start_egress_proxy
 from tilde.server.sandbox.image_root import (
+    REGISTRY_AUTH_SECRET,
     ImageUser,
     image_environment,
     image_store,
@@ -34,6 +36,7 @@ from tilde.server.sandbox.image_root import (
     network_denied,
     package_index_policy,
     package_indexes,
+    registry_credentials,
     resolve_user,
 )
 from tilde.server.sandbox.isolation import (
@@ -207,7 +210,11 @@ class _Run:
         Secrets never go into ``agent.json``: that file lives in the run directory under the data directory.
         The request's ``env_vars`` win over secrets (CONTRACT §6.1), so their keys are left out here.
         """
-        secrets = {k: v for k, v in self.rt.secret_env(self.rec).items() if k not in self.rec.spec.env_vars}
+        secrets = {
+            k: v
+            for k, v in self.rt.secret_env(self.rec).items()
+            if k not in self.rec.spec.env_vars and k != REGISTRY_AUTH_SECRET
+        }
         fd = os.memfd_create("tilde-secrets", 0)
         data = json.dumps(secrets).encode("utf-8")
         view = memoryview(data)
@@ -363,14 +370,24 @@ class _Run:
 
         rec = self.rec
         store = image_store(self.rt)
-        image = await self.loop.run_in_executor(None, store.get, reference)
+        secrets = await self.loop.run_in_executor(None, self.rt.secret_env, rec)
+        try:
+            own = registry_credentials(secrets)
+        except ValueError as error:
+            message = f"image {reference}: {error}"
+            return Outcome("failed", "image_pull_failed", fields={"error_message": message})
+        # An image pulled with another repository's credentials is not taken from the cache here: ensure()
+        # first has the registry confirm this sandbox's own access.
+        image = await self.loop.run_in_executor(None, functools.partial(store.get, reference, private=False))
         if image is None:
             rec.set_status("starting", "pulling")
 
             def progress(done: int, total: int) -> None:
                 rec.set_pull_progress(done, total)
 
-            pull = asyncio.ensure_future(store.ensure(reference, progress=progress))
+            pull = asyncio.ensure_future(
+                store.ensure(reference, progress=progress, credentials=own.get if own else None)
+            )
             stop = asyncio.ensure_future(self.rt.stop_event(rec).wait())
             try:
                 await asyncio.wait({pull, stop}, return_when=asyncio.FIRST_COMPLETED)
