@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio.selector_events
 import socket
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -14,24 +13,22 @@ import pytest
 from tilde.server import LocalServer
 
 
-def _count_socket_writes(monkeypatch: pytest.MonkeyPatch, server: LocalServer) -> list[bytes]:
-    """Record every chunk the server's event loop hands to a socket transport (the server's thread only)."""
-    chunks: list[bytes] = []
+def _count_socket_writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, bytes]]:
+    """Record ``(peer address, chunk)`` for every chunk an event loop hands to a socket transport."""
+    chunks: list[tuple[Any, bytes]] = []
     transport_class: Any = getattr(asyncio.selector_events, "_SelectorSocketTransport")  # noqa: B009
     original: Callable[..., None] = transport_class.write
-    client_thread = threading.get_ident()
 
     def write(self: Any, data: bytes) -> None:
-        if threading.get_ident() != client_thread:
-            chunks.append(bytes(data))
+        chunks.append((self.get_extra_info("peername"), bytes(data)))
         original(self, data)
 
     monkeypatch.setattr(transport_class, "write", write)
     return chunks
 
 
-def _raw_get(server: LocalServer, target: str) -> bytes:
-    """Send one GET over a plain socket and read the whole response (the server closes the connection)."""
+def _raw_get(server: LocalServer, target: str) -> tuple[bytes, Any]:
+    """Send one GET over a plain socket; return the whole response and the socket's own address."""
     host, port = server.endpoint_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as sock:
         request = (
@@ -42,35 +39,38 @@ def _raw_get(server: LocalServer, target: str) -> bytes:
         received = b""
         while chunk := sock.recv(65536):
             received += chunk
-    return received
+        return received, sock.getsockname()
+
+
+def _writes_to(chunks: list[tuple[Any, bytes]], address: Any) -> list[bytes]:
+    return [data for peer, data in chunks if tuple(peer or ()) == tuple(address)]
 
 
 def test_a_small_response_is_one_write(
     server: LocalServer, repo: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo.write_files({"small.bin": b"s" * 100})
-    chunks = _count_socket_writes(monkeypatch, server)
-    response = _raw_get(server, f"/api/v1{repo.url('/object')}?path=small.bin")
+    chunks = _count_socket_writes(monkeypatch)
+    response, address = _raw_get(server, f"/api/v1{repo.url('/object')}?path=small.bin")
     assert response.startswith(b"HTTP/1.1 200 ")
     assert response.endswith(b"\r\n\r\n" + b"s" * 100)
-    assert len(chunks) == 1
-    assert chunks[0] == response
+    assert _writes_to(chunks, address) == [response]
 
 
 def test_an_error_response_is_one_write_with_its_request_id(
     server: LocalServer, repo: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    chunks = _count_socket_writes(monkeypatch, server)
-    response = _raw_get(server, f"/api/v1{repo.url('/object')}?path=missing.bin")
+    chunks = _count_socket_writes(monkeypatch)
+    response, address = _raw_get(server, f"/api/v1{repo.url('/object')}?path=missing.bin")
     assert response.startswith(b"HTTP/1.1 404 ")
     assert b"x-request-id: req-" in response
-    assert len(chunks) == 1
+    assert _writes_to(chunks, address) == [response]
 
 
 def test_a_large_response_still_streams_after_its_header_block(server: LocalServer, repo: Any) -> None:
     data = bytes(range(256)) * 4096  # 1 MiB: streamed from a worker thread in several writes
     repo.write_files({"large.bin": data})
-    response = _raw_get(server, f"/api/v1{repo.url('/object')}?path=large.bin")
+    response, _ = _raw_get(server, f"/api/v1{repo.url('/object')}?path=large.bin")
     head, _, body = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
     assert body == data
