@@ -377,6 +377,25 @@ def test_a_failed_rewrite_invalidates_the_part(engine: StorageEngine, repo: str)
     assert read(engine, version) == b"good"
 
 
+def test_a_superseded_partial_rewrite_invalidates_the_part_even_when_the_newer_writer_fails(
+    engine: StorageEngine, repo: str
+) -> None:
+    session = engine.create_session(repo, ALICE)
+    upload = engine.create_upload(repo, session.id, "f", part_size=4)
+    etag = send(engine, upload, 1, b"good")
+    stale = writer_for(engine, upload, 1)
+    stale.write(b"ba")  # overwrites half the recorded part's range...
+    newer = writer_for(engine, upload, 1)  # ...and is overtaken by a retry
+    with pytest.raises(InvalidArgument):
+        stale.write(b"d!")
+    stale.abort()
+    newer.abort()  # the retry fails before writing anything
+    # The range holds b"bad" + b"d", not the bytes the recorded etag names: completing with it must fail.
+    with pytest.raises(InvalidArgument) as info:
+        engine.complete_upload(repo, session.id, "f", upload, [(1, etag)], content_type="x")
+    assert info.value.code == "invalid_part"
+
+
 def test_no_write_lands_after_completion(engine: StorageEngine, repo: str) -> None:
     session = engine.create_session(repo, ALICE)
     upload = engine.create_upload(repo, session.id, "f", part_size=4)

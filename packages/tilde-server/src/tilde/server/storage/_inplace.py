@@ -90,11 +90,6 @@ class PartClaims:
             self._check((upload_id, part_number), generation)
             record()
 
-    def is_newest(self, upload_id: str, part_number: int, generation: int) -> bool:
-        """Whether ``generation`` is still the part's newest writer."""
-        with self._cond:
-            return self._newest.get((upload_id, part_number)) == generation
-
     def release(self, upload_id: str, part_number: int, generation: int) -> None:
         """Forget a finished writer (nothing to forget when a newer one took over)."""
         key = (upload_id, part_number)
@@ -122,7 +117,7 @@ class InPlacePartWriter:
         file: An open handle on the upload file (closed by this writer).
         claims: The engine's part claims.
         record: Stores the part's record in the metadata store.
-        invalidate: Forgets the part's record (its range was partly overwritten by a failed write).
+        invalidate: Forgets the part's record (before this writer's first byte overwrites its range).
 
     """
 
@@ -148,6 +143,7 @@ class InPlacePartWriter:
         self._size = 0
         self._done = False
         self._etag: str | None = None
+        self._range_touched = False
         self._generation = claims.claim(upload_id, part_number)
 
     @property
@@ -182,6 +178,7 @@ class InPlacePartWriter:
         self._hash.update(data)
         self._claims.begin_write(self._upload_id, self._number, self._generation)
         try:
+            self._forget_record()
             self._file.write_at(self._offset + self._size, data)
         finally:
             self._claims.end_write(self._upload_id, self._number)
@@ -208,6 +205,7 @@ class InPlacePartWriter:
         write_many_at = getattr(self._file, "write_many_at", None)
         self._claims.begin_write(self._upload_id, self._number, self._generation)
         try:
+            self._forget_record()
             if write_many_at is not None:
                 write_many_at(self._offset + self._size, chunks)
             else:
@@ -240,9 +238,6 @@ class InPlacePartWriter:
             self._claims.record_if_newest(
                 self._upload_id, self._number, self._generation, lambda: self._record(part)
             )
-        except BaseException:
-            self._forget_range()
-            raise
         finally:
             self._file.close()
             self._claims.release(self._upload_id, self._number, self._generation)
@@ -255,18 +250,25 @@ class InPlacePartWriter:
             return
         self._done = True
         try:
-            self._forget_range()
-        finally:
             self._file.close()
+        finally:
             self._claims.release(self._upload_id, self._number, self._generation)
 
-    def _forget_range(self) -> None:
-        """Forget an earlier record of this part when this writer overwrote part of its range."""
-        if self._size and self._claims.is_newest(self._upload_id, self._number, self._generation):
-            try:
-                self._invalidate(self._number)
-            except StorageError:
-                pass  # the upload is gone: nothing left to invalidate
+    def _forget_record(self) -> None:
+        """Forget an earlier record of this part before this writer's first byte lands in its range.
+
+        Called inside ``begin_write``/``end_write``, so a newer writer's claim waits for it and its record can
+        never be the one forgotten. From the first byte on, the range no longer holds what an earlier record
+        names, whatever becomes of this writer (superseded, failed, killed): only this writer's own commit
+        records the part again.
+        """
+        if self._range_touched:
+            return
+        self._range_touched = True
+        try:
+            self._invalidate(self._number)
+        except StorageError:
+            pass  # the upload is gone: the write itself reports it
 
     def __enter__(self) -> InPlacePartWriter:
         return self
