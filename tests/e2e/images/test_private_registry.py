@@ -54,9 +54,11 @@ def test_a_repository_secret_opens_a_private_registry_and_its_image_stays_privat
         )
         auth = base64.b64encode(f"{user}:{password}".encode()).decode()
         good = json.dumps({"auths": {registry.host: {"auth": auth}}})
-        with image_server(tmp_path / "data", registry.host) as server, Repo.create(
-            server
-        ) as owner, Repo.create(server) as other:
+        with (
+            image_server(tmp_path / "data", registry.host) as server,
+            Repo.create(server) as owner,
+            Repo.create(server) as other,
+        ):
             # Without credentials the registry refuses the pull.
             reason, message = _failure(other, reference)
             assert reason == "image_pull_failed"
@@ -73,7 +75,8 @@ def test_a_repository_secret_opens_a_private_registry_and_its_image_stays_privat
             reason, message = _failure(other, reference)
             assert reason == "image_pull_failed"
             assert "credentials" in message
-            _put_secret(other, json.dumps({"auths": {registry.host: {"username": user, "password": "wrong"}}}))
+            wrong = {"auths": {registry.host: {"username": user, "password": "wrong"}}}
+            _put_secret(other, json.dumps(wrong))
             reason, message = _failure(other, reference)
             assert reason == "image_pull_failed"
             assert "refused" in message
