@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,10 @@ def make_agent(api: httpx.Client, org_name: str, name: str) -> dict[str, Any]:
 def files_containing(root: Path, needles: dict[str, str]) -> dict[str, list[str]]:
     """Map each needle's label to the files under ``root`` whose bytes contain it (WAL files included)."""
     found: dict[str, list[str]] = {}
-    for path in sorted(root.rglob("*")):
+    # os.walk, not rglob: sandboxes of other tests create and remove directories while this scans (rglob
+    # raises when a directory vanishes under it; os.walk skips it).
+    paths = [Path(top, name) for top, _dirs, names in os.walk(root) for name in names]
+    for path in sorted(paths):
         if path.is_symlink() or not path.is_file():
             continue
         try:
