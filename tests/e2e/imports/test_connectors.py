@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from data_scan import files_containing
 from imports_helpers import S3, LogCapture, wait_for_job
 
 from tilde.server import LocalServer
@@ -202,13 +203,9 @@ def test_credentials_are_nowhere_in_clear(
         json={"connector_id": connector["id"], "destination_path": "x/"},
     )
     wait_for_job(api, repo_path, response.json()["job_id"])
-    secrets = [s3.secret_access_key.encode(), token.encode()]
-    for path in server.data_dir.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            for secret in secrets:
-                assert secret not in data, f"a credential in clear in {path.name}"
+    secrets = {"secret access key": s3.secret_access_key, "session token": token}
+    assert files_containing(server.data_dir, secrets) == {}
     log = server_log.text()
     assert log  # the capture works: the import logged its outcome
-    for secret in secrets:
-        assert secret.decode() not in log
+    for secret in secrets.values():
+        assert secret not in log

@@ -22,7 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
-from secrets_helpers import ALLOW_ALL, files_containing
+from data_scan import files_containing
+from secrets_helpers import ALLOW_ALL
 
 import tilde
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-from secrets_helpers import agent_secrets_url, files_containing, secrets_url
+from data_scan import files_containing
+from secrets_helpers import agent_secrets_url, secrets_url
 
 import tilde
 from tilde.compute import Shell
