@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from tilde.server.storage._base import EngineBase, to_object
 from tilde.server.storage.errors import InvalidArgument, NotFound
@@ -23,6 +24,8 @@ from tilde.server.storage.types import (
 )
 
 __all__ = ["ReadsMixin"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -212,18 +215,17 @@ class ReadsMixin(EngineBase):
             InvalidArgument: Bad limit.
 
         """
-        with self.meta.read() as tx:
-            seq, staged_in = self._view(tx, repo_id, session_id, ref)
-            return collect_page(
-                # Without a delimiter a page reads limit + 1 rows: fetch them in one query, not four.
-                self._source(tx, repo_id, seq, staged_in, 8 if delimiter else limit + 1),
-                prefix=prefix,
-                delimiter=delimiter,
-                after=after,
-                limit=limit,
-                to_item=_object_item,
-                to_prefix=_prefix_item,
-            )
+        return self._page(
+            repo_id,
+            session_id,
+            ref,
+            prefix,
+            delimiter,
+            after,
+            limit,
+            to_item=_object_item,
+            to_prefix=_prefix_item,
+        )
 
     def list_records(
         self,
@@ -240,16 +242,35 @@ class ReadsMixin(EngineBase):
 
         For callers that encode a page straight from the rows, without a value object per entry.
         """
+        return self._page(
+            repo_id, session_id, ref, prefix, delimiter, after, limit, to_item=_as_row, to_prefix=_as_prefix
+        )
+
+    def _page(
+        self,
+        repo_id: str,
+        session_id: str | None,
+        ref: str | None,
+        prefix: str,
+        delimiter: str,
+        after: str,
+        limit: int,
+        *,
+        to_item: Callable[[VersionRecord], T],
+        to_prefix: Callable[[str], T],
+    ) -> Page[T]:
+        """Return one page of the listing of the view ``session_id``/``ref`` name, made by the callables."""
         with self.meta.read() as tx:
             seq, staged_in = self._view(tx, repo_id, session_id, ref)
             return collect_page(
+                # Without a delimiter a page reads limit + 1 rows: fetch them in one query, not four.
                 self._source(tx, repo_id, seq, staged_in, 8 if delimiter else limit + 1),
                 prefix=prefix,
                 delimiter=delimiter,
                 after=after,
                 limit=limit,
-                to_item=_as_row,
-                to_prefix=_as_prefix,
+                to_item=to_item,
+                to_prefix=to_prefix,
             )
 
     def list_changes(

@@ -23,13 +23,21 @@ import time
 from collections.abc import Callable, Iterator, Sequence, Set
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, TypeVar, runtime_checkable
 
 from tilde.server._private import DIR_MODE, FILE_MODE, private_dir
 from tilde.server.storage.errors import InvalidArgument, NotFound
 from tilde.server.storage.types import BlobRef
 
-__all__ = ["BlobStore", "BlobWriter", "LocalBlobStore", "LocalBlobWriter", "UploadFile", "UploadFileStore"]
+__all__ = [
+    "BlobStore",
+    "BlobWriter",
+    "LocalBlobStore",
+    "LocalBlobWriter",
+    "TempFileBlobWriter",
+    "UploadFile",
+    "UploadFileStore",
+]
 
 # Large reads keep hashlib (which drops the GIL) busy and syscall overhead negligible.
 _CHUNK = 8 * 1024 * 1024
@@ -155,14 +163,23 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-class LocalBlobWriter:
-    """Writes one blob into a temporary file of a ``LocalBlobStore``; use ``LocalBlobStore.open_writer``."""
+_Writer = TypeVar("_Writer", bound="TempFileBlobWriter")
 
-    def __init__(self, store: LocalBlobStore) -> None:
-        self._store = store
-        fd, name = tempfile.mkstemp(prefix="w-", suffix=".tmp", dir=store.tmp_dir)
+
+class TempFileBlobWriter:
+    """Writes one blob into a local temporary file while hashing it; ``commit`` hands it to ``_finish``.
+
+    The shared half of the blob stores' writers: subclasses decide where the finished file goes.
+
+    Args:
+        fd: An open, writable descriptor of the temporary file (owned by the writer from now on).
+        tmp_path: The temporary file's path (removed when the writer is aborted or its commit fails).
+
+    """
+
+    def __init__(self, fd: int, tmp_path: Path) -> None:
         self._file = os.fdopen(fd, "wb", buffering=0)
-        self._tmp_path = Path(name)
+        self._tmp_path = tmp_path
         self._hash = hashlib.sha256()
         self._size = 0
         self._done = False
@@ -210,7 +227,7 @@ class LocalBlobWriter:
         self._size += _write_vectored(lambda buffers, _: os.writev(fd, buffers), chunks, 0)
 
     def commit(self) -> BlobRef:
-        """Fsync the bytes and rename them into their content-addressed place.
+        """Store the bytes at their content address.
 
         Returns:
             The reference of the stored blob (the existing one when identical bytes were already stored).
@@ -225,16 +242,15 @@ class LocalBlobWriter:
             raise InvalidArgument("blob writer was aborted")
         self._done = True
         try:
-            self._file.flush()
-            os.fchmod(self._file.fileno(), _FILE_MODE)
-            os.fsync(self._file.fileno())
-            self._file.close()
-            digest = self._hash.hexdigest()
-            self._ref = self._store._install(self._tmp_path, digest, self._size)
+            self._ref = self._finish(self._hash.hexdigest())
         except BaseException:
             self._discard()
             raise
         return self._ref
+
+    def _finish(self, digest: str) -> BlobRef:
+        """Close the temporary file and store it under ``digest``; return its reference."""
+        raise NotImplementedError
 
     def abort(self) -> None:
         """Discard the bytes; safe to call more than once and after ``commit``."""
@@ -249,13 +265,30 @@ class LocalBlobWriter:
         with contextlib.suppress(FileNotFoundError):
             self._tmp_path.unlink()
 
-    def __enter__(self) -> LocalBlobWriter:
+    def __enter__(self: _Writer) -> _Writer:
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.abort()
+
+
+class LocalBlobWriter(TempFileBlobWriter):
+    """Writes one blob into a temporary file of a ``LocalBlobStore``; use ``LocalBlobStore.open_writer``."""
+
+    def __init__(self, store: LocalBlobStore) -> None:
+        self._store = store
+        fd, name = tempfile.mkstemp(prefix="w-", suffix=".tmp", dir=store.tmp_dir)
+        super().__init__(fd, Path(name))
+
+    def _finish(self, digest: str) -> BlobRef:
+        """Fsync the bytes and rename them into their content-addressed place."""
+        self._file.flush()
+        os.fchmod(self._file.fileno(), _FILE_MODE)
+        os.fsync(self._file.fileno())
+        self._file.close()
+        return self._store._install(self._tmp_path, digest, self._size)
 
 
 class LocalUploadFile:

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
@@ -37,6 +36,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tilde.server.storage.blobcache import BlobCache, CorruptBlob
+from tilde.server.storage.blobs import TempFileBlobWriter
 from tilde.server.storage.errors import InvalidArgument, NotFound
 from tilde.server.storage.types import BlobRef
 
@@ -120,83 +120,21 @@ def _not_found(error: ClientError) -> bool:
     return code in ("404", "NoSuchKey", "NotFound", "NoSuchUpload")
 
 
-class S3BlobWriter:
+class S3BlobWriter(TempFileBlobWriter):
     """Writes one blob: into a local temporary file (hashing), uploaded on ``commit``; use ``open_writer``."""
 
     def __init__(self, store: S3BlobStore) -> None:
         self._store = store
-        fd, self._tmp = store.cache.tmp_file()
-        self._file = os.fdopen(fd, "wb", buffering=0)
-        self._hash = hashlib.sha256()
-        self._size = 0
-        self._done = False
-        self._ref: BlobRef | None = None
-
-    @property
-    def size(self) -> int:
-        """Bytes written so far."""
-        return self._size
-
-    def write(self, data: bytes) -> None:
-        """Append bytes.
-
-        Raises:
-            InvalidArgument: When the writer was already committed or aborted.
-
-        """
-        if self._done:
-            raise InvalidArgument("blob writer is closed")
-        self._hash.update(data)
-        view = memoryview(data)
-        while view:
-            written = self._file.write(view)
-            view = view[written:] if written is not None else view[:0]
-        self._size += len(data)
+        fd, tmp = store.cache.tmp_file()
+        super().__init__(fd, tmp)
 
     @_unavailable_on_failure
-    def commit(self) -> BlobRef:
-        """Upload the bytes to their content address (unless stored already); they stay cached locally.
-
-        Raises:
-            InvalidArgument: When the writer was aborted.
-
-        """
-        if self._ref is not None:
-            return self._ref
-        if self._done:
-            raise InvalidArgument("blob writer was aborted")
-        self._done = True
-        try:
-            self._file.close()
-            digest = self._hash.hexdigest()
-            self._store._put_file(self._tmp, digest)
-            self._store.cache.adopt(digest, self._tmp, self._size, pin=False)
-        except BaseException:
-            self._discard()
-            raise
-        self._ref = BlobRef(key=digest, size=self._size, sha256=digest)
-        return self._ref
-
-    def abort(self) -> None:
-        """Discard the bytes; safe to call more than once and after ``commit``."""
-        if self._done:
-            return
-        self._done = True
-        self._discard()
-
-    def _discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            self._tmp.unlink()
-
-    def __enter__(self) -> S3BlobWriter:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.abort()
+    def _finish(self, digest: str) -> BlobRef:
+        """Upload the bytes to their content address (unless stored already); they stay cached locally."""
+        self._file.close()
+        self._store._put_file(self._tmp_path, digest)
+        self._store.cache.adopt(digest, self._tmp_path, self._size, pin=False)
+        return BlobRef(key=digest, size=self._size, sha256=digest)
 
 
 class S3BlobStore:
