@@ -307,28 +307,12 @@ _STORES: weakref.WeakKeyDictionary[Any, ImageStore] = weakref.WeakKeyDictionary(
 
 
 def image_store(runtime: Any) -> ImageStore:
-    """Return the server's image store.
-
-    That is the application's (``app.state.image_store``) when it has one, else one made once for the runtime
-    under ``<data-dir>/images`` from the server configuration.
-    """
-    shared = getattr(runtime.app_state, "image_store", None)
-    if shared is not None:
-        return shared  # type: ignore[no-any-return]
+    """Return the server's image store (``<data-dir>/images``), made once per runtime from its config."""
     store = _STORES.get(runtime)
     if store is None:
-        from tilde.server.images import ImageStore
+        from tilde.server.images.settings import server_image_store
 
-        config = runtime.config
-        mirrors: Sequence[str] = getattr(config, "registry_mirrors", None) or ()
-        credentials = dict(getattr(config, "registry_credentials", None) or {})
-        store = ImageStore(
-            Path(config.data_dir) / "images",
-            mirrors=mirrors,
-            max_bytes=getattr(config, "image_cache_bytes", None),
-            credentials=credentials.get if credentials else None,
-        )
-        _STORES[runtime] = store
+        store = _STORES[runtime] = server_image_store(runtime.config)
     return store
 
 

@@ -115,6 +115,8 @@ class _Run:
         self.system = {"upper": f"{base}/sysupper", "work": f"{base}/syswork", "merged": f"{base}/sysroot"}
         self.system_mounted = False
         self.held = contextlib.ExitStack()
+        #: The repository's (and run-as agent's) secrets, read once per run (see `_secret_env`).
+        self.secrets: dict[str, str] | None = None
         #: The egress proxy's allow-list (None: no network at all).
         self.egress: EgressPolicy | None = record.spec.egress or (
             OPEN_POLICY if record.spec.network else None
@@ -204,6 +206,12 @@ class _Run:
             ),
         }
 
+    def _secret_env(self) -> dict[str, str]:
+        """Return the sandbox's secrets, read from the store once (an image pull may need them first)."""
+        if self.secrets is None:
+            self.secrets = self.rt.secret_env(self.rec)
+        return self.secrets
+
     def _secrets_memfd(self) -> int:
         """Return a memory file holding the injected secrets as JSON, for the agent to read at start.
 
@@ -212,7 +220,7 @@ class _Run:
         """
         secrets = {
             k: v
-            for k, v in self.rt.secret_env(self.rec).items()
+            for k, v in self._secret_env().items()
             if k not in self.rec.spec.env_vars and k != REGISTRY_AUTH_SECRET
         }
         fd = os.memfd_create("tilde-secrets", 0)
@@ -370,16 +378,15 @@ class _Run:
 
         rec = self.rec
         store = image_store(self.rt)
-        secrets = await self.loop.run_in_executor(None, self.rt.secret_env, rec)
-        try:
-            own = registry_credentials(secrets)
-        except ValueError as error:
-            message = f"image {reference}: {error}"
-            return Outcome("failed", "image_pull_failed", fields={"error_message": message})
         # An image pulled with another repository's credentials is not taken from the cache here: ensure()
         # first has the registry confirm this sandbox's own access.
         image = await self.loop.run_in_executor(None, functools.partial(store.get, reference, private=False))
         if image is None:
+            try:
+                own = registry_credentials(await self.loop.run_in_executor(None, self._secret_env))
+            except ValueError as error:
+                message = f"image {reference}: {error}"
+                return Outcome("failed", "image_pull_failed", fields={"error_message": message})
             rec.set_status("starting", "pulling")
 
             def progress(done: int, total: int) -> None:
