@@ -19,6 +19,7 @@ upload and download bytes never pass through this server's request handling. Wha
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -97,10 +98,16 @@ class DirectStore(Protocol):
         ...
 
 
+@functools.lru_cache(maxsize=16)
+def _is_direct(kind: type) -> bool:
+    # A runtime protocol check looks up every member; a store's class decides it once (it is on every read).
+    return issubclass(kind, DirectStore)
+
+
 def direct_store(engine: StorageEngine) -> DirectStore | None:
     """Return the engine's blob store when clients transfer bytes with it directly, else None."""
     blobs = engine.blobs
-    return blobs if isinstance(blobs, DirectStore) else None
+    return blobs if _is_direct(type(blobs)) else None  # type: ignore[return-value]
 
 
 def multipart_store(engine: StorageEngine, upload_id: str) -> DirectStore | None:
