@@ -3,8 +3,11 @@
 Bytes are written and parsed by hand on asyncio protocols, so the client costs far less per request than the
 servers it measures. Run it in its own process, apart from the server:
 
-    python bench/loadgen.py URL [--header 'Authorization: Bearer …'] [--connections 16] [--seconds 5]
-        [--warmup 1]
+    python bench/loadgen.py URL [URL …] [--header 'Authorization: Bearer …'] [--connections 16]
+        [--seconds 5] [--warmup 1]
+
+Several URLs (the same request on several servers, such as the replicas of a cluster) share the connections
+round-robin: the first connection goes to the first URL, the second to the second, and so on.
 
 Prints one JSON line: ``{"requests", "seconds", "rps", "p50_ms", "p90_ms", "p99_ms", "errors", "status"}``.
 Every response must carry ``Content-Length`` or be chunked; any status other than the expected one counts as
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 import time
@@ -107,20 +111,35 @@ class _Stats:
             self.errors += 1
 
 
-async def run(
-    url: str, headers: list[str], connections: int, seconds: float, warmup: float, expected: int
-) -> dict[str, object]:
-    """Load ``url`` for ``warmup`` + ``seconds`` and return the counted part's figures."""
+def _request(url: str, headers: list[str]) -> tuple[str, int, bytes]:
+    """Return ``(host, port, request bytes)`` of a GET of ``url``."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     lines = [f"GET {target} HTTP/1.1", f"Host: {host}:{port}", *headers, "", ""]
-    request = "\r\n".join(lines).encode()
+    return host, port, "\r\n".join(lines).encode()
+
+
+async def run(
+    url: str | list[str],
+    headers: list[str],
+    connections: int,
+    seconds: float,
+    warmup: float,
+    expected: int,
+) -> dict[str, object]:
+    """Load ``url`` (or several, connections spread round-robin) for ``warmup`` + ``seconds``.
+
+    Returns the counted part's figures.
+    """
+    targets = [_request(one, headers) for one in ([url] if isinstance(url, str) else url)]
     stats = _Stats()
     loop = asyncio.get_running_loop()
     protocols = []
-    for _ in range(connections):
-        _, protocol = await loop.create_connection(lambda: _Connection(request, expected, stats), host, port)
+    for index in range(connections):
+        host, port, request = targets[index % len(targets)]
+        factory = functools.partial(_Connection, request, expected, stats)
+        _, protocol = await loop.create_connection(factory, host, port)
         protocols.append(protocol)
     await asyncio.sleep(warmup)
     stats.counting = True
@@ -151,7 +170,7 @@ async def run(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("url")
+    parser.add_argument("url", nargs="+", help="the URL to load; several share the connections")
     parser.add_argument("--header", action="append", default=[], help="a request header line (repeatable)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=5.0, help="measured duration")
