@@ -14,7 +14,8 @@ separate tools environment, and rewrites the README's performance section betwee
 
 Every benchmark warms up untimed and alternates what it compares, so both sides of a ratio are measured in
 the same run on the same machine; nothing here asserts on time. ``bench_authz.py`` and
-``bench_sandbox.py`` have no targets and are run on their own.
+``bench_sandbox.py`` have no targets and are run on their own; the S3 and cluster benchmarks' ratios are
+printed without a target.
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ BENCHES = (
         ("--layers", "4", "--layer-mib", "8", "--rounds", "1"),
     ),
     Bench("s3", "bench_s3.py", ("--size", "256", "--rounds", "3"), ("--size", "32", "--rounds", "1")),
+    Bench(
+        "cluster",
+        "bench_cluster.py",
+        ("--seconds", "5", "--rounds", "3"),
+        ("--seconds", "1.5", "--rounds", "1"),
+    ),
 )
 
 
@@ -222,6 +229,37 @@ TARGETS = (
 )
 
 
+#: Ratios the suite reports without a target: (label, benchmark, how to read it from the figures).
+RATIOS: tuple[tuple[str, str, Callable[[dict[str, Any]], float]], ...] = (
+    ("upload throughput, blobs on S3 (x the local blob store)", "s3", lambda f: float(f["ratio"])),
+    *(
+        (
+            f"{label}, {count} replicas on PostgreSQL + S3 (x 1 replica)",
+            "cluster",
+            lambda f, case=case, count=count: float(f[case][count]["ratio"]),
+        )
+        for case, label in (
+            ("get_repo", "authenticated GET of a repository"),
+            ("get_object", "GET of an object"),
+        )
+        for count in ("2", "3")
+    ),
+)
+
+
+def measured_ratios(benches: dict[str, Any]) -> list[dict[str, Any]]:
+    """The untargeted ratios with their measured values (None: not measured)."""
+    rows = []
+    for label, bench, read in RATIOS:
+        figures = benches.get(bench, {}).get("figures")
+        try:
+            value: float | None = round(read(figures), 3) if figures else None
+        except (KeyError, TypeError, ValueError):
+            value = None
+        rows.append({"label": label, "bench": bench, "value": value})
+    return rows
+
+
 def run_bench(bench: Bench, quick: bool) -> dict[str, Any] | None:
     """Run one benchmark in its own process; return its JSON figures (None when it failed)."""
     script = HERE / bench.script
@@ -298,6 +336,13 @@ def print_targets(rows: list[dict[str, Any]]) -> None:
         print(f"{verdict:>12}  {shown:>12}  (target {row['op']} {row['target']:g})  {row['label']}")
 
 
+def print_ratios(rows: list[dict[str, Any]]) -> None:
+    print("\n## ratios (no target)")
+    for row in rows:
+        shown = "not measured" if row["value"] is None else f"{row['value']:g} x"
+        print(f"{shown:>12}  {row['label']}")
+
+
 def readme_section(report: dict[str, Any]) -> str:
     """The README's performance section body: the table of targets and the chart."""
     lines = [
@@ -314,6 +359,9 @@ def readme_section(report: dict[str, Any]) -> str:
         measured = "-" if row["value"] is None else f"{row['value']:g} {row['unit']}"
         verdict = "not measured" if row["met"] is None else "met" if row["met"] else "missed"
         lines.append(f"| {row['label']} | {measured} | {row['op']} {row['target']:g} | {verdict} |")
+    for row in report.get("ratios", []):
+        measured = "-" if row["value"] is None else f"{row['value']:g} x"
+        lines.append(f"| {row['label']} | {measured} | - | no target |")
     lines += [
         "",
         "![Benchmark results: ours, the published SDK and the limits](bench/results/latest.png)",
@@ -399,10 +447,12 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.system()},
         "benches": benches,
         "targets": evaluate(benches),
+        "ratios": measured_ratios(benches),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print_targets(report["targets"])
+    print_ratios(report["ratios"])
     print(f"\nwrote {args.output} in {report['seconds']:.0f} s")
     if args.output == LATEST:
         if not args.no_chart:
