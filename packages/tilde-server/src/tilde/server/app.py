@@ -9,7 +9,9 @@ Shared objects on ``app.state`` (other parts of the server rely on these names):
 - ``commit_listeners``: list of ``(org_name, repo, commit) -> None`` called in a worker thread after every
   commit (see `tilde.server.api.common.notify_commit`); ``listener_executor`` runs them;
 - ``listing_cache`` (`tilde.server.api._listing_cache.ListingCache`): encoded listing pages of commits;
-- ``runtime``: the sandbox runtime (`tilde.server.sandbox.make_runtime`), closed on shutdown.
+- ``runtime``: the sandbox runtime (`tilde.server.sandbox.make_runtime`), closed on shutdown;
+- ``cluster`` (`tilde.server.cluster.Cluster`): this node and its peers (a node alone on SQLite), left on
+  shutdown after the runtime closed.
 
 Route modules in ``tilde.server.api`` expose ``routes`` relative to ``/api/v1`` (a route whose path already
 starts with ``/api/v1/`` is mounted as it is).
@@ -17,6 +19,7 @@ starts with ``/api/v1/`` is mounted as it is).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +56,7 @@ from tilde.server.api import (
 )
 from tilde.server.api._listing_cache import ListingCache
 from tilde.server.auth import Authenticator, AuthMiddleware, TokenResolver
+from tilde.server.cluster import Cluster, derive_secret, make_cluster
 from tilde.server.config import (
     ServerConfig,
     load_or_create_admin_key,
@@ -140,6 +144,7 @@ def create_app(config: ServerConfig) -> Starlette:
             yield
         finally:
             await _close_runtime(app.state.runtime)
+            await _leave_cluster(app.state.cluster)
             executor.shutdown(wait=True)
             engine.close()
             registry.close()
@@ -177,6 +182,9 @@ def create_app(config: ServerConfig) -> Starlette:
     app.state.admin_key = admin_key
     app.state.secret_box = SecretBox(load_master_keys(data_dir))
     install_secrets(app)  # app.state.secret_store and the sandboxes' secret environment
+    if not config.sandboxes:
+        config.sandbox = {**config.sandbox, "enabled": False}
+    app.state.cluster = make_cluster(config, secret=derive_secret(app.state.upload_secret, "cluster"))
     app.state.runtime = make_runtime(config, engine, app)
     # Triggers must fire on the first commit after start-up, not only once a trigger route was used.
     trigger_dispatch.install(app)
@@ -213,6 +221,13 @@ async def _close_runtime(runtime: SandboxRuntime) -> None:
         await runtime.aclose()
     except Exception:
         logger.exception("closing the sandbox runtime failed")
+
+
+async def _leave_cluster(cluster: Cluster) -> None:
+    try:
+        await asyncio.to_thread(cluster.close)
+    except Exception:
+        logger.exception("leaving the cluster failed")
 
 
 async def _healthz(request: Request) -> Response:

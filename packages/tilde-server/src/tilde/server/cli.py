@@ -31,6 +31,7 @@ from tilde.server._version import __version__
 from tilde.server.access_log import defer_access_log_flush, install_access_log_redaction
 from tilde.server.app import create_app
 from tilde.server.auth import USER_KEY_PREFIX
+from tilde.server.cluster import valid_node_id
 from tilde.server.config import (
     ServerConfig,
     load_or_create_admin_key,
@@ -257,6 +258,27 @@ def _log_server_messages() -> None:
     help="MiB of blob files this node caches for sandboxes with --blob-store "
     "(env TILDE_SERVER_BLOB_CACHE_SIZE).",
 )
+@click.option(
+    "--node-id",
+    envvar="TILDE_SERVER_NODE_ID",
+    default=None,
+    help="This replica's id in a cluster on --database-url (env TILDE_SERVER_NODE_ID; default: generated "
+    "once, kept in the data dir).",
+)
+@click.option(
+    "--node-url",
+    envvar="TILDE_SERVER_NODE_URL",
+    default=None,
+    help="The base URL other replicas reach this one at (env TILDE_SERVER_NODE_URL; default http://HOST:PORT).",
+)
+@click.option(
+    "--no-sandboxes",
+    "no_sandboxes",
+    envvar="TILDE_SERVER_NO_SANDBOXES",
+    is_flag=True,
+    default=False,
+    help="Run no sandboxes here: an API-only replica of a cluster (env TILDE_SERVER_NO_SANDBOXES).",
+)
 @_database_url_option
 @registry_options
 def serve(
@@ -274,6 +296,9 @@ def serve(
     s3_endpoint_url: str | None,
     s3_public_endpoint_url: str | None,
     blob_cache_size: int,
+    node_id: str | None,
+    node_url: str | None,
+    no_sandboxes: bool,
     database_url: str | None,
     registry_mirrors: tuple[str, ...],
     registry_auth_file: Path | None,
@@ -308,6 +333,10 @@ def serve(
             click.echo(f"  {admin_key}")
         if public_url and not public_url.startswith(("http://", "https://")):
             _fail(f"--public-url must start with http:// or https:// (got {public_url!r})")
+        if node_url and not node_url.startswith(("http://", "https://")):
+            _fail(f"--node-url must start with http:// or https:// (got {node_url!r})")
+        if node_id and not valid_node_id(node_id):
+            _fail(f"--node-id must be 1 to 63 letters, digits, '.', '_' or '-' (got {node_id!r})")
         config = ServerConfig(
             data_dir=data_dir,
             host=host,
@@ -324,6 +353,9 @@ def serve(
             s3_public_endpoint_url=s3_public_endpoint_url or None,
             blob_cache_bytes=blob_cache_size * 1024 * 1024,
             database_url=_check_database_url(database_url),
+            node_id=node_id or None,
+            node_url=node_url or None,
+            sandboxes=not no_sandboxes,
             **registry_settings(registry_mirrors, registry_auth_file, image_cache_size),
         )
         if config.blob_store and not config.blob_store.startswith("s3://"):

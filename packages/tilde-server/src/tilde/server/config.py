@@ -64,6 +64,11 @@ class ServerConfig:
             asked first for Docker Hub images (``python:3.12``), in order.
         registry_credentials: Registry host (``host[:port]``, ``docker.io`` for Docker Hub) ->
             ``(username, password)`` for pulls from private registries.
+        node_id: This server's id in a PostgreSQL cluster; None uses the one the data directory remembers
+            (generated once). See `tilde.server.cluster`.
+        node_url: The base URL other replicas reach this one at; None uses ``http://host:port``.
+        sandboxes: Whether this server runs sandboxes (False: an API-only replica of a cluster).
+        node_lease_seconds: How long a cluster node counts as alive after its last heartbeat.
 
     """
 
@@ -90,6 +95,10 @@ class ServerConfig:
     image_cache_bytes: int | None = None
     registry_mirrors: tuple[str, ...] = ()
     registry_credentials: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
+    node_id: str | None = None
+    node_url: str | None = None
+    sandboxes: bool = True
+    node_lease_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
