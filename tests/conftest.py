@@ -20,6 +20,8 @@ from pg_server import PostgresServer, run_postgres
 from weed_s3 import S3Server, run_weed_mini
 
 if TYPE_CHECKING:
+    from cluster import ClusterServer
+
     from tilde.server import LocalServer
 
 # Test servers run sandboxes on the host's root filesystem whatever image a test names (the tests of OCI
@@ -30,6 +32,9 @@ os.environ.setdefault("TILDE_SERVER_HOST_IMAGE", "all")
 
 #: Storage backends a server fixture can run on, joined by ``+`` in a backend spec ("local": the defaults).
 BACKENDS = ("local", "s3", "postgres")
+#: The backend spec of a three-replica cluster on PostgreSQL + S3 behind a random-per-request balancer.
+CLUSTER = "cluster"
+CLUSTER_REPLICAS = 3
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -60,6 +65,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Add the replicas' log tails to the report of a failed test that ran on a cluster."""
+    report: pytest.TestReport = yield
+    server = getattr(item, "funcargs", {}).get("server")
+    if report.failed and hasattr(server, "log_tails"):
+        report.sections.append(("cluster replica logs", server.log_tails()))
+    return report
+
+
 @pytest.fixture(scope="session")
 def server_backend() -> str:
     """The backend spec of the session's ``server``: ``"local"`` (SQLite + blob files in the data directory).
@@ -67,7 +82,7 @@ def server_backend() -> str:
     A test directory whose suite must also pass on other backends overrides this fixture with
     ``params=[...]``: ``"s3"`` keeps blobs in a fresh bucket of the session's SeaweedFS (``s3_server``);
     ``"postgres"`` keeps the metadata (registry, engine, triggers) in a fresh database of the session's
-    PostgreSQL (``postgres_server``).
+    PostgreSQL (``postgres_server``); ``"cluster"`` runs three replicas on both (see ``server``).
     """
     return "local"
 
@@ -75,10 +90,25 @@ def server_backend() -> str:
 @pytest.fixture(scope="session")
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, server_backend: str
-) -> Iterator[LocalServer]:
-    """A real tilde-server on a free loopback port, with its own data directory, on ``server_backend``."""
+) -> Iterator[LocalServer | ClusterServer]:
+    """A real tilde-server on a free loopback port, with its own data directory, on ``server_backend``.
+
+    The spec ``"cluster"`` gives a `cluster.ClusterServer` instead: three ``tilde-server serve`` replicas on a
+    fresh database and bucket, each request to a random one (see ``tests/cluster.py``).
+    """
     from tilde.server import LocalServer, ServerConfig
 
+    if server_backend == CLUSTER:
+        from cluster import run_cluster
+
+        with run_cluster(
+            CLUSTER_REPLICAS,
+            postgres=request.getfixturevalue("postgres_server"),
+            s3=request.getfixturevalue("s3_server"),
+            root=tmp_path_factory.mktemp("tilde-cluster"),
+        ) as cluster:
+            yield cluster
+        return
     parts = set(server_backend.split("+"))
     unknown = parts - set(BACKENDS)
     assert not unknown, f"unknown server backends {sorted(unknown)} in {server_backend!r}"
