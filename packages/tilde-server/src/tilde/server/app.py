@@ -57,6 +57,7 @@ from tilde.server.api import (
 from tilde.server.api._listing_cache import ListingCache
 from tilde.server.auth import Authenticator, AuthMiddleware, TokenResolver
 from tilde.server.cluster import Cluster, derive_secret, make_cluster
+from tilde.server.cluster import forward as cluster_forward
 from tilde.server.config import (
     ServerConfig,
     load_or_create_admin_key,
@@ -144,6 +145,7 @@ def create_app(config: ServerConfig) -> Starlette:
             yield
         finally:
             await _close_runtime(app.state.runtime)
+            await cluster_forward.aclose(app)
             await _leave_cluster(app.state.cluster)
             executor.shutdown(wait=True)
             engine.close()
@@ -186,6 +188,7 @@ def create_app(config: ServerConfig) -> Starlette:
         config.sandbox = {**config.sandbox, "enabled": False}
     app.state.cluster = make_cluster(config, secret=derive_secret(app.state.upload_secret, "cluster"))
     app.state.runtime = make_runtime(config, engine, app)
+    cluster_forward.install(app)  # a cluster node verifies the requests other nodes forward to it
     # Triggers must fire on the first commit after start-up, not only once a trigger route was used.
     trigger_dispatch.install(app)
     connectors.install(app)
