@@ -58,6 +58,7 @@ from tilde.server.api._listing_cache import ListingCache
 from tilde.server.auth import Authenticator, AuthMiddleware, TokenResolver
 from tilde.server.cluster import Cluster, derive_secret, make_cluster
 from tilde.server.cluster import forward as cluster_forward
+from tilde.server.cluster.settings import load_shared_secrets
 from tilde.server.config import (
     ServerConfig,
     load_or_create_admin_key,
@@ -122,6 +123,9 @@ def create_app(config: ServerConfig) -> Starlette:
     data_dir = config.data_dir
     private_dir(data_dir)
     config.database_url = remember_database_url(data_dir, config.database_url)
+    master_keys = load_master_keys(data_dir)
+    # Replicas sharing a PostgreSQL database share the upload and cluster secrets and check the master key.
+    shared = load_shared_secrets(config.database_url, data_dir, master_keys) if config.database_url else None
     registry = Registry(config.database("registry"))
     admin_key = config.admin_key or load_or_create_admin_key(data_dir)[0]
     if not registry.has_token(admin_key):
@@ -180,13 +184,14 @@ def create_app(config: ServerConfig) -> Starlette:
     app.state.token_resolvers = token_resolvers
     app.state.commit_listeners = []
     app.state.listener_executor = executor
-    app.state.upload_secret = load_or_create_upload_secret(data_dir)
+    app.state.upload_secret = shared.upload_secret if shared else load_or_create_upload_secret(data_dir)
     app.state.admin_key = admin_key
-    app.state.secret_box = SecretBox(load_master_keys(data_dir))
+    app.state.secret_box = SecretBox(master_keys)
     install_secrets(app)  # app.state.secret_store and the sandboxes' secret environment
     if not config.sandboxes:
         config.sandbox = {**config.sandbox, "enabled": False}
-    app.state.cluster = make_cluster(config, secret=derive_secret(app.state.upload_secret, "cluster"))
+    cluster_secret = shared.cluster_secret if shared else derive_secret(app.state.upload_secret, "cluster")
+    app.state.cluster = make_cluster(config, secret=cluster_secret)
     app.state.runtime = make_runtime(config, engine, app)
     cluster_forward.install(app)  # a cluster node verifies the requests other nodes forward to it
     # Triggers must fire on the first commit after start-up, not only once a trigger route was used.

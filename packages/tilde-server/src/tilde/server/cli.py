@@ -32,6 +32,7 @@ from tilde.server.access_log import defer_access_log_flush, install_access_log_r
 from tilde.server.app import create_app
 from tilde.server.auth import USER_KEY_PREFIX
 from tilde.server.cluster import valid_node_id
+from tilde.server.cluster.settings import ClusterSettingsError
 from tilde.server.config import (
     ServerConfig,
     load_or_create_admin_key,
@@ -362,7 +363,7 @@ def serve(
             _fail(f"--blob-store must be s3://bucket[/prefix] (got {config.blob_store!r})")
         try:
             app = create_app(config)
-        except (InvalidArgument, DatabaseUnavailable) as error:
+        except (InvalidArgument, DatabaseUnavailable, ClusterSettingsError) as error:
             _fail(str(error))
         click.echo(f"tilde-server {__version__} on http://{host}:{port} (data in {data_dir})")
         server = make_server(app, config, host=host, port=port, log_level="info")
