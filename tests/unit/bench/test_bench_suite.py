@@ -91,3 +91,31 @@ def test_help_runs_without_measuring() -> None:
     )
     assert "--quick" in done.stdout
     assert "--readme" in done.stdout
+
+
+def test_untargeted_ratios_are_read_and_shown_without_a_verdict(
+    suite: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = {
+        case: {"1": {"ratio": 1.0}, "2": {"ratio": 1.5}, "3": {"ratio": 1.8}}
+        for case in ("get_repo", "get_object")
+    }
+    rows = suite.measured_ratios({"cluster": {"figures": cluster}, "s3": {"figures": None}})
+    values = {row["label"]: row["value"] for row in rows}
+    assert values["authenticated GET of a repository, 3 replicas on PostgreSQL + S3 (x 1 replica)"] == 1.8
+    assert values["GET of an object, 2 replicas on PostgreSQL + S3 (x 1 replica)"] == 1.5
+    assert values["upload throughput, blobs on S3 (x the local blob store)"] is None  # not run
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n\n{suite.START}\n{suite.END}\n")
+    monkeypatch.setattr(suite, "README", readme)
+    report = {
+        "generated_at": "2026-01-01 00:00 UTC",
+        "quick": True,
+        "machine": {"cpus": 2, "python": "3.11"},
+        "targets": [],
+        "ratios": rows,
+    }
+    suite.rewrite_readme(report)
+    text = readme.read_text()
+    assert "| GET of an object, 3 replicas on PostgreSQL + S3 (x 1 replica) | 1.8 x | - | no target |" in text
+    assert "| upload throughput, blobs on S3 (x the local blob store) | - | - | no target |" in text
