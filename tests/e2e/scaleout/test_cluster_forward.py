@@ -1,0 +1,374 @@
+"""Forwarding between cluster nodes: signed internal requests, streamed bodies, the exec websocket, placement.
+
+Two real servers share one fresh PostgreSQL database (and so one cluster): ``owner`` runs sandboxes, ``api``
+is an API-only replica (``sandboxes=False``). A create-sandbox request sent to ``api`` must run on ``owner``.
+The forwarder itself is also driven from a minimal relay application served over real HTTP in front of
+``owner``, which forwards every request and websocket it gets; ``owner`` verifies each one as it would a
+replica's. All requests go over real sockets; sandboxes are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from pg_server import PostgresServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tilde.server import LocalServer, ServerConfig
+from tilde.server.cluster import CLUSTER_SCHEMA
+from tilde.server.cluster import forward as cluster_forward
+from tilde.server.cluster.forward import FORWARDED_HEADER, forward_http, forward_websocket, sign_forward
+from tilde.server.crypto import MASTER_KEY_ENV, encode_key
+from tilde.server.errors import exception_handlers
+
+LAUNCH, STDIN, STDIN_CLOSE, STDOUT, STDERR, EXIT = range(6)
+IMAGE = "ubuntu:22.04"
+
+
+@pytest.fixture(scope="module")
+def shared_master_key() -> Iterator[None]:
+    """Every node of a cluster holds the same master key."""
+    previous = os.environ.get(MASTER_KEY_ENV)
+    os.environ[MASTER_KEY_ENV] = encode_key(os.urandom(32))
+    yield
+    if previous is None:
+        os.environ.pop(MASTER_KEY_ENV, None)
+    else:
+        os.environ[MASTER_KEY_ENV] = previous
+
+
+def _node(
+    tmp: pytest.TempPathFactory, database_url: str, name: str, admin_key: str | None, *, sandboxes: bool
+) -> LocalServer:
+    config = ServerConfig(
+        data_dir=tmp.mktemp(name),
+        database_url=database_url,
+        node_id=f"{name}-{uuid.uuid4().hex[:6]}",
+        sandboxes=sandboxes,
+    )
+    return LocalServer(config=config, admin_key=admin_key).start()
+
+
+@dataclass
+class Pair:
+    owner: LocalServer
+    api: LocalServer
+    database_url: str
+
+
+@pytest.fixture(scope="module")
+def pair(
+    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory, shared_master_key: None
+) -> Iterator[Pair]:
+    """A sandbox node and an API-only replica of one cluster."""
+    database_url = postgres_server.new_database()
+    owner = _node(tmp_path_factory, database_url, "owner", None, sandboxes=True)
+    try:
+        api = _node(tmp_path_factory, database_url, "api", owner.api_key, sandboxes=False)
+        try:
+            yield Pair(owner, api, database_url)
+        finally:
+            api.stop()
+    finally:
+        owner.stop()
+
+
+def _relay_app(owner: LocalServer) -> Starlette:
+    """An application that forwards every request and websocket to ``owner`` (a node of its cluster)."""
+
+    async def http(request: Request) -> Response:
+        return await forward_http(request, owner.endpoint_url)
+
+    async def websocket(ws: WebSocket) -> None:
+        await forward_websocket(ws, owner.endpoint_url)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await cluster_forward.aclose(app)
+
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    app = Starlette(
+        routes=[Route("/{path:path}", http, methods=methods), WebSocketRoute("/{path:path}", websocket)],
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+    cluster = owner.app.state.cluster
+    app.state.cluster = type(
+        "RelayNode",
+        (),
+        {"node_id": "relay", "enabled": True, "secret": cluster.secret, "runs_sandboxes": False},
+    )()
+    return app
+
+
+@pytest.fixture(scope="module")
+def relay(pair: Pair) -> Iterator[str]:
+    """The base URL of a relay forwarding to ``pair.owner`` over real HTTP."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(
+        uvicorn.Config(_relay_app(pair.owner), lifespan="on", log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "the relay failed to start"
+        assert time.monotonic() < deadline, "the relay did not start in time"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def _client(base_url: str, api_key: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=base_url + "/api/v1", headers={"Authorization": f"Bearer {api_key}"}, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def repo_base(pair: Pair) -> str:
+    """A fresh repository of the cluster (made through the owner), as an API path."""
+    org, repo = f"org-{uuid.uuid4().hex[:8]}", f"repo-{uuid.uuid4().hex[:8]}"
+    with _client(pair.owner.endpoint_url, pair.owner.api_key) as api:
+        assert api.post("/organizations", json={"name": org}).status_code == 201
+        created = api.post(f"/organizations/{org}/repositories", json={"name": repo})
+        assert created.status_code == 201, created.text
+    return f"/organizations/{org}/repositories/{repo}/sandboxes"
+
+
+def _wait(api: httpx.Client, url: str, *, while_: str | None = None) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        params: dict[str, Any] = {"wait": 30, **({"while": while_} if while_ else {})}
+        response = api.get(f"{url}/status", params=params)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        if (body["status"] != while_) if while_ else body["status"] not in ("starting", "running"):
+            return body
+        assert time.monotonic() < deadline, body
+
+
+def test_an_api_only_replica_has_a_sandbox_node_run_the_sandbox(pair: Pair, repo_base: str) -> None:
+    with _client(pair.api.endpoint_url, pair.api.api_key) as via_api:
+        created = via_api.post(repo_base, json={"image": IMAGE, "command": ["sh", "-c", "echo placed"]})
+    assert created.status_code == 201, created.text
+    sandbox_id = created.json()["sandbox_id"]
+
+    # The owner holds the live sandbox: its own routes answer from its memory, and it ran the command.
+    with _client(pair.owner.endpoint_url, pair.owner.api_key) as on_owner:
+        status = _wait(on_owner, f"{repo_base}/{sandbox_id}")
+        logs = on_owner.get(f"{repo_base}/{sandbox_id}/logs/stdout")
+    assert status["status"] == "done", status
+    assert logs.text == "placed\n"
+
+
+def test_a_forged_forwarding_header_is_refused(pair: Pair, repo_base: str) -> None:
+    forged = sign_forward(b"not-the-cluster-secret-000000000", "intruder", "GET", f"/api/v1{repo_base}")
+    with _client(pair.owner.endpoint_url, pair.owner.api_key) as api:
+        refused = api.get(repo_base, headers={FORWARDED_HEADER: forged})
+        plain = api.get(repo_base)
+
+    assert plain.status_code == 200, plain.text
+    assert refused.status_code == 403, refused.text
+    body = refused.json()
+    assert body["code"] == "forbidden"
+    assert set(body) == {"message", "code", "request_id"}
+    assert forged.rsplit("sig=", 1)[1] not in refused.text
+
+
+def test_a_forwarding_header_signed_for_another_path_is_refused(pair: Pair, repo_base: str) -> None:
+    secret = pair.owner.app.state.cluster.secret
+    elsewhere = sign_forward(secret, "api", "GET", "/api/v1/organizations")
+    exact = sign_forward(secret, "api", "GET", f"/api/v1{repo_base}")
+    with _client(pair.owner.endpoint_url, pair.owner.api_key) as api:
+        replayed = api.get(repo_base, headers={FORWARDED_HEADER: elsewhere})
+        genuine = api.get(repo_base, headers={FORWARDED_HEADER: exact})
+
+    assert replayed.status_code == 403, replayed.text
+    assert genuine.status_code == 200, genuine.text
+
+
+def test_a_forwarded_request_is_not_forwarded_again(pair: Pair, repo_base: str) -> None:
+    # A request the owner says was forwarded to the API-only replica must not be placed on yet another node.
+    secret = pair.owner.app.state.cluster.secret
+    header = sign_forward(secret, "owner", "POST", f"/api/v1{repo_base}")
+    with _client(pair.api.endpoint_url, pair.api.api_key) as api:
+        looped = api.post(repo_base, json={"image": IMAGE}, headers={FORWARDED_HEADER: header})
+
+    assert looped.status_code == 508, looped.text
+    assert looped.json()["code"] == "forward_loop"
+
+
+def test_a_forwarded_log_stream_and_status_arrive_whole(pair: Pair, repo_base: str, relay: str) -> None:
+    command = ["sh", "-c", "seq 1 200000"]
+    with (
+        _client(relay, pair.owner.api_key) as via_relay,
+        _client(pair.owner.endpoint_url, pair.owner.api_key) as direct,
+    ):
+        created = via_relay.post(repo_base, json={"image": IMAGE, "command": command})
+        assert created.status_code == 201, created.text
+        url = f"{repo_base}/{created.json()['sandbox_id']}"
+        status = _wait(via_relay, url)
+        with via_relay.stream("GET", f"{url}/logs/stdout") as streamed:
+            chunks = list(streamed.iter_raw())
+            forwarded_headers = streamed.headers
+        expected = direct.get(f"{url}/logs/stdout").content
+
+    assert status["status"] == "done", status
+    assert b"".join(chunks) == expected == "".join(f"{i}\n" for i in range(1, 200001)).encode()
+    assert forwarded_headers["content-type"].startswith("text/plain")
+    assert "x-request-id" in forwarded_headers
+
+
+def test_a_streamed_request_body_is_forwarded(pair: Pair, repo_base: str, relay: str) -> None:
+    def chunked_body() -> Iterator[bytes]:
+        yield b'{"message": '
+        yield json.dumps("finished through " + "the relay " * 300).encode()
+        yield b"}"
+
+    with _client(relay, pair.owner.api_key) as via_relay:
+        created = via_relay.post(repo_base, json={"image": IMAGE, "mode": "service"})
+        assert created.status_code == 201, created.text
+        url = f"{repo_base}/{created.json()['sandbox_id']}"
+        assert _wait(via_relay, url, while_="starting")["status"] == "running"
+        finished = via_relay.post(f"{url}/finish", content=chunked_body())
+        status = _wait(via_relay, url)
+
+    assert finished.status_code == 202, finished.text
+    assert status["status"] == "done", status
+
+
+def _exec(url: str, api_key: str, cmd: list[str], stdin: bytes) -> tuple[bytes, dict[str, Any]]:
+    out = bytearray()
+    with connect(url, additional_headers={"Authorization": f"Bearer {api_key}"}, open_timeout=30) as ws:
+        ws.send(bytes([LAUNCH]) + json.dumps({"cmd": cmd}).encode())
+        ws.send(bytes([STDIN]) + stdin)
+        ws.send(bytes([STDIN_CLOSE]))
+        while True:
+            message = ws.recv(timeout=120)
+            assert isinstance(message, bytes)
+            if message[0] == STDOUT:
+                out += message[1:]
+            elif message[0] == EXIT:
+                return bytes(out), json.loads(message[1:])
+
+
+def test_the_exec_websocket_is_piped_through_the_forwarder(pair: Pair, repo_base: str, relay: str) -> None:
+    payload = os.urandom(3 * 1024 * 1024)  # more than one message each way
+    with _client(relay, pair.owner.api_key) as via_relay:
+        created = via_relay.post(repo_base, json={"image": IMAGE, "mode": "service"})
+        assert created.status_code == 201, created.text
+        url = f"{repo_base}/{created.json()['sandbox_id']}"
+        try:
+            assert _wait(via_relay, url, while_="starting")["status"] == "running"
+            ws_url = relay.replace("http://", "ws://") + f"/api/v1{url}/exec"
+            echoed, exit_body = _exec(ws_url, pair.owner.api_key, ["cat"], payload)
+        finally:
+            via_relay.delete(url)
+
+    assert exit_body["exit_code"] == 0, exit_body
+    assert echoed == payload
+
+
+def test_a_websocket_the_owner_refuses_is_refused_with_its_status(
+    pair: Pair, repo_base: str, relay: str
+) -> None:
+    ws_url = relay.replace("http://", "ws://") + f"/api/v1{repo_base}/sbx-doesnotexist/exec"
+    with pytest.raises(InvalidStatus) as refused:
+        _exec(ws_url, pair.owner.api_key, ["true"], b"")
+
+    assert refused.value.response.status_code == 404
+
+
+def _closed_port() -> int:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def test_an_unreachable_owner_gives_503_with_the_error_body(pair: Pair, repo_base: str) -> None:
+    app = _relay_app(pair.owner)
+    dead = f"http://127.0.0.1:{_closed_port()}"
+
+    async def forward_to_dead(request: Request) -> Response:
+        return await forward_http(request, dead)
+
+    app.router.routes.insert(0, Route("/dead/{path:path}", forward_to_dead, methods=["GET"]))
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
+                return await client.get(f"/dead/api/v1{repo_base}")
+        finally:
+            await cluster_forward.aclose(app)
+
+    response = asyncio.run(call())
+
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["code"] == "node_unavailable"
+    assert set(body) == {"message", "code", "request_id"}
+    assert response.headers["retry-after"] == "1"
+
+
+def test_placement_without_a_live_sandbox_node_is_503(
+    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory, shared_master_key: None
+) -> None:
+    database_url = postgres_server.new_database()
+    alone = _node(tmp_path_factory, database_url, "alone", None, sandboxes=False)
+    try:
+        org, repo = f"org-{uuid.uuid4().hex[:8]}", f"repo-{uuid.uuid4().hex[:8]}"
+        with _client(alone.endpoint_url, alone.api_key) as api:
+            assert api.post("/organizations", json={"name": org}).status_code == 201
+            assert api.post(f"/organizations/{org}/repositories", json={"name": repo}).status_code == 201
+            sandboxes = f"/organizations/{org}/repositories/{repo}/sandboxes"
+            nobody = api.post(sandboxes, json={"image": IMAGE})
+            # A node whose lease is live but which cannot be reached: the client hears 503, not a hang.
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute(
+                    f"INSERT INTO {CLUSTER_SCHEMA}.cluster_nodes"
+                    " (node_id, url, sandboxes, started_us, lease_until_us) VALUES (%s, %s, 1, 0, %s)",
+                    ("ghost", f"http://127.0.0.1:{_closed_port()}", (time.time() + 3600) * 1_000_000),
+                )
+            deadline = time.monotonic() + 30
+            while True:  # the replica reuses its look-up of the live nodes for a moment
+                unreachable = api.post(sandboxes, json={"image": IMAGE})
+                if unreachable.json().get("code") != "no_sandbox_node" or time.monotonic() > deadline:
+                    break
+    finally:
+        alone.stop()
+
+    assert nobody.status_code == 503, nobody.text
+    assert nobody.json()["code"] == "no_sandbox_node"
+    assert unreachable.status_code == 503, unreachable.text
+    assert unreachable.json()["code"] == "node_unavailable"
+    assert set(unreachable.json()) == {"message", "code", "request_id"}
