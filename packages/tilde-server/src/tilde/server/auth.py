@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tilde.server._db import DatabaseUnavailable
 from tilde.server.errors import ApiError, error_response
 from tilde.server.iam.evaluate import Authorizer
 from tilde.server.iam.policy import Resource
@@ -201,7 +202,9 @@ class Authenticator:
         registry's IAM generation, which forgets every remembered key.
         """
         now = time.monotonic()
-        generation = self.registry.iam_generation
+        # PostgreSQL: one read of the cluster's IAM generation, so changes made through another replica
+        # hold for this request (SQLite: the in-memory counter, as before).
+        generation = self.registry.refresh_iam_generation()
         digest = self._token_digest(token)
         remembered = self._remembered(digest, generation, now)
         if remembered is not None:
@@ -330,7 +333,15 @@ class AuthMiddleware:
             return
         auth: Authenticator = scope["app"].state.auth
         token = _bearer_token(scope)
-        principal = auth.authenticate(token) if token else None
+        try:
+            principal = auth.authenticate(token) if token else None
+        except DatabaseUnavailable as error:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1013})
+                return
+            unavailable = error_response(scope, 503, "database_unavailable", str(error), {"Retry-After": "1"})
+            await unavailable(scope, receive, send)
+            return
         if principal is None:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})

@@ -219,6 +219,8 @@ class Registry(IamStore, PrincipalStore):
         with self._tx() as db:
             cur = db.execute("DELETE FROM memberships WHERE org_id = ? AND user_id = ?", (org_id, user_id))
             removed = cur.rowcount > 0
+            if removed:
+                self.bump_iam_generation(db)
         if removed:
             self.forget_principal("user", user_id, org_id)
         return removed

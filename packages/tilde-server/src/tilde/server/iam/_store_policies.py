@@ -169,11 +169,11 @@ class PolicyStore(IamBase):
                         f"UPDATE iam_policies SET {columns}, updated_at = ? WHERE id = ?",
                         (*changes.values(), utc_now(), policy_id),
                     )
+                    self.bump_iam_generation(db)
             except sqlite3.IntegrityError:
                 raise ApiError(
                     409, "already_exists", f"policy {changes.get('name')!r} already exists"
                 ) from None
-            self.bump_iam_generation()
         return self.get_policy(org_id, policy_id)
 
     def delete_policy(self, org_id: str, policy_id: str) -> None:
@@ -184,7 +184,7 @@ class PolicyStore(IamBase):
         with self._tx() as db:
             db.execute("DELETE FROM iam_policies WHERE id = ?", (policy_id,))
             db.execute("DELETE FROM iam_attachments WHERE policy_id = ?", (policy_id,))
-        self.bump_iam_generation()
+            self.bump_iam_generation(db)
 
     # -- attachments --------------------------------------------------------------------------------
 
@@ -200,7 +200,7 @@ class PolicyStore(IamBase):
                 "attached_by_type, attached_by, attached_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (policy_id, principal_type, principal_id, *by, utc_now()),
             )
-        self.bump_iam_generation()
+            self.bump_iam_generation(db)
 
     def detach_policy(self, org_id: str, policy_id: str, principal_type: str, principal_id: str) -> None:
         """Detach a policy (404 when the policy, the principal or the attachment is unknown)."""
@@ -211,9 +211,10 @@ class PolicyStore(IamBase):
                 "DELETE FROM iam_attachments WHERE policy_id = ? AND principal_type = ? AND principal_id = ?",
                 (policy_id, principal_type, principal_id),
             ).rowcount
+            if removed:
+                self.bump_iam_generation(db)
         if not removed:
             raise ApiError(404, "not_found", "the policy is not attached to that principal")
-        self.bump_iam_generation()
 
     def list_attachments(
         self,

@@ -166,7 +166,7 @@ class IamStore(PolicyStore):
             db.execute("DELETE FROM iam_groups WHERE id = ?", (group_id,))
             db.execute("DELETE FROM iam_group_members WHERE group_id = ?", (group_id,))
             self._forget_subject(db, "group", group_id, org_id)
-        self.bump_iam_generation()
+            self.bump_iam_generation(db)
 
     def _forget_subject(self, db: sqlite3.Connection, kind: str, subject_id: str, org_id: str | None) -> None:
         """Drop a principal's group memberships and attachments (within one organization when given)."""
@@ -190,7 +190,7 @@ class IamStore(PolicyStore):
         """Remove a deleted agent or role (or a user leaving ``org_id``) from groups and attachments."""
         with self._tx() as db:
             self._forget_subject(db, kind, principal_id, org_id)
-        self.bump_iam_generation()
+            self.bump_iam_generation(db)
 
     # -- group members ------------------------------------------------------------------------------
 
@@ -214,7 +214,7 @@ class IamStore(PolicyStore):
                 "VALUES (?, ?, ?, ?)",
                 (group_id, subject_type, subject_id, utc_now()),
             )
-        self.bump_iam_generation()
+            self.bump_iam_generation(db)
 
     def _descendant_groups(self, group_id: str) -> set[str]:
         """Every group nested (at any depth) inside ``group_id``."""
@@ -240,9 +240,10 @@ class IamStore(PolicyStore):
                 "DELETE FROM iam_group_members WHERE group_id = ? AND subject_type = ? AND subject_id = ?",
                 (group_id, subject_type, subject_id),
             ).rowcount
+            if removed:
+                self.bump_iam_generation(db)
         if not removed:
             raise ApiError(404, "not_found", f"{subject_type} {subject_id!r} is not a member of this group")
-        self.bump_iam_generation()
 
     def list_group_members(self, org_id: str, group_id: str) -> list[GroupMemberRecord]:
         """Return the members of a group, in the order they were added."""
