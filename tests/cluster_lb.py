@@ -9,7 +9,9 @@ cluster (`tests/cluster.py`) prove that any replica can serve any request. It:
 - streams the response back as it arrives (long polls, chunked bodies, large downloads), answering ``502``
   with the contract's error body when a replica fails before its response starts;
 - pipes a WebSocket upgrade (``/exec``) both ways to one replica;
-- skips a replica that refuses connections (killed or restarting) for a short while.
+- skips a replica that refuses connections (killed or restarting) for a short while;
+- counts the requests and the bytes it sent each replica, answered as JSON on ``GET /_balancer/stats``
+  (``{"backends": [{"url", "requests", "bytes_sent"}]}``), so a test can tell what reached each replica.
 
 Run it as a script (`tests/cluster.py` does, in its own process so it never competes with the test process for
 the interpreter lock): ``python cluster_lb.py --port 0 --backend http://127.0.0.1:8901 …``. It prints
@@ -42,6 +44,8 @@ POOL_IDLE_SECONDS = 2.0
 #: How long a replica that refused a connection is left out of the draw.
 DOWN_SECONDS = 1.0
 CONNECT_TIMEOUT = 10.0
+#: Answered by the balancer itself: what it sent each replica.
+STATS_PATH = b"/_balancer/stats"
 #: Request and response headers that describe one hop, not the message (RFC 9110 section 7.6.1).
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"proxy-authorization"}
@@ -58,10 +62,13 @@ class _BackendConnection:
     writer: asyncio.StreamWriter
     conn: h11.Connection
     idle_since: float = 0.0
+    backend: Backend | None = None
 
     async def send(self, event: h11.Event) -> None:
         data = self.conn.send(event)
         if data:
+            if self.backend is not None:
+                self.backend.bytes_sent += len(data)
             self.writer.write(data)
             await self.writer.drain()
 
@@ -88,6 +95,8 @@ class Backend:
     idle: list[_BackendConnection] = field(default_factory=list)
     down_until: float = 0.0
     requests: int = 0
+    #: Bytes of request heads and bodies sent to this replica (piped websocket bytes not included).
+    bytes_sent: int = 0
 
     async def connection(self) -> tuple[_BackendConnection, bool]:
         """An idle pooled connection (``reused`` True) or a new one."""
@@ -108,7 +117,7 @@ class Backend:
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
-        return _BackendConnection(reader, writer, conn), False
+        return _BackendConnection(reader, writer, conn, backend=self), False
 
     def release(self, backend_conn: _BackendConnection) -> None:
         """Pool the connection when both sides finished cleanly, else close it."""
@@ -160,6 +169,13 @@ class LoadBalancer:
         """Forward one request; True when the client connection can carry another."""
         event = await client.next_event()
         if not isinstance(event, h11.Request):
+            return False
+        if event.target == STATS_PATH:
+            stats = [
+                {"url": f"http://{b.host}:{b.port}", "requests": b.requests, "bytes_sent": b.bytes_sent}
+                for b in self.backends
+            ]
+            await client.send_json(200, {"backends": stats})
             return False
         upgrade = any(name == b"upgrade" for name, _ in event.headers)
         headers = [(name, value) for name, value in event.headers if name not in HOP_BY_HOP]
@@ -357,9 +373,12 @@ class _ClientConnection:
             await self.writer.drain()
 
     async def send_error(self, status: int, message: str) -> None:
-        body = json.dumps(
-            {"message": message, "code": "bad_gateway", "request_id": uuid.uuid4().hex}
-        ).encode()
+        await self.send_json(
+            status, {"message": message, "code": "bad_gateway", "request_id": uuid.uuid4().hex}
+        )
+
+    async def send_json(self, status: int, document: object) -> None:
+        body = json.dumps(document).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         headers.append((b"connection", b"close"))
         with contextlib.suppress(h11.LocalProtocolError, OSError):
