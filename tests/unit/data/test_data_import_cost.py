@@ -11,8 +11,19 @@ import sys
 import pytest
 
 #: Imported on first use: config file parsing, async client waits, plugin discovery and the User-Agent
-#: version, batch archives, and (before Python 3.13) the TypeVar-default backport.
-DEFERRED = ("yaml", "anyio", "importlib.metadata", "tarfile", "typing_extensions")
+#: version, batch archives, (before Python 3.13) the TypeVar-default backport, the batch upload strategy
+#: and the capabilities document it reads (when a client builds its plugin manager), and an object
+#: reader's range arithmetic (when a reader is made).
+DEFERRED = (
+    "yaml",
+    "anyio",
+    "importlib.metadata",
+    "tarfile",
+    "typing_extensions",
+    "tilde.data.batch_uploads",
+    "tilde.data._capabilities",
+    "tilde.data._reader_window",
+)
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -39,7 +50,13 @@ def test_import_tilde_data_defers_what_only_clients_use() -> None:
             "os.environ['HOME'] = str(home)\n"
             "import tilde.data\n"
             "tilde.data.Client(api_key='tuk-x').close()",
-            {"yaml", "importlib.metadata"},
+            {"yaml", "importlib.metadata", "tilde.data.batch_uploads", "tilde.data._capabilities"},
+        ),
+        (
+            "import tilde.data\n"
+            "with tilde.data.Client(api_key='tuk-x', endpoint_url='http://127.0.0.1:1') as client:\n"
+            "    tilde.data.ObjectReader(client, '/object', {'path': 'a'}).close()",
+            {"tilde.data._reader_window"},
         ),
     ],
 )

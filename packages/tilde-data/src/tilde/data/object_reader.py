@@ -13,7 +13,6 @@ import httpx
 
 from tilde.core._transport import transport_error
 from tilde.core.errors import APIError, TildeError, TransportError
-from tilde.data._reader_window import Window, total_size
 from tilde.data.models import parse_content_length, parse_reproducible
 
 if TYPE_CHECKING:
@@ -92,6 +91,9 @@ class ObjectReader(io.BufferedIOBase):
         cache: bool = True,
         byte_range: tuple[int, int | None] | None = None,
     ) -> None:
+        # Imported here, not at the top: range arithmetic is no part of ``import tilde.data``'s cost.
+        from tilde.data._reader_window import Window
+
         super().__init__()
         self._window = Window()
         self._client = client
@@ -484,6 +486,8 @@ class ObjectReader(io.BufferedIOBase):
         self._check_etag(headers.get("etag"))
         if self._headers is None:
             self._headers = headers
+        from tilde.data._reader_window import total_size
+
         total = total_size(response.status_code, response.headers)
         if total is not None and self._size is None:
             self._size = self._window.size_for(total)

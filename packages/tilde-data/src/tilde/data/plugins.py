@@ -11,7 +11,6 @@ import pluggy
 
 from tilde.core import plugins as core_plugins
 from tilde.data import hookspecs
-from tilde.data.batch_uploads import builtin_batch_upload_strategies
 from tilde.data.upload_strategies import UploadStrategy, builtin_upload_strategies
 
 __all__ = ["ENTRY_POINT_GROUP", "ENV_PLUGINS", "collect_upload_strategies", "make_plugin_manager"]
@@ -43,6 +42,9 @@ def make_plugin_manager(
         ConfigurationError: An allowed entry point failed to import.
 
     """
+    # Imported here, not at the top: the batch machinery is no part of ``import tilde.data``'s cost.
+    from tilde.data.batch_uploads import builtin_batch_upload_strategies
+
     return core_plugins.make_plugin_manager(
         load_entry_points=load_entry_points,
         environ=environ,
