@@ -10,6 +10,7 @@ replica's. All requests go over real sockets; sandboxes are real.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import socket
@@ -17,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,13 +32,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from tilde.server import LocalServer, ServerConfig
 from tilde.server.cluster import CLUSTER_SCHEMA
 from tilde.server.cluster import forward as cluster_forward
-from tilde.server.cluster.forward import FORWARDED_HEADER, forward_http, forward_websocket, sign_forward
+from tilde.server.cluster.forward import (
+    FORWARDED_HEADER,
+    ForwardedMiddleware,
+    forward_http,
+    forward_websocket,
+    forwarded_by,
+    sign_forward,
+)
 from tilde.server.crypto import MASTER_KEY_ENV, encode_key
 from tilde.server.errors import exception_handlers
 
@@ -93,14 +101,14 @@ def pair(
         owner.stop()
 
 
-def _relay_app(owner: LocalServer) -> Starlette:
-    """An application that forwards every request and websocket to ``owner`` (a node of its cluster)."""
+def _relay_app(target: str, secret: bytes) -> Starlette:
+    """An application that forwards every request and websocket to ``target`` (a node of its cluster)."""
 
     async def http(request: Request) -> Response:
-        return await forward_http(request, owner.endpoint_url)
+        return await forward_http(request, target)
 
     async def websocket(ws: WebSocket) -> None:
-        await forward_websocket(ws, owner.endpoint_url)
+        await forward_websocket(ws, target)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -113,29 +121,29 @@ def _relay_app(owner: LocalServer) -> Starlette:
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
-    cluster = owner.app.state.cluster
-    app.state.cluster = type(
-        "RelayNode",
-        (),
-        {"node_id": "relay", "enabled": True, "secret": cluster.secret, "runs_sandboxes": False},
-    )()
+    app.state.cluster = _node_of(secret, "relay")
     return app
 
 
-@pytest.fixture(scope="module")
-def relay(pair: Pair) -> Iterator[str]:
-    """The base URL of a relay forwarding to ``pair.owner`` over real HTTP."""
+def _node_of(secret: bytes, node_id: str) -> Any:
+    """The attributes of a cluster node that forwarding uses."""
+    return type(
+        "Node", (), {"node_id": node_id, "enabled": True, "secret": secret, "runs_sandboxes": False}
+    )()
+
+
+@contextmanager
+def _serving(app: Starlette) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(_relay_app(pair.owner), lifespan="on", log_level="warning", access_log=False)
-    )
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
-        assert thread.is_alive(), "the relay failed to start"
-        assert time.monotonic() < deadline, "the relay did not start in time"
+        assert thread.is_alive(), "the server failed to start"
+        assert time.monotonic() < deadline, "the server did not start in time"
         time.sleep(0.01)
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -143,6 +151,13 @@ def relay(pair: Pair) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+@pytest.fixture(scope="module")
+def relay(pair: Pair) -> Iterator[str]:
+    """The base URL of a relay forwarding to ``pair.owner`` over real HTTP."""
+    with _serving(_relay_app(pair.owner.endpoint_url, pair.owner.app.state.cluster.secret)) as url:
+        yield url
 
 
 def _client(base_url: str, api_key: str) -> httpx.Client:
@@ -315,7 +330,7 @@ def _closed_port() -> int:
 
 
 def test_an_unreachable_owner_gives_503_with_the_error_body(pair: Pair, repo_base: str) -> None:
-    app = _relay_app(pair.owner)
+    app = _relay_app(pair.owner.endpoint_url, pair.owner.app.state.cluster.secret)
     dead = f"http://127.0.0.1:{_closed_port()}"
 
     async def forward_to_dead(request: Request) -> Response:
@@ -372,3 +387,128 @@ def test_placement_without_a_live_sandbox_node_is_503(
     assert unreachable.status_code == 503, unreachable.text
     assert unreachable.json()["code"] == "node_unavailable"
     assert set(unreachable.json()) == {"message", "code", "request_id"}
+
+
+ECHO_SECRET = b"e" * 32
+
+
+def _echo_app() -> Starlette:
+    """A node that answers with what reached it: headers, client, request id and a digest of the body."""
+
+    async def http(request: Request) -> Response:
+        digest, size = hashlib.sha256(), 0
+        async for chunk in request.stream():
+            digest.update(chunk)
+            size += len(chunk)
+        forwarded = forwarded_by(request)
+        body = {
+            "headers": [[k.decode(), v.decode()] for k, v in request.scope["headers"]],
+            "client": list(request.scope["client"]),
+            "request_id": request.scope.get("state", {}).get("request_id"),
+            "forwarded_by": forwarded.node_id if forwarded else None,
+            "sha256": digest.hexdigest(),
+            "size": size,
+        }
+        return Response(
+            json.dumps(body),
+            media_type="application/json",
+            headers={
+                "X-Owner": "yes",
+                "Keep-Alive": "timeout=5",
+                "Connection": "x-owner-hop",
+                "X-Owner-Hop": "1",
+            },
+        )
+
+    async def echo(ws: WebSocket) -> None:
+        await ws.accept(subprotocol=(ws.scope.get("subprotocols") or [None])[0])
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") == "close please":
+                await ws.close(code=4001, reason="asked to")
+                return
+            if message.get("text") is not None:
+                await ws.send_text(message["text"].upper())
+            elif message.get("bytes") is not None:
+                await ws.send_bytes(message["bytes"][::-1])
+
+    app = Starlette(
+        routes=[
+            Route("/{path:path}", http, methods=["GET", "POST", "PUT"]),
+            WebSocketRoute("/{path:path}", echo),
+        ]
+    )
+    app.add_middleware(ForwardedMiddleware, cluster=_node_of(ECHO_SECRET, "echo"))
+    return app
+
+
+@pytest.fixture(scope="module")
+def echo_relay() -> Iterator[str]:
+    """A relay in front of an echoing node (same cluster secret), both over real HTTP."""
+    with _serving(_echo_app()) as echo, _serving(_relay_app(echo, ECHO_SECRET)) as relay_url:
+        yield relay_url
+
+
+def test_end_to_end_headers_pass_and_hop_by_hop_ones_do_not(echo_relay: str) -> None:
+    headers = {
+        "Authorization": "Bearer tuk-the-clients-own",
+        "X-Custom": "kept",
+        "Connection": "x-client-hop",
+        "X-Client-Hop": "dropped",
+        "Proxy-Authorization": "Basic dropped",
+        FORWARDED_HEADER: "node=x;ts=1;client=;rid=;sig=00",  # the client's own attempt is never passed on
+    }
+    response = httpx.get(f"{echo_relay}/api/v1/anything?a=1&b=%2F", headers=headers)
+
+    assert response.status_code == 200, response.text
+    seen = response.json()
+    received = {name: value for name, value in seen["headers"]}
+    assert received["authorization"] == "Bearer tuk-the-clients-own"
+    assert received["x-custom"] == "kept"
+    assert "x-client-hop" not in received
+    assert "proxy-authorization" not in received
+    assert seen["forwarded_by"] == "relay"  # the header the owner verified is the relay's, not the client's
+    assert [name for name, _ in seen["headers"]].count(FORWARDED_HEADER) == 1
+    assert seen["client"][0] == "127.0.0.1"
+    assert seen["request_id"].startswith("req-")  # the relay's id for the request, adopted by the owner
+    assert response.headers["x-owner"] == "yes"
+    assert "x-owner-hop" not in response.headers
+    assert "keep-alive" not in response.headers
+    assert len(response.headers.get_list("date")) == 1
+    assert len(response.headers.get_list("server")) <= 1
+
+
+def test_a_chunked_request_body_arrives_whole(echo_relay: str) -> None:
+    block = os.urandom(1024 * 1024)
+    blocks = 24
+
+    def body() -> Iterator[bytes]:
+        for _ in range(blocks):
+            yield block
+
+    response = httpx.post(f"{echo_relay}/api/v1/upload", content=body(), timeout=120)
+
+    assert response.status_code == 200, response.text
+    seen = response.json()
+    assert seen["size"] == blocks * len(block)
+    assert seen["sha256"] == hashlib.sha256(block * blocks).hexdigest()
+    received = dict(seen["headers"])
+    assert received.get("transfer-encoding") == "chunked"  # streamed on, not gathered to a known length
+    assert "content-length" not in received
+
+
+def test_websocket_messages_and_the_close_code_travel_both_ways(echo_relay: str) -> None:
+    url = echo_relay.replace("http://", "ws://") + "/api/v1/echo"
+    with connect(url, subprotocols=["tilde.v1"], open_timeout=30) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "tilde.v1"
+        ws.send("hello")
+        assert ws.recv(timeout=30) == "HELLO"
+        ws.send(b"\x00\x01\x02")
+        assert ws.recv(timeout=30) == b"\x02\x01\x00"
+        ws.send("close please")
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=30)
+        assert ws.close_code == 4001
+        assert ws.close_reason == "asked to"

@@ -29,7 +29,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, unquote
 
 import httpx
@@ -40,6 +40,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tilde.server.errors import ApiError, error_response, request_id_of
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
 
 __all__ = [
     "FORWARDED_HEADER",
@@ -84,6 +87,10 @@ _HOP_BY_HOP = frozenset(
         FORWARDED_HEADER,
     }
 )
+#: Request headers this node's own server answers already (uvicorn sends 100 Continue itself).
+_REQUEST_ONLY = frozenset({"expect"})
+#: Response headers this node's server writes itself (they would be sent twice).
+_RESPONSE_OWN = frozenset({"date", "server"})
 #: Request headers of a websocket handshake that the forwarder's own handshake to the owner replaces.
 _WS_HANDSHAKE = frozenset({"host", "content-length"})
 #: Close codes that cannot be sent in a close frame, and the code a pipe sends in their place.
@@ -344,7 +351,7 @@ def _request_headers(
         if name == b"connection"
         for token in bytes(value).decode("latin-1").split(",")
     }
-    drop = _HOP_BY_HOP | named | set(skip)
+    drop = _HOP_BY_HOP | _REQUEST_ONLY | named | set(skip)
     headers = [(bytes(k), bytes(v)) for k, v in scope.get("headers", ()) if k.decode("latin-1") not in drop]
     method = scope.get("method", "GET") if scope["type"] == "http" else "GET"
     client = scope.get("client")
@@ -401,7 +408,9 @@ async def _send(request: Request, base_url: str, content: bytes | AsyncIterator[
     response.raw_headers = [
         (k, v)
         for k, v in upstream.headers.raw
-        if (name := k.decode("latin-1").lower()) not in _HOP_BY_HOP and name not in named
+        if (name := k.decode("latin-1").lower()) not in _HOP_BY_HOP
+        and name not in _RESPONSE_OWN
+        and name not in named
     ]
     return response
 
@@ -525,7 +534,7 @@ async def forward_websocket(websocket: WebSocket, base_url: str) -> None:
         base_url: The owning node's base URL (``Cluster.node_url``).
 
     """
-    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
     try:
@@ -564,11 +573,7 @@ async def forward_websocket(websocket: WebSocket, base_url: str) -> None:
     await _pipe(websocket, owner, ConnectionClosed)
 
 
-async def _pipe(websocket: WebSocket, owner: object, closed: type[Exception]) -> None:
-    from websockets.asyncio.client import ClientConnection
-
-    assert isinstance(owner, ClientConnection)
-
+async def _pipe(websocket: WebSocket, owner: ClientConnection, closed: type[Exception]) -> None:
     async def upstream() -> None:
         code = 1000
         try:
@@ -583,7 +588,8 @@ async def _pipe(websocket: WebSocket, owner: object, closed: type[Exception]) ->
                     await owner.send(message["text"])
         except (closed, WebSocketDisconnect, RuntimeError):
             pass
-        await owner.close(code=_UNSENDABLE_CLOSE.get(code, code))
+        with contextlib.suppress(Exception):  # a code no close frame may carry: close without one
+            await owner.close(code=_UNSENDABLE_CLOSE.get(code, code))
 
     async def downstream() -> None:
         with contextlib.suppress(closed):
