@@ -273,6 +273,15 @@ def _log_server_messages() -> None:
     help="The base URL other replicas reach this one at (env TILDE_SERVER_NODE_URL; default http://HOST:PORT).",
 )
 @click.option(
+    "--node-lease",
+    envvar="TILDE_SERVER_NODE_LEASE",
+    type=click.FloatRange(1.0),
+    default=10.0,
+    show_default=True,
+    help="Seconds a cluster node counts as alive after its last heartbeat; its running sandboxes are "
+    "declared lost after that (env TILDE_SERVER_NODE_LEASE).",
+)
+@click.option(
     "--no-sandboxes",
     "no_sandboxes",
     envvar="TILDE_SERVER_NO_SANDBOXES",
@@ -299,6 +308,7 @@ def serve(
     blob_cache_size: int,
     node_id: str | None,
     node_url: str | None,
+    node_lease: float,
     no_sandboxes: bool,
     database_url: str | None,
     registry_mirrors: tuple[str, ...],
@@ -357,6 +367,7 @@ def serve(
             node_id=node_id or None,
             node_url=node_url or None,
             sandboxes=not no_sandboxes,
+            node_lease_seconds=node_lease,
             **registry_settings(registry_mirrors, registry_auth_file, image_cache_size),
         )
         if config.blob_store and not config.blob_store.startswith("s3://"):

@@ -18,7 +18,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from tilde.server.api.sandboxes import SANDBOX, sandbox_of
+from tilde.server.api.sandboxes import SANDBOX, lookup_sandbox, owner_url
+from tilde.server.cluster.forward import forward_websocket
 from tilde.server.errors import ApiError
 from tilde.server.sandbox.agent_client import (
     FRAME_EXIT,
@@ -32,7 +33,7 @@ from tilde.server.sandbox.agent_client import (
     encode_frame,
     read_frame,
 )
-from tilde.server.sandbox.record import SandboxRecord
+from tilde.server.sandbox.record import RemoteSandbox, SandboxRecord
 
 __all__ = ["MAX_MESSAGE", "routes"]
 
@@ -95,12 +96,21 @@ async def _agent_to_client(websocket: WebSocket, reader: asyncio.StreamReader) -
 async def exec_endpoint(websocket: WebSocket) -> None:
     """Run one command in a running sandbox over the §7 binary frame protocol."""
     try:
-        _, record = sandbox_of(websocket, "ExecSandbox")
+        _, record = await lookup_sandbox(websocket, "ExecSandbox")
     except ApiError as error:
         await _refuse(websocket, error.status)
         return
     if record.is_terminal:
         await _refuse(websocket, 410)
+        return
+    if isinstance(record, RemoteSandbox):
+        # Another node runs it: the websocket is piped there (which refuses it if not running yet).
+        try:
+            url = await owner_url(websocket, record)
+        except ApiError as error:
+            await _refuse(websocket, error.status)
+            return
+        await forward_websocket(websocket, url)
         return
     if record.status != "running":
         await _refuse(websocket, 503)

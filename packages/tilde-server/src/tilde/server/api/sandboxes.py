@@ -2,6 +2,10 @@
 
 Routes are relative to ``/api/v1``. The runtime (``app.state.runtime``) does the work; these handlers
 validate, authorize and shape responses. A sandbox-scoped token (``tst-``) cannot manage sandboxes.
+
+In a cluster, a sandbox another node runs is read from the shared table (`lookup_sandbox` returns a
+`RemoteSandbox`): its object, status and status long poll are answered here; its logs, cancel and finish
+are forwarded to the owning node (`owner_url`), which checks the request again.
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from tilde.server.api._validate import opt_str
-from tilde.server.cluster.forward import place_sandbox
 from tilde.server.api.common import page_params, paged, read_json, require_principal, resolve_repo, run_sync
+from tilde.server.cluster.forward import forward_http, place_sandbox
 from tilde.server.errors import ApiError
 from tilde.server.registry import RepoRecord
-from tilde.server.sandbox.record import SandboxRecord
+from tilde.server.sandbox.record import RemoteSandbox, SandboxRecord
 from tilde.server.sandbox.runtime import SandboxRuntime
 
-__all__ = ["routes", "runtime_of", "sandbox_of"]
+__all__ = ["lookup_sandbox", "owner_url", "routes", "runtime_of", "sandbox_of"]
 
 SANDBOXES = "/organizations/{org}/repositories/{repo}/sandboxes"
 SANDBOX = SANDBOXES + "/{sandbox_id}"
@@ -50,6 +54,39 @@ def sandbox_of(conn: HTTPConnection, action: str) -> tuple[RepoRecord, SandboxRe
     return repo, runtime_of(conn).get(repo.id, conn.path_params["sandbox_id"])
 
 
+async def lookup_sandbox(conn: HTTPConnection, action: str) -> tuple[RepoRecord, SandboxRecord]:
+    """Like `sandbox_of`, but in a cluster a sandbox of another node comes back as a `RemoteSandbox`."""
+    _, repo = resolve_repo(conn, action)
+    runtime = runtime_of(conn)
+    sandbox_id = conn.path_params["sandbox_id"]
+    record = runtime.local(repo.id, sandbox_id)
+    if record is None:
+        if runtime.shared is None:
+            raise ApiError(404, "not_found", f"sandbox {sandbox_id} not found")
+        record = await run_sync(runtime.get, repo.id, sandbox_id)
+    return repo, record
+
+
+async def owner_url(conn: HTTPConnection, record: RemoteSandbox) -> str:
+    """Return the base URL of the node running ``record`` (503 ``node_unavailable`` when it is not alive)."""
+    url: str | None = await run_sync(conn.app.state.cluster.node_url, record.node_id)
+    if url is None:
+        raise ApiError(
+            503,
+            "node_unavailable",
+            f"the node running sandbox {record.id} ({record.node_id}) is not alive",
+            {"Retry-After": "1"},
+        )
+    return url
+
+
+async def _forward_stop(request: Request, record: RemoteSandbox) -> Response:
+    """Forward a cancel or finish to the owner (409 here when the shared record already ended)."""
+    if record.is_terminal:
+        raise ApiError(409, "conflict", f"sandbox {record.id} is already {record.status}")
+    return await forward_http(request, await owner_url(request, record))
+
+
 async def create_sandbox(request: Request) -> Response:
     """Create a sandbox: ``201 {sandbox_id}``."""
     org, repo = resolve_repo(request, "CreateSandbox")
@@ -68,13 +105,17 @@ async def list_sandboxes(request: Request) -> Response:
     """List a page of the repository's sandboxes (full Sandbox objects)."""
     _, repo = resolve_repo(request, "ListSandboxes")
     amount, after = page_params(request)
-    records, has_more = runtime_of(request).list(repo.id, after, amount)
+    runtime = runtime_of(request)
+    if runtime.shared is not None:
+        records, has_more = await run_sync(runtime.list, repo.id, after, amount)
+    else:
+        records, has_more = runtime.list(repo.id, after, amount)
     return paged([r.full_json() for r in records], has_more, records[-1].id if records else None)
 
 
 async def get_sandbox(request: Request) -> Response:
     """Return the full Sandbox object."""
-    _, record = sandbox_of(request, "GetSandbox")
+    _, record = await lookup_sandbox(request, "GetSandbox")
     return JSONResponse(record.full_json())
 
 
@@ -93,7 +134,7 @@ def _wait_param(request: Request) -> float | None:
 
 async def sandbox_status(request: Request) -> Response:
     """SandboxStatus; with ``wait``, held while the status equals ``while`` (default: while active)."""
-    _, record = sandbox_of(request, "GetSandbox")
+    _, record = await lookup_sandbox(request, "GetSandbox")
     wait = _wait_param(request)
     if wait:
         await record.wait_while(request.query_params.get("while") or None, wait)
@@ -102,7 +143,9 @@ async def sandbox_status(request: Request) -> Response:
 
 async def cancel_sandbox(request: Request) -> Response:
     """Cancel: discard the sandbox's changes (``202``; ``409`` when it already ended)."""
-    _, record = sandbox_of(request, "CancelSandbox")
+    _, record = await lookup_sandbox(request, "CancelSandbox")
+    if isinstance(record, RemoteSandbox):
+        return await _forward_stop(request, record)
     runtime_of(request).cancel(record)
     return JSONResponse({"message": f"sandbox {record.id} is being cancelled"}, status_code=202)
 
@@ -112,7 +155,9 @@ async def finish_sandbox(request: Request) -> Response:
 
     The SDK sends no body; an optional ``{"message"}`` names the commit (``tilde exec -m``).
     """
-    _, record = sandbox_of(request, "FinishSandbox")
+    _, record = await lookup_sandbox(request, "FinishSandbox")
+    if isinstance(record, RemoteSandbox):
+        return await _forward_stop(request, record)
     body = await read_json(request, optional=True)
     message = opt_str(body, "message", max_len=4000) or None
     runtime_of(request).finish(record, message)
@@ -144,7 +189,9 @@ async def _follow(record: SandboxRecord, path: str) -> AsyncIterator[bytes]:
 
 async def stdout_log(request: Request) -> Response:
     """Stream the main command's stdout and stderr merged in order (``text/plain``, live while running)."""
-    _, record = sandbox_of(request, "GetSandbox")
+    _, record = await lookup_sandbox(request, "GetSandbox")
+    if isinstance(record, RemoteSandbox):
+        return await _forward_logs(request, record)
     if not os.path.exists(record.log_path):
         raise ApiError(410, "gone", "the sandbox's logs are no longer available")
     return StreamingResponse(_follow(record, str(record.log_path)), media_type="text/plain; charset=utf-8")
@@ -152,11 +199,20 @@ async def stdout_log(request: Request) -> Response:
 
 async def network_log(request: Request) -> Response:
     """Outbound request decisions as NDJSON (empty: the local runtime has no egress proxy)."""
-    _, record = sandbox_of(request, "GetSandbox")
+    _, record = await lookup_sandbox(request, "GetSandbox")
+    if isinstance(record, RemoteSandbox):
+        return await _forward_logs(request, record)
     body: Any = b""
     with contextlib.suppress(FileNotFoundError):
         body = await asyncio.to_thread(record.network_log_path.read_bytes)
     return Response(body, media_type="application/x-ndjson")
+
+
+async def _forward_logs(request: Request, record: RemoteSandbox) -> Response:
+    """Forward a log request to the owner; the logs of an ended sandbox whose node is gone are gone too."""
+    if record.is_terminal and await run_sync(request.app.state.cluster.node_url, record.node_id) is None:
+        raise ApiError(410, "gone", "the sandbox's logs are no longer available (its node is gone)")
+    return await forward_http(request, await owner_url(request, record))
 
 
 routes: list[BaseRoute] = [

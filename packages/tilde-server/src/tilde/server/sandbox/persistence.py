@@ -19,7 +19,7 @@ from tilde.server.sandbox.limits import RESOURCE_FIELDS, SandboxLimits
 from tilde.server.sandbox.record import SandboxRecord
 from tilde.server.sandbox.spec import SandboxSpec
 
-__all__ = ["load_records", "save_record"]
+__all__ = ["load_records", "record_from_state", "record_state", "save_record"]
 
 logger = logging.getLogger("tilde.server.sandbox")
 
@@ -37,10 +37,10 @@ def _principal_json(principal: Any) -> dict[str, Any]:
     }
 
 
-def save_record(record: SandboxRecord) -> None:
-    """Write a sandbox's record next to its log (atomically)."""
+def record_state(record: SandboxRecord) -> dict[str, Any]:
+    """Return the JSON document of a sandbox's record (what `save_record` writes and a cluster shares)."""
     spec = record.spec
-    state = {
+    return {
         "id": record.id,
         "org_name": record.org_name,
         "repo_id": record.repo.id,
@@ -55,13 +55,30 @@ def save_record(record: SandboxRecord) -> None:
         "finished_at": record.finished_at,
         **{name: getattr(record, name) for name in _STATUS_FIELDS},
     }
+
+
+def save_record(record: SandboxRecord) -> None:
+    """Write a sandbox's record next to its log (atomically)."""
+    state = record_state(record)
     path = record.directory / STATE_FILE
     temporary = path.with_name(STATE_FILE + ".tmp")
     temporary.write_text(json.dumps(state), encoding="utf-8")
     os.replace(temporary, path)
 
 
-def _record(state: dict[str, Any], repo: Any, directory: Path) -> SandboxRecord:
+def record_from_state(
+    state: dict[str, Any], repo: Any, directory: Path, cls: type[SandboxRecord] = SandboxRecord, **extra: Any
+) -> SandboxRecord:
+    """Rebuild a record from its `record_state` document.
+
+    Args:
+        state: The document.
+        repo: The repository record (at least its ``id``).
+        directory: The sandbox's directory on this machine.
+        cls: The record class to build (`SandboxRecord` or a subclass).
+        extra: Further fields of ``cls``.
+
+    """
     from tilde.server.auth import Principal
 
     spec_json = dict(state["spec"])
@@ -70,7 +87,7 @@ def _record(state: dict[str, Any], repo: Any, directory: Path) -> SandboxRecord:
         **{k: v for k, v in spec_json.items() if k in SandboxSpec.__dataclass_fields__},
         egress=EgressPolicy(tuple(egress["allow"])) if egress else None,
     )
-    record = SandboxRecord(
+    record = cls(
         id=state["id"],
         org_name=state["org_name"],
         repo=repo,
@@ -85,6 +102,7 @@ def _record(state: dict[str, Any], repo: Any, directory: Path) -> SandboxRecord:
         created_at=state["created_at"],
         updated_at=state["updated_at"],
         finished_at=state.get("finished_at"),
+        **extra,
     )
     record.warnings.extend(state.get("warnings") or [])
     for name in _STATUS_FIELDS:
@@ -121,7 +139,7 @@ def load_records(root: Path, registry: Any, engine: Any, retained: int) -> list[
             repo = registry.get_repo_by_id(state["repo_id"]) if registry is not None else None
             if repo is None:
                 raise LookupError(state["repo_id"])
-            record = _record(state, repo, directory)
+            record = record_from_state(state, repo, directory)
         except Exception:
             # Unreadable, or its repository is gone: nothing to show any more.
             shutil.rmtree(directory, ignore_errors=True)

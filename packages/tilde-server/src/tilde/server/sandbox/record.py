@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import Any
 from tilde.server.sandbox.limits import SandboxLimits
 from tilde.server.sandbox.spec import SandboxSpec
 
-__all__ = ["ACTIVE", "TERMINAL", "SandboxRecord"]
+__all__ = ["ACTIVE", "TERMINAL", "RemoteSandbox", "SandboxRecord"]
+
+logger = logging.getLogger("tilde.server.sandbox")
 
 ACTIVE = frozenset({"starting", "running"})
 TERMINAL = frozenset({"done", "errored", "failed", "cancelled"})
@@ -69,6 +72,9 @@ class SandboxRecord:
     warnings: list[str] = field(default_factory=list)
     #: ``(bytes done, bytes in all)`` of the image pull while the status reason is ``pulling``.
     pull_progress: tuple[int, int] | None = None
+    #: Called (outside the lock, before waiters wake) after every status change: a cluster writes the
+    #: record through to its shared table there.
+    on_change: Callable[[SandboxRecord], None] | None = field(default=None, repr=False)
     _control_fd: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=list, repr=False)
@@ -130,6 +136,11 @@ class SandboxRecord:
             self.updated_at = _now()
             if status in TERMINAL:
                 self.finished_at = self.updated_at
+        if self.on_change is not None:
+            try:
+                self.on_change(self)
+            except Exception:
+                logger.exception("sandbox %s: sharing its status failed", self.id)
         self.notify()
 
     def notify(self) -> None:
@@ -211,3 +222,43 @@ class SandboxRecord:
             "finished_at": self.finished_at,
             **self.status_json(),
         }
+
+
+@dataclass(eq=False)
+class RemoteSandbox(SandboxRecord):
+    """A read-only record of a sandbox another node of the cluster runs, read from the shared table.
+
+    It renders ``status_json`` and ``full_json`` like a local record; anything that needs the live process
+    (logs, exec, finish, cancel) goes to ``node_id``. Its status long poll is served here: `wait_while`
+    re-reads the table whenever the owner announces a change (``LISTEN/NOTIFY``), and at least every few
+    seconds in case an announcement was missed.
+
+    Attributes:
+        node_id: The node that runs it.
+        source: Re-reads the record (``refresh(record) -> bool``) and wakes waiters (``waiter(id)``): the
+            cluster's `tilde.server.cluster.sandboxes.SharedSandboxes`.
+
+    """
+
+    node_id: str = ""
+    source: Any = field(default=None, repr=False)
+
+    async def wait_while(self, status: str | None, timeout: float) -> None:
+        """Wait until the shared status differs from ``status`` (None: while active), or ``timeout`` ends."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.source.waiter(self.id) as changed:
+                # Registered before reading: an announcement made after the read still wakes it.
+                await asyncio.to_thread(self.source.refresh, self)
+                waiting = self.status in ACTIVE if status is None else self.status == status
+                remaining = deadline - time.monotonic()
+                if not waiting or remaining <= 0:
+                    return
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(remaining, self.source.poll_seconds))
+
+    async def wait_change(self, timeout: float) -> None:
+        """Wait for the owner's next announced change, at most ``timeout`` seconds, then re-read."""
+        with self.source.waiter(self.id) as changed, contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(changed.wait(), timeout)
+        await asyncio.to_thread(self.source.refresh, self)

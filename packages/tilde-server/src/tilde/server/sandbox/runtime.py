@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tilde.server._private import private_dir
 from tilde.server.auth import Principal
@@ -39,6 +39,9 @@ from tilde.server.sandbox.seccomp import SeccompUnavailable, compile_filter
 from tilde.server.sandbox.settings import SandboxSettings
 from tilde.server.sandbox.spec import parse_spec
 from tilde.server.sandbox.tokens import SandboxTokens
+
+if TYPE_CHECKING:
+    from tilde.server.cluster.sandboxes import SharedSandboxes
 
 __all__ = ["SandboxRuntime", "compile_agent", "org_principal"]
 
@@ -133,9 +136,20 @@ class SandboxRuntime:
         self._records: dict[str, SandboxRecord] = {}
         self._by_repo: dict[str, list[str]] = {}
         registry = getattr(app_state, "registry", None)
-        for old in load_records(self.root, registry, engine, self.settings.retained_sandboxes):
+        loaded = load_records(self.root, registry, engine, self.settings.retained_sandboxes)
+        for old in loaded:
             self._records[old.id] = old
             self._by_repo.setdefault(old.repo.id, []).append(old.id)
+        #: The cluster's shared sandbox table (None on a server alone: everything lives here).
+        self.shared: SharedSandboxes | None = None
+        cluster = getattr(app_state, "cluster", None)
+        if cluster is not None and cluster.enabled:
+            from tilde.server.cluster.sandboxes import SharedSandboxes
+
+            self.shared = SharedSandboxes(cluster, engine)
+            self.shared.adopt(loaded)
+            for old in loaded:
+                old.on_change = self._share
         self._stop_events: dict[str, asyncio.Event] = {}
         self._futures: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
@@ -215,6 +229,10 @@ class SandboxRuntime:
         )
         record.directory.mkdir(parents=True, exist_ok=True)
         save_record(record)
+        if self.shared is not None:
+            # Shared before its id is returned: the next request, on any node, finds it.
+            self.shared.share(record)
+            record.on_change = self._share
         record.log_path.touch()
         record.network_log_path.touch()
         with self._lock:
@@ -243,7 +261,24 @@ class SandboxRuntime:
             for record in excess:
                 del self._records[record.id]
                 self._by_repo[record.repo.id].remove(record.id)
+        if excess and self.shared is not None:
+            try:
+                self.shared.forget(excess)
+            except Exception:
+                logger.exception("forgetting retired sandboxes in the cluster's table failed")
         return excess
+
+    def _share(self, record: SandboxRecord) -> None:
+        """Write a status change through to the cluster's table (a record's ``on_change``).
+
+        When the table says the sandbox ended already (this node was declared lost while it could not renew
+        its lease, and its session was rolled back), the sandbox is cancelled here too.
+        """
+        assert self.shared is not None
+        if not self.shared.share(record) and not record.is_terminal:
+            logger.warning("sandbox %s was declared lost by the cluster; cancelling it", record.id)
+            with contextlib.suppress(ApiError):
+                self.cancel(record)
 
     def _authorize(self, principal: Any, action: str, repo: Any) -> None:
         """Check a further action of the creator on the repository (403 `ApiError` when refused)."""
@@ -272,16 +307,35 @@ class SandboxRuntime:
 
     # -- lookups ------------------------------------------------------------------------------------------
 
-    def get(self, repo_id: str, sandbox_id: str) -> SandboxRecord:
-        """Return the sandbox ``sandbox_id`` of a repository (404 `ApiError` otherwise)."""
+    def local(self, repo_id: str, sandbox_id: str) -> SandboxRecord | None:
+        """Return the sandbox ``sandbox_id`` of a repository if this node runs (or ran) it, else None."""
         with self._lock:
             record = self._records.get(sandbox_id)
-        if record is None or record.repo.id != repo_id:
+        return record if record is not None and record.repo.id == repo_id else None
+
+    def get(self, repo_id: str, sandbox_id: str) -> SandboxRecord:
+        """Return the sandbox ``sandbox_id`` of a repository (404 `ApiError` otherwise).
+
+        In a cluster, a sandbox another node runs comes back as a `RemoteSandbox` read from the shared table
+        (a database query: call it from a worker thread).
+        """
+        record = self.local(repo_id, sandbox_id)
+        if record is None and self.shared is not None:
+            record = self.shared.get(repo_id, sandbox_id)
+        if record is None:
             raise ApiError(404, "not_found", f"sandbox {sandbox_id} not found")
         return record
 
     def list(self, repo_id: str, after: str, limit: int) -> tuple[list[SandboxRecord], bool]:
-        """Return a page of a repository's sandboxes in creation order (``after``: exclusive id cursor)."""
+        """Return a page of a repository's sandboxes in creation order (``after``: exclusive id cursor).
+
+        In a cluster the page comes from the shared table (every node's sandboxes, ordered by creation time
+        and id; a database query: call it from a worker thread).
+        """
+        if self.shared is not None:
+            with self._lock:
+                local = dict(self._records)
+            return self.shared.page(repo_id, after, limit, local)
         with self._lock:
             ids = list(self._by_repo.get(repo_id, []))
             start = ids.index(after) + 1 if after in ids else 0
@@ -504,6 +558,8 @@ class SandboxRuntime:
             logger.exception("stopping the sandbox runtime's tasks failed")
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
+        if self.shared is not None:
+            self.shared.close()
         self.cgroups.close()
         if not self.loop.is_running():
             self.loop.close()
