@@ -199,7 +199,7 @@ def test_write_many_stores_the_chunks_in_order(blobs: LocalBlobStore) -> None:
 
 
 def test_vectored_writes_go_on_after_a_short_write() -> None:
-    from tilde.server.storage.blobs import _write_vectored
+    from tilde.server.storage._directio import _write_vectored
 
     sink = bytearray(64)
     calls: list[int] = []

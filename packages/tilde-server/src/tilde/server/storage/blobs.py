@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import BinaryIO, Protocol, TypeVar, runtime_checkable
 
 from tilde.server._private import DIR_MODE, FILE_MODE, private_dir
+from tilde.server.storage._directio import pwrite_chunks, sha256_of_file
 from tilde.server.storage.errors import InvalidArgument, NotFound
 from tilde.server.storage.types import BlobRef
 
@@ -43,8 +44,6 @@ __all__ = [
 _CHUNK = 8 * 1024 * 1024
 _FILE_MODE = FILE_MODE  # private to the server's user (sandboxes read them as that user)
 _HEX = frozenset("0123456789abcdef")
-#: Most buffers one vectored write takes (Linux's IOV_MAX).
-_IOV_MAX = 1024
 # Upload files live among the temporary files, so the stale-file sweep also removes abandoned ones.
 _UPLOAD_PREFIX = "u-"
 _UPLOAD_SUFFIX = ".tmp"
@@ -202,12 +201,8 @@ class TempFileBlobWriter:
         """
         if self._done:
             raise InvalidArgument("blob writer is closed")
-        view = memoryview(data)
-        self._hash.update(view)
-        while view:
-            written = self._file.write(view)
-            view = view[written:] if written is not None else view[:0]
-        self._size += len(data)
+        self._hash.update(data)
+        self._size += pwrite_chunks(self._file.fileno(), [data], self._size)
 
     def write_many(self, chunks: Sequence[bytes]) -> None:
         """Append several chunks, in order, with vectored writes (no joined copy of them is made).
@@ -223,8 +218,7 @@ class TempFileBlobWriter:
             raise InvalidArgument("blob writer is closed")
         for chunk in chunks:
             self._hash.update(chunk)
-        fd = self._file.fileno()
-        self._size += _write_vectored(lambda buffers, _: os.writev(fd, buffers), chunks, 0)
+        self._size += pwrite_chunks(self._file.fileno(), chunks, self._size)
 
     def commit(self) -> BlobRef:
         """Store the bytes at their content address.
@@ -315,15 +309,7 @@ class LocalUploadFile:
             NotFound: The upload was completed or aborted since the file was opened.
 
         """
-
-        def write() -> int:
-            view, at = memoryview(data), offset
-            while view:
-                written = os.pwrite(self._fd, view, at)
-                view, at = view[written:], at + written
-            return len(data)
-
-        self._locked_write(write)
+        self._locked_write(lambda: pwrite_chunks(self._fd, [data], offset))
 
     def _locked_write(self, write: Callable[[], int]) -> None:
         """Run ``write`` under the shared lock, once the file is known to be still the upload's."""
@@ -348,10 +334,7 @@ class LocalUploadFile:
             NotFound: The upload was completed or aborted since the file was opened.
 
         """
-        self._locked_write(lambda: _write_vectored(self._pwritev, chunks, offset))
-
-    def _pwritev(self, buffers: Sequence[memoryview | bytes], offset: int) -> int:
-        return os.pwritev(self._fd, buffers, offset)
+        self._locked_write(lambda: pwrite_chunks(self._fd, chunks, offset))
 
     def sync(self) -> None:
         """Make the bytes written so far durable (data only: the file's name does not matter yet)."""
@@ -642,7 +625,7 @@ class LocalBlobStore:
             # file has its content address; they then find the path gone and stop.
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.ftruncate(fd, size)
-            digest, _ = _sha256(fd, size)
+            digest = sha256_of_file(fd, size)
             os.fchmod(fd, _FILE_MODE)
             os.fsync(fd)
             return self._install(path, digest, size)
@@ -744,36 +727,6 @@ class LocalBlobStore:
             os.replace(tmp, target)
             _fsync_dir(target.parent)
         return BlobRef(key=digest, size=size, sha256=digest)
-
-
-def _write_vectored(
-    write: Callable[[Sequence[memoryview | bytes], int], int], chunks: Sequence[bytes], offset: int
-) -> int:
-    """Write every byte of ``chunks`` through ``write(buffers, offset)`` (``writev``/``pwritev``-like).
-
-    At most `_IOV_MAX` buffers per call; a short write goes on from the first byte not written.
-
-    Returns:
-        The number of bytes written (all of them).
-
-    """
-    pending: list[memoryview | bytes] = [chunk for chunk in chunks if chunk]
-    total = 0
-    while pending:
-        group = pending[:_IOV_MAX]
-        written = write(group, offset + total)
-        total += written
-        done = 0
-        for buffer in group:
-            if written < len(buffer):
-                break
-            written -= len(buffer)
-            done += 1
-        rest = pending[done:]
-        if written:
-            rest[0] = memoryview(rest[0])[written:]
-        pending = rest
-    return total
 
 
 def _sha256(fd: int, size: int | None = None) -> tuple[str, int]:
