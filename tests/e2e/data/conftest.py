@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from tilde.server import LocalServer
 
 
-@pytest.fixture(scope="session", params=["local", "s3", "postgres"])
+@pytest.fixture(scope="session", params=["local", "s3", "postgres", "cluster"])
 def server_backend(request: pytest.FixtureRequest) -> str:
-    """This suite runs on the default backend, with blobs on S3, and with metadata on PostgreSQL."""
+    """This suite runs on the default backend, with blobs on S3, with metadata on PostgreSQL, on a cluster."""
     backend: str = request.param
     return backend
 

@@ -66,7 +66,10 @@ def _expected() -> str:
 
 @pytest.mark.slow
 def test_sdk_upload_with_small_parts_is_written_in_place(server: LocalServer, repo_path: str) -> None:
-    files_before = _upload_files(server)
+    # A cluster's replicas have data directories of their own: the upload's round trip is checked there, the
+    # local store's files only on a single server.
+    local_files = hasattr(server, "data_dir")
+    files_before = _upload_files(server) if local_files else []
     with Client(
         endpoint_url=server.endpoint_url,
         api_key=server.api_key,
@@ -80,9 +83,10 @@ def test_sdk_upload_with_small_parts_is_written_in_place(server: LocalServer, re
         assert client._multipart_unsupported is False
         assert result.etag.strip('"') == _expected()
         assert _read_back(client, repo_path, "inplace/blob.bin") == (SIZE, _expected())
-    # No part was stored as a blob of its own, and the upload's file became the object's blob.
-    assert not any(_is_blob(server, part) for part in _parts())
-    assert _upload_files(server) == files_before
+    if local_files:
+        # No part was stored as a blob of its own, and the upload's file became the object's blob.
+        assert not any(_is_blob(server, part) for part in _parts())
+        assert _upload_files(server) == files_before
 
 
 def _repo_api(server: LocalServer, repo_path: str) -> httpx.Client:
