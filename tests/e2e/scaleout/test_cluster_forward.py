@@ -201,6 +201,35 @@ def test_an_api_only_replica_has_a_sandbox_node_run_the_sandbox(pair: Pair, repo
         logs = on_owner.get(f"{repo_base}/{sandbox_id}/logs/stdout")
     assert status["status"] == "done", status
     assert logs.text == "placed\n"
+    with _client(pair.api.endpoint_url, pair.api.api_key) as via_api:
+        forwarded = via_api.get(f"{repo_base}/{sandbox_id}/logs/stdout")
+    assert forwarded.status_code == 200, forwarded.text
+    assert forwarded.text == "placed\n"
+
+
+def test_a_sandbox_lives_its_whole_life_through_an_api_only_replica(pair: Pair, repo_base: str) -> None:
+    """Created (placed), exec'd (websocket piped), finished and its log read, all through ``api``."""
+    payload = os.urandom(2 * 1024 * 1024)
+    with _client(pair.api.endpoint_url, pair.api.api_key) as via_api:
+        created = via_api.post(repo_base, json={"image": IMAGE, "mode": "service"})
+        assert created.status_code == 201, created.text
+        url = f"{repo_base}/{created.json()['sandbox_id']}"
+        try:
+            assert _wait(via_api, url, while_="starting")["status"] == "running"
+            ws_url = pair.api.endpoint_url.replace("http://", "ws://") + f"/api/v1{url}/exec"
+            echoed, exit_body = _exec(ws_url, pair.api.api_key, ["cat"], payload)
+            finished = via_api.post(f"{url}/finish", json={"message": "finished through the api replica"})
+            status = _wait(via_api, url)
+            logs = via_api.get(f"{url}/logs/stdout")
+        finally:
+            via_api.delete(url)
+
+    assert exit_body["exit_code"] == 0, exit_body
+    assert echoed == payload
+    assert finished.status_code == 202, finished.text
+    assert status["status"] == "done", status
+    assert logs.status_code == 200, logs.text
+    assert logs.headers["content-type"].startswith("text/plain")
 
 
 def test_a_forged_forwarding_header_is_refused(pair: Pair, repo_base: str) -> None:
