@@ -12,7 +12,7 @@ from pg_server import PostgresServer
 from tilde.server._db import PostgresDatabase
 from tilde.server.cli import main
 from tilde.server.cluster import CLUSTER_SCHEMA, Cluster, make_cluster, resolve_node_id
-from tilde.server.cluster.nodes import NodeCluster
+from tilde.server.cluster.nodes import NodeCluster, NodeIdInUse
 from tilde.server.config import ServerConfig
 
 
@@ -82,7 +82,7 @@ def test_nodes_are_alive_while_their_lease_lasts_and_leave_when_closed(database:
         b.heartbeat()
         assert [node for node, _, _ in a.nodes.live()] == ["a", "b"]
         # A row removed behind a node's back is written again by its next heartbeat.
-        a.nodes.remove("b")
+        a.nodes.remove("b", b.instance)
         b.heartbeat()
         assert [node for node, _, _ in a.nodes.live()] == ["a", "b"]
         b.close()
@@ -111,3 +111,31 @@ def test_periodic_duties_run_after_each_heartbeat_and_their_errors_are_contained
         assert "next" in ran
     finally:
         node.close()
+
+
+def test_a_node_id_held_by_a_live_replica_elsewhere_is_refused(database: PostgresDatabase) -> None:
+    first = NodeCluster(database, "same", "http://a:1", b"s" * 32, lease_seconds=1.0, home="host-a:/data")
+    try:
+        # Another machine (or data directory) with the same id waits one lease for it to lapse, then gives up.
+        with pytest.raises(NodeIdInUse, match="host-a:/data"):
+            NodeCluster(database, "same", "http://b:1", b"s" * 32, lease_seconds=1.0, home="host-b:/data")
+        assert first.node_url("same") == "http://a:1"
+        assert [node for node, _, _ in first.nodes.live()] == ["same"]
+    finally:
+        first.close()
+
+
+def test_a_replica_restarted_before_its_lease_ran_out_takes_its_id_back_at_once(
+    database: PostgresDatabase,
+) -> None:
+    killed = NodeCluster(database, "same", "http://a:1", b"s" * 32, home="host-a:/data")
+    killed._stop.set()  # as if killed: it renews no more and never removes its row
+    restarted = NodeCluster(database, "same", "http://a:2", b"s" * 32, home="host-a:/data")
+    try:
+        assert restarted.instance != killed.instance
+        assert restarted.nodes.live() == [("same", "http://a:2", True)]
+        # The old process, if it were still around, could not renew the row its successor holds.
+        assert not killed.nodes.renew("same", killed.instance, "http://a:1", True, 10.0)
+    finally:
+        restarted.close()
+        killed.nodes.close()

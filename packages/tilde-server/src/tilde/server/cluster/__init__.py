@@ -146,6 +146,7 @@ def make_cluster(config: Any, *, secret: bytes) -> Cluster:
         secret,
         runs_sandboxes=runs_sandboxes,
         lease_seconds=float(getattr(config, "node_lease_seconds", 10.0)),
+        home=f"{socket.gethostname()}:{Path(config.data_dir).resolve()}",
     )
 
 

@@ -12,14 +12,16 @@ reaper of the sandboxes of dead nodes (`tilde.server.cluster.sandboxes`).
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
 
-from tilde.server._db import Migration, PostgresDatabase, SqlStore
+from tilde.server._db import Connection, Migration, PostgresDatabase, SqlStore, add_column
 from tilde.server.cluster import Cluster
+from tilde.server.cluster.settings import ClusterSettingsError
 
-__all__ = ["HEARTBEAT", "LEASE", "NOW_US", "NodeCluster", "NodeTable"]
+__all__ = ["HEARTBEAT", "LEASE", "NOW_US", "NodeCluster", "NodeIdInUse", "NodeTable"]
 
 logger = logging.getLogger("tilde.server.cluster")
 
@@ -43,7 +45,21 @@ CREATE TABLE IF NOT EXISTS cluster_nodes (
 );
 """
 
-_MIGRATIONS = (Migration(1, "the nodes of the cluster and their leases", _NODES_V1),)
+
+def _homes(conn: Connection, dialect: str) -> None:
+    # Where each node's process runs (machine and data directory), and which process it is.
+    add_column(conn, "cluster_nodes", "home", "TEXT NOT NULL DEFAULT ''")
+    add_column(conn, "cluster_nodes", "instance", "TEXT NOT NULL DEFAULT ''")
+
+
+_MIGRATIONS = (
+    Migration(1, "the nodes of the cluster and their leases", _NODES_V1),
+    Migration(2, "the home and process of each node", _homes),
+)
+
+
+class NodeIdInUse(ClusterSettingsError):
+    """Another live replica, elsewhere, uses this node id (each replica needs its own)."""
 
 
 class NodeTable(SqlStore):
@@ -52,34 +68,56 @@ class NodeTable(SqlStore):
     def __init__(self, database: PostgresDatabase) -> None:
         super().__init__(database, migrations=_MIGRATIONS, component="cluster_nodes")
 
-    def register(self, node_id: str, url: str, sandboxes: bool, lease_seconds: float) -> None:
-        """Insert or replace this node's row with a fresh lease."""
-        self._one(
-            "INSERT INTO cluster_nodes (node_id, url, sandboxes, started_us, lease_until_us)"
-            f" VALUES (?, ?, ?, {NOW_US}, {NOW_US} + ?)"
-            " ON CONFLICT (node_id) DO UPDATE SET url = EXCLUDED.url, sandboxes = EXCLUDED.sandboxes,"
-            " started_us = EXCLUDED.started_us, lease_until_us = EXCLUDED.lease_until_us RETURNING node_id",
-            node_id,
-            url,
-            sandboxes,
-            int(lease_seconds * 1_000_000),
-        )
+    def claim(
+        self, node_id: str, home: str, instance: str, url: str, sandboxes: bool, lease_seconds: float
+    ) -> str | None:
+        """Take the row of ``node_id`` with a fresh lease, unless a live replica with another home holds it.
 
-    def renew(self, node_id: str, url: str, sandboxes: bool, lease_seconds: float) -> bool:
-        """Extend this node's lease; False when its row is gone (it is registered again by the caller)."""
+        A live row of the same home (machine and data directory) is this replica's own previous process,
+        which was killed before its lease ran out: it is taken over at once.
+
+        Returns:
+            None when claimed, else the home of the live replica that holds the id.
+
+        """
+        with self._tx() as conn:
+            row = conn.execute(
+                f"SELECT home, lease_until_us > {NOW_US} FROM cluster_nodes WHERE node_id = ? FOR UPDATE",
+                (node_id,),
+            ).fetchone()
+            if row is not None and row[1] and str(row[0]) != home:
+                return str(row[0])
+            conn.execute(
+                "INSERT INTO cluster_nodes"
+                " (node_id, url, sandboxes, started_us, lease_until_us, home, instance)"
+                f" VALUES (?, ?, ?, {NOW_US}, {NOW_US} + ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET"
+                " url = EXCLUDED.url, sandboxes = EXCLUDED.sandboxes, started_us = EXCLUDED.started_us,"
+                " lease_until_us = EXCLUDED.lease_until_us, home = EXCLUDED.home,"
+                " instance = EXCLUDED.instance",
+                (node_id, url, sandboxes, int(lease_seconds * 1_000_000), home, instance),
+            )
+        return None
+
+    def renew(self, node_id: str, instance: str, url: str, sandboxes: bool, lease_seconds: float) -> bool:
+        """Extend this process's lease; False when its row is gone or another process claimed it."""
         row = self._one(
             f"UPDATE cluster_nodes SET lease_until_us = {NOW_US} + ?, url = ?, sandboxes = ?"
-            " WHERE node_id = ? RETURNING node_id",
+            " WHERE node_id = ? AND instance = ? RETURNING node_id",
             int(lease_seconds * 1_000_000),
             url,
             sandboxes,
             node_id,
+            instance,
         )
         return row is not None
 
-    def remove(self, node_id: str) -> None:
-        """Delete this node's row (a clean stop)."""
-        self._one("DELETE FROM cluster_nodes WHERE node_id = ? RETURNING node_id", node_id)
+    def remove(self, node_id: str, instance: str) -> None:
+        """Delete this process's row (a clean stop; a row another process claimed stays)."""
+        self._one(
+            "DELETE FROM cluster_nodes WHERE node_id = ? AND instance = ? RETURNING node_id",
+            node_id,
+            instance,
+        )
 
     def live(self) -> list[tuple[str, str, bool]]:
         """Return ``(node_id, url, runs_sandboxes)`` of every node whose lease has not run out, by id."""
@@ -102,6 +140,11 @@ class NodeCluster(Cluster):
         secret: The key of signed internal requests (replaced by the cluster-wide one once known).
         runs_sandboxes: Whether this node runs sandboxes.
         lease_seconds: How long the lease lasts without renewal.
+        home: Where this replica runs (machine and data directory): a live row of the same node id and
+            another home is another replica, and the id is not taken from it.
+
+    Raises:
+        NodeIdInUse: A replica with another home kept renewing the id's lease for a whole lease period.
 
     """
 
@@ -116,8 +159,12 @@ class NodeCluster(Cluster):
         *,
         runs_sandboxes: bool = True,
         lease_seconds: float = LEASE,
+        home: str = "",
     ) -> None:
         super().__init__(node_id, url, secret, runs_sandboxes=runs_sandboxes)
+        self.home = home
+        #: This process (a restarted replica is another instance of the same node).
+        self.instance = secrets.token_hex(8)
         self.database = database
         self.lease_seconds = lease_seconds
         self.heartbeat_seconds = min(HEARTBEAT, lease_seconds / 5)
@@ -127,10 +174,27 @@ class NodeCluster(Cluster):
         self._live_at = -LIVE_CACHE
         self._live_lock = threading.Lock()
         self._stop = threading.Event()
-        self.nodes.register(node_id, self.url, runs_sandboxes, lease_seconds)
+        self._claim_at_start()
         self._renewed = time.monotonic()
         self._thread = threading.Thread(target=self._beat, name="tilde-cluster-heartbeat", daemon=True)
         self._thread.start()
+
+    def _claim(self) -> str | None:
+        return self.nodes.claim(
+            self.node_id, self.home, self.instance, self.url, self.runs_sandboxes, self.lease_seconds
+        )
+
+    def _claim_at_start(self) -> None:
+        """Take the node's row, waiting out the lease of a replica elsewhere that used the id before."""
+        deadline = time.monotonic() + self.lease_seconds + 2 * self.heartbeat_seconds
+        while (holder := self._claim()) is not None:
+            if time.monotonic() > deadline:
+                self.nodes.close()
+                raise NodeIdInUse(
+                    f"node id {self.node_id!r} is in use by another live replica ({holder}); give every "
+                    "replica its own --node-id"
+                )
+            time.sleep(min(0.5, self.heartbeat_seconds))
 
     def add_periodic(self, duty: Callable[[], None]) -> None:
         """Run ``duty`` in the heartbeat thread after every renewal (its errors are logged, never raised)."""
@@ -150,8 +214,18 @@ class NodeCluster(Cluster):
                     self.node_id,
                     now - self._renewed,
                 )
-            if not self.nodes.renew(self.node_id, self.url, self.runs_sandboxes, self.lease_seconds):
-                self.nodes.register(self.node_id, self.url, self.runs_sandboxes, self.lease_seconds)
+            if not self.nodes.renew(
+                self.node_id, self.instance, self.url, self.runs_sandboxes, self.lease_seconds
+            ):
+                holder = self._claim()
+                if holder is not None:
+                    logger.error(
+                        "node id %s was taken by another replica (%s): this one is not part of the cluster"
+                        " until that one stops; give every replica its own node id",
+                        self.node_id,
+                        holder,
+                    )
+                    return
             self._renewed = now
         except Exception:
             logger.warning("node %s could not renew its lease", self.node_id, exc_info=True)
@@ -193,7 +267,7 @@ class NodeCluster(Cluster):
         self._stop.set()
         self._thread.join(timeout=30)
         try:
-            self.nodes.remove(self.node_id)
+            self.nodes.remove(self.node_id, self.instance)
         except Exception:
             logger.warning("node %s could not remove its row", self.node_id, exc_info=True)
         self.nodes.close()
