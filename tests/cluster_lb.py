@@ -141,6 +141,12 @@ class LoadBalancer:
                 raise ValueError(f"backend URL needs a host and port: {url!r}")
             self.backends.append(Backend(parts.hostname, parts.port))
 
+    def close_idle(self) -> None:
+        """Close every pooled backend connection."""
+        for backend in self.backends:
+            while backend.idle:
+                backend.idle.pop().close()
+
     def _candidates(self) -> list[Backend]:
         now = time.monotonic()
         live = [backend for backend in self.backends if backend.down_until <= now]
@@ -401,6 +407,7 @@ async def serve(port: int, backends: Sequence[str]) -> None:
     print(f"listening on {bound}", flush=True)
     async with server:
         await stop.wait()
+    balancer.close_idle()
     counts = ", ".join(f"{b.host}:{b.port}={b.requests}" for b in balancer.backends)
     print(f"requests per replica: {counts}", flush=True)
 
