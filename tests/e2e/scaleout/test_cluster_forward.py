@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -541,3 +541,57 @@ def test_websocket_messages_and_the_close_code_travel_both_ways(echo_relay: str)
             ws.recv(timeout=30)
         assert ws.close_code == 4001
         assert ws.close_reason == "asked to"
+
+
+@contextmanager
+def _flaky_node() -> Iterator[tuple[str, list[bytes]]]:
+    """A node whose first connection is closed after the request arrives, unanswered; later ones get 200."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    heads: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    head += data
+                heads.append(head.split(b"\r\n", 1)[0])
+                if len(heads) > 1:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", heads
+    finally:
+        with suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept (closing alone does not)
+        listener.close()
+        thread.join(timeout=10)
+
+
+def test_a_read_dropped_before_any_answer_is_sent_again_once() -> None:
+    with _flaky_node() as (node, heads), _serving(_relay_app(node, ECHO_SECRET)) as relay_url:
+        response = httpx.get(f"{relay_url}/api/v1/anything")
+
+    assert response.status_code == 200, response.text
+    assert response.text == "ok"
+    assert heads == [b"GET /api/v1/anything HTTP/1.1"] * 2
+
+
+def test_a_change_dropped_before_any_answer_is_not_sent_again() -> None:
+    with _flaky_node() as (node, heads), _serving(_relay_app(node, ECHO_SECRET)) as relay_url:
+        response = httpx.post(f"{relay_url}/api/v1/anything", content=b"{}")
+
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "node_unavailable"
+    assert heads == [b"POST /api/v1/anything HTTP/1.1"]

@@ -87,6 +87,8 @@ _HOP_BY_HOP = frozenset(
         FORWARDED_HEADER,
     }
 )
+#: Methods that change nothing on the owner, so a request that failed before any answer may be sent again.
+_RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Request headers this node's own server answers already (uvicorn sends 100 Continue itself).
 _REQUEST_ONLY = frozenset({"expect"})
 #: Response headers this node's server writes itself (they would be sent twice).
@@ -316,7 +318,8 @@ def _client(app: Starlette) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
             timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT, pool=CONNECT_TIMEOUT),
             # Long polls and followed logs hold a connection each: no cap that would make other requests wait.
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32),
+            # Idle connections are let go well before a node's own keep-alive timeout (5 s) would close them.
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=32, keepalive_expiry=2.0),
             follow_redirects=False,  # a redirect (to presigned storage) is the client's to follow
             trust_env=False,  # nodes talk directly, never through a proxy from the environment
         )
@@ -379,13 +382,31 @@ async def _send(request: Request, base_url: str, content: bytes | AsyncIterator[
     headers = _request_headers(request, cluster, request_id, ())
     client = _client(request.app)
     url = httpx.URL(base_url.rstrip("/")).copy_with(raw_path=_raw_target(request.scope).encode("latin-1"))
-    outgoing = client.build_request(request.method, url, headers=headers, content=content)
-    try:
-        upstream = await client.send(outgoing, stream=True)
-    except httpx.ConnectError as exc:
-        raise _Unreachable(type(exc).__name__, sent=False) from None
-    except (httpx.TransportError, httpx.StreamError) as exc:
-        raise _Unreachable(type(exc).__name__, sent=True) from None
+    # A kept-alive connection can be closed by the owner (idle, or displaced under load) just as it is reused:
+    # a request that changes nothing and has no body is sent once more, on a new connection.
+    attempts = 2 if content is None and request.method in _RETRYABLE else 1
+    for attempt in range(attempts):
+        outgoing = client.build_request(request.method, url, headers=headers, content=content)
+        try:
+            upstream = await client.send(outgoing, stream=True)
+            break
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise _Unreachable(type(exc).__name__, sent=attempt > 0) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            if attempt + 1 < attempts:
+                logger.info(
+                    "forwarding %s %s to %s: %s, retrying",
+                    request.method,
+                    request.url.path,
+                    base_url,
+                    type(exc).__name__,
+                )
+                continue
+            raise _Unreachable(type(exc).__name__, sent=True) from None
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            raise _Unreachable(type(exc).__name__, sent=True) from None
+    else:  # pragma: no cover - every attempt either breaks or raises
+        raise _Unreachable("no attempt made", sent=False)
 
     async def body() -> AsyncIterator[bytes]:
         try:
