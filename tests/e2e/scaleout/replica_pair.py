@@ -44,10 +44,12 @@ def master_key(value: str) -> Iterator[None]:
 
 @dataclass
 class Replica:
-    """One running replica and an admin client on its ``/api/v1``."""
+    """One running replica, an admin client on its ``/api/v1``, and the keys it was started with."""
 
     server: LocalServer
     admin: httpx.Client
+    admin_key: str
+    master_key: str
 
     @property
     def url(self) -> str:
@@ -70,7 +72,7 @@ def start_replica(data_dir: Path, database_url: str, admin_key: str, key: str, *
         headers={"Authorization": f"Bearer {admin_key}"},
         timeout=60,
     )
-    return Replica(server, admin)
+    return Replica(server, admin, admin_key, key)
 
 
 @contextmanager

@@ -7,8 +7,11 @@ Shared objects on ``app.state`` (other parts of the server rely on these names):
   at rest under the master key);
 - ``token_resolvers``: list of ``(token) -> Principal | None`` consulted for tokens no stored key matches;
 - ``commit_listeners``: list of ``(org_name, repo, commit) -> None`` called in a worker thread after every
-  commit (see `tilde.server.api.common.notify_commit`); ``listener_executor`` runs them;
+  commit (see `tilde.server.api.common.notify_commit`); ``listener_executor`` runs them; ``commit_journal``:
+  the same kind of callables, run before the request is answered (a cluster's trigger queue);
 - ``listing_cache`` (`tilde.server.api._listing_cache.ListingCache`): encoded listing pages of commits;
+- ``housekeeping`` (`tilde.server.cluster.housekeeping.Housekeeping`): the blob garbage collection and the
+  upload clean-up, run at start-up (and, in a cluster, hourly on one replica at a time);
 - ``runtime``: the sandbox runtime (`tilde.server.sandbox.make_runtime`), closed on shutdown;
 - ``cluster`` (`tilde.server.cluster.Cluster`): this node and its peers (a node alone on SQLite), left on
   shutdown after the runtime closed.
@@ -58,6 +61,7 @@ from tilde.server.api._listing_cache import ListingCache
 from tilde.server.auth import Authenticator, AuthMiddleware, TokenResolver
 from tilde.server.cluster import Cluster, derive_secret, make_cluster
 from tilde.server.cluster import forward as cluster_forward
+from tilde.server.cluster.housekeeping import Housekeeping
 from tilde.server.cluster.settings import load_shared_secrets
 from tilde.server.config import (
     ServerConfig,
@@ -131,15 +135,9 @@ def create_app(config: ServerConfig) -> Starlette:
     if not registry.has_token(admin_key):
         registry.create_key("user", registry.admin.id, admin_key, name="admin")
     engine = StorageEngine.open(data_dir, blobs=_blob_store(config), database_url=config.database_url)
-    # Upload URLs and tokens live upload_url_ttl: targets and tombstones older than that can never be used.
-    registry.forget_uploads_before(
-        rfc3339(datetime.now(timezone.utc) - timedelta(seconds=config.upload_url_ttl))
-    )
-    # Drop bytes nothing refers to any more (rolled-back sessions, replaced uploads, concatenated parts). The
-    # blobs of single uploads still waiting for their finalize are known only to the registry: keep those.
-    collected = engine.collect_garbage(keep=registry.pending_upload_blob_keys())
-    if collected:
-        logger.info("deleted %d unreferenced blobs", collected)
+    # SQLite: at start-up. A cluster: at start-up and hourly, each job on one replica at a time.
+    housekeeping = _housekeeping(config, registry, engine)
+    housekeeping.run_once()
     token_resolvers: list[TokenResolver] = []
     executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tilde-commit-listener")
 
@@ -148,6 +146,8 @@ def create_app(config: ServerConfig) -> Starlette:
         try:
             yield
         finally:
+            app.state.trigger_dispatcher.close()
+            housekeeping.close()
             await _close_runtime(app.state.runtime)
             await cluster_forward.aclose(app)
             await _leave_cluster(app.state.cluster)
@@ -193,11 +193,36 @@ def create_app(config: ServerConfig) -> Starlette:
     cluster_secret = shared.cluster_secret if shared else derive_secret(app.state.upload_secret, "cluster")
     app.state.cluster = make_cluster(config, secret=cluster_secret)
     app.state.runtime = make_runtime(config, engine, app)
+    app.state.housekeeping = housekeeping
+    housekeeping.start()
     cluster_forward.install(app)  # a cluster node verifies the requests other nodes forward to it
     # Triggers must fire on the first commit after start-up, not only once a trigger route was used.
     trigger_dispatch.install(app)
     connectors.install(app)
     return app
+
+
+def _housekeeping(config: ServerConfig, registry: Registry, engine: StorageEngine) -> Housekeeping:
+    """Return the server's housekeeping jobs: the upload clean-up, then the blob garbage collection."""
+
+    def forget_uploads() -> None:
+        # Upload URLs and tokens live upload_url_ttl: older targets and tombstones can never be used.
+        registry.forget_uploads_before(
+            rfc3339(datetime.now(timezone.utc) - timedelta(seconds=config.upload_url_ttl))
+        )
+
+    def collect_garbage() -> None:
+        # Drop bytes nothing refers to any more (rolled-back sessions, replaced uploads, concatenated parts).
+        # The blobs of single uploads still waiting for their finalize are known only to the registry.
+        collected = engine.collect_garbage(keep=registry.pending_upload_blob_keys())
+        if collected:
+            logger.info("deleted %d unreferenced blobs", collected)
+
+    return Housekeeping(
+        [("upload-cleanup", forget_uploads), ("blob-gc", collect_garbage)],
+        database_url=config.database_url,
+        node=getattr(config, "node_id", None) or "",
+    )
 
 
 def _blob_store(config: ServerConfig) -> BlobStore | None:

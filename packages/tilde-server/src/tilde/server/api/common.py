@@ -293,7 +293,9 @@ def notify_commit(app_state: State, org_name: str, repo: RepoRecord, commit: Com
     """Tell every listener in ``app_state.commit_listeners`` about a new commit, in a worker thread.
 
     Called by the HTTP layer after every commit it makes (session commit, approval, revert); the sandbox
-    runtime calls it for the commits it makes. Listener errors are logged, never raised.
+    runtime calls it for the commits it makes. Listener errors are logged, never raised. Callables in
+    ``app_state.commit_journal`` (same signature) run first, in the caller's thread, so what they record is
+    stored before the request is answered.
 
     Args:
         app_state: ``app.state``.
@@ -302,6 +304,12 @@ def notify_commit(app_state: State, org_name: str, repo: RepoRecord, commit: Com
         commit: The new commit.
 
     """
+    # Journals record the commit durably before the request is answered (a cluster's trigger queue).
+    for journal in list(getattr(app_state, "commit_journal", ())):
+        try:
+            journal(org_name, repo, commit)
+        except Exception:
+            logger.exception("commit journal %r failed for commit %s", journal, commit.id)
     listeners: list[CommitListener] = list(getattr(app_state, "commit_listeners", []))
     if not listeners:
         return

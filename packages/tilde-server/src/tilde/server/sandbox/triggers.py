@@ -19,6 +19,16 @@ its sandbox is open. A commit made by a trigger sandbox inherits that run's line
 the lineage is skipped with reason ``trigger_loop``: a trigger never fires on its own output, directly or
 through other triggers, so chains always end. Commits are evaluated one at a time per repository (a lock),
 so a sandbox that commits quickly cannot be evaluated before its run's sandbox id is recorded.
+
+Replicas of a cluster (the store on PostgreSQL) evaluate each commit exactly once between them. The committing
+replica records the commit in the durable ``trigger_queue`` before its request is answered (`record_commit`,
+in ``app.state.commit_journal``), then drains the repository's queue (`TriggerDispatcher.drain`): each
+evaluation runs in a transaction that holds the repository's advisory lock (one evaluation at a time per
+repository, cluster-wide, as the lineage logic needs) and the oldest queued row (``FOR UPDATE SKIP LOCKED``),
+and deletes that row when done. A replica that dies mid-way leaves its row, which every replica's sweep
+(`TriggerDispatcher.SWEEP_INTERVAL`) picks up; a trigger that already has a run for the commit is not fired
+again (a run still ``pending`` there is failed with reason ``evaluator_lost``), so a re-evaluation never
+doubles a run.
 """
 
 from __future__ import annotations
@@ -28,15 +38,17 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.datastructures import State
 
-from tilde.server._db import Connection, Location, Migration, SqliteStore
+from tilde.server._db import Connection, DatabaseUnavailable, Location, Migration, SqliteStore
 from tilde.server._ids import new_id, utc_now
 from tilde.server.auth import Authenticator, Principal
 from tilde.server.errors import ApiError
@@ -184,11 +196,32 @@ def _insertion_order(db: Connection, dialect: str) -> None:
             )
 
 
+def _queue(db: Connection, dialect: str) -> None:
+    """Give PostgreSQL the queue of commits waiting for evaluation (a single server needs none)."""
+    if dialect == "postgres":
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS trigger_queue (repo_id TEXT NOT NULL, commit_id TEXT NOT NULL,"
+            " commit_seq BIGINT NOT NULL, org_name TEXT NOT NULL, enqueued_us BIGINT NOT NULL,"
+            " PRIMARY KEY (repo_id, commit_id))"
+        )
+
+
 #: The trigger store's schema history.
 TRIGGER_MIGRATIONS = (
     Migration(1, "triggers and their runs", _SCHEMA),
     Migration(2, "insertion order on PostgreSQL", _insertion_order),
+    Migration(3, "the queue of commits to evaluate, on PostgreSQL", _queue),
 )
+
+
+@dataclass(frozen=True)
+class QueuedCommit:
+    """A commit waiting in ``trigger_queue`` for its trigger evaluation."""
+
+    repo_id: str
+    commit_id: str
+    commit_seq: int
+    org_name: str
 
 
 class TriggerStore(SqliteStore):
@@ -375,6 +408,67 @@ class TriggerStore(SqliteStore):
                 (sandbox_commit_id, run_id),
             )
 
+    def run_status(self, trigger_id: str, commit_id: str) -> tuple[str, str] | None:
+        """Return ``(run id, status)`` of the trigger's run for a commit, or None when it has none."""
+        row = self._one(
+            "SELECT id, status FROM trigger_runs WHERE trigger_id = ? AND commit_id = ?",
+            trigger_id,
+            commit_id,
+        )
+        return (str(row["id"]), str(row["status"])) if row is not None else None
+
+    # -- the queue of commits to evaluate (PostgreSQL only) --------------------------------------------
+
+    def enqueue(self, org_name: str, repo_id: str, commit_id: str, commit_seq: int) -> bool:
+        """Queue a commit for evaluation when its repository has an enabled trigger; return whether queued."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO trigger_queue (repo_id, commit_id, commit_seq, org_name, enqueued_us)"
+                " SELECT ?, ?, ?, ?, ? WHERE EXISTS"
+                " (SELECT 1 FROM triggers WHERE repo_id = ? AND enabled = 1)",
+                (repo_id, commit_id, commit_seq, org_name, int(time.time() * 1_000_000), repo_id),
+            )
+            return cur.rowcount > 0
+
+    @contextmanager
+    def claim(self, repo_id: str, *, wait: bool) -> Iterator[QueuedCommit | None]:
+        """Claim the repository's oldest queued commit for the block; it leaves the queue when the block ends.
+
+        The claim holds the repository's advisory lock (evaluations of one repository never overlap across
+        the cluster) and the row's lock. An exception in the block leaves the row for a later attempt.
+
+        Args:
+            repo_id: The repository.
+            wait: Wait for another replica's evaluation of the repository to end; False yields None at once
+                when one is in progress (the sweep comes back later).
+
+        """
+        with self._tx() as db:
+            key = ("tilde-triggers:" + repo_id,)
+            if wait:
+                db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", key)
+            elif not db.execute("SELECT pg_try_advisory_xact_lock(hashtext(?))", key).fetchone()[0]:
+                yield None
+                return
+            row = db.execute(
+                "SELECT repo_id, commit_id, commit_seq, org_name FROM trigger_queue WHERE repo_id = ?"
+                " ORDER BY commit_seq LIMIT 1 FOR UPDATE SKIP LOCKED",
+                (repo_id,),
+            ).fetchone()
+            if row is None:
+                yield None
+                return
+            yield QueuedCommit(row["repo_id"], row["commit_id"], int(row["commit_seq"]), row["org_name"])
+            db.execute(
+                "DELETE FROM trigger_queue WHERE repo_id = ? AND commit_id = ?",
+                (row["repo_id"], row["commit_id"]),
+            )
+
+    def queued_repositories(self, older_than_us: int) -> list[str]:
+        """Return the repositories with commits queued before ``older_than_us`` (microseconds since 1970)."""
+        rows = self._all("SELECT DISTINCT repo_id FROM trigger_queue WHERE enqueued_us < ?", older_than_us)
+        return [str(row[0]) for row in rows]
+
     def lineage_of(self, repo_id: str, commit_id: str) -> list[str]:
         """Return the trigger lineage of a commit: empty unless a trigger's sandbox made it."""
         row = self._one(
@@ -416,30 +510,127 @@ class TriggerDispatcher:
 
     """
 
+    #: Seconds between two sweeps of the queue for commits no replica is evaluating (cluster only).
+    SWEEP_INTERVAL = 5.0
+    #: Age in seconds of a queued commit before a sweep takes it (its own replica is normally on it).
+    SWEEP_GRACE = 2.0
+
     def __init__(self, store: TriggerStore, state: State) -> None:
         self.store = store
         self._state = state
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        #: Whether commits go through the shared queue (the store is on PostgreSQL).
+        self.clustered = store.dialect == "postgres"
+        self._stop = threading.Event()
+        self._sweeper: threading.Thread | None = None
 
     def _lock(self, repo_id: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(repo_id, threading.Lock())
 
+    def record_commit(self, org_name: str, repo: RepoRecord, commit: CommitInfo) -> None:
+        """Queue a commit for evaluation, before the request that made it is answered (cluster only)."""
+        self.store.enqueue(org_name, repo.id, commit.id, commit.seq)
+
     def on_commit(self, org_name: str, repo: RepoRecord, commit: CommitInfo) -> None:
         """Evaluate the repository's enabled triggers against a new commit (a commit listener)."""
+        if self.clustered:
+            self.drain(repo.id, wait=True)
+            return
         with self._lock(repo.id):
-            triggers = self.store.enabled(repo.id)
-            if not triggers:
-                return
-            engine: StorageEngine = self._state.engine
-            self._settle_open_runs(engine, repo.id)
-            lineage = self.store.lineage_of(repo.id, commit.id)
-            changes = list(self._changes(engine, repo.id, commit))
-            for trigger in triggers:
-                matched = match_changes(trigger.conditions, changes)
-                if matched:
-                    self._fire(org_name, repo, commit, trigger, matched, lineage)
+            self._evaluate(org_name, repo, commit)
+
+    def _evaluate(self, org_name: str, repo: RepoRecord, commit: CommitInfo) -> None:
+        triggers = self.store.enabled(repo.id)
+        if not triggers:
+            return
+        engine: StorageEngine = self._state.engine
+        self._settle_open_runs(engine, repo.id)
+        lineage = self.store.lineage_of(repo.id, commit.id)
+        changes = list(self._changes(engine, repo.id, commit))
+        for trigger in triggers:
+            matched = match_changes(trigger.conditions, changes)
+            if matched and self._first_run(trigger, commit.id):
+                self._fire(org_name, repo, commit, trigger, matched, lineage)
+
+    def _first_run(self, trigger: TriggerRecord, commit_id: str) -> bool:
+        """Whether the trigger has no run for the commit yet (cluster: a re-evaluation after a crash)."""
+        if not self.clustered:
+            return True
+        found = self.store.run_status(trigger.id, commit_id)
+        if found is None:
+            return True
+        run_id, status = found
+        if status == "pending":
+            # The replica starting its sandbox died before recording the outcome.
+            self.store.finish_run(
+                run_id,
+                "failed",
+                reason="evaluator_lost",
+                error_message="the server evaluating this trigger stopped before starting its sandbox",
+            )
+        return False
+
+    def drain(self, repo_id: str, *, wait: bool) -> int:
+        """Evaluate the repository's queued commits, oldest first; return how many (cluster only).
+
+        Args:
+            repo_id: The repository.
+            wait: Wait while another replica evaluates the repository (it may be finishing the last row);
+                False returns at once in that case.
+
+        """
+        evaluated = 0
+        while True:
+            with self.store.claim(repo_id, wait=wait) as queued:
+                if queued is None:
+                    return evaluated
+                self._evaluate_queued(queued)
+                evaluated += 1
+
+    def _evaluate_queued(self, queued: QueuedCommit) -> None:
+        registry: Registry = self._state.registry
+        engine: StorageEngine = self._state.engine
+        try:
+            repo = registry.get_repo_by_id(queued.repo_id)
+            commit = engine.get_commit(queued.repo_id, queued.commit_id)
+        except (ApiError, NotFound):
+            return  # the repository (or its history) is gone: nothing to evaluate
+        try:
+            self._evaluate(queued.org_name, repo, commit)
+        except DatabaseUnavailable:
+            raise  # the row stays queued; a sweep tries again
+        except Exception:
+            logger.exception("evaluating the triggers of commit %s failed", queued.commit_id)
+
+    def sweep(self) -> int:
+        """Evaluate commits queued a while ago that no replica is evaluating; return how many."""
+        cutoff = int((time.time() - self.SWEEP_GRACE) * 1_000_000)
+        return sum(self.drain(repo_id, wait=False) for repo_id in self.store.queued_repositories(cutoff))
+
+    def start_sweeper(self) -> None:
+        """Sweep the queue every `SWEEP_INTERVAL` seconds in a daemon thread until `close` (cluster only)."""
+        if self._sweeper is not None or not self.clustered:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(self.SWEEP_INTERVAL):
+                try:
+                    self.sweep()
+                except DatabaseUnavailable as error:
+                    logger.warning("trigger queue sweep skipped: %s", error)
+                except Exception:
+                    logger.exception("trigger queue sweep failed")
+
+        self._sweeper = threading.Thread(target=loop, name="tilde-trigger-sweep", daemon=True)
+        self._sweeper.start()
+
+    def close(self) -> None:
+        """Stop the sweeper thread (waits for a sweep in progress)."""
+        self._stop.set()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=60)
 
     def _settle_open_runs(self, engine: StorageEngine, repo_id: str) -> None:
         for run_id, sandbox_id in self.store.open_sandbox_runs(repo_id):
@@ -537,6 +728,7 @@ class TriggerDispatcher:
         if org is None:
             raise ApiError(404, "not_found", "the repository's organization no longer exists")
         auth: Authenticator = self._state.auth
+        registry.refresh_iam_generation()  # rights changed through another replica count too
         auth.authorize(principal, "CreateSandbox", org, repo)
         sandbox_id: str = runtime.create(org_name=org_name, repo=repo, principal=principal, spec=spec)
         return sandbox_id
@@ -558,6 +750,16 @@ def install(app: Starlette) -> TriggerDispatcher:
     store = TriggerStore(state.config.database("triggers"))
     dispatcher = TriggerDispatcher(store, state)
     state.trigger_store = store
+    state.trigger_dispatcher = dispatcher
     state.commit_listeners.append(dispatcher.on_commit)
-    weakref.finalize(app, store.close)
+    if dispatcher.clustered:
+        # Queued before the commit's request is answered: an acknowledged commit is always evaluated.
+        state.commit_journal = [*getattr(state, "commit_journal", []), dispatcher.record_commit]
+        dispatcher.start_sweeper()
+    weakref.finalize(app, _close, dispatcher, store)
     return dispatcher
+
+
+def _close(dispatcher: TriggerDispatcher, store: TriggerStore) -> None:
+    dispatcher.close()
+    store.close()

@@ -1,0 +1,157 @@
+"""Trigger evaluation across replicas: each commit is evaluated exactly once, whichever replica gets to it.
+
+The replicas run no sandboxes (``sandbox.enabled`` False), so every fired trigger records a ``failed`` run at
+once: what is counted here is runs, one per trigger and commit, not sandboxes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from pg_server import PostgresServer
+from replica_pair import Replica, two_replicas
+
+from tilde.server.sandbox.triggers import TriggerDispatcher
+
+#: Seconds a test waits for a run to appear.
+DEADLINE = 60.0
+
+
+@pytest.fixture(scope="module")
+def pair(
+    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Replica, Replica]]:
+    with two_replicas(
+        postgres_server.new_database(), tmp_path_factory.mktemp("trigger-pair"), sandbox={"enabled": False}
+    ) as replicas:
+        for replica in replicas:
+            dispatcher = replica.server.app.state.trigger_dispatcher
+            dispatcher.SWEEP_INTERVAL = 0.5  # the next sweep comes sooner; what it does is the same
+        yield replicas
+
+
+def _repository_with_trigger(replica: Replica) -> tuple[str, str]:
+    """A fresh repository with one enabled trigger on ``data/``: ``(repository path, trigger id)``."""
+    org = f"org-{uuid.uuid4().hex[:10]}"
+    assert replica.admin.post("/organizations", json={"name": org, "display_name": org}).status_code == 201
+    assert replica.admin.post(f"/organizations/{org}/repositories", json={"name": "repo"}).status_code == 201
+    repo = f"/organizations/{org}/repositories/repo"
+    trigger = replica.admin.post(
+        f"{repo}/sandbox-triggers",
+        json={
+            "name": "on-data",
+            "conditions": [{"type": "prefix", "prefix": "data/"}],
+            "sandbox_config": {"image": "python:3.12", "command": ["true"]},
+        },
+    )
+    assert trigger.status_code == 201, trigger.text
+    return repo, str(trigger.json()["id"])
+
+
+def _commit(replica: Replica, repo: str, path: str) -> str:
+    http = replica.admin
+    session = http.post(f"{repo}/sessions").json()["session_id"]
+    staged = http.put(f"{repo}/object", params={"session_id": session, "path": path}).json()
+    assert httpx.put(staged["upload_url"], content=b"x").status_code == 200
+    finalized = http.post(
+        f"{repo}/object/finalize",
+        params={"session_id": session, "path": path},
+        json={"upload_token": staged["upload_token"]},
+    )
+    assert finalized.status_code == 201, finalized.text
+    done = http.post(f"{repo}/sessions/{session}", json={"message": "m"})
+    assert done.status_code == 200, done.text
+    return str(done.json()["commit_id"])
+
+
+def _runs(replica: Replica, repo: str, trigger_id: str) -> list[dict[str, Any]]:
+    listed = replica.admin.get(f"{repo}/sandbox-triggers/{trigger_id}/runs")
+    assert listed.status_code == 200, listed.text
+    runs: list[dict[str, Any]] = listed.json()["results"]
+    return runs
+
+
+def _wait_for_runs(replica: Replica, repo: str, trigger_id: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + DEADLINE
+    while not (runs := _runs(replica, repo, trigger_id)):
+        assert time.monotonic() < deadline, "no replica evaluated the commit"
+        time.sleep(0.1)
+    return runs
+
+
+class StuckListeners:
+    """Occupy every commit-listener worker of a replica, as if it died right after answering a commit."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.executor = replica.server.app.state.listener_executor
+        self.release = threading.Event()
+        self.futures = [self.executor.submit(self.release.wait) for _ in range(self.executor._max_workers)]
+
+    def resume(self) -> None:
+        """Let the replica's listeners run again and wait until what they had queued has run."""
+        self.release.set()
+        for future in self.futures:
+            future.result(timeout=30)
+        self.executor.submit(lambda: None).result(timeout=DEADLINE)
+
+
+def test_a_commit_whose_replica_never_evaluates_it_is_evaluated_once_by_another(
+    pair: tuple[Replica, Replica],
+) -> None:
+    a, b = pair
+    repo, trigger_id = _repository_with_trigger(a)
+    stuck = StuckListeners(a)
+    try:
+        commit_id = _commit(a, repo, "data/one.txt")
+        runs = _wait_for_runs(b, repo, trigger_id)
+    finally:
+        stuck.resume()
+    # A's own evaluation, once it could run, found the commit already evaluated.
+    runs = _runs(b, repo, trigger_id)
+    assert [run["commit_id"] for run in runs] == [commit_id], runs
+    assert runs[0]["status"] == "failed", runs
+
+
+def test_two_replicas_draining_the_same_queue_at_once_fire_each_trigger_once(
+    pair: tuple[Replica, Replica],
+) -> None:
+    a, b = pair
+    repo, trigger_id = _repository_with_trigger(a)
+    second = a.admin.post(
+        f"{repo}/sandbox-triggers",
+        json={
+            "name": "on-everything",
+            "conditions": [{"type": "prefix", "prefix": ""}],
+            "sandbox_config": {"image": "python:3.12", "command": ["true"]},
+        },
+    )
+    assert second.status_code == 201, second.text
+    stuck = StuckListeners(a)
+    try:
+        commits = [_commit(a, repo, f"data/{n}.txt") for n in range(3)]
+        repo_id = a.server.app.state.registry.get_repo(
+            a.server.app.state.registry.get_org(repo.split("/")[2]).id, "repo"
+        ).id
+        dispatchers: list[TriggerDispatcher] = [r.server.app.state.trigger_dispatcher for r in pair]
+        start = threading.Barrier(len(dispatchers) * 2)
+
+        def drain(dispatcher: TriggerDispatcher) -> None:
+            start.wait()
+            dispatcher.drain(repo_id, wait=True)
+
+        threads = [threading.Thread(target=drain, args=(d,)) for d in dispatchers * 2]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=DEADLINE)
+    finally:
+        stuck.resume()
+    for trigger in (trigger_id, str(second.json()["id"])):
+        runs = _runs(b, repo, trigger)
+        assert sorted(run["commit_id"] for run in runs) == sorted(commits), runs
