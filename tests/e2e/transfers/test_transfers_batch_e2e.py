@@ -81,6 +81,7 @@ def test_small_files_travel_in_a_few_batch_requests(
     assert read_tree(tmp_path / "out") == SMALL
 
 
+@pytest.mark.backends("local", "s3")  # switched off in the environment of an in-process server
 @pytest.mark.usefixtures("batches_off")
 def test_without_batch_routes_the_per_file_flow_is_used_and_remembered(
     repo: Repository, requests_seen: list[tuple[str, str]], tmp_path: Path
@@ -102,6 +103,7 @@ def test_without_batch_routes_the_per_file_flow_is_used_and_remembered(
     assert ("POST", "objects:download") not in [(m, p.rsplit("/", 1)[-1]) for m, p in requests_seen]
 
 
+@pytest.mark.backends("local", "s3")  # switched off in the environment of an in-process server
 @pytest.mark.usefixtures("batches_off")
 def test_switched_off_routes_answer_404(api: httpx.Client, repo_path: str) -> None:
     assert api.get("/capabilities").status_code == 404
