@@ -22,8 +22,9 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-__all__ = ["DIRECT_MIN", "pwrite_chunks", "sha256_of_file"]
+__all__ = ["DIRECT_MIN", "pwrite_chunks", "sha256_of_file", "sha256_update"]
 
 #: Alignment of ``O_DIRECT`` offsets, lengths and buffers (a page covers every logical block size in use).
 ALIGN = 4096
@@ -191,42 +192,54 @@ def _write_direct(fd: int, chunks: Sequence[bytes], start: int, stop: int, offse
 
 
 def sha256_of_file(fd: int, size: int) -> str:
-    """Return the SHA-256 of the first ``size`` bytes of ``fd``, read with ``O_DIRECT`` when possible.
-
-    The next block is read in a helper thread while the current one is hashed (both release the GIL), so
-    the pass takes about as long as the slower of the two rather than their sum. ``fd`` must be readable;
-    it is left without ``O_DIRECT``.
+    """Return the SHA-256 of the first ``size`` bytes of ``fd`` (see `sha256_update`).
 
     Raises:
         OSError: A read failed.
 
     """
-    direct = _state.enabled and size >= DIRECT_MIN and _set_direct(fd, True)
     hasher = hashlib.sha256()
+    sha256_update(hasher, fd, 0, size)
+    return hasher.hexdigest()
+
+
+def sha256_update(hasher: Any, fd: int, offset: int, length: int) -> None:
+    """Feed bytes ``[offset, offset + length)`` of ``fd`` to ``hasher``, read with ``O_DIRECT`` when possible.
+
+    The next block is read in a helper thread while the current one is hashed (both release the GIL), so
+    the pass takes about as long as the slower of the two rather than their sum. ``fd`` must be readable;
+    its ``O_DIRECT`` flag is switched on for the pass (so one descriptor must not serve two passes at once)
+    and off afterwards.
+
+    Raises:
+        OSError: A read failed, or the file ends before ``offset + length``.
+
+    """
+    direct = _state.enabled and length >= DIRECT_MIN and offset % ALIGN == 0 and _set_direct(fd, True)
+    end = offset + length
     buffers = [_state.take(), _state.take()]
     try:
         views = [memoryview(buffer) for buffer in buffers]
 
-        def read(index: int, offset: int) -> int:
-            want = min(STAGE, size - offset)
+        def read(index: int, at: int) -> int:
+            want = min(STAGE, end - at)
             # A direct read asks for whole pages; the file may end inside the last one.
             ask = -(-want // ALIGN) * ALIGN if direct else want
-            return min(os.preadv(fd, [views[index][:ask]], offset), want)
+            return min(os.preadv(fd, [views[index][:ask]], at), want)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tilde-hash-read") as reader:
-            offset, index = 0, 0
-            pending = reader.submit(read, 0, 0) if size > 0 else None
+            at, index = offset, 0
+            pending = reader.submit(read, 0, at) if length > 0 else None
             while pending is not None:
                 count = pending.result()
                 if count <= 0:
-                    break
-                pending = reader.submit(read, 1 - index, offset + count) if offset + count < size else None
+                    raise OSError(f"the file ends at {at}, before {end}")
+                pending = reader.submit(read, 1 - index, at + count) if at + count < end else None
                 hasher.update(views[index][:count])
-                offset += count
+                at += count
                 index = 1 - index
     finally:
         for buffer in buffers:
             _state.give(buffer)
         if direct:
             _set_direct(fd, False)
-    return hasher.hexdigest()

@@ -145,6 +145,9 @@ class InPlacePartWriter:
         self._etag: str | None = None
         self._range_touched = False
         self._generation = claims.claim(upload_id, part_number)
+        claimed = getattr(file, "part_claimed", None)
+        if claimed is not None:
+            claimed(part_number)
 
     @property
     def size(self) -> int:
@@ -238,6 +241,9 @@ class InPlacePartWriter:
             self._claims.record_if_newest(
                 self._upload_id, self._number, self._generation, lambda: self._record(part)
             )
+            recorded = getattr(self._file, "part_recorded", None)
+            if recorded is not None:
+                recorded(self._number, self._limit, self._size, digest)
         finally:
             self._file.close()
             self._claims.release(self._upload_id, self._number, self._generation)

@@ -457,7 +457,15 @@ class WritesMixin(EngineBase):
         if upload.part_size is not None and files is not None:
             total = self._in_place_size(parts, recorded, upload.part_size)
             _check_size(total, size_bytes)
-            blob = files.install_upload_file(upload_id, total)
+            part_size, count = upload.part_size, len(parts)
+
+            def part_digests() -> list[str]:
+                # Read again once the file is locked: a part sent again meanwhile no longer matches.
+                with self.meta.read() as tx:
+                    now = tx.get_parts(upload_id)
+                return [now[n].sha256 if n in now else "" for n in range(1, count + 1)]
+
+            blob = files.install_upload_file(upload_id, total, part_size=part_size, part_digests=part_digests)
         else:
             refs = self._checked_parts(parts, recorded)
             total = sum(ref.size for ref in refs)

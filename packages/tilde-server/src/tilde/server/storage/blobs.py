@@ -26,7 +26,8 @@ from types import TracebackType
 from typing import BinaryIO, Protocol, TypeVar, runtime_checkable
 
 from tilde.server._private import DIR_MODE, FILE_MODE, private_dir
-from tilde.server.storage._directio import pwrite_chunks, sha256_of_file
+from tilde.server.storage._directio import pwrite_chunks, sha256_of_file, sha256_update
+from tilde.server.storage._prefixhash import PrefixHashes
 from tilde.server.storage.errors import InvalidArgument, NotFound
 from tilde.server.storage.types import BlobRef
 
@@ -140,8 +141,19 @@ class UploadFileStore(Protocol):
         """Open an upload file for writing parts."""
         ...
 
-    def install_upload_file(self, upload_id: str, size: int) -> BlobRef:
-        """Cut the upload file to ``size`` bytes, hash it and move it into the store as a blob."""
+    def install_upload_file(
+        self,
+        upload_id: str,
+        size: int,
+        *,
+        part_size: int | None = None,
+        part_digests: Callable[[], Sequence[str]] | None = None,
+    ) -> BlobRef:
+        """Cut the upload file to ``size`` bytes, hash it and move it into the store as a blob.
+
+        ``part_digests`` reads the digests of parts 1..N as recorded now; a store that hashed a prefix of
+        the file while the parts arrived may start from it for the parts it confirms.
+        """
         ...
 
     def discard_upload_file(self, upload_id: str) -> None:
@@ -294,8 +306,10 @@ class LocalUploadFile:
     blob, while writes of different parts still run concurrently.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, upload_id: str = "", prefixes: PrefixHashes | None = None) -> None:
         self._path = path
+        self._upload_id = upload_id
+        self._prefixes = prefixes
         try:
             self._fd = os.open(path, os.O_WRONLY)
         except FileNotFoundError:
@@ -336,6 +350,19 @@ class LocalUploadFile:
         """
         self._locked_write(lambda: pwrite_chunks(self._fd, chunks, offset))
 
+    def part_claimed(self, part_number: int) -> None:
+        """Note that a writer is about to write part ``part_number`` (a hashed prefix must not cover it)."""
+        if self._prefixes is not None:
+            self._prefixes.claimed(self._upload_id, part_number)
+
+    def part_recorded(self, part_number: int, part_size: int, size: int, digest: str) -> None:
+        """Note that part ``part_number`` holds ``size`` bytes with SHA-256 ``digest`` and was recorded.
+
+        The store hashes the file's prefix of arrived parts meanwhile, so completing has less left to hash.
+        """
+        if self._prefixes is not None:
+            self._prefixes.arrived(self._upload_id, part_size, part_number, size, digest)
+
     def sync(self) -> None:
         """Make the bytes written so far durable (data only: the file's name does not matter yet)."""
         os.fdatasync(self._fd)
@@ -374,6 +401,8 @@ class LocalBlobStore:
         self._lock_fd = os.open(self.tmp_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         #: How many leftover temporary files opening the store deleted.
         self.swept = self._sweep(stale_after, live_uploads)
+        #: SHA-256 prefixes of in-place uploads, hashed while their parts arrive.
+        self.prefixes = PrefixHashes(self._open_upload_for_reading)
 
     def _sweep(self, stale_after: float, live_uploads: Set[str]) -> int:
         """Delete temporary files left by crashed writers; return how many.
@@ -595,18 +624,31 @@ class LocalBlobStore:
             NotFound: When the upload has no file (finished, aborted, or swept as stale).
 
         """
-        return LocalUploadFile(self._upload_path(upload_id))
+        return LocalUploadFile(self._upload_path(upload_id), upload_id, self.prefixes)
 
-    def install_upload_file(self, upload_id: str, size: int) -> BlobRef:
+    def _open_upload_for_reading(self, upload_id: str) -> int:
+        return os.open(self._upload_path(upload_id), os.O_RDONLY)
+
+    def install_upload_file(
+        self,
+        upload_id: str,
+        size: int,
+        *,
+        part_size: int | None = None,
+        part_digests: Callable[[], Sequence[str]] | None = None,
+    ) -> BlobRef:
         """Turn a finished upload file into a blob: truncate, hash, fsync, rename into place.
 
-        The file is truncated to ``size`` (dropping anything written past the last listed part), hashed in
-        one sequential pass (its pages were just written, so this reads memory, not disk) and renamed to its
-        content address; no byte is copied. Writers are excluded meanwhile (see ``LocalUploadFile``).
+        The file is truncated to ``size`` (dropping anything written past the last listed part), hashed and
+        renamed to its content address; no byte is copied. Writers are excluded meanwhile (see
+        ``LocalUploadFile``). Most of the hashing usually happened while the parts arrived (`PrefixHashes`):
+        only the parts past the prefix that ``part_digests`` confirms are hashed here.
 
         Args:
             upload_id: The upload.
             size: The object's size: the sum of its parts.
+            part_size: The upload's part size (parts 1..N-1 hold exactly this many bytes).
+            part_digests: Reads the digests of parts 1..N as recorded now (called once the file is locked).
 
         Returns:
             The stored blob (an existing one when identical bytes were already stored).
@@ -625,7 +667,14 @@ class LocalBlobStore:
             # file has its content address; they then find the path gone and stop.
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.ftruncate(fd, size)
-            digest = sha256_of_file(fd, size)
+            if part_size is None or part_digests is None:
+                self.prefixes.forget(upload_id)
+                digest = sha256_of_file(fd, size)
+            else:
+                state, covered = self.prefixes.take(upload_id, part_size, part_digests())
+                start = min(covered * part_size, size)
+                sha256_update(state, fd, start, size - start)
+                digest = state.hexdigest()
             os.fchmod(fd, _FILE_MODE)
             os.fsync(fd)
             return self._install(path, digest, size)
@@ -639,6 +688,7 @@ class LocalBlobStore:
             upload_id: The upload.
 
         """
+        self.prefixes.forget(upload_id)
         with contextlib.suppress(FileNotFoundError):
             self._upload_path(upload_id).unlink()
 
