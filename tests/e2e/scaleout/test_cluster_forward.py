@@ -455,6 +455,9 @@ def _echo_app() -> Starlette:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if message.get("text") == "headers?":
+                await ws.send_text(json.dumps([[k.decode(), v.decode()] for k, v in ws.scope["headers"]]))
+                continue
             if message.get("text") == "close please":
                 await ws.close(code=4001, reason="asked to")
                 return
@@ -530,8 +533,17 @@ def test_a_chunked_request_body_arrives_whole(echo_relay: str) -> None:
 
 def test_websocket_messages_and_the_close_code_travel_both_ways(echo_relay: str) -> None:
     url = echo_relay.replace("http://", "ws://") + "/api/v1/echo"
-    with connect(url, subprotocols=["tilde.v1"], open_timeout=30) as ws:  # type: ignore[list-item]
+    sent_headers = {"Authorization": "Bearer tuk-the-clients-own", "X-Custom": "kept"}
+    with connect(
+        url,
+        subprotocols=["tilde.v1"],  # type: ignore[list-item]
+        additional_headers=sent_headers,
+        user_agent_header="client-agent/1",
+        open_timeout=30,
+    ) as ws:
         assert ws.subprotocol == "tilde.v1"
+        ws.send("headers?")
+        received = json.loads(ws.recv(timeout=30))
         ws.send("hello")
         assert ws.recv(timeout=30) == "HELLO"
         ws.send(b"\x00\x01\x02")
@@ -541,6 +553,13 @@ def test_websocket_messages_and_the_close_code_travel_both_ways(echo_relay: str)
             ws.recv(timeout=30)
         assert ws.close_code == 4001
         assert ws.close_reason == "asked to"
+    names = [name for name, _ in received]
+    assert ("user-agent", "client-agent/1") in [tuple(pair) for pair in received]
+    assert names.count("user-agent") == 1
+    assert names.count("sec-websocket-key") == 1
+    assert ("x-custom", "kept") in [tuple(pair) for pair in received]
+    assert ("authorization", "Bearer tuk-the-clients-own") in [tuple(pair) for pair in received]
+    assert names.count(FORWARDED_HEADER) == 1
 
 
 @contextmanager
