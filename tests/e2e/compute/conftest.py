@@ -10,9 +10,9 @@ import pytest
 from tilde.compute import Client, Repository, Shell
 
 
-@pytest.fixture(scope="session", params=["local", "s3"])
+@pytest.fixture(scope="session", params=["local", "s3", "cluster"])
 def server_backend(request: pytest.FixtureRequest) -> str:
-    """This suite runs on the default backend and again with blobs on S3 (see ``tests/conftest.py``)."""
+    """This suite runs on the default backend, with blobs on S3, and on a three-replica cluster."""
     backend: str = request.param
     return backend
 
