@@ -110,8 +110,9 @@ class Listener:
         self._sender: psycopg.Connection[Any] | None = None
         self._sender_lock = threading.Lock()
         self._users = 0
-        #: Times the thread has (re)connected; tests and diagnostics read it.
+        #: Times the thread has (re)connected, and the server process of its connection (diagnostics).
         self.connections = 0
+        self.backend_pid: int | None = None
         self._thread = threading.Thread(target=self._run, name="tilde-cluster-listen", daemon=True)
         self._thread.start()
 
@@ -232,6 +233,7 @@ class Listener:
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self._url, autocommit=True)
         conn.add_notify_handler(self._dispatch)
+        self.backend_pid = conn.info.backend_pid
         with self._lock:
             channels = sorted(self._listening)
         for channel in channels:
