@@ -116,8 +116,8 @@ class Node:
                     return bytes(out), json.loads(message[1:])
 
 
-@pytest.fixture
-def repo_path(cluster: ClusterServer) -> str:
+def make_repo(cluster: ClusterServer) -> str:
+    """Create an organization and a repository through the first replica; returns ``org/repo``."""
     org = f"org-{uuid.uuid4().hex[:8]}"
     with httpx.Client(
         base_url=cluster.replica_url(0) + "/api/v1",
@@ -128,6 +128,11 @@ def repo_path(cluster: ClusterServer) -> str:
         created = api.post(f"/organizations/{org}/repositories", json={"name": "work"})
         assert created.status_code == 201, created.text
     return f"{org}/work"
+
+
+@pytest.fixture
+def repo_path(cluster: ClusterServer) -> str:
+    return make_repo(cluster)
 
 
 @pytest.fixture
@@ -217,6 +222,40 @@ def test_the_sandboxes_of_a_killed_node_become_lost_and_their_sessions_roll_back
         assert a.api.delete(f"{a.base}/{sandbox_id}").status_code == 409
     finally:
         cluster.restart(1)
-    # The node is back with the same id: it reports the same final status for its old sandbox.
-    assert b.status(sandbox_id)["status_reason"] == "sandbox_lost"
+    # The node is back with the same id: it reports the final status the cluster decided for its old sandbox.
+    assert b.status(sandbox_id) == a.status(sandbox_id) == final
     assert sandbox_id in b.listing(100)
+
+
+def test_a_node_restarted_with_its_id_declares_its_earlier_sandboxes_lost_at_once(
+    postgres_server: PostgresServer, s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # A lease far longer than the test: only the restarted node itself can end its old sandbox here.
+    with run_cluster(
+        2,
+        postgres=postgres_server,
+        s3=s3_server,
+        root=tmp_path_factory.mktemp("restart-cluster"),
+        env={"TILDE_SERVER_NODE_LEASE": "600"},
+    ) as cluster:
+        repo_path = make_repo(cluster)
+        a, b = Node(cluster, 0, repo_path), Node(cluster, 1, repo_path)
+        try:
+            sandbox_id = b.service()
+            out, exit_body = b.exec(sandbox_id, "echo changed > /sandbox/lost.txt && echo ok")
+            assert exit_body["exit_code"] == 0, (out, exit_body)
+            cluster.kill(1)
+            assert a.status(sandbox_id)["status"] == "running"  # its lease has not run out
+            # Same node id, same machine and data directory: it takes its id back without waiting out the
+            # lease, and ends what it was running before it serves.
+            cluster.restart(1)
+            final = a.status(sandbox_id)
+            assert final["status"] == "failed", final
+            assert final["status_reason"] == "sandbox_lost", final
+            assert b.status(sandbox_id) == final
+            again = a.api.delete(f"{a.repo}/sessions/{sandbox_id}")
+            assert again.status_code in (404, 409), again.text
+            assert a.api.get(f"{a.repo}/object", params={"path": "lost.txt"}).status_code == 404
+        finally:
+            a.api.close()
+            b.api.close()

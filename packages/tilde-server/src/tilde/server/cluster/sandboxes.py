@@ -11,9 +11,9 @@ last one as the cursor, as on one node) and read one's status as a `RemoteSandbo
 node that does not own the sandbox waits for the announcement (and re-reads every `POLL` seconds in case one
 was missed while the listening connection was down).
 
-A terminal status in the table is final, as it is in memory: a write that would turn it back into an active
-one is refused, and the owner then cancels its sandbox (it was declared lost while it could not renew its
-lease, and its session is gone).
+A terminal status in the table is final, as it is in memory: a later write is refused, and the owner's record
+takes the table's final status (if the sandbox still runs, the owner was declared lost while it could not
+renew its lease and the session is gone: the owner cancels it).
 
 The reaper runs on every node after each heartbeat and acts on one at a time (a PostgreSQL advisory lock): the
 non-terminal sandboxes of nodes without a live lease become ``failed/sandbox_lost`` and their sessions are
@@ -90,13 +90,18 @@ class SandboxTable(SqlStore):
     def __init__(self, database: Any) -> None:
         super().__init__(database, migrations=_MIGRATIONS, component="cluster_sandboxes")
 
-    def put(self, record: SandboxRecord, node_id: str) -> bool:
-        """Write a record through (and announce it); False when the table holds a terminal status already."""
+    def put(self, record: SandboxRecord, node_id: str) -> dict[str, Any] | None:
+        """Write a record through and announce it.
+
+        Returns:
+            None when written; the table's document when it holds a terminal status already (which stays).
+
+        """
         state = json.dumps(record_state(record))
         terminal = record.status in TERMINAL
         with self._tx() as conn:
             row = conn.execute(
-                "SELECT terminal FROM cluster_sandboxes WHERE id = ? FOR UPDATE", (record.id,)
+                "SELECT terminal, state FROM cluster_sandboxes WHERE id = ? FOR UPDATE", (record.id,)
             ).fetchone()
             if row is None:
                 conn.execute(
@@ -113,7 +118,8 @@ class SandboxTable(SqlStore):
                     ),
                 )
             elif row[0]:
-                return terminal  # a terminal status stays; an active one contradicts it
+                final: dict[str, Any] = json.loads(row[1])
+                return final
             else:
                 conn.execute(
                     "UPDATE cluster_sandboxes SET status = ?, terminal = ?, state = ?, node_id = ?"
@@ -121,7 +127,7 @@ class SandboxTable(SqlStore):
                     (record.status, terminal, state, node_id, record.id),
                 )
             notify_in(conn, CHANNEL, record.id)
-        return True
+        return None
 
     def get(self, repo_id: str, sandbox_id: str) -> tuple[str, dict[str, Any]] | None:
         """Return ``(node_id, state)`` of a repository's sandbox, or None."""
@@ -261,27 +267,37 @@ class SharedSandboxes:
 
     # -- the owner's side ----------------------------------------------------------------------------------
 
-    def share(self, record: SandboxRecord) -> bool:
-        """Write a local record through; False when the table says it ended already (see the module)."""
+    def share(self, record: SandboxRecord) -> dict[str, Any] | None:
+        """Write a local record through; the table's final document when it says the sandbox ended already."""
         return self.table.put(record, self.cluster.node_id)
 
     def forget(self, records: Iterable[SandboxRecord]) -> None:
         """Delete retired sandboxes' rows."""
         self.table.delete(record.id for record in records)
 
-    def adopt(self, loaded: list[SandboxRecord]) -> None:
-        """At start: share the records the data directory kept; lose, then forget, this node's other rows."""
+    def adopt(self, loaded: list[SandboxRecord]) -> list[tuple[SandboxRecord, dict[str, Any]]]:
+        """At start: share the records the data directory kept; lose, then forget, this node's other rows.
+
+        Returns:
+            The kept records whose rows had ended differently already (another node declared them lost), with
+            the table's document: the caller makes its records say the same.
+
+        """
         kept = {record.id for record in loaded}
+        differing: list[tuple[SandboxRecord, dict[str, Any]]] = []
+        for record in loaded:
+            final = self.share(record)
+            if final is not None:
+                differing.append((record, final))
         self.table.lose(
             self.engine,
             "the node running the sandbox ({node}) stopped while it was running",
             node_id=self.cluster.node_id,
         )
-        for record in loaded:
-            self.share(record)
         self.table.delete(
             sandbox_id for sandbox_id, _ in self.table.of_node(self.cluster.node_id) if sandbox_id not in kept
         )
+        return differing
 
     def reap(self) -> None:
         """Mark the sandboxes of nodes whose lease ran out lost (one node at a time; a periodic duty)."""

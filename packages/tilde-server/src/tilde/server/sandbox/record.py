@@ -143,6 +143,21 @@ class SandboxRecord:
                 logger.exception("sandbox %s: sharing its status failed", self.id)
         self.notify()
 
+    def take_final(self, state: dict[str, Any]) -> None:
+        """Take a final status decided elsewhere (the cluster's table), over any status, and wake waiters.
+
+        Args:
+            state: A terminal record document (`tilde.server.sandbox.persistence.record_state`).
+
+        """
+        with self._lock:
+            for name in ("status", "status_reason", "exit_code", "commit_id", "web_url", "error_message"):
+                setattr(self, name, state.get(name))
+            self.image_note = state.get("image_note") or self.image_note
+            self.updated_at = state.get("updated_at") or _now()
+            self.finished_at = state.get("finished_at") or self.updated_at
+        self.notify()
+
     def notify(self) -> None:
         """Wake every coroutine waiting in `wait_change` (thread-safe)."""
         with self._lock:

@@ -147,7 +147,10 @@ class SandboxRuntime:
             from tilde.server.cluster.sandboxes import SharedSandboxes
 
             self.shared = SharedSandboxes(cluster, engine)
-            self.shared.adopt(loaded)
+            for old, final in self.shared.adopt(loaded):
+                old.take_final(final)
+                with contextlib.suppress(OSError):
+                    save_record(old)
             for old in loaded:
                 old.on_change = self._share
         self._stop_events: dict[str, asyncio.Event] = {}
@@ -272,13 +275,21 @@ class SandboxRuntime:
         """Write a status change through to the cluster's table (a record's ``on_change``).
 
         When the table says the sandbox ended already (this node was declared lost while it could not renew
-        its lease, and its session was rolled back), the sandbox is cancelled here too.
+        its lease, and its session was rolled back), the sandbox is cancelled here too and its record takes
+        the table's final status.
         """
         assert self.shared is not None
-        if not self.shared.share(record) and not record.is_terminal:
+        final = self.shared.share(record)
+        if final is None:
+            # Kept current on disk too, so a restart after a crash reloads what the cluster showed.
+            with contextlib.suppress(OSError):
+                save_record(record)
+            return
+        if not record.is_terminal:
             logger.warning("sandbox %s was declared lost by the cluster; cancelling it", record.id)
             with contextlib.suppress(ApiError):
                 self.cancel(record)
+        record.take_final(final)
 
     def _authorize(self, principal: Any, action: str, repo: Any) -> None:
         """Check a further action of the creator on the repository (403 `ApiError` when refused)."""
