@@ -49,6 +49,8 @@ from tilde.server.cluster.forward import (
 from tilde.server.crypto import MASTER_KEY_ENV, encode_key
 from tilde.server.errors import exception_handlers
 
+pytestmark = [pytest.mark.sandbox]
+
 LAUNCH, STDIN, STDIN_CLOSE, STDOUT, STDERR, EXIT = range(6)
 IMAGE = "ubuntu:22.04"
 
