@@ -1,7 +1,9 @@
-"""Trigger evaluation across replicas: each commit is evaluated exactly once, whichever replica gets to it.
+"""Trigger evaluation across replicas: each commit evaluated exactly once, by a replica that runs sandboxes.
 
-The replicas run no sandboxes (``sandbox.enabled`` False), so every fired trigger records a ``failed`` run at
-once: what is counted here is runs, one per trigger and commit, not sandboxes.
+Replicas A and B run sandboxes, C is an API-only replica. Most triggers here run as an agent without the right
+to create sandboxes, so each fired trigger records a ``failed`` run at once without starting anything: what is
+counted is runs, one per trigger and commit. Images must be registered (``strict_images``), so a sandbox that
+does start fails at once too.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from pg_server import PostgresServer
-from replica_pair import Replica, two_replicas
+from replica_pair import Replica, new_master_key, start_replica
 
 from tilde.server.sandbox.triggers import TriggerDispatcher
 
@@ -24,32 +26,51 @@ DEADLINE = 60.0
 
 
 @pytest.fixture(scope="module")
-def pair(
+def replicas(
     postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Replica, Replica]]:
-    with two_replicas(
-        postgres_server.new_database(), tmp_path_factory.mktemp("trigger-pair"), sandbox={"enabled": False}
-    ) as replicas:
-        for replica in replicas:
+) -> Iterator[tuple[Replica, Replica, Replica]]:
+    url, root = postgres_server.new_database(), tmp_path_factory.mktemp("trigger-replicas")
+    admin_key, key = "tuk-" + uuid.uuid4().hex, new_master_key()
+    started: list[Replica] = []
+    try:
+        for name, sandbox in (("a", {"strict_images": True}), ("b", {"strict_images": True})):
+            started.append(start_replica(root / name, url, admin_key, key, sandbox=sandbox))
+        started.append(start_replica(root / "c", url, admin_key, key, sandboxes=False))
+        for replica in started:
             dispatcher = replica.server.app.state.trigger_dispatcher
             dispatcher.SWEEP_INTERVAL = 0.5  # the next sweep comes sooner; what it does is the same
-        yield replicas
+        yield started[0], started[1], started[2]
+    finally:
+        for replica in reversed(started):
+            replica.admin.close()
+            replica.server.stop()
 
 
-def _repository_with_trigger(replica: Replica) -> tuple[str, str]:
-    """A fresh repository with one enabled trigger on ``data/``: ``(repository path, trigger id)``."""
+@pytest.fixture
+def pair(replicas: tuple[Replica, Replica, Replica]) -> tuple[Replica, Replica]:
+    """The two replicas that run sandboxes."""
+    return replicas[0], replicas[1]
+
+
+def _repository_with_trigger(replica: Replica, *, powerless: bool = True) -> tuple[str, str]:
+    """A fresh repository with one enabled trigger on ``data/``: ``(repository path, trigger id)``.
+
+    A powerless trigger runs as an agent without any policy: firing it records a ``failed`` run at once.
+    """
     org = f"org-{uuid.uuid4().hex[:10]}"
     assert replica.admin.post("/organizations", json={"name": org, "display_name": org}).status_code == 201
     assert replica.admin.post(f"/organizations/{org}/repositories", json={"name": "repo"}).status_code == 201
     repo = f"/organizations/{org}/repositories/repo"
-    trigger = replica.admin.post(
-        f"{repo}/sandbox-triggers",
-        json={
-            "name": "on-data",
-            "conditions": [{"type": "prefix", "prefix": "data/"}],
-            "sandbox_config": {"image": "python:3.12", "command": ["true"]},
-        },
-    )
+    body: dict[str, Any] = {
+        "name": "on-data",
+        "conditions": [{"type": "prefix", "prefix": "data/"}],
+        "sandbox_config": {"image": "not-registered", "command": ["true"]},
+    }
+    if powerless:
+        agent = replica.admin.post(f"/organizations/{org}/agents", json={"name": "powerless"})
+        assert agent.status_code == 201, agent.text
+        body["run_as"] = {"type": "agent", "id": agent.json()["id"]}
+    trigger = replica.admin.post(f"{repo}/sandbox-triggers", json=body)
     assert trigger.status_code == 201, trigger.text
     return repo, str(trigger.json()["id"])
 
@@ -128,7 +149,8 @@ def test_two_replicas_draining_the_same_queue_at_once_fire_each_trigger_once(
         json={
             "name": "on-everything",
             "conditions": [{"type": "prefix", "prefix": ""}],
-            "sandbox_config": {"image": "python:3.12", "command": ["true"]},
+            "sandbox_config": {"image": "not-registered", "command": ["true"]},
+            "run_as": _runs_as(a, repo, trigger_id),
         },
     )
     assert second.status_code == 201, second.text
@@ -155,3 +177,20 @@ def test_two_replicas_draining_the_same_queue_at_once_fire_each_trigger_once(
     for trigger in (trigger_id, str(second.json()["id"])):
         runs = _runs(b, repo, trigger)
         assert sorted(run["commit_id"] for run in runs) == sorted(commits), runs
+
+
+def _runs_as(replica: Replica, repo: str, trigger_id: str) -> Any:
+    return replica.admin.get(f"{repo}/sandbox-triggers/{trigger_id}").json()["run_as"]
+
+
+def test_a_commit_through_an_api_only_replica_is_evaluated_by_a_sandbox_replica(
+    replicas: tuple[Replica, Replica, Replica],
+) -> None:
+    a, _, api_only = replicas
+    repo, trigger_id = _repository_with_trigger(a, powerless=False)
+    commit_id = _commit(api_only, repo, "data/x.txt")
+    runs = _wait_for_runs(api_only, repo, trigger_id)
+    assert [run["commit_id"] for run in runs] == [commit_id], runs
+    # The API-only replica could not have started a sandbox: a sandbox replica did.
+    assert runs[0]["status"] == "created", runs
+    assert runs[0]["sandbox_id"], runs

@@ -22,13 +22,15 @@ so a sandbox that commits quickly cannot be evaluated before its run's sandbox i
 
 Replicas of a cluster (the store on PostgreSQL) evaluate each commit exactly once between them. The committing
 replica records the commit in the durable ``trigger_queue`` before its request is answered (`record_commit`,
-in ``app.state.commit_journal``), then drains the repository's queue (`TriggerDispatcher.drain`): each
-evaluation runs in a transaction that holds the repository's advisory lock (one evaluation at a time per
-repository, cluster-wide, as the lineage logic needs) and the oldest queued row (``FOR UPDATE SKIP LOCKED``),
-and deletes that row when done. A replica that dies mid-way leaves its row, which every replica's sweep
-(`TriggerDispatcher.SWEEP_INTERVAL`) picks up; a trigger that already has a run for the commit is not fired
-again (a run still ``pending`` there is failed with reason ``evaluator_lost``), so a re-evaluation never
-doubles a run.
+in ``app.state.commit_journal``), with a ``NOTIFY`` on `QUEUE_CHANNEL` in the same transaction. Only replicas
+that run sandboxes evaluate (an API-only replica could not start the sandboxes): the committing replica drains
+the repository's queue itself when it runs sandboxes, and every sandbox replica drains it on the notification
+(`TriggerDispatcher.drain`). Each evaluation runs in a transaction that holds the repository's advisory lock
+(one evaluation at a time per repository, cluster-wide, as the lineage logic needs) and the oldest queued row
+(``FOR UPDATE SKIP LOCKED``), and deletes that row when done. Rows a dead replica left, or whose notification
+was lost, are picked up by every sandbox replica's sweep (`TriggerDispatcher.SWEEP_INTERVAL`); a trigger that
+already has a run for the commit is not fired again (a run still ``pending`` there is failed with reason
+``evaluator_lost``), so a re-evaluation never doubles a run.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.datastructures import State
@@ -64,6 +66,9 @@ __all__ = [
     "install",
     "match_changes",
 ]
+
+if TYPE_CHECKING:
+    from tilde.server.cluster.notify import Listener, Subscription
 
 logger = logging.getLogger("tilde.server.triggers")
 
@@ -105,6 +110,8 @@ CREATE INDEX IF NOT EXISTS trigger_runs_open ON trigger_runs (repo_id, settled);
 CREATE INDEX IF NOT EXISTS trigger_runs_by_result ON trigger_runs (repo_id, sandbox_commit_id);
 """
 
+#: The channel on which a queued commit's repository id is announced (cluster only).
+QUEUE_CHANNEL = "tilde_trigger_queue"
 #: At most this many matched paths are kept per run (a huge commit must not make a huge row).
 MAX_MATCHED_PATHS = 1000
 #: Engine diff page size while reading a commit's changes.
@@ -428,7 +435,12 @@ class TriggerStore(SqliteStore):
                 " (SELECT 1 FROM triggers WHERE repo_id = ? AND enabled = 1)",
                 (repo_id, commit_id, commit_seq, org_name, int(time.time() * 1_000_000), repo_id),
             )
-            return cur.rowcount > 0
+            queued = cur.rowcount > 0
+            if queued:
+                from tilde.server.cluster.notify import notify_in  # PostgreSQL only (psycopg)
+
+                notify_in(db, QUEUE_CHANNEL, repo_id)
+            return queued
 
     @contextmanager
     def claim(self, repo_id: str, *, wait: bool) -> Iterator[QueuedCommit | None]:
@@ -522,8 +534,12 @@ class TriggerDispatcher:
         self._locks_guard = threading.Lock()
         #: Whether commits go through the shared queue (the store is on PostgreSQL).
         self.clustered = store.dialect == "postgres"
+        #: Whether this replica evaluates queued commits (it runs sandboxes); set by `install`.
+        self.evaluates = True
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
+        self._subscription: Subscription | None = None
+        self._listener: Listener | None = None
 
     def _lock(self, repo_id: str) -> threading.Lock:
         with self._locks_guard:
@@ -536,7 +552,8 @@ class TriggerDispatcher:
     def on_commit(self, org_name: str, repo: RepoRecord, commit: CommitInfo) -> None:
         """Evaluate the repository's enabled triggers against a new commit (a commit listener)."""
         if self.clustered:
-            self.drain(repo.id, wait=True)
+            if self.evaluates:
+                self.drain(repo.id, wait=True)
             return
         with self._lock(repo.id):
             self._evaluate(org_name, repo, commit)
@@ -609,6 +626,29 @@ class TriggerDispatcher:
         cutoff = int((time.time() - self.SWEEP_GRACE) * 1_000_000)
         return sum(self.drain(repo_id, wait=False) for repo_id in self.store.queued_repositories(cutoff))
 
+    def listen(self, database_url: str) -> None:
+        """Drain a repository's queue when another replica announces a commit there (sandbox replicas)."""
+        from tilde.server.cluster.notify import listener
+
+        executor = self._state.listener_executor
+
+        def queued(repo_id: str) -> None:
+            # Not in the listener's thread: a drain evaluates triggers and starts sandboxes.
+            try:
+                executor.submit(self._drain_quietly, repo_id)
+            except RuntimeError:  # shutting down: the sweep of a replica still up takes it
+                pass
+
+        self._listener = listener(database_url)
+        self._subscription = self._listener.subscribe(QUEUE_CHANNEL, queued)
+
+    def _drain_quietly(self, repo_id: str) -> None:
+        try:
+            # Not waiting: a replica evaluating the repository now takes this row too, or the sweep does.
+            self.drain(repo_id, wait=False)
+        except Exception:
+            logger.exception("draining the trigger queue of repository %s failed", repo_id)
+
     def start_sweeper(self) -> None:
         """Sweep the queue every `SWEEP_INTERVAL` seconds in a daemon thread until `close` (cluster only)."""
         if self._sweeper is not None or not self.clustered:
@@ -627,8 +667,12 @@ class TriggerDispatcher:
         self._sweeper.start()
 
     def close(self) -> None:
-        """Stop the sweeper thread (waits for a sweep in progress)."""
+        """Stop listening and the sweeper thread (waits for a sweep in progress)."""
         self._stop.set()
+        if self._subscription is not None and self._listener is not None:
+            self._subscription.cancel()
+            self._listener.release()
+            self._subscription = self._listener = None
         if self._sweeper is not None:
             self._sweeper.join(timeout=60)
 
@@ -755,7 +799,11 @@ def install(app: Starlette) -> TriggerDispatcher:
     if dispatcher.clustered:
         # Queued before the commit's request is answered: an acknowledged commit is always evaluated.
         state.commit_journal = [*getattr(state, "commit_journal", []), dispatcher.record_commit]
-        dispatcher.start_sweeper()
+        # Only replicas that run sandboxes evaluate: an API-only one could not start them.
+        dispatcher.evaluates = bool(state.config.sandbox.get("enabled", True))
+        if dispatcher.evaluates:
+            dispatcher.listen(state.config.database_url)
+            dispatcher.start_sweeper()
     weakref.finalize(app, _close, dispatcher, store)
     return dispatcher
 
