@@ -288,12 +288,15 @@ def test_a_replica_killed_during_a_commit_burst_loses_no_acknowledged_commit(
 ) -> None:
     victim = B
     burst = _Burst()
+    before = _balancer_stats(cluster)
     for number in range(4):
         burst.start(f"balanced-{number}", cluster.endpoint_url, cluster.api_key, repo_path)
     for number in range(2):
         burst.start(f"direct-{number}", cluster.replica_url(victim), cluster.api_key, repo_path)
     try:
         burst.wait_for(12)
+        # The victim was taking its share of the balanced requests when it died.
+        served = _balancer_stats(cluster)[cluster.replica_url(victim)]["requests"]
         cluster.kill(victim)
         killed_at = burst.count()
         burst.wait_for(killed_at + 12)  # the other replicas carry on
@@ -301,6 +304,7 @@ def test_a_replica_killed_during_a_commit_burst_loses_no_acknowledged_commit(
         burst.join()
         cluster.restart(victim)
     acknowledged = burst.acknowledged
+    assert served > before[cluster.replica_url(victim)]["requests"]
     assert burst.failures > 0  # requests in flight on the killed replica and to it afterwards failed
     with Client(endpoint_url=cluster.replica_url(A), api_key=cluster.api_key) as client:
         _check_history(client.repository(repo_path), acknowledged)
