@@ -343,6 +343,38 @@ def test_the_exec_websocket_is_piped_through_the_forwarder(pair: Pair, repo_base
     assert echoed == payload
 
 
+def test_a_client_leaving_a_piped_exec_ends_the_command_on_the_owner(
+    pair: Pair, repo_base: str, relay: str
+) -> None:
+    headers = {"Authorization": f"Bearer {pair.owner.api_key}"}
+    with _client(relay, pair.owner.api_key) as via_relay:
+        created = via_relay.post(repo_base, json={"image": IMAGE, "mode": "service"})
+        assert created.status_code == 201, created.text
+        url = f"{repo_base}/{created.json()['sandbox_id']}"
+        ws_url = relay.replace("http://", "ws://") + f"/api/v1{url}/exec"
+        try:
+            assert _wait(via_relay, url, while_="starting")["status"] == "running"
+            with connect(ws_url, additional_headers=headers, open_timeout=30) as ws:
+                ws.send(
+                    bytes([LAUNCH]) + json.dumps({"cmd": ["sh", "-c", "echo $$; exec sleep 300"]}).encode()
+                )
+                first = ws.recv(timeout=60)
+                assert isinstance(first, bytes)
+                assert first[0] == STDOUT
+                pid = int(first[1:].strip())
+            # The client is gone; the forwarder closes the owner's side, and the owner kills the command.
+            probe = ["sh", "-c", f"kill -0 {pid} 2>/dev/null && echo running || echo ended"]
+            deadline = time.monotonic() + 60
+            while True:
+                state, _ = _exec(ws_url, pair.owner.api_key, probe, b"")
+                if state.strip() == b"ended" or time.monotonic() > deadline:
+                    break
+        finally:
+            via_relay.delete(url)
+
+    assert state.strip() == b"ended"
+
+
 def test_a_websocket_the_owner_refuses_is_refused_with_its_status(
     pair: Pair, repo_base: str, relay: str
 ) -> None:

@@ -590,8 +590,11 @@ async def forward_websocket(websocket: WebSocket, base_url: str) -> None:
         down = _unavailable(base_url, type(exc).__name__)
         await _deny(websocket, down.status, down.code, down.message)
         return
-    await websocket.accept(subprotocol=owner.subprotocol)
-    await _pipe(websocket, owner, ConnectionClosed)
+    try:
+        await websocket.accept(subprotocol=owner.subprotocol)
+        await _pipe(websocket, owner, ConnectionClosed)
+    finally:
+        await owner.close()  # also when the client left before its handshake could be accepted
 
 
 async def _pipe(websocket: WebSocket, owner: ClientConnection, closed: type[Exception]) -> None:
@@ -629,15 +632,12 @@ async def _pipe(websocket: WebSocket, owner: ClientConnection, closed: type[Exce
     down = asyncio.ensure_future(downstream())
     try:
         done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
-        if down in done:
-            up.cancel()
-        else:
+        if down not in done:
             # The client left: the owner's close handshake ends the other direction soon.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(down), timeout=CONNECT_TIMEOUT)
-            down.cancel()
-        for task in (up, down):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await asyncio.wait({down}, timeout=CONNECT_TIMEOUT)
     finally:
+        # Also when this handler is cancelled (the server stopping): neither direction outlives the pipe.
+        up.cancel()
+        down.cancel()
+        await asyncio.gather(up, down, return_exceptions=True)
         await owner.close()
