@@ -38,17 +38,22 @@ CLUSTER_REPLICAS = 3
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``backends`` marker."""
+    """Register the ``backends`` and ``cluster`` markers."""
     config.addinivalue_line(
         "markers", "backends(*specs): run only against servers on these backend specs (others deselect it)"
     )
+    config.addinivalue_line(
+        "markers", "cluster: runs on the three-replica cluster (set on every test whose server is one)"
+    )
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect tests marked ``backends(...)`` for the ``server_backend`` parameters they do not list.
 
     Such tests check one backend's own mechanics (how the local store writes parts, say); the rest of their
-    suite still runs on every backend.
+    suite still runs on every backend. Tests on the ``cluster`` spec are marked ``cluster`` (before ``-m``
+    selects), so CI can run the cluster reruns in a process of their own.
     """
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
@@ -56,6 +61,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         marker = item.get_closest_marker("backends")
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("server_backend") if callspec is not None else None
+        if backend == CLUSTER:
+            item.add_marker(pytest.mark.cluster)
         if marker is not None and backend is not None and backend not in marker.args:
             dropped.append(item)
         else:
