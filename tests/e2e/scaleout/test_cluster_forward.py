@@ -649,3 +649,40 @@ def test_a_change_dropped_before_any_answer_is_not_sent_again() -> None:
     assert response.status_code == 503, response.text
     assert response.json()["code"] == "node_unavailable"
     assert heads == [b"POST /api/v1/anything HTTP/1.1"]
+
+
+def test_placement_picks_the_sandbox_node_running_the_fewest(
+    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory, shared_master_key: None
+) -> None:
+    database_url = postgres_server.new_database()
+    busy = _node(tmp_path_factory, database_url, "busy", None, sandboxes=True)
+    nodes = [busy]
+    try:
+        nodes.append(idle := _node(tmp_path_factory, database_url, "idle", busy.api_key, sandboxes=True))
+        nodes.append(front := _node(tmp_path_factory, database_url, "front", busy.api_key, sandboxes=False))
+        org, repo = f"org-{uuid.uuid4().hex[:8]}", f"repo-{uuid.uuid4().hex[:8]}"
+        sandboxes = f"/organizations/{org}/repositories/{repo}/sandboxes"
+        with (
+            _client(busy.endpoint_url, busy.api_key) as on_busy,
+            _client(front.endpoint_url, busy.api_key) as api,
+        ):
+            assert on_busy.post("/organizations", json={"name": org}).status_code == 201
+            assert on_busy.post(f"/organizations/{org}/repositories", json={"name": repo}).status_code == 201
+            started = [on_busy.post(sandboxes, json={"image": IMAGE, "mode": "service"}) for _ in range(4)]
+            placed = [api.post(sandboxes, json={"image": IMAGE, "mode": "service"}) for _ in range(3)]
+            ids = [response.json()["sandbox_id"] for response in started + placed]
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                owners = dict(
+                    conn.execute(
+                        f"SELECT id, node_id FROM {CLUSTER_SCHEMA}.cluster_sandboxes WHERE id = ANY(%s)",
+                        (ids,),
+                    ).fetchall()
+                )
+            for sandbox_id in ids:
+                api.delete(f"{sandboxes}/{sandbox_id}")
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+
+    assert all(response.status_code == 201 for response in started + placed)
+    assert [owners[sandbox_id] for sandbox_id in ids] == [busy.config.node_id] * 4 + [idle.config.node_id] * 3

@@ -11,8 +11,8 @@ id). `ForwardedMiddleware` verifies it on the receiving side: a forged or stale 
 the original request, so the owner's access log names the real client. A verified forwarded request is never
 forwarded again (508): two nodes that disagree about an owner cannot bounce a request between them.
 
-Placement: a replica that runs no sandboxes (``--no-sandboxes``) hands a create-sandbox request to a live
-sandbox node (`place_sandbox`); the client gets that node's normal answer.
+Placement: a replica that runs no sandboxes (``--no-sandboxes``) hands a create-sandbox request to the live
+sandbox node running the fewest sandboxes (`place_sandbox`); the client gets that node's normal answer.
 
 An owner that cannot be reached answers the client 503 with the contract's error body (``node_unavailable``).
 Nothing here logs a request's headers: the client's token and the signature stay out of every log.
@@ -27,7 +27,7 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote, unquote
@@ -472,16 +472,31 @@ async def forward_http(request: Request, base_url: str) -> Response:
         raise _unavailable(base_url, exc.reason) from None
 
 
-def _pick(nodes: Sequence[tuple[str, str]], own: str) -> list[tuple[str, str]]:
+def _pick(nodes: Sequence[tuple[str, str]], own: str, busy: Mapping[str, int]) -> list[tuple[str, str]]:
+    """Order the sandbox nodes to try: the least busy first, ties in random order."""
     others = [node for node in nodes if node[0] != own]
     random.shuffle(others)
-    return others
+    return sorted(others, key=lambda node: busy.get(node[0], 0))
+
+
+def _busy(app: Starlette) -> dict[str, int]:
+    """Return how many sandboxes each node runs (empty when unknown: placement is random then)."""
+    shared = getattr(getattr(app.state, "runtime", None), "shared", None)
+    if shared is None:
+        return {}
+    try:
+        busy: dict[str, int] = shared.active_by_node()
+    except Exception:
+        logger.warning("could not count the nodes' sandboxes; placing at random", exc_info=True)
+        return {}
+    return busy
 
 
 async def place_sandbox(request: Request) -> Response | None:
     """Create the sandbox on a live sandbox node when this replica runs none (None: create it here).
 
-    The body is read first (it is small), so a node that cannot be reached at all is skipped for the next.
+    The node running the fewest sandboxes is tried first (ties broken at random). The body is read first (it
+    is small), so a node that cannot be reached at all is skipped for the next.
 
     Args:
         request: The authorized create-sandbox request.
@@ -507,7 +522,7 @@ async def place_sandbox(request: Request) -> Response | None:
         chunks.append(chunk)
     body = b"".join(chunks)
     nodes = await asyncio.to_thread(cluster.sandbox_nodes)
-    candidates = _pick(nodes, cluster.node_id)
+    candidates = _pick(nodes, cluster.node_id, await asyncio.to_thread(_busy, request.app) if nodes else {})
     if not candidates:
         raise ApiError(
             503,

@@ -171,6 +171,13 @@ class SandboxTable(SqlStore):
             with self._tx() as conn:
                 conn.executemany("DELETE FROM cluster_sandboxes WHERE id = ?", [(i,) for i in wanted])
 
+    def active_by_node(self) -> dict[str, int]:
+        """Return how many sandboxes each node runs now (nodes running none are absent)."""
+        rows = self._all(
+            "SELECT node_id, COUNT(*) FROM cluster_sandboxes WHERE terminal = 0 GROUP BY node_id"
+        )
+        return {str(row[0]): int(row[1]) for row in rows}
+
     def of_node(self, node_id: str) -> list[tuple[str, bool]]:
         """Return ``(id, terminal)`` of every sandbox the table says ``node_id`` runs or ran."""
         rows = self._all("SELECT id, terminal FROM cluster_sandboxes WHERE node_id = ?", node_id)
@@ -270,6 +277,10 @@ class SharedSandboxes:
     def share(self, record: SandboxRecord) -> dict[str, Any] | None:
         """Write a local record through; the table's final document when it says the sandbox ended already."""
         return self.table.put(record, self.cluster.node_id)
+
+    def active_by_node(self) -> dict[str, int]:
+        """Return how many sandboxes each node runs now (placement picks the least busy node)."""
+        return self.table.active_by_node()
 
     def forget(self, records: Iterable[SandboxRecord]) -> None:
         """Delete retired sandboxes' rows."""
