@@ -84,26 +84,25 @@ def test_a_replica_with_another_master_key_refuses_to_start(
 
 
 def test_a_replica_rotating_to_a_new_master_key_starts_and_records_the_new_key(
-    pair: tuple[Replica, Replica], database_url: str, tmp_path: Path
+    postgres_server: PostgresServer, tmp_path: Path
 ) -> None:
-    a, _ = pair
-    new = new_master_key()
-    # A rotation lists the new key first and keeps the cluster's current one to open what it sealed.
-    rotating = start_replica(tmp_path / "d", database_url, a.admin_key, f"{new},{a.master_key}")
-    try:
-        assert rotating.admin.get("/organizations").status_code == 200
-    finally:
-        rotating.admin.close()
-        rotating.server.stop()
+    database_url, admin_key = postgres_server.new_database(), "tuk-" + uuid.uuid4().hex
+    old, new = new_master_key(), new_master_key()
+    for data_dir, key in (("first", old), ("rotating", f"{new},{old}")):
+        # A rotation lists the new key first and keeps the cluster's current one to open what it sealed.
+        replica = start_replica(tmp_path / data_dir, database_url, admin_key, key)
+        try:
+            assert replica.admin.get("/organizations").status_code == 200
+        finally:
+            replica.admin.close()
+            replica.server.stop()
     # From now on the new key is the cluster's: a replica still on the old one alone is refused.
     result = CliRunner().invoke(
-        main,
-        _serve(tmp_path / "e", database_url, a.admin_key),
-        env={MASTER_KEY_ENV: a.master_key},
+        main, _serve(tmp_path / "stale", database_url, admin_key), env={MASTER_KEY_ENV: old}
     )
     assert result.exit_code == 1, result.output
     assert "master key" in result.output
-    replica = start_replica(tmp_path / "f", database_url, a.admin_key, new)
+    replica = start_replica(tmp_path / "renewed", database_url, admin_key, new)
     replica.admin.close()
     replica.server.stop()
 
@@ -126,6 +125,37 @@ def test_housekeeping_started_on_two_replicas_at_once_runs_each_job_on_one(
     for thread in threads:
         thread.join(timeout=120)
     everything = sorted(name for names in ran.values() for name in names)
-    assert everything == ["blob-gc", "upload-cleanup"], ran
+    assert everything == ["blob-gc", "import-recovery", "upload-cleanup"], ran
     # And a round soon after, on either replica, finds every job done recently.
     assert pair[0].server.app.state.housekeeping.run_once() == []
+
+
+def test_an_import_running_on_one_replica_survives_another_replicas_start_and_stop(
+    pair: tuple[Replica, Replica], database_url: str, tmp_path: Path
+) -> None:
+    a, _ = pair
+    org = f"org-{uuid.uuid4().hex[:10]}"
+    assert a.admin.post("/organizations", json={"name": org, "display_name": org}).status_code == 201
+    for name in ("source", "target"):
+        assert a.admin.post(f"/organizations/{org}/repositories", json={"name": name}).status_code == 201
+    runner = a.server.app.state.import_runner
+    release = threading.Event()
+    # A's import workers are busy: its job waits as pending, A's to run.
+    blockers = [runner._executor.submit(release.wait) for _ in range(runner._executor._max_workers)]
+    try:
+        started = a.admin.post(
+            f"/organizations/{org}/repositories/target/import",
+            json={"source_organization": org, "source_repository": "source", "destination_path": "in/"},
+        )
+        assert started.status_code == 202, started.text
+        job = f"/organizations/{org}/repositories/target/import/{started.json()['job_id']}"
+        # Another replica starts (recovering unfinished imports) and stops (failing its own).
+        other = start_replica(tmp_path / "g", database_url, a.admin_key, a.master_key)
+        other.admin.close()
+        other.server.stop()
+        status = a.admin.get(job).json()
+        assert status["status"] == "pending", status
+    finally:
+        release.set()
+        for blocker in blockers:
+            blocker.result(timeout=30)

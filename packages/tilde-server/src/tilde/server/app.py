@@ -199,6 +199,9 @@ def create_app(config: ServerConfig) -> Starlette:
     # Triggers must fire on the first commit after start-up, not only once a trigger route was used.
     trigger_dispatch.install(app)
     connectors.install(app)
+    if housekeeping.shared:
+        # Imports a dead replica was running are failed and rolled back by a live one.
+        housekeeping.jobs.append(("import-recovery", app.state.import_runner.recover))
     return app
 
 

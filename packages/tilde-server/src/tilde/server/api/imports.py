@@ -146,6 +146,9 @@ async def create_import(request: Request) -> Response:
     else:
         fields = _repository_fields(request, principal, body)
     label = fields.pop("_label")
+    runner: ImportRunner = request.app.state.import_runner
+    if runner.node_id is not None:
+        fields["node_id"] = runner.node_id  # the replica that runs it (a cluster's recovery needs it)
     job = await run_sync(
         store_of(request).create_job,
         org_id=org.id,
@@ -157,7 +160,6 @@ async def create_import(request: Request) -> Response:
         created_by_name=principal.name,
         **fields,
     )
-    runner: ImportRunner = request.app.state.import_runner
     runner.submit(job)
     return JSONResponse({"job_id": job.id}, status_code=202)
 

@@ -82,7 +82,19 @@ def install(app: Starlette) -> ImportRunner:
     def on_commit(org_name: str, repo: Any, commit: Any) -> None:
         notify_commit(state, org_name, repo, commit)
 
-    runner = ImportRunner(store, state.engine, state.registry, on_commit)
+    cluster = getattr(state, "cluster", None)
+    if cluster is not None and cluster.enabled:
+        # A replica of a cluster runs, recovers and stops only its own jobs (and recovers dead nodes').
+        runner = ImportRunner(
+            store,
+            state.engine,
+            state.registry,
+            on_commit,
+            node_id=cluster.node_id,
+            node_alive=lambda node_id: cluster.node_url(node_id) is not None,
+        )
+    else:
+        runner = ImportRunner(store, state.engine, state.registry, on_commit)
     recovered = runner.recover()
     if recovered:
         logger.warning("marked %d unfinished import jobs as failed", recovered)

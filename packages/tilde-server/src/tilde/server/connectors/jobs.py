@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -68,18 +69,38 @@ class ImportRunner:
     """
 
     def __init__(
-        self, store: ConnectorStore, engine: StorageEngine, registry: Registry, on_commit: Any = None
+        self,
+        store: ConnectorStore,
+        engine: StorageEngine,
+        registry: Registry,
+        on_commit: Any = None,
+        *,
+        node_id: str | None = None,
+        node_alive: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
         self.registry = registry
         self.on_commit = on_commit
+        #: This replica's node id in a cluster (None: a server alone, which owns every job).
+        self.node_id = node_id
+        self._node_alive = node_alive
         self._stop = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="tilde-import")
 
+    def _orphaned(self, job: ImportJobRecord) -> bool:
+        """Whether nobody runs an unfinished job any more: this node's own from before, or a dead node's."""
+        if self.node_id is None or job.node_id is None or job.node_id == self.node_id:
+            return True
+        return self._node_alive is not None and not self._node_alive(job.node_id)
+
     def recover(self) -> int:
-        """Fail the jobs a previous run left unfinished and roll their sessions back; return how many."""
-        jobs = self.store.unfinished_jobs()
+        """Fail the jobs a previous run left unfinished and roll their sessions back; return how many.
+
+        In a cluster these are this node's jobs from before a restart and those of nodes no longer alive;
+        jobs that other live replicas are running are theirs.
+        """
+        jobs = [job for job in self.store.unfinished_jobs() if self._orphaned(job)]
         for job in jobs:
             self._rollback(job.repo_id, job.session_id)
             self.store.update_job(
@@ -101,8 +122,10 @@ class ImportRunner:
         """Stop running jobs (they fail and roll back) and wait for the workers."""
         self._stop.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
-        # Jobs queued behind the running ones never started.
+        # Jobs queued behind the running ones never started (other replicas' jobs are theirs).
         for job in self.store.unfinished_jobs():
+            if self.node_id is not None and job.node_id != self.node_id:
+                continue
             self._rollback(job.repo_id, job.session_id)
             self.store.update_job(job.id, status="failed", error="the server stopped during the import")
 

@@ -16,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from tilde.server._db import Location, SqliteStore
+from tilde.server._db import Connection, Location, Migration, SqliteStore, add_column
 from tilde.server._ids import new_id, utc_now
 from tilde.server.crypto import SecretBox
 from tilde.server.errors import ApiError
@@ -48,6 +48,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS import_active ON import_jobs(repo_id)
     WHERE status IN ('pending', 'running');
 CREATE INDEX IF NOT EXISTS import_status ON import_jobs(status);
 """
+
+
+def _job_node(db: Connection, dialect: str) -> None:
+    """Record which node runs each import (replicas of a cluster recover only their own and dead nodes')."""
+    add_column(db, "import_jobs", "node_id", "TEXT")
+
+
+_MIGRATIONS = (
+    Migration(1, "connectors, attachments and import jobs", _SCHEMA),
+    Migration(2, "the node running each import job", _job_node),
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +116,7 @@ class ImportJobRecord:
     created_by_name: str
     created_at: str
     updated_at: str
+    node_id: str | None = None
 
     def json(self) -> dict[str, Any]:
         """Return the contract's ImportJob."""
@@ -164,7 +176,7 @@ class ConnectorStore(SqliteStore):
     """
 
     def __init__(self, path: Location, box: SecretBox) -> None:
-        super().__init__(path, _SCHEMA, component="connectors")
+        super().__init__(path, migrations=_MIGRATIONS, component="connectors")
         self.box = box
 
     # Connectors
