@@ -34,6 +34,9 @@ from weed_s3 import S3Server, _free_ports
 
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
+#: Starts tried with fresh ports when a port picked as free for a replica or the balancer was taken meanwhile
+#: (other test processes pick free ports too).
+PORT_ATTEMPTS = 3
 LB_SCRIPT = Path(__file__).with_name("cluster_lb.py")
 
 
@@ -48,6 +51,10 @@ def _serve_options() -> set[str]:
     return names
 
 
+class PortTaken(RuntimeError):
+    """A port picked as free was taken by someone else before the replica or the balancer bound it."""
+
+
 @dataclass
 class Replica:
     """One ``tilde-server serve`` process of the cluster."""
@@ -59,6 +66,8 @@ class Replica:
     log: Path
     runs_sandboxes: bool
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    #: Where the current run's output starts in the log (the log is kept across restarts).
+    log_start: int = 0
 
     @property
     def url(self) -> str:
@@ -75,6 +84,15 @@ class Replica:
     def running(self) -> bool:
         """Whether the process is alive."""
         return self.process is not None and self.process.poll() is None
+
+    def current_log(self) -> str:
+        """What the current run of the process has logged."""
+        try:
+            with self.log.open("rb") as log:
+                log.seek(self.log_start)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def log_tail(self, chars: int = 4000) -> str:
         """The end of the replica's log."""
@@ -208,6 +226,8 @@ class ClusterServer:
 
     def _spawn(self, replica: Replica) -> None:
         command = [*self._command, "--port", str(replica.port), "--data-dir", str(replica.data_dir)]
+        # The address clients know the cluster by: every replica hands out URLs on it.
+        command += ["--public-url", self.endpoint_url]
         if self._node_flags:
             command += ["--node-id", replica.node_id, "--node-url", replica.url]
             if not replica.runs_sandboxes:
@@ -215,6 +235,7 @@ class ClusterServer:
         with replica.log.open("ab") as out:
             out.write(f"\n==> {time.strftime('%H:%M:%S')} starting replica {replica.index}\n".encode())
             out.flush()
+            replica.log_start = out.tell()
             replica.process = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, env=self._env, start_new_session=True
             )
@@ -224,14 +245,18 @@ class ClusterServer:
         while True:
             assert replica.process is not None
             if replica.process.poll() is not None:
+                if "is already in use" in replica.current_log():
+                    raise PortTaken(f"replica {replica.index}'s port {replica.port} was taken")
                 raise RuntimeError(
                     f"replica {replica.index} exited with {replica.process.returncode}:\n{replica.log_tail()}"
                 )
-            try:
-                if httpx.get(f"{replica.url}/healthz", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+            # Its port is bound once it says where it serves: what answers there from then on is this process.
+            if f"on {replica.url} " in replica.current_log():
+                try:
+                    if httpx.get(f"{replica.url}/healthz", timeout=5).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"replica {replica.index} did not start in time:\n{replica.log_tail()}")
             time.sleep(0.1)
@@ -242,10 +267,12 @@ class ClusterServer:
             command += ["--backend", replica.url]
         log = self.replicas[0].log.with_name("balancer.log")
         self._lb_log = log
-        with log.open("ab") as out:
+        with log.open("wb") as out:
             self._lb = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
         while "listening on" not in log.read_text(errors="replace"):
+            if self._lb.poll() is not None and "Address already in use" in log.read_text(errors="replace"):
+                raise PortTaken(f"the balancer's port {self._lb_port} was taken")
             if self._lb.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the load balancer did not start:\n{log.read_text(errors='replace')}")
             time.sleep(0.05)
@@ -260,7 +287,20 @@ class ClusterServer:
                 self._lb.wait(timeout=STOP_TIMEOUT)
 
     def start(self) -> None:
-        """Start the balancer, the first replica, then the others together."""
+        """Start the balancer, the first replica, then the others together (new ports if one was taken)."""
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                self._start_once()
+                return
+            except PortTaken:
+                self.close()
+                if attempt == PORT_ATTEMPTS - 1:
+                    raise
+                *ports, self._lb_port = _free_ports(len(self.replicas) + 1)
+                for replica, port in zip(self.replicas, ports, strict=True):
+                    replica.port = port
+
+    def _start_once(self) -> None:
         self._start_balancer()
         first, *others = self.replicas
         self._spawn(first)
@@ -339,6 +379,8 @@ def run_cluster(
         "AWS_ACCESS_KEY_ID": s3.access_key_id,
         "AWS_SECRET_ACCESS_KEY": s3.secret_access_key,
         "AWS_DEFAULT_REGION": s3.region,
+        # The log shows each line as it is written (the start-up line is awaited).
+        "PYTHONUNBUFFERED": "1",
         # Only the credentials above: never the machine's own AWS files.
         "AWS_CONFIG_FILE": str(base / "no-aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(base / "no-aws-credentials"),
@@ -351,9 +393,6 @@ def run_cluster(
         "serve",
         "--host",
         "127.0.0.1",
-        # The address clients know the cluster by; every replica hands out URLs on it.
-        "--public-url",
-        f"http://127.0.0.1:{lb_port}",
         # Behind a balancer every client has the balancer's address: no per-address cap.
         "--max-connections-per-address",
         "0",
