@@ -66,6 +66,15 @@ def record(
     )
 
 
+def _lease_ended(database: PostgresDatabase, node_id: str, *, seconds_ago: float) -> None:
+    with psycopg.connect(database.url, autocommit=True) as conn:
+        conn.execute(
+            f"UPDATE {CLUSTER_SCHEMA}.cluster_nodes SET lease_until_us ="
+            " CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) - %s WHERE node_id = %s",
+            (int(seconds_ago * 1_000_000), node_id),
+        )
+
+
 @pytest.fixture
 def database(postgres_server: PostgresServer) -> PostgresDatabase:
     return PostgresDatabase(postgres_server.new_database(), CLUSTER_SCHEMA)
@@ -139,17 +148,14 @@ def test_the_reaper_loses_the_active_sandboxes_of_dead_nodes_only(
     try:
         for node in ("alive", "dead", "reaper"):
             assert nodes.claim(node, f"home-{node}", "i", f"http://{node}", True, 60.0) is None
-        with psycopg.connect(database.url, autocommit=True) as conn:
-            conn.execute(
-                f"UPDATE {CLUSTER_SCHEMA}.cluster_nodes SET lease_until_us = 0 WHERE node_id = 'dead'"
-            )
+        _lease_ended(database, "dead", seconds_ago=1)
         engine = Engine({name: Session("open") for name in ("on-alive", "on-dead", "on-reaper", "done-dead")})
         for sandbox_id, node in (("on-alive", "alive"), ("on-dead", "dead"), ("on-reaper", "reaper")):
             table.put(record(sandbox_id), node)
         finished = record("done-dead")
         finished.set_status("done", "")
         table.put(finished, "dead")
-        # A node whose row is gone (it never came back after a clean stop and a crash) is dead as well.
+        # A node without a row at all is dead as well.
         table.put(record("on-unknown"), "never-registered")
         # The reaper never loses its own node's sandboxes (it renewed its lease just before).
         lost = table.lose(engine, "node {node} died", own="reaper")
@@ -187,3 +193,29 @@ def test_a_restarting_node_loses_its_own_active_sandboxes(table: SandboxTable) -
     assert engine.rolled_back == ["mine"]
     assert (table.get("repo-1", "theirs") or ("", {}))[1]["status"] == "starting"
     assert table.of_node("me") == [("mine", True)]
+
+
+def test_nodes_gone_for_a_day_are_forgotten_with_their_finished_sandboxes(
+    database: PostgresDatabase, table: SandboxTable
+) -> None:
+    nodes = NodeTable(database)
+    try:
+        for node in ("removed", "restarting"):
+            assert nodes.claim(node, f"home-{node}", "i", f"http://{node}", True, 60.0) is None
+            done = record(f"done-on-{node}")
+            done.set_status("done", "")
+            table.put(done, node)
+        table.put(record("active-on-removed"), "removed")
+        _lease_ended(database, "removed", seconds_ago=2 * 86400)
+        _lease_ended(database, "restarting", seconds_ago=60)
+        assert table.lose(Engine(), "{node}", own="me") == ["active-on-removed"]
+        # The node gone for two days is forgotten, with its finished sandboxes (the one just lost too);
+        # the node that stopped a minute ago keeps its row and its sandboxes for when it comes back.
+        assert table.get("repo-1", "done-on-removed") is None
+        assert table.get("repo-1", "active-on-removed") is None
+        assert table.get("repo-1", "done-on-restarting") is not None
+        assert [row[0] for row in nodes._all("SELECT node_id FROM cluster_nodes ORDER BY node_id")] == [
+            "restarting"
+        ]
+    finally:
+        nodes.close()

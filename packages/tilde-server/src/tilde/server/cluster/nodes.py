@@ -2,8 +2,8 @@
 
 Every node has a row (``node_id``, ``url``, whether it runs sandboxes, ``lease_until_us``) and renews its
 lease every `HEARTBEAT` seconds from a background thread; a node whose lease has run out counts as dead.
-Times come from PostgreSQL's clock, so the nodes' own clocks never matter. A node that stops cleanly deletes
-its row.
+Times come from PostgreSQL's clock, so the nodes' own clocks never matter. A node that stops cleanly ends its
+lease at once.
 
 The same thread runs the node's periodic duties after each renewal (`NodeCluster.add_periodic`), such as the
 reaper of the sandboxes of dead nodes (`tilde.server.cluster.sandboxes`).
@@ -110,6 +110,19 @@ class NodeTable(SqlStore):
             instance,
         )
         return row is not None
+
+    def leave(self, node_id: str, instance: str) -> None:
+        """End this process's lease now (a clean stop): the node is dead at once, its row and sandboxes stay.
+
+        A node that comes back (a restart, an upgrade) finds them; the reaper forgets the rows of nodes gone
+        for longer than `tilde.server.cluster.sandboxes.FORGET_GONE`.
+        """
+        self._one(
+            f"UPDATE cluster_nodes SET lease_until_us = {NOW_US} WHERE node_id = ? AND instance = ?"
+            " RETURNING node_id",
+            node_id,
+            instance,
+        )
 
     def remove(self, node_id: str, instance: str) -> None:
         """Delete this process's row (a clean stop; a row another process claimed stays)."""
@@ -261,13 +274,13 @@ class NodeCluster(Cluster):
         return [(node_id, url) for node_id, url, sandboxes in self.live_nodes() if sandboxes]
 
     def close(self) -> None:
-        """Stop the heartbeats and leave the cluster (the row is deleted; idempotent)."""
+        """Stop the heartbeats and leave the cluster (the lease ends now; idempotent)."""
         if self._stop.is_set():
             return
         self._stop.set()
         self._thread.join(timeout=30)
         try:
-            self.nodes.remove(self.node_id, self.instance)
+            self.nodes.leave(self.node_id, self.instance)
         except Exception:
-            logger.warning("node %s could not remove its row", self.node_id, exc_info=True)
+            logger.warning("node %s could not end its lease", self.node_id, exc_info=True)
         self.nodes.close()

@@ -17,7 +17,8 @@ renew its lease and the session is gone: the owner cancels it).
 
 The reaper runs on every node after each heartbeat and acts on one at a time (a PostgreSQL advisory lock): the
 non-terminal sandboxes of nodes without a live lease become ``failed/sandbox_lost`` and their sessions are
-rolled back. A node that starts again with the same id does the same at once for its own earlier sandboxes.
+rolled back; nodes gone for longer than `FORGET_GONE` are forgotten with their finished sandboxes. A node that
+starts again with the same id does the same at once for its own earlier sandboxes.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from tilde.server.cluster.notify import listener, notify_in
 from tilde.server.sandbox.persistence import record_from_state, record_state
 from tilde.server.sandbox.record import TERMINAL, RemoteSandbox, SandboxRecord
 
-__all__ = ["CHANNEL", "POLL", "SandboxTable", "SharedSandboxes"]
+__all__ = ["CHANNEL", "FORGET_GONE", "POLL", "SandboxTable", "SharedSandboxes"]
 
 logger = logging.getLogger("tilde.server.cluster")
 
@@ -47,6 +48,9 @@ logger = logging.getLogger("tilde.server.cluster")
 CHANNEL = "tilde_sandbox_status"
 #: Seconds a long poll on another node waits at most between two reads of the table.
 POLL = 2.0
+#: Seconds after which the reaper forgets a dead node and its finished sandboxes (a node removed for good; a
+#: node that comes back later shares again what its data directory kept).
+FORGET_GONE = 24 * 3600.0
 #: The advisory lock that lets one node at a time reap the sandboxes of dead nodes.
 REAPER_LOCK = "tilde-cluster-sandbox-reaper"
 _STATUS_COPIED = ("status", "status_reason", "exit_code", "commit_id", "web_url", "error_message")
@@ -237,7 +241,20 @@ class SandboxTable(SqlStore):
                 )
                 notify_in(conn, CHANNEL, sandbox_id)
                 lost.append(sandbox_id)
+            if node_id is None:
+                _forget_gone(conn)
         return lost
+
+
+def _forget_gone(conn: Any) -> None:
+    """Delete the finished sandboxes of nodes not seen for `FORGET_GONE`, then those nodes' rows."""
+    window = int(FORGET_GONE * 1_000_000)
+    conn.execute(
+        "DELETE FROM cluster_sandboxes WHERE terminal = 1 AND node_id NOT IN"
+        f" (SELECT node_id FROM cluster_nodes WHERE lease_until_us > {NOW_US} - ?)",
+        (window,),
+    )
+    conn.execute(f"DELETE FROM cluster_nodes WHERE lease_until_us <= {NOW_US} - ?", (window,))
 
 
 def _roll_back(engine: Any, repo_id: str, session_id: str) -> None:
