@@ -54,6 +54,10 @@ def test_a_server_on_sqlite_is_a_cluster_of_itself(tmp_path: Path) -> None:
     api_only = make_cluster(config, secret=b"k" * 32)
     assert api_only.sandbox_nodes() == []
     assert api_only.node_url("solo") == "http://api.internal:9000"
+    # Without an id given, a server on SQLite makes one up and leaves its data directory as it was.
+    config.node_id = None
+    assert make_cluster(config, secret=b"k" * 32).node_id.startswith("node-")
+    assert not (tmp_path / "node_id").exists()
 
 
 @pytest.fixture

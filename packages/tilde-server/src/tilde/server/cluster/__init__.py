@@ -51,12 +51,14 @@ def valid_node_id(node_id: str) -> bool:
     return bool(_NODE_ID.fullmatch(node_id))
 
 
-def resolve_node_id(data_dir: Path, node_id: str | None) -> str:
+def resolve_node_id(data_dir: Path, node_id: str | None, *, remember: bool = True) -> str:
     """Return this node's id: the one given, else the one the data directory remembers (made once).
 
     Args:
         data_dir: The data directory (existing).
         node_id: The id given on the command line or in the configuration, or None.
+        remember: Write a generated id to the data directory (a server on SQLite needs no lasting id and
+            leaves its data directory as it was).
 
     Raises:
         ValueError: The id given is not a valid node id.
@@ -72,7 +74,8 @@ def resolve_node_id(data_dir: Path, node_id: str | None) -> str:
         if valid_node_id(remembered):
             return remembered
     generated = "node-" + secrets.token_hex(6)
-    write_private_file(path, generated.encode() + b"\n")
+    if remember:
+        write_private_file(path, generated.encode() + b"\n")
     return generated
 
 
@@ -131,7 +134,9 @@ def make_cluster(config: Any, *, secret: bytes) -> Cluster:
             use the same; the cluster settings replace it).
 
     """
-    node_id = resolve_node_id(config.data_dir, getattr(config, "node_id", None))
+    node_id = resolve_node_id(
+        config.data_dir, getattr(config, "node_id", None), remember=bool(config.database_url)
+    )
     url = getattr(config, "node_url", None) or default_node_url(config.host, config.port)
     runs_sandboxes = bool(getattr(config, "sandboxes", True))
     if not config.database_url:
