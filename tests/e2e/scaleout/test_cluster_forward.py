@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import socket
 import threading
@@ -135,12 +136,20 @@ def _node_of(secret: bytes, node_id: str) -> Any:
 
 
 @contextmanager
-def _serving(app: Starlette) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free loopback port; yields its base URL."""
+def _serving(app: Starlette, *, access_log: bool = False) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port; yields its base URL.
+
+    With ``access_log``, uvicorn's access lines go to the ``uvicorn.access`` logger (and pytest's capture).
+    """
     # IPPROTO_TCP named: asyncio turns Nagle off only on sockets that say TCP (40 ms stalls otherwise).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False))
+    logging_options: dict[str, Any] = (
+        {"log_config": None, "log_level": "info", "access_log": True}
+        if access_log
+        else {"log_level": "warning", "access_log": False}
+    )
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", **logging_options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -514,7 +523,7 @@ def _echo_app() -> Starlette:
 @pytest.fixture(scope="module")
 def echo_relay() -> Iterator[str]:
     """A relay in front of an echoing node (same cluster secret), both over real HTTP."""
-    with _serving(_echo_app()) as echo, _serving(_relay_app(echo, ECHO_SECRET)) as relay_url:
+    with _serving(_echo_app(), access_log=True) as echo, _serving(_relay_app(echo, ECHO_SECRET)) as relay_url:
         yield relay_url
 
 
@@ -686,3 +695,18 @@ def test_placement_picks_the_sandbox_node_running_the_fewest(
 
     assert all(response.status_code == 201 for response in started + placed)
     assert [owners[sandbox_id] for sandbox_id in ids] == [busy.config.node_id] * 4 + [idle.config.node_id] * 3
+
+
+def test_the_owner_sees_and_logs_the_original_client_address(
+    echo_relay: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="uvicorn.access")
+    with httpx.Client() as client:
+        response = client.get(f"{echo_relay}/api/v1/who-am-i")
+        host, port = response.extensions["network_stream"].get_extra_info("client_addr")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["client"] == [host, port]  # not the relay's own address
+    lines = [r for r in caplog.records if r.name == "uvicorn.access" and "/api/v1/who-am-i" in r.getMessage()]
+    assert lines  # the owner's line (the relay's own, if it logs, names the client anyway)
+    assert all(line.getMessage().startswith(f"{host}:{port} - ") for line in lines)
