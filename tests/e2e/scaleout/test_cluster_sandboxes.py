@@ -151,6 +151,8 @@ def test_a_sandbox_of_one_node_is_read_listed_and_driven_through_another(nodes: 
     assert response.status_code == 200, response.text
     assert response.json()["id"] == sandbox_id
     assert response.json()["status"] == "running"
+    # The whole object as its owner shows it (spec, resources, creator, times, status).
+    assert response.json() == a.api.get(f"{a.base}/{sandbox_id}").json()
     assert b.status(sandbox_id)["status"] == "running"
     assert b.api.get(f"{b.base}/sandbox-unknown").status_code == 404
     # Exec and logs through B reach the sandbox on A.
@@ -165,6 +167,7 @@ def test_a_sandbox_of_one_node_is_read_listed_and_driven_through_another(nodes: 
     final = b.wait(sandbox_id)
     assert final["status"] == "done", final
     assert a.status(sandbox_id) == final
+    assert b.api.get(f"{b.base}/{sandbox_id}").json() == a.api.get(f"{a.base}/{sandbox_id}").json()
     again = b.api.post(f"{b.base}/{sandbox_id}/finish")
     assert again.status_code == 409, again.text
     assert set(again.json()) >= {"message", "code", "request_id"}
