@@ -77,7 +77,13 @@ def _now() -> str:
 
 
 def _microseconds(timestamp: str) -> int:
-    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    text = timestamp.replace("Z", "+00:00")
+    head, dot, rest = text.partition(".")
+    if dot:
+        # Python 3.10's fromisoformat takes exactly 3 or 6 digits of a second's fraction; RFC 3339 any number.
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:digits][:6].ljust(6, '0')}{rest[digits:]}"
+    moment = datetime.fromisoformat(text)
     return int(moment.timestamp() * 1_000_000)
 
 
