@@ -20,7 +20,8 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol, TypeVar, runtime_checkable
@@ -45,6 +46,8 @@ __all__ = [
 _CHUNK = 8 * 1024 * 1024
 _FILE_MODE = FILE_MODE  # private to the server's user (sandboxes read them as that user)
 _HEX = frozenset("0123456789abcdef")
+#: Threads fsyncing the blobs of one batch at once.
+_FSYNC_THREADS = 16
 # Upload files live among the temporary files, so the stale-file sweep also removes abandoned ones.
 _UPLOAD_PREFIX = "u-"
 _UPLOAD_SUFFIX = ".tmp"
@@ -537,6 +540,75 @@ class LocalBlobStore:
             os.chmod(tmp, _FILE_MODE)
             return self._install(tmp, digest, size)
 
+    def store_ranges(self, fd: int, ranges: Sequence[tuple[int, int]]) -> list[BlobRef]:
+        """Store many blobs at once: the bytes at ``(offset, size)`` of ``fd``, one blob per range.
+
+        Made durable together rather than one by one: each new blob is written to a temporary file, all of
+        them are fsynced at once from a few threads (the filesystem's journal serves concurrent fsyncs with
+        shared commits, where one after the other each waits for its own), then renamed into place, and
+        their directories are fsynced the same way. A crash still leaves no torn blob: nothing is renamed
+        to its content address before its bytes are durable. A range whose bytes are already stored (or
+        repeat an earlier range) is hashed but not written again.
+
+        Args:
+            fd: A readable descriptor (positional reads only: its offset is not used).
+            ranges: ``(offset, size)`` of each blob's bytes.
+
+        Returns:
+            One reference per range, in order.
+
+        Raises:
+            InvalidArgument: The file ends inside a range.
+
+        """
+        refs: list[BlobRef] = []
+        pending: dict[str, Path] = {}
+        try:
+            for offset, size in ranges:
+                hasher = hashlib.sha256()
+                done = 0
+                while done < size:
+                    chunk = os.pread(fd, min(_CHUNK, size - done), offset + done)
+                    if not chunk:
+                        raise InvalidArgument(f"the file ends inside the range at {offset} ({size} bytes)")
+                    hasher.update(chunk)
+                    done += len(chunk)
+                digest = hasher.hexdigest()
+                refs.append(BlobRef(key=digest, size=size, sha256=digest))
+                if digest in pending or self._reuse(self._path_for(digest)):
+                    continue
+                tmp_fd, name = tempfile.mkstemp(prefix="w-", suffix=".tmp", dir=self.tmp_dir)
+                pending[digest] = Path(name)
+                try:
+                    os.fchmod(tmp_fd, _FILE_MODE)
+                    if _copy_all(fd, tmp_fd, size, 0, source_offset=offset) != size:
+                        raise InvalidArgument(f"the file ends inside the range at {offset} ({size} bytes)")
+                finally:
+                    os.close(tmp_fd)
+            if pending:
+                self._install_many(pending)
+        except BaseException:
+            for path in pending.values():
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            raise
+        return refs
+
+    def _install_many(self, pending: dict[str, Path]) -> None:
+        """Make the written temporary files durable, rename them to their content addresses, persist that."""
+        _fsync_all(pending.values())
+        directories: set[Path] = set()
+        for digest in list(pending):
+            target = self._path_for(digest)
+            if self._reuse(target):
+                pending.pop(digest).unlink()
+                continue
+            for directory in (target.parent.parent, target.parent):
+                directory.mkdir(mode=DIR_MODE, exist_ok=True)
+            os.replace(pending.pop(digest), target)
+            directories.add(target.parent)
+        _fsync_all(directories)
+
     def _copy_from(self, source: BinaryIO) -> BlobRef:
         with self.open_writer() as writer:
             while chunk := source.read(_CHUNK):
@@ -799,8 +871,36 @@ def _sha256(fd: int, size: int | None = None) -> tuple[str, int]:
     return hasher.hexdigest(), offset
 
 
-def _copy_all(source_fd: int, dest_fd: int, size: int, dest_offset: int) -> int:
-    """Append ``size`` bytes of ``source_fd`` at ``dest_offset`` of ``dest_fd``; returns the bytes copied."""
+def _fsync_path(path: Path) -> None:
+    """Fsync a file or directory by path."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_all(paths: Iterable[Path]) -> None:
+    """Fsync many files or directories at once (the journal commits one flush for concurrent ones)."""
+    todo = list(paths)
+    if len(todo) <= 1:
+        for path in todo:
+            _fsync_path(path)
+        return
+    with ThreadPoolExecutor(
+        max_workers=min(_FSYNC_THREADS, len(todo)), thread_name_prefix="tilde-fsync"
+    ) as pool:
+        for _ in pool.map(_fsync_path, todo):
+            pass
+
+
+def _copy_all(source_fd: int, dest_fd: int, size: int, dest_offset: int, source_offset: int = 0) -> int:
+    """Copy ``size`` bytes of ``source_fd`` from ``source_offset`` to ``dest_offset`` of ``dest_fd``.
+
+    Returns:
+        The bytes copied (fewer when the source ends first).
+
+    """
     copied = 0
     use_kernel = hasattr(os, "copy_file_range")
     while copied < size:
@@ -808,7 +908,9 @@ def _copy_all(source_fd: int, dest_fd: int, size: int, dest_offset: int) -> int:
         count = 0
         if use_kernel:
             try:
-                count = os.copy_file_range(source_fd, dest_fd, want, copied, dest_offset + copied)
+                count = os.copy_file_range(
+                    source_fd, dest_fd, want, source_offset + copied, dest_offset + copied
+                )
             except OSError as error:
                 # Some filesystems refuse kernel-side copies; fall back to plain reads and writes.
                 if error.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
@@ -816,7 +918,7 @@ def _copy_all(source_fd: int, dest_fd: int, size: int, dest_offset: int) -> int:
                 use_kernel = False
                 continue
         else:
-            data = os.pread(source_fd, min(want, _CHUNK), copied)
+            data = os.pread(source_fd, min(want, _CHUNK), source_offset + copied)
             count = os.pwrite(dest_fd, data, dest_offset + copied) if data else 0
         if count == 0:
             break
