@@ -9,7 +9,6 @@ replica's. All requests go over real sockets; sandboxes are real.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -402,30 +401,26 @@ def _closed_port() -> int:
     return port
 
 
-def test_an_unreachable_owner_gives_503_with_the_error_body(pair: Pair, repo_base: str) -> None:
-    app = _relay_app(pair.owner.endpoint_url, pair.owner.app.state.cluster.secret)
+def test_an_unreachable_owner_gives_503_with_the_error_body_and_logs_no_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = "tuk-" + "7" * 40
     dead = f"http://127.0.0.1:{_closed_port()}"
-
-    async def forward_to_dead(request: Request) -> Response:
-        return await forward_http(request, dead)
-
-    app.router.routes.insert(0, Route("/dead/{path:path}", forward_to_dead, methods=["GET"]))
-
-    async def call() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://relay") as client:
-                return await client.get(f"/dead/api/v1{repo_base}")
-        finally:
-            await cluster_forward.aclose(app)
-
-    response = asyncio.run(call())
+    with _serving(_relay_app(dead, ECHO_SECRET)) as relay_url:
+        response = httpx.get(
+            f"{relay_url}/api/v1/organizations/o/repositories/r/sandboxes/s/logs/stdout",
+            headers={"Authorization": f"Bearer {token}"},
+        )
 
     assert response.status_code == 503, response.text
     body = response.json()
     assert body["code"] == "node_unavailable"
     assert set(body) == {"message", "code", "request_id"}
     assert response.headers["retry-after"] == "1"
+    assert "forwarding GET /api/v1/organizations/o/repositories/r/sandboxes/s/logs/stdout" in caplog.text
+    assert token not in caplog.text
+    assert "sig=" not in caplog.text
 
 
 def test_placement_without_a_live_sandbox_node_is_503(
