@@ -32,6 +32,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from tilde.server.access_log import AccessLineWriter, access_line_writer
 from tilde.server.config import ServerConfig
 from tilde.server.errors import new_request_id
 
@@ -306,17 +307,31 @@ class _JoinedHeadTransport:
     its header block flushed on the loop's next turn all the same, and closing flushes first.
     """
 
-    __slots__ = ("_flush_handle", "_held", "_loop", "_started", "transport")
+    __slots__ = ("_access", "_flush_handle", "_held", "_loop", "_scope", "_started", "transport")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        access: AccessLineWriter | None = None,
+        scope: Any = None,
+    ) -> None:
         self.transport = transport
         self._loop = loop
         self._held: bytes | None = None
         self._flush_handle: asyncio.Handle | None = None
         self._started = False
+        # With an `AccessLineWriter` (uvicorn's own access logging is then off for the connection), the
+        # response's access line is queued when its final header block (not a ``100 Continue``) passes.
+        self._access = access
+        self._scope = scope
 
     def write(self, data: bytes) -> None:
         """Hold the first write (the header block); send any later one joined to what is held."""
+        if self._access is not None and data.startswith(b"HTTP/1.") and data[9:10] != b"1":
+            # uvicorn writes a status line and its headers in one piece.
+            self._access.log(self._scope, int(data[9:12]))
+            self._access = None
         held = self._held
         if held is not None:
             self._held = None
@@ -390,8 +405,14 @@ def guarded_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol]:
         _header_timer: asyncio.TimerHandle | None = None
         _header_deadline: float | None = None
 
+        _access_writer: AccessLineWriter | None = None
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            if self.access_log:
+                # The plain access line is written by the response's transport (`_JoinedHeadTransport`).
+                self._access_writer = access_line_writer()
+                self.access_log = self._access_writer is None
             if self.ws_protocol_class is not None:
                 self.ws_protocol_class = guarded_ws(self.ws_protocol_class)
             if not guard.admit(transport):
@@ -427,7 +448,9 @@ def guarded_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol]:
             cycle = self.cycle
             if cycle is not None and cycle is not previous:
                 # A new response cycle (not an upgrade): its header block goes out with its body.
-                cycle.transport = _JoinedHeadTransport(self.transport, self.loop)  # type: ignore[assignment]
+                cycle.transport = _JoinedHeadTransport(  # type: ignore[assignment]
+                    self.transport, self.loop, self._access_writer, cycle.scope
+                )
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
