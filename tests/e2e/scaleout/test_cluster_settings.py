@@ -159,3 +159,22 @@ def test_an_import_running_on_one_replica_survives_another_replicas_start_and_st
         release.set()
         for blocker in blockers:
             blocker.result(timeout=30)
+
+
+def test_after_rotate_master_key_replicas_start_with_the_new_key_alone(
+    postgres_server: PostgresServer, tmp_path: Path
+) -> None:
+    database_url, admin_key = postgres_server.new_database(), "tuk-" + uuid.uuid4().hex
+    old, new = new_master_key(), new_master_key()
+    first = start_replica(tmp_path / "first", database_url, admin_key, old)
+    first.admin.close()
+    first.server.stop()
+    rotated = CliRunner().invoke(
+        main,
+        ["rotate-master-key", "--data-dir", str(tmp_path / "first"), "--database-url", database_url],
+        env={MASTER_KEY_ENV: f"{new},{old}"},
+    )
+    assert rotated.exit_code == 0, rotated.output
+    replica = start_replica(tmp_path / "second", database_url, admin_key, new)
+    replica.admin.close()
+    replica.server.stop()

@@ -25,14 +25,14 @@ from typing import Any, NoReturn
 import click
 import uvicorn.logging
 
-from tilde.server._db import DatabaseUnavailable, Location, database_location
+from tilde.server._db import DatabaseUnavailable, Location, PostgresDatabase, database_location
 from tilde.server._tuning import tune_malloc
 from tilde.server._version import __version__
 from tilde.server.access_log import defer_access_log_flush, install_access_log_redaction
 from tilde.server.app import create_app
 from tilde.server.auth import USER_KEY_PREFIX
 from tilde.server.cluster import valid_node_id
-from tilde.server.cluster.settings import ClusterSettingsError
+from tilde.server.cluster.settings import ClusterSettingsError, record_master_key
 from tilde.server.config import (
     ServerConfig,
     load_or_create_admin_key,
@@ -503,6 +503,9 @@ def rotate_master_key(data_dir: Path | None, database_url: str | None) -> None:
         secrets.close()
         if connectors is not None:
             connectors.close()
+    if isinstance(path, PostgresDatabase):
+        # Every value is sealed under the new key now: replicas started with it alone are the cluster's.
+        record_master_key(path.url, keys[0])
     click.echo(
         f"re-sealed {resealed + credentials} values ({resealed} secrets, {credentials} connector credentials)"
     )

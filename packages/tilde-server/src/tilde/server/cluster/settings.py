@@ -36,6 +36,7 @@ __all__ = [
     "SharedSecrets",
     "load_shared_secrets",
     "master_key_check",
+    "record_master_key",
 ]
 
 #: The schema of the cluster's own tables (the same as `tilde.server.cluster.CLUSTER_SCHEMA`).
@@ -146,6 +147,22 @@ def check_master_keys(store: SettingsStore, keys: Sequence[bytes]) -> None:
     if not hmac.compare_digest(recorded, checks[0]):
         # A rotation: this replica seals with a newer key and still opens the old one's values.
         store.replace_if(MASTER_KEY_CHECK, recorded, checks[0])
+
+
+def record_master_key(database_url: str, key: bytes) -> None:
+    """Record ``key`` as the cluster's master key (after every sealed value was re-sealed under it).
+
+    ``tilde-server rotate-master-key`` calls it, so replicas then started with the new key alone are accepted.
+    """
+    store = SettingsStore(PostgresDatabase(database_url, SCHEMA))
+    try:
+        with store._tx() as db:
+            db.execute(
+                "REPLACE INTO cluster_settings (name, value, updated_us) VALUES (?, ?, ?)",
+                (MASTER_KEY_CHECK, master_key_check(key), _now_us()),
+            )
+    finally:
+        store.close()
 
 
 def load_shared_secrets(database_url: str, data_dir: Path, master_keys: Sequence[bytes]) -> SharedSecrets:
