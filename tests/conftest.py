@@ -76,7 +76,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
     """Add the replicas' log tails to the report of a failed test that ran on a cluster."""
     report: pytest.TestReport = yield
-    server = getattr(item, "funcargs", {}).get("server")
+    funcargs = getattr(item, "funcargs", {})
+    # The suites' server, or the cluster a scale-out module starts for itself.
+    server = funcargs.get("server") or funcargs.get("cluster")
     if report.failed and hasattr(server, "log_tails"):
         report.sections.append(("cluster replica logs", server.log_tails()))
     return report
