@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,3 +138,29 @@ def test_a_partial_download_of_another_version_starts_over(
     download_file(objects, "blob.bin", folder / "out.bin", max_workers=2, range_size=MIB)
     assert (folder / "out.bin").read_bytes() == data
     assert len(ranges_seen) == 2
+
+
+@pytest.mark.parametrize("range_size", [MIB, 3 * MIB // 2 + 3])
+def test_bytes_are_written_around_the_page_cache(
+    watched: Repository, folder: Path, monkeypatch: pytest.MonkeyPatch, range_size: int
+) -> None:
+    # Aligned ranges and ranges that start inside a page: every whole page goes around the page cache
+    # (O_DIRECT), only the bytes before a range's first page boundary and the file's last partial page do not.
+    data = random.Random(range_size).randbytes(5 * MIB + 7)
+    objects = store(watched, {"blob.bin": data})
+    direct: list[tuple[int, int]] = []
+    real = os.pwrite
+
+    def pwrite(fd: int, buffer: memoryview | bytes, offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            assert offset % 4096 == 0
+            assert len(buffer) % 4096 == 0
+            direct.append((offset, len(buffer)))
+        return real(fd, buffer, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    target = folder / "out.bin"
+    assert download_file(objects, "blob.bin", target, max_workers=3, range_size=range_size) == len(data)
+    assert target.read_bytes() == data
+    ranges = -(-len(data) // range_size)
+    assert sum(length for _, length in direct) >= len(data) - ranges * 4096
