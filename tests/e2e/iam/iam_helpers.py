@@ -51,7 +51,10 @@ class IamOrg:
     def client(self, token: str) -> httpx.Client:
         """An HTTP client on ``/api/v1`` authenticated with ``token`` (closed with the fixture)."""
         http = httpx.Client(
-            base_url=str(self.admin.base_url), headers={"Authorization": f"Bearer {token}"}, timeout=60
+            base_url=str(self.admin.base_url),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+            follow_redirects=True,  # object reads on an S3 blob store answer 307 to the store
         )
         self.clients.append(http)
         return http

@@ -41,6 +41,7 @@ def mounted_routes(app: Any) -> set[tuple[str, str]]:
     return {(method, path[len(API) :]) for method, path in found if path.startswith(API + "/")}
 
 
+@pytest.mark.backends("local", "postgres")  # reads the routes of the in-process server's app
 def test_every_mounted_route_has_exactly_one_action(server: Any) -> None:
     mounted = {(method, normalise_path(path)) for method, path in mounted_routes(server.app)}
     table = {(method, normalise_path(path)) for method, path in ROUTE_ACTIONS}
