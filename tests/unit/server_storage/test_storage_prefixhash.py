@@ -14,6 +14,7 @@ import pytest
 from storage_helpers import ALICE, read
 
 from tilde.server.storage import LocalBlobStore, StorageEngine
+from tilde.server.storage import _prefixhash as prefixhash
 from tilde.server.storage import blobs as blobs_module
 
 PART = 64 * 1024
@@ -103,3 +104,49 @@ def test_a_part_rewritten_by_another_process_is_not_taken_from_the_prefix(
     ranges = hashed_at_install(monkeypatch)
     assert complete(engine, repo, session, upload, etags) == b"".join(parts)
     assert ranges == [(0, 3 * PART + 3)]
+
+
+def test_a_part_is_hashed_while_it_is_being_written(
+    engine: StorageEngine, repo: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = prefixhash._STEP
+    session = engine.create_session(repo, ALICE).id
+    upload = engine.create_upload(repo, session, "big.bin", part_size=2 * step)
+    first, last = os.urandom(2 * step), b"the end"
+    assert isinstance(engine.blobs, LocalBlobStore)
+    prefixes = engine.blobs.prefixes
+    writer = engine.part_writer(upload, 1)
+    assert writer is not None
+    with writer:
+        writer.write_many([first[: step + 5]])
+        prefixes._uploads[upload].idle.wait()
+        # The whole steps written so far are hashed before the part is complete.
+        partial = prefixes._uploads[upload].partial
+        assert partial is not None
+        assert partial[1] == step
+        writer.write_many([first[step + 5 :]])
+        etags = {1: writer.commit()}
+    etags[2] = send(engine, upload, 2, last)
+    ranges = hashed_at_install(monkeypatch)
+    assert complete(engine, repo, session, upload, etags) == first + last
+    assert ranges == [(2 * step, len(last))]
+
+
+def test_a_part_superseded_while_it_is_hashed_is_hashed_from_its_new_bytes(
+    engine: StorageEngine, repo: str
+) -> None:
+    step = prefixhash._STEP
+    session = engine.create_session(repo, ALICE).id
+    upload = engine.create_upload(repo, session, "big.bin", part_size=2 * step)
+    assert isinstance(engine.blobs, LocalBlobStore)
+    prefixes = engine.blobs.prefixes
+    older = engine.part_writer(upload, 1)
+    assert older is not None
+    older.write_many([os.urandom(step + 1)])
+    prefixes._uploads[upload].idle.wait()
+    # A retry of part 1 takes over (the older writer is superseded and gives up).
+    newer_bytes = os.urandom(2 * step)
+    etags = {1: send(engine, upload, 1, newer_bytes)}
+    older.abort()
+    etags[2] = send(engine, upload, 2, b"tail")
+    assert complete(engine, repo, session, upload, etags) == newer_bytes + b"tail"

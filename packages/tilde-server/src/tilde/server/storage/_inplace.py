@@ -147,7 +147,8 @@ class InPlacePartWriter:
         self._generation = claims.claim(upload_id, part_number)
         claimed = getattr(file, "part_claimed", None)
         if claimed is not None:
-            claimed(part_number)
+            claimed(part_number, part_size, self._generation)
+        self._progress = getattr(file, "part_written", None)
 
     @property
     def size(self) -> int:
@@ -186,6 +187,8 @@ class InPlacePartWriter:
         finally:
             self._claims.end_write(self._upload_id, self._number)
         self._size += len(data)
+        if self._progress is not None:
+            self._progress(self._number, self._generation, self._size)
 
     def write_many(self, chunks: Sequence[bytes]) -> None:
         """Append several chunks to the part, in order: one vectored write when the upload file has one.
@@ -216,6 +219,8 @@ class InPlacePartWriter:
         finally:
             self._claims.end_write(self._upload_id, self._number)
         self._size += total
+        if self._progress is not None:
+            self._progress(self._number, self._generation, self._size)
 
     def commit(self) -> str:
         """Make the part durable and record it.
@@ -243,7 +248,7 @@ class InPlacePartWriter:
             )
             recorded = getattr(self._file, "part_recorded", None)
             if recorded is not None:
-                recorded(self._number, self._limit, self._size, digest)
+                recorded(self._number, self._generation, self._limit, self._size, digest)
         finally:
             self._file.close()
             self._claims.release(self._upload_id, self._number, self._generation)

@@ -2,16 +2,18 @@
 
 An object's content address is the SHA-256 of all its bytes in order, so it cannot be put together from the
 parts' digests: completing an upload used to hash the whole file in one pass after the last part arrived,
-while the client waited. Here, as soon as parts 1 to k have arrived, a background thread hashes them (read
-back from the file) and keeps the digest's state after each part. Completing then hashes only what the
-prefix does not cover yet: on a multi-part upload, the pass that was all of the wait becomes a fraction of it.
+while the client waited. Here a background thread follows the bytes as they are written: it hashes, read back
+from the file, the longest run of bytes written from the start of the file on - the parts that arrived whole,
+then what the writer of the next part has written so far - and keeps the digest's state after each whole
+part. Completing then hashes only what the prefix does not cover yet.
 
 What makes a prefix trustworthy: it is only used when, read from the metadata store while the upload file
 is locked against writers, every part it covers still has the digest that part had when the prefix was
-hashed. A part's record is cleared before a new writer's first byte lands in its range and set again only
-when that writer commits (see `InPlacePartWriter`), so an unchanged record means unchanged bytes. In this
-process a writer's claim also cuts the prefix back at once. Anything else (another process completing, a
-part sent again) just hashes more from the file.
+hashed, as recorded by the writer whose bytes were hashed. A part's record is cleared before a new writer's
+first byte lands in its range and set again only when that writer commits (see `InPlacePartWriter`), so an
+unchanged record means unchanged bytes. In this process a writer's claim also cuts the prefix back at once,
+and bytes of a part are hashed only while the writer that wrote them is still the part's newest. Anything
+else (another process completing, a part sent again) just hashes more from the file.
 """
 
 from __future__ import annotations
@@ -33,23 +35,32 @@ logger = logging.getLogger("tilde.server.storage")
 
 #: Most uploads whose prefix is kept (the oldest is forgotten first; it is then hashed whole when completed).
 _MAX_UPLOADS = 256
+#: While a part is being written, its bytes are hashed in steps of whole multiples of this.
+_STEP = 4 * 1024 * 1024
+
+
+@dataclass
+class _Part:
+    """The part being hashed next: whose bytes, how many are written, and (once recorded) its digest."""
+
+    writer: int
+    written: int = 0
+    digest: str | None = None
 
 
 @dataclass
 class _Prefix:
-    """One upload: the digest's state after each hashed part, and arrived parts not hashed yet."""
+    """One upload: the digest's state after each whole hashed part, and the part being followed."""
 
     part_size: int
     #: ``states[k]`` is the SHA-256 state after parts 1..k (``states[0]`` is empty).
     states: list[Any] = field(default_factory=lambda: [hashlib.sha256()])
-    #: ``digests[k - 1]`` is part k's digest when it was hashed.
+    #: ``digests[k - 1]`` is part k's digest as recorded by the writer whose bytes were hashed.
     digests: list[str] = field(default_factory=list)
-    #: Arrived full-size parts past the prefix: number -> digest.
-    arrived: dict[int, str] = field(default_factory=dict)
-    #: Moves on whenever the part being hashed (or an earlier one) is claimed again: that pass is dropped.
-    generation: int = 0
-    #: The part the background pass is reading (0: none).
-    hashing: int = 0
+    #: Parts past the prefix being written or recorded: number -> its newest writer's progress.
+    parts: dict[int, _Part] = field(default_factory=dict)
+    #: The next part's bytes hashed so far: ``(writer, bytes, state)``.
+    partial: tuple[int, int, Any] | None = None
     running: bool = False
     idle: threading.Event = field(default_factory=threading.Event)
 
@@ -57,13 +68,14 @@ class _Prefix:
         self.idle.set()
 
     def cut(self, number: int) -> None:
-        """Forget everything from part ``number`` on."""
+        """Forget everything from part ``number`` on (a new writer is about to write it)."""
         if number <= len(self.digests):
             del self.digests[number - 1 :]
             del self.states[number:]
-        self.arrived.pop(number, None)
-        if number <= self.hashing:
-            self.generation += 1
+            self.partial = None
+        if number == len(self.digests) + 1:
+            self.partial = None
+        self.parts.pop(number, None)
 
 
 class PrefixHashes:
@@ -80,25 +92,39 @@ class PrefixHashes:
         self._uploads: dict[str, _Prefix] = {}
         self._pool: ThreadPoolExecutor | None = None
 
-    def claimed(self, upload_id: str, number: int) -> None:
-        """Cut the prefix back before part ``number``: a writer is about to write that part."""
-        with self._lock:
-            prefix = self._uploads.get(upload_id)
-            if prefix is not None:
-                prefix.cut(number)
-
-    def arrived(self, upload_id: str, part_size: int, number: int, size: int, digest: str) -> None:
-        """Note that part ``number`` was written and recorded with ``digest``; hash it in when it is next."""
-        if size != part_size:
-            return  # the last part: completing hashes it
+    def claimed(self, upload_id: str, part_size: int, number: int, writer: int) -> None:
+        """Note that ``writer`` is about to write part ``number``: the prefix must not cover it any longer."""
         with self._lock:
             prefix = self._uploads.get(upload_id)
             if prefix is None or prefix.part_size != part_size:
                 if len(self._uploads) >= _MAX_UPLOADS:
                     self._uploads.pop(next(iter(self._uploads)))
                 prefix = self._uploads[upload_id] = _Prefix(part_size)
-            prefix.arrived[number] = digest
-            if prefix.running or len(prefix.digests) + 1 not in prefix.arrived:
+            prefix.cut(number)
+            prefix.parts[number] = _Part(writer)
+
+    def written(self, upload_id: str, number: int, writer: int, size: int) -> None:
+        """Note that ``writer`` has written the first ``size`` bytes of part ``number``."""
+        self._update(upload_id, number, writer, size, None)
+
+    def arrived(
+        self, upload_id: str, part_size: int, number: int, writer: int, size: int, digest: str
+    ) -> None:
+        """Note that ``writer`` wrote part ``number`` whole and recorded it with ``digest``."""
+        if size != part_size:
+            return  # the last part: completing hashes it
+        self._update(upload_id, number, writer, size, digest)
+
+    def _update(self, upload_id: str, number: int, writer: int, size: int, digest: str | None) -> None:
+        with self._lock:
+            prefix = self._uploads.get(upload_id)
+            part = prefix.parts.get(number) if prefix is not None else None
+            if prefix is None or part is None or part.writer != writer:
+                return
+            part.written = max(part.written, size)
+            if digest is not None:
+                part.digest = digest
+            if prefix.running or number != len(prefix.digests) + 1:
                 return
             prefix.running = True
             prefix.idle.clear()
@@ -108,41 +134,70 @@ class PrefixHashes:
         pool.submit(self._advance, upload_id, prefix)
 
     def _advance(self, upload_id: str, prefix: _Prefix) -> None:
-        """Hash arrived parts onto the prefix, one after the other, while the next one has arrived."""
+        """Hash written bytes onto the prefix, part after part, as far as they go."""
         fd = -1
         try:
             while True:
                 with self._lock:
-                    number = len(prefix.digests) + 1
-                    digest = prefix.arrived.get(number)
-                    if digest is None or self._uploads.get(upload_id) is not prefix:
+                    if self._uploads.get(upload_id) is not prefix:
                         return
-                    state = prefix.states[-1].copy()
-                    generation = prefix.generation
-                    prefix.hashing = number
+                    number = len(prefix.digests) + 1
+                    part = prefix.parts.get(number)
+                    if part is None:
+                        return
+                    if prefix.partial is None or prefix.partial[0] != part.writer:
+                        prefix.partial = (part.writer, 0, prefix.states[-1].copy())
+                    writer, done, state = prefix.partial
+                    if done == prefix.part_size and part.digest is not None:
+                        prefix.digests.append(part.digest)
+                        prefix.states.append(state)
+                        prefix.partial = None
+                        del prefix.parts[number]
+                        continue
+                    # Whole pages while the part is still being written (direct reads), all of it at the end.
+                    upto = part.written if part.written == prefix.part_size else part.written // _STEP * _STEP
+                    if upto <= done:
+                        return
                 if fd < 0:
                     fd = self._open_file(upload_id)
-                sha256_update(state, fd, (number - 1) * prefix.part_size, prefix.part_size)
+                sha256_update(state, fd, (number - 1) * prefix.part_size + done, upto - done)
                 with self._lock:
-                    prefix.hashing = 0
-                    # Kept only when nothing claimed this part or an earlier one meanwhile; else try again.
-                    if (
-                        prefix.generation == generation
-                        and len(prefix.digests) + 1 == number
-                        and prefix.arrived.get(number) == digest
-                    ):
-                        del prefix.arrived[number]
-                        prefix.digests.append(digest)
-                        prefix.states.append(state)
+                    current = prefix.parts.get(number)
+                    if prefix.partial is not None and prefix.partial[0] == writer and current is part:
+                        prefix.partial = (writer, upto, state)
         except OSError as error:
             logger.debug("upload %s: no prefix hash (%s)", upload_id, error)
         finally:
             if fd >= 0:
                 os.close(fd)
             with self._lock:
-                prefix.hashing = 0
                 prefix.running = False
                 prefix.idle.set()
+                # Bytes may have been noted while this pass was finishing: go on with them.
+                again = self._uploads.get(upload_id) is prefix and self._ready(prefix)
+            if again:
+                self._update_again(upload_id, prefix)
+
+    @staticmethod
+    def _ready(prefix: _Prefix) -> bool:
+        part = prefix.parts.get(len(prefix.digests) + 1)
+        if part is None:
+            return False
+        done = prefix.partial[1] if prefix.partial is not None and prefix.partial[0] == part.writer else 0
+        if done == prefix.part_size:
+            return part.digest is not None
+        upto = part.written if part.written == prefix.part_size else part.written // _STEP * _STEP
+        return upto > done
+
+    def _update_again(self, upload_id: str, prefix: _Prefix) -> None:
+        with self._lock:
+            if prefix.running:
+                return
+            prefix.running = True
+            prefix.idle.clear()
+            pool = self._pool
+        assert pool is not None
+        pool.submit(self._advance, upload_id, prefix)
 
     def take(self, upload_id: str, part_size: int, digests: Sequence[str]) -> tuple[Any, int]:
         """Forget an upload, returning the longest prefix that ``digests`` (parts 1..N, now) still confirm.
@@ -158,15 +213,18 @@ class PrefixHashes:
         if prefix is None or prefix.part_size != part_size:
             self.forget(upload_id)
             return hashlib.sha256(), 0
-        prefix.idle.wait()
-        with self._lock:
-            self._uploads.pop(upload_id, None)
-            covered = 0
-            for held, current in zip(prefix.digests, digests, strict=False):
-                if held != current:
-                    break
-                covered += 1
-            return prefix.states[covered].copy(), covered
+        while True:
+            prefix.idle.wait()
+            with self._lock:
+                if prefix.running:
+                    continue
+                self._uploads.pop(upload_id, None)
+                covered = 0
+                for held, current in zip(prefix.digests, digests, strict=False):
+                    if held != current:
+                        break
+                    covered += 1
+                return prefix.states[covered].copy(), covered
 
     def forget(self, upload_id: str) -> None:
         """Drop an upload's prefix (completed, aborted or gone)."""

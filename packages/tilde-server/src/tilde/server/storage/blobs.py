@@ -353,18 +353,23 @@ class LocalUploadFile:
         """
         self._locked_write(lambda: pwrite_chunks(self._fd, chunks, offset))
 
-    def part_claimed(self, part_number: int) -> None:
-        """Note that a writer is about to write part ``part_number`` (a hashed prefix must not cover it)."""
+    def part_claimed(self, part_number: int, part_size: int, writer: int) -> None:
+        """Note that ``writer`` is about to write part ``part_number`` (a hashed prefix must not cover it)."""
         if self._prefixes is not None:
-            self._prefixes.claimed(self._upload_id, part_number)
+            self._prefixes.claimed(self._upload_id, part_size, part_number, writer)
 
-    def part_recorded(self, part_number: int, part_size: int, size: int, digest: str) -> None:
-        """Note that part ``part_number`` holds ``size`` bytes with SHA-256 ``digest`` and was recorded.
+    def part_written(self, part_number: int, writer: int, size: int) -> None:
+        """Note that ``writer`` has written the first ``size`` bytes of part ``part_number``.
 
-        The store hashes the file's prefix of arrived parts meanwhile, so completing has less left to hash.
+        The store hashes the file's prefix of written bytes meanwhile, so completing has less left to hash.
         """
         if self._prefixes is not None:
-            self._prefixes.arrived(self._upload_id, part_size, part_number, size, digest)
+            self._prefixes.written(self._upload_id, part_number, writer, size)
+
+    def part_recorded(self, part_number: int, writer: int, part_size: int, size: int, digest: str) -> None:
+        """Note that ``writer`` recorded part ``part_number``: ``size`` bytes with SHA-256 ``digest``."""
+        if self._prefixes is not None:
+            self._prefixes.arrived(self._upload_id, part_size, part_number, writer, size, digest)
 
     def sync(self) -> None:
         """Make the bytes written so far durable (data only: the file's name does not matter yet)."""
