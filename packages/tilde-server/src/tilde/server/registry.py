@@ -399,6 +399,46 @@ class Registry(IamStore, PrincipalStore):
             raise ApiError(404, "not_found", f"repository {name!r} not found")
         return self._repo(row)
 
+    def get_org_and_repo(self, org_name: str, repo_name: str) -> tuple[OrgRecord, RepoRecord | None]:
+        """Return the live organization ``org_name`` and its live repository ``repo_name`` in one query.
+
+        The repository is None when the organization has no live repository of that name; an unknown
+        organization is a 404, as in `get_org`. One point look-up instead of two for every request on a
+        repository (callers still decide what the caller may learn before using the repository).
+        """
+        row = self._one(
+            "SELECT o.id, o.name, o.display_name, o.created_at, r.id AS r_id, "
+            "r.description AS r_description, r.visibility AS r_visibility, "
+            "r.retention_days AS r_retention_days, "
+            "r.session_max_duration_days AS r_session_max_duration_days, "
+            "r.agent_commits_require_approval AS r_agent_commits_require_approval, "
+            "r.created_by_type AS r_created_by_type, r.created_by AS r_created_by, "
+            "r.created_at AS r_created_at "
+            "FROM organizations o LEFT JOIN repositories r "
+            "ON r.org_id = o.id AND r.name = ? AND r.deleted_at IS NULL "
+            "WHERE o.name = ? AND o.deleted_at IS NULL",
+            repo_name,
+            org_name,
+        )
+        if row is None:
+            raise ApiError(404, "not_found", f"organization {org_name!r} not found")
+        org = OrgRecord(row["id"], row["name"], row["display_name"], row["created_at"])
+        if row["r_id"] is None:
+            return org, None
+        return org, RepoRecord(
+            id=row["r_id"],
+            organization_id=org.id,
+            name=repo_name,
+            description=row["r_description"],
+            visibility=row["r_visibility"],
+            retention_days=row["r_retention_days"],
+            session_max_duration_days=row["r_session_max_duration_days"],
+            agent_commits_require_approval=bool(row["r_agent_commits_require_approval"]),
+            created_by_type=row["r_created_by_type"],
+            created_by=row["r_created_by"],
+            created_at=row["r_created_at"],
+        )
+
     def get_repo_by_id(self, repo_id: str) -> RepoRecord:
         """Return the live repository with ``repo_id`` (404 otherwise)."""
         row = self._one("SELECT * FROM repositories WHERE id = ? AND deleted_at IS NULL", repo_id)

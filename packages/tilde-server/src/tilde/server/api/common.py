@@ -10,7 +10,7 @@ import functools
 import logging
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 from urllib.parse import parse_qsl
 
 import anyio.to_thread
@@ -83,15 +83,30 @@ def resolve_org(conn: HTTPConnection, action: str = "GetOrganization", **resourc
     return org
 
 
-def lookup_org(conn: HTTPConnection, principal: Principal, name: str, action: str) -> OrgRecord:
+@overload
+def lookup_org(conn: HTTPConnection, principal: Principal, name: str, action: str) -> OrgRecord: ...
+
+
+@overload
+def lookup_org(
+    conn: HTTPConnection, principal: Principal, name: str, action: str, *, repo_name: str
+) -> tuple[OrgRecord, RepoRecord | None]: ...
+
+
+def lookup_org(
+    conn: HTTPConnection, principal: Principal, name: str, action: str, *, repo_name: str | None = None
+) -> OrgRecord | tuple[OrgRecord, RepoRecord | None]:
     """Return the live organization ``name``, answering an unknown name as the caller's outsider refusal.
 
     Organization names are not secret from the server's administrator, who gets a 404 for an unknown name;
     anyone else gets the very 403 (same code and message) an existing organization they are not in gives,
-    so a non-member cannot tell which names exist.
+    so a non-member cannot tell which names exist. With ``repo_name``, the organization's live repository of
+    that name (or None) comes back with it, from the same query.
     """
     registry = registry_of(conn)
     try:
+        if repo_name is not None:
+            return registry.get_org_and_repo(name, repo_name)
         return registry.get_org(name)
     except ApiError as error:
         if error.status != 404 or (principal.type == "user" and principal.id == registry.admin.id):
@@ -116,20 +131,17 @@ def resolve_repo(
 
     """
     principal = require_principal(conn)
-    registry = registry_of(conn)
-    org = lookup_org(conn, principal, conn.path_params["org"], action)
+    name = conn.path_params["repo"]
+    # One query finds both rows; the repository's is not used (nor its absence told) before the checks.
+    org, repo = lookup_org(conn, principal, conn.path_params["org"], action, repo_name=name)
     auth = auth_of(conn)
     if not auth.can_access_org(principal, org):
-        # Checked before looking the repository up, so outsiders cannot probe repository names.
+        # Checked before the repository is looked at, so outsiders cannot probe repository names.
         raise ApiError(403, "forbidden", f"no access to organization {org.name!r} ({action} refused)")
-    name = conn.path_params["repo"]
-    try:
-        repo = registry.get_repo(org.id, name)
-    except ApiError as error:
-        if error.status == 404:
-            # A member whose policies would refuse this repository learns nothing from its absence.
-            auth.authorize(principal, action, org, None, **{"repository": name, **resource})
-        raise
+    if repo is None:
+        # A member whose policies would refuse this repository learns nothing from its absence.
+        auth.authorize(principal, action, org, None, **{"repository": name, **resource})
+        raise ApiError(404, "not_found", f"repository {name!r} not found")
     auth.authorize(principal, action, org, repo, **resource)
     return org, repo
 
