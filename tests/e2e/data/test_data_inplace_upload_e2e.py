@@ -65,10 +65,12 @@ def _expected() -> str:
 
 
 @pytest.mark.slow
-def test_sdk_upload_with_small_parts_is_written_in_place(server: LocalServer, repo_path: str) -> None:
+def test_sdk_upload_with_small_parts_is_written_in_place(
+    server: LocalServer, server_backend: str, repo_path: str
+) -> None:
     # A cluster's replicas have data directories of their own: the upload's round trip is checked there, the
     # local store's files only on a single server.
-    local_files = hasattr(server, "data_dir")
+    local_files = server_backend != "cluster"
     files_before = _upload_files(server) if local_files else []
     with Client(
         endpoint_url=server.endpoint_url,
@@ -183,3 +185,14 @@ def test_hinted_upload_rejects_oversized_parts_and_bad_hints(server: LocalServer
             assert _upload_files(server) == files_before
         assert session.objects.get("small.bin").read() == b"0123456789end"
         session.rollback()
+
+
+@pytest.mark.backends("local")  # only a server assembling parts in place asks for few at once
+def test_an_in_place_upload_asks_for_few_parts_at_once(server: LocalServer, repo_path: str) -> None:
+    with Client(endpoint_url=server.endpoint_url, api_key=server.api_key) as client:
+        session = client.repository(repo_path).session()
+        with _repo_api(server, repo_path) as api:
+            hinted = _initiate(api, {"session_id": session.session_id, "path": "a.bin"}, part_size=str(PART))
+            plain = _initiate(api, {"session_id": session.session_id, "path": "b.bin"})
+    assert hinted["parts_in_flight"] == 2
+    assert "parts_in_flight" not in plain

@@ -16,7 +16,7 @@ import pytest
 import respx
 
 from tilde.core.errors import ServerError, TransportError
-from tilde.data import Client, PutObjectResult, UploadRequest
+from tilde.data import Client, PutObjectResult, UploadRequest, _multipart
 from tilde.data.hookspecs import hookimpl
 from tilde.data.plugins import make_plugin_manager
 
@@ -463,3 +463,29 @@ def test_sent_parts_are_not_kept_alive_by_the_transport() -> None:
     assert len(transport.retained) == 40
     # One part being read, one in flight, and slack; 40 retained parts would be 40 MiB.
     assert peak < 8 * part
+
+
+@pytest.mark.parametrize(("hint", "expected"), [(1, 1), (2, 2), (5, 3), (0, 3), (True, 3), ("1", 3)])
+def test_the_server_can_ask_for_fewer_parts_at_once(
+    mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, hint: object, expected: int
+) -> None:
+    store = FakeStore(mock)
+    store.initiate.mock(
+        return_value=httpx.Response(
+            200, json={"upload_id": "up1", "upload_token": "mtok", "parts_in_flight": hint}
+        )
+    )
+    pools: list[int] = []
+    real = _multipart.ThreadPoolExecutor
+
+    def pool(max_workers: int, **kwargs: Any) -> Any:
+        pools.append(max_workers)
+        return real(max_workers=max_workers, **kwargs)
+
+    monkeypatch.setattr(_multipart, "ThreadPoolExecutor", pool)
+    with _small_client() as client:
+        _put(client, b"x" * 200)
+    # Fewer than the client's own setting (3) is followed; anything else is ignored.
+    assert pools == [expected]
+    assert store.max_in_flight <= expected
+    assert store.assembled() == b"x" * 200

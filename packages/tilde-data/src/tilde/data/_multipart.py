@@ -82,6 +82,15 @@ def initiate(upload: UploadRequest) -> MultipartUpload:
         raise
     ids = MultipartUpload(upload.path, _text(started, "upload_id"), _text(started, "upload_token"))
     logger.debug("multipart upload of %s started (upload_id=%s)", upload.path, ids.upload_id)
+    # An extension: a server that assembles the parts in place, hashing them in order as they arrive,
+    # asks for few parts at once (many parts finishing together leave it all of them to hash at the end).
+    hint = started.get("parts_in_flight")
+    if (
+        isinstance(hint, int)
+        and not isinstance(hint, bool)
+        and 0 < hint < upload.settings.max_parts_in_flight
+    ):
+        upload.settings = replace(upload.settings, max_parts_in_flight=hint)
     return ids
 
 

@@ -7,7 +7,8 @@ a thread per small chunk. It answers ``ETag: "<sha256 hex>"``.
 
 A multipart upload initiated with ``part_size`` (our SDK sends it; other clients do not, and keep one blob
 per part) has its parts written straight into one file at their offsets instead, and completing it renames
-that file into place rather than copying every part once more.
+that file into place rather than copying every part once more. Its initiate answer then also says how many
+parts to send at once (``parts_in_flight``, an extension our SDK follows when it is fewer than its own).
 
 Upload targets are single-use: finalize (or complete) consumes them, after which their URLs, token and
 finalize answer 409 ``upload_consumed`` (a tombstone row is kept as long as they could still be valid). A
@@ -52,10 +53,12 @@ from tilde.server.api.common import (
 from tilde.server.errors import ApiError
 from tilde.server.registry import Registry, UploadRecord
 from tilde.server.registry_principals import UPLOAD_CONSUMED, UPLOAD_ISSUED
-from tilde.server.storage import BlobRef
+from tilde.server.storage import BlobRef, UploadFileStore
 
 #: Bytes gathered before one write in the worker thread.
 WRITE_BATCH = 8 * 1024 * 1024
+#: Parts an upload written in place asks its client to send at once (``parts_in_flight``, an extension).
+IN_PLACE_PARTS_IN_FLIGHT = 2
 #: Largest ``size_bytes`` / ``part_size`` a client may declare (an SQLite integer, with room to spare).
 MAX_DECLARED_SIZE = 1 << 62
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -365,7 +368,12 @@ async def initiate_multipart(request: Request) -> Response:
     if direct is not None and _direct.direct_multipart(part_size):
         await run_sync(direct.start_multipart, upload_id)
     token = _token_for(request, repo_id, session_id, path, upload_id)
-    return JSONResponse({"upload_id": upload_id, "upload_token": token})
+    body: dict[str, Any] = {"upload_id": upload_id, "upload_token": token}
+    if part_size is not None and direct is None and isinstance(engine_of(request).blobs, UploadFileStore):
+        # Parts written in place are hashed in order while they arrive: few at once keep that pass close
+        # behind the bytes, where many parts finishing together would leave all of them to hash at the end.
+        body["parts_in_flight"] = IN_PLACE_PARTS_IN_FLIGHT
+    return JSONResponse(body)
 
 
 def _token_upload_id(request: Request, repo_id: str, session_id: str, path: str, body: dict[str, Any]) -> str:
