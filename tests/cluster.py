@@ -137,6 +137,15 @@ class ClusterServer:
         """The load balancer's base URL: each request goes to a random live replica."""
         return f"http://127.0.0.1:{self._lb_port}"
 
+    @property
+    def data_dir(self) -> Path:
+        """Replica 0's data directory, for ``tilde-server`` commands (``user create --data-dir``).
+
+        It remembers the cluster's database URL, so commands on it work on the cluster's registry; the blobs
+        are in the bucket and each replica keeps its sandboxes in its own directory.
+        """
+        return self.replicas[0].data_dir
+
     def replica_url(self, index: int) -> str:
         """Replica ``index``'s own base URL."""
         return self.replicas[index].url

@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from tilde.server import LocalServer
 
 
-@pytest.fixture(scope="session", params=["local", "postgres"])
+@pytest.fixture(scope="session", params=["local", "postgres", "cluster"])
 def server_backend(request: pytest.FixtureRequest) -> str:
-    """This suite runs on the default backend and again with the metadata on PostgreSQL."""
+    """This suite runs on the default backend, with the metadata on PostgreSQL, and on a cluster."""
     backend: str = request.param
     return backend
 

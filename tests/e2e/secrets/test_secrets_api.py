@@ -127,6 +127,7 @@ def _stored_rows(server: Any, scope: str, owner_id: str) -> int:
     return len(server.app.state.secret_store.list_secrets(scope, owner_id))
 
 
+@pytest.mark.backends("local", "postgres")  # counts rows through the in-process server's secret store
 def test_deleting_an_agent_drops_its_secrets(api: httpx.Client, server: Any, org_name: str) -> None:
     agent = make_agent(api, org_name, "short-lived")
     url = agent_secrets_url(org_name, "short-lived")
@@ -139,6 +140,7 @@ def test_deleting_an_agent_drops_its_secrets(api: httpx.Client, server: Any, org
     assert api.get(url).json()["results"] == []
 
 
+@pytest.mark.backends("local", "postgres")  # counts rows through the in-process server's secret store
 def test_deleting_a_repository_or_its_organization_drops_its_secrets(
     api: httpx.Client, server: Any, org_name: str, repo_path: str
 ) -> None:

@@ -72,6 +72,7 @@ def _hex_env(shell: Shell, *names: str) -> dict[str, str]:
     return {name: bytes.fromhex(value).decode() for name, value in _env(output).items()}
 
 
+@pytest.mark.backends("local", "postgres")  # scans the one data directory where the server runs the sandbox
 def test_run_as_an_agent_gets_its_secrets_and_none_touch_the_disk(
     owner: tilde.Client, server: Any, api: httpx.Client, repo_path: str, org_name: str, agent: dict[str, Any]
 ) -> None:
