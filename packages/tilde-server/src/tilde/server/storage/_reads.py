@@ -111,9 +111,10 @@ class ReadsMixin(EngineBase):
             NotFound: Unknown repository or commit.
 
         """
-        with self.meta.read() as tx:
-            if not ref:
+        if not ref:
+            with self.meta.point_read() as tx:
                 return self._repo(tx, repo_id).head_commit_id
+        with self.meta.read() as tx:
             commit = self._resolve(tx, repo_id, ref)
             return None if commit is None else commit.id
 

@@ -321,6 +321,14 @@ class MetadataStore(Protocol):
         """Open a read transaction (a consistent snapshot)."""
         ...
 
+    def point_read(self) -> AbstractContextManager[MetadataTx]:
+        """Like `read`, for a block that runs exactly one query (one statement is a snapshot of its own).
+
+        A store may skip opening and ending a transaction around it (SQLite does: two statements fewer on
+        the event loop for a point look-up such as the head a read sees).
+        """
+        ...
+
     def write(self) -> AbstractContextManager[MetadataTx]:
         """Open a write transaction; an exception rolls everything back.
 

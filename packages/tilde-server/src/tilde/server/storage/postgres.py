@@ -12,7 +12,7 @@ or raises ``Conflict``. Commits to different repositories do not wait for each o
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from tilde.server._db import PostgresDatabase, apply_migrations
@@ -132,6 +132,10 @@ class PostgresMetadataStore:
         """
         with self._pool.transaction(read_only=True) as conn:
             yield PostgresTx(conn, write=False)
+
+    def point_read(self) -> AbstractContextManager[PostgresTx]:
+        """Open a read transaction for one query (the same as `read` on PostgreSQL)."""
+        return self.read()
 
     @contextmanager
     def write(self) -> Iterator[PostgresTx]:

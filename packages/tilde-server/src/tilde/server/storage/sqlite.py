@@ -113,6 +113,20 @@ class SQLiteMetadataStore:
             self._release(conn)
 
     @contextmanager
+    def point_read(self) -> Iterator[SQLiteTx]:
+        """Run one query outside an explicit transaction (autocommit: the statement is its own snapshot).
+
+        Yields:
+            The query interface; the block must run a single statement.
+
+        """
+        conn = self._acquire()
+        try:
+            yield SQLiteTx(conn)
+        finally:
+            self._release(conn)
+
+    @contextmanager
     def write(self) -> Iterator[SQLiteTx]:
         """Open a write transaction; it commits when the block ends and rolls back on any exception.
 
