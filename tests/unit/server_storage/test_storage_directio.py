@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -119,3 +120,38 @@ def test_sha256_of_file_reads_exactly_size_bytes(tmp_path: Path, size: int) -> N
         assert not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT
     finally:
         os.close(fd)
+
+
+def test_a_filesystem_refusing_direct_transfers_midway_gets_buffered_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Some filesystems take the O_DIRECT flag and then refuse the transfers themselves (EINVAL).
+    monkeypatch.setattr(_directio._state, "enabled", True)
+    real_pwrite, real_preadv = os.pwrite, os.preadv
+
+    def refuse(fd: int) -> None:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "direct I/O refused")
+
+    def pwrite(fd: int, data: memoryview | bytes, offset: int) -> int:
+        refuse(fd)
+        return real_pwrite(fd, data, offset)
+
+    def preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
+        refuse(fd)
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    monkeypatch.setattr(os, "preadv", preadv)
+    chunks = _chunks(STAGE + DIRECT_MIN + 5, 4)
+    data = b"".join(chunks)
+    path = tmp_path / "file"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        assert pwrite_chunks(fd, chunks, 3) == len(data)
+        assert not _directio._state.enabled  # not tried again in this process
+        monkeypatch.setattr(_directio._state, "enabled", True)
+        assert sha256_of_file(fd, len(data) + 3) == hashlib.sha256(b"\0\0\0" + data).hexdigest()
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"\0\0\0" + data

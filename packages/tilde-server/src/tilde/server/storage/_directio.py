@@ -163,7 +163,8 @@ def pwrite_chunks(fd: int, chunks: Sequence[bytes], offset: int) -> int:
 def _write_direct(fd: int, chunks: Sequence[bytes], start: int, stop: int, offset: int) -> bool:
     """Write bytes ``[start, stop)`` of ``chunks`` at the aligned ``offset`` with ``O_DIRECT``.
 
-    Returns False (nothing written) when the filesystem refuses ``O_DIRECT``; it is then not tried again.
+    Returns False when the filesystem refuses ``O_DIRECT`` (at the switch or at a write; the caller then
+    writes the whole range through the page cache); it is then not tried again.
     """
     if not _set_direct(fd, True):
         _state.enabled = False
@@ -185,6 +186,11 @@ def _write_direct(fd: int, chunks: Sequence[bytes], start: int, stop: int, offse
         if filled:
             # ``stop - start`` is a multiple of ALIGN, and so is every full stage: so is the rest.
             _pwrite_all(fd, stage[:filled], offset)
+    except OSError as error:
+        if error.errno != errno.EINVAL:
+            raise
+        _state.enabled = False
+        return False
     finally:
         _state.give(buffer)
         _set_direct(fd, False)
@@ -221,11 +227,21 @@ def sha256_update(hasher: Any, fd: int, offset: int, length: int) -> None:
     try:
         views = [memoryview(buffer) for buffer in buffers]
 
+        plain = [not direct]
+
         def read(index: int, at: int) -> int:
             want = min(STAGE, end - at)
-            # A direct read asks for whole pages; the file may end inside the last one.
-            ask = -(-want // ALIGN) * ALIGN if direct else want
-            return min(os.preadv(fd, [views[index][:ask]], at), want)
+            if not plain[0]:
+                # A direct read asks for whole pages; the file may end inside the last one.
+                ask = -(-want // ALIGN) * ALIGN
+                try:
+                    return min(os.preadv(fd, [views[index][:ask]], at), want)
+                except OSError as error:
+                    if error.errno != errno.EINVAL:
+                        raise
+                    plain[0] = True  # refused after all: read through the page cache from here on
+                    _set_direct(fd, False)
+            return os.preadv(fd, [views[index][:want]], at)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tilde-hash-read") as reader:
             at, index = offset, 0
