@@ -1,8 +1,9 @@
 """Two replicas of one cluster in the test process: two servers and data directories, one PostgreSQL database.
 
 Each replica has its own caches, its own trigger dispatcher and its own upload secret file, exactly like a
-replica on another machine; only the database (and the master key, as a deployment gives every replica the
-same ``TILDE_SERVER_MASTER_KEY``) is shared. Requests go over real HTTP to each replica's own port, which
+replica on another machine; only the database, the bucket of blobs (`shared_bucket`: replicas of a cluster
+must share one) and the master key (a deployment gives every replica the same ``TILDE_SERVER_MASTER_KEY``)
+are shared. Requests go over real HTTP to each replica's own port, which
 is what a load balancer sending consecutive requests to different replicas amounts to.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from weed_s3 import S3Server
 
 from tilde.server import LocalServer, ServerConfig
 from tilde.server.crypto import MASTER_KEY_ENV
@@ -40,6 +42,16 @@ def master_key(value: str) -> Iterator[None]:
             os.environ.pop(MASTER_KEY_ENV, None)
         else:
             os.environ[MASTER_KEY_ENV] = old
+
+
+def shared_bucket(s3: S3Server) -> dict[str, Any]:
+    """Settings that keep blobs in a fresh bucket of ``s3``: give every replica of one cluster the same."""
+    return {
+        "blob_store": f"s3://{s3.new_bucket({})}/tilde",
+        "s3_endpoint_url": s3.endpoint_url,
+        "s3_region": s3.region,
+        "s3_credentials": (s3.access_key_id, s3.secret_access_key),
+    }
 
 
 @dataclass
@@ -77,7 +89,10 @@ def start_replica(data_dir: Path, database_url: str, admin_key: str, key: str, *
 
 @contextmanager
 def two_replicas(database_url: str, root: Path, **settings: Any) -> Iterator[tuple[Replica, Replica]]:
-    """Run replicas A and B on ``database_url``, data directories under ``root``."""
+    """Run replicas A and B on ``database_url``, data directories under ``root``, both with ``settings``.
+
+    Give them a `shared_bucket`: replicas keeping blob files in their own data directories are refused.
+    """
     admin_key = "tuk-" + secrets.token_urlsafe(32)
     key = new_master_key()
     first = start_replica(root / "a", database_url, admin_key, key, **settings)

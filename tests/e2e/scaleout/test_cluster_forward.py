@@ -1,7 +1,8 @@
 """Forwarding between cluster nodes: signed internal requests, streamed bodies, the exec websocket, placement.
 
-Two real servers share one fresh PostgreSQL database (and so one cluster): ``owner`` runs sandboxes, ``api``
-is an API-only replica (``sandboxes=False``). A create-sandbox request sent to ``api`` must run on ``owner``.
+Two real servers share one fresh PostgreSQL database (and so one cluster) and one bucket of blobs: ``owner``
+runs sandboxes, ``api`` is an API-only replica (``sandboxes=False``). A create-sandbox request sent to ``api``
+must run on ``owner``.
 The forwarder itself is also driven from a minimal relay application served over real HTTP in front of
 ``owner``, which forwards every request and websocket it gets; ``owner`` verifies each one as it would a
 replica's. All requests go over real sockets; sandboxes are real.
@@ -27,6 +28,7 @@ import psycopg
 import pytest
 import uvicorn
 from pg_server import PostgresServer
+from replica_pair import shared_bucket
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,6 +36,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
+from weed_s3 import S3Server
 
 from tilde.server import LocalServer, ServerConfig
 from tilde.server.cluster import CLUSTER_SCHEMA
@@ -68,13 +71,21 @@ def shared_master_key() -> Iterator[None]:
 
 
 def _node(
-    tmp: pytest.TempPathFactory, database_url: str, name: str, admin_key: str | None, *, sandboxes: bool
+    tmp: pytest.TempPathFactory,
+    database_url: str,
+    name: str,
+    admin_key: str | None,
+    *,
+    sandboxes: bool,
+    blobs: dict[str, Any] | None = None,
 ) -> LocalServer:
+    """Start a node; the nodes of one cluster share ``blobs`` (`replica_pair.shared_bucket`)."""
     config = ServerConfig(
         data_dir=tmp.mktemp(name),
         database_url=database_url,
         node_id=f"{name}-{uuid.uuid4().hex[:6]}",
         sandboxes=sandboxes,
+        **(blobs or {}),
     )
     return LocalServer(config=config, admin_key=admin_key).start()
 
@@ -88,13 +99,16 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def pair(
-    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory, shared_master_key: None
+    postgres_server: PostgresServer,
+    s3_server: S3Server,
+    tmp_path_factory: pytest.TempPathFactory,
+    shared_master_key: None,
 ) -> Iterator[Pair]:
     """A sandbox node and an API-only replica of one cluster."""
-    database_url = postgres_server.new_database()
-    owner = _node(tmp_path_factory, database_url, "owner", None, sandboxes=True)
+    database_url, blobs = postgres_server.new_database(), shared_bucket(s3_server)
+    owner = _node(tmp_path_factory, database_url, "owner", None, sandboxes=True, blobs=blobs)
     try:
-        api = _node(tmp_path_factory, database_url, "api", owner.api_key, sandboxes=False)
+        api = _node(tmp_path_factory, database_url, "api", owner.api_key, sandboxes=False, blobs=blobs)
         try:
             yield Pair(owner, api, database_url)
         finally:
@@ -656,14 +670,19 @@ def test_a_change_dropped_before_any_answer_is_not_sent_again() -> None:
 
 
 def test_placement_picks_the_sandbox_node_running_the_fewest(
-    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory, shared_master_key: None
+    postgres_server: PostgresServer,
+    s3_server: S3Server,
+    tmp_path_factory: pytest.TempPathFactory,
+    shared_master_key: None,
 ) -> None:
-    database_url = postgres_server.new_database()
-    busy = _node(tmp_path_factory, database_url, "busy", None, sandboxes=True)
+    database_url, blobs = postgres_server.new_database(), shared_bucket(s3_server)
+    busy = _node(tmp_path_factory, database_url, "busy", None, sandboxes=True, blobs=blobs)
     nodes = [busy]
     try:
-        nodes.append(idle := _node(tmp_path_factory, database_url, "idle", busy.api_key, sandboxes=True))
-        nodes.append(front := _node(tmp_path_factory, database_url, "front", busy.api_key, sandboxes=False))
+        key = busy.api_key
+        nodes.append(idle := _node(tmp_path_factory, database_url, "idle", key, sandboxes=True, blobs=blobs))
+        front = _node(tmp_path_factory, database_url, "front", key, sandboxes=False, blobs=blobs)
+        nodes.append(front)
         org, repo = f"org-{uuid.uuid4().hex[:8]}", f"repo-{uuid.uuid4().hex[:8]}"
         sandboxes = f"/organizations/{org}/repositories/{repo}/sandboxes"
         with (

@@ -13,14 +13,16 @@ from pathlib import Path
 
 import pytest
 from pg_server import PostgresServer
-from replica_pair import Replica, two_replicas
+from replica_pair import Replica, shared_bucket, two_replicas
+from weed_s3 import S3Server
 
 
 @pytest.fixture(scope="module")
 def pair(
-    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+    postgres_server: PostgresServer, s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Replica, Replica]]:
-    with two_replicas(postgres_server.new_database(), tmp_path_factory.mktemp("iam-pair")) as replicas:
+    database_url, root = postgres_server.new_database(), tmp_path_factory.mktemp("iam-pair")
+    with two_replicas(database_url, root, **shared_bucket(s3_server)) as replicas:
         yield replicas
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from pg_server import PostgresServer
-from replica_pair import Replica, new_master_key, start_replica
+from replica_pair import Replica, new_master_key, shared_bucket, start_replica
+from weed_s3 import S3Server
 
 from tilde.server.sandbox.triggers import TriggerDispatcher
 
@@ -27,15 +28,15 @@ DEADLINE = 60.0
 
 @pytest.fixture(scope="module")
 def replicas(
-    postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFactory
+    postgres_server: PostgresServer, s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Replica, Replica, Replica]]:
     url, root = postgres_server.new_database(), tmp_path_factory.mktemp("trigger-replicas")
-    admin_key, key = "tuk-" + uuid.uuid4().hex, new_master_key()
+    admin_key, key, blobs = "tuk-" + uuid.uuid4().hex, new_master_key(), shared_bucket(s3_server)
     started: list[Replica] = []
     try:
         for name, sandbox in (("a", {"strict_images": True}), ("b", {"strict_images": True})):
-            started.append(start_replica(root / name, url, admin_key, key, sandbox=sandbox))
-        started.append(start_replica(root / "c", url, admin_key, key, sandboxes=False))
+            started.append(start_replica(root / name, url, admin_key, key, sandbox=sandbox, **blobs))
+        started.append(start_replica(root / "c", url, admin_key, key, sandboxes=False, **blobs))
         for replica in started:
             dispatcher = replica.server.app.state.trigger_dispatcher
             dispatcher.SWEEP_INTERVAL = 0.5  # the next sweep comes sooner; what it does is the same
