@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -59,8 +60,9 @@ from tilde.server.api import (
 )
 from tilde.server.api._listing_cache import ListingCache
 from tilde.server.auth import Authenticator, AuthMiddleware, TokenResolver
-from tilde.server.cluster import Cluster, derive_secret, make_cluster
+from tilde.server.cluster import Cluster, derive_secret, make_cluster, resolve_node_id
 from tilde.server.cluster import forward as cluster_forward
+from tilde.server.cluster.blobstore import blob_store_identity, check_blob_store
 from tilde.server.cluster.housekeeping import Housekeeping
 from tilde.server.cluster.settings import load_shared_secrets
 from tilde.server.config import (
@@ -79,6 +81,9 @@ from tilde.server.sandbox import triggers as trigger_dispatch
 from tilde.server.secret_store import install as install_secrets
 from tilde.server.storage import StorageEngine
 from tilde.server.storage.blobs import BlobStore
+
+if TYPE_CHECKING:
+    from tilde.server.storage.s3blobs import S3BlobStore
 
 logger = logging.getLogger("tilde.server")
 
@@ -130,11 +135,13 @@ def create_app(config: ServerConfig) -> Starlette:
     master_keys = load_master_keys(data_dir)
     # Replicas sharing a PostgreSQL database share the upload and cluster secrets and check the master key.
     shared = load_shared_secrets(config.database_url, data_dir, master_keys) if config.database_url else None
+    # A cluster replica whose blobs are not the cluster's refuses here, before it changes anything.
+    blobs = _blob_store(config)
     registry = Registry(config.database("registry"))
     admin_key = config.admin_key or load_or_create_admin_key(data_dir)[0]
     if not registry.has_token(admin_key):
         registry.create_key("user", registry.admin.id, admin_key, name="admin")
-    engine = StorageEngine.open(data_dir, blobs=_blob_store(config), database_url=config.database_url)
+    engine = StorageEngine.open(data_dir, blobs=blobs, database_url=config.database_url)
     # SQLite: at start-up. A cluster: at start-up and hourly, each job on one replica at a time.
     housekeeping = _housekeeping(config, registry, engine)
     housekeeping.run_once()
@@ -229,26 +236,43 @@ def _housekeeping(config: ServerConfig, registry: Registry, engine: StorageEngin
 
 
 def _blob_store(config: ServerConfig) -> BlobStore | None:
-    """Return the configured blob store, or None for the default (files under ``data_dir/blobs``)."""
+    """Return the configured blob store, or None for the default (files under ``data_dir/blobs``).
+
+    A cluster replica's blob store must be the cluster's (`tilde.server.cluster.blobstore`): the first
+    replica records its store once the store opened; a replica with another one is refused here.
+    """
     if not config.blob_store:
         # A data directory once served with a blob store keeps using it.
         config.blob_store, config.s3_endpoint_url = remember_blob_store(
             config.data_dir, None, config.s3_endpoint_url
         )
-    if not config.blob_store:
-        return None
-    from tilde.server.storage.s3blobs import open_s3_blob_store
+    store: S3BlobStore | None = None
+    if config.blob_store:
+        from tilde.server.storage.s3blobs import open_s3_blob_store
 
-    store = open_s3_blob_store(
-        config.blob_store,
-        cache_dir=config.data_dir / "blob-cache",
-        cache_bytes=config.blob_cache_bytes,
-        endpoint_url=config.s3_endpoint_url,
-        region=config.s3_region,
-        credentials=config.s3_credentials,
-        public_endpoint_url=config.s3_public_endpoint_url,
-    )
-    remember_blob_store(config.data_dir, config.blob_store, config.s3_endpoint_url)  # it opened: keep it
+        store = open_s3_blob_store(
+            config.blob_store,
+            cache_dir=config.data_dir / "blob-cache",
+            cache_bytes=config.blob_cache_bytes,
+            endpoint_url=config.s3_endpoint_url,
+            region=config.s3_region,
+            credentials=config.s3_credentials,
+            public_endpoint_url=config.s3_public_endpoint_url,
+        )
+    if config.database_url:
+        node_id = resolve_node_id(config.data_dir, config.node_id)
+        try:
+            check_blob_store(
+                config.database_url,
+                blob_store_identity(config.blob_store, config.s3_endpoint_url, node_id),
+                node_id,
+            )
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+    if config.blob_store:
+        remember_blob_store(config.data_dir, config.blob_store, config.s3_endpoint_url)  # it opened: keep it
     return store
 
 
