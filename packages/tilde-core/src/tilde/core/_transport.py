@@ -72,39 +72,52 @@ _NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _RETRYABLE_NETWORK = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
-@dataclass(frozen=True)
+# The actions are plain slotted classes, not frozen dataclasses: one of each kind is made for every request,
+# and a dataclass costs a compiled function per generated method when ``import tilde.core`` runs.
+
+
 class NeedToken:
     """Ask the driver for the bearer token (it may fetch or refresh one)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True)
+
 class Send:
     """Send ``request``; the driver answers with the response or throws the `httpx.RequestError`."""
 
-    request: httpx.Request
-    stream: bool
-    follow_redirects: bool
+    __slots__ = ("follow_redirects", "request", "stream")
+
+    def __init__(self, request: httpx.Request, stream: bool, follow_redirects: bool) -> None:
+        self.request = request
+        self.stream = stream
+        self.follow_redirects = follow_redirects
 
 
-@dataclass(frozen=True)
 class ReadBody:
     """Read the whole body of a streamed response."""
 
-    response: httpx.Response
+    __slots__ = ("response",)
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
 
 
-@dataclass(frozen=True)
 class CloseResponse:
     """Release a response that will not be returned (a retried or failed attempt)."""
 
-    response: httpx.Response
+    __slots__ = ("response",)
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
 
 
-@dataclass(frozen=True)
 class Sleep:
     """Wait ``seconds`` before the next attempt."""
 
-    seconds: float
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
 
 
 Action = Union[NeedToken, Send, ReadBody, CloseResponse, Sleep]  # noqa: UP007 (runtime alias on 3.10)
