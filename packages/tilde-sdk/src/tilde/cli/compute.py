@@ -173,19 +173,20 @@ _EXIT_WORDS = frozenset({"exit", "quit", "logout"})
 def _read_eval_loop(sh: Shell, banner: str) -> bool:
     """Run stdin's lines in the shell until ``exit`` or end of input; True when Ctrl-C twice asked to discard.
 
-    Ctrl-C can land anywhere, even while the banner is being written, so everything after the sandbox runs
-    happens inside the one handler that counts interrupts.
+    Ctrl-C can land anywhere, even while the banner or the hint after a first Ctrl-C is being written, or just
+    after: so everything after the sandbox runs, those messages included, happens inside the one handler that
+    counts interrupts (a second Ctrl-C right after the hint once escaped from the loop's jump back).
     """
     stdin = sys.stdin
     interactive = stdin.isatty()
     cwd: str | None = None
     interrupts = 0
-    pending_banner = True
+    pending = banner
     while True:
         try:
-            if pending_banner:
-                pending_banner = False
-                info(banner)
+            if pending:
+                message, pending = pending, ""
+                info(message)
             line = _next_line(stdin, interactive)
             command = line.strip()
             if not line or command in _EXIT_WORDS:
@@ -197,11 +198,9 @@ def _read_eval_loop(sh: Shell, banner: str) -> bool:
             interrupts = 0
         except KeyboardInterrupt:
             interrupts += 1
-            # The next Ctrl-C may come while this hint is still being written: it counts as the second.
-            if interrupts >= 2 or _interrupted_while_saying(
-                "\n(Ctrl-C again to discard the changes and leave; `exit` commits.)"
-            ):
+            if interrupts >= 2:
                 return True
+            pending = "\n(Ctrl-C again to discard the changes and leave; `exit` commits.)"
 
 
 def _next_line(stdin: TextIO, interactive: bool) -> str:
@@ -214,14 +213,6 @@ def _next_line(stdin: TextIO, interactive: bool) -> str:
         return input("tilde> ") + "\n"
     except EOFError:
         return ""
-
-
-def _interrupted_while_saying(message: str) -> bool:
-    try:
-        info(message)
-    except KeyboardInterrupt:
-        return True
-    return False
 
 
 def _change_directory(sh: Shell, line: str, cwd: str | None) -> str | None:
