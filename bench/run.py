@@ -15,8 +15,7 @@ separate tools environment, and rewrites the README's performance section betwee
 Every benchmark warms up untimed and alternates what it compares, so both sides of a ratio are measured in
 the same run on the same machine; nothing here asserts on time. ``bench_authz.py``, ``bench_sandbox.py``
 and ``bench_http_cpu.py`` (CPU time per small request, in one process) have no targets and are run on their
-own; the S3 and cluster benchmarks' ratios are
-printed without a target.
+own; the S3 and cluster benchmarks' ratios are printed without a target.
 """
 
 from __future__ import annotations
