@@ -28,7 +28,7 @@ from tilde.server.registry import RepoRecord
 from tilde.server.sandbox.record import RemoteSandbox, SandboxRecord
 from tilde.server.sandbox.runtime import SandboxRuntime
 
-__all__ = ["lookup_sandbox", "owner_url", "routes", "runtime_of", "sandbox_of"]
+__all__ = ["lookup_sandbox", "owner_url", "routes", "runtime_of"]
 
 SANDBOXES = "/organizations/{org}/repositories/{repo}/sandboxes"
 SANDBOX = SANDBOXES + "/{sandbox_id}"
@@ -48,14 +48,11 @@ def runtime_of(conn: HTTPConnection) -> SandboxRuntime:
     return runtime
 
 
-def sandbox_of(conn: HTTPConnection, action: str) -> tuple[RepoRecord, SandboxRecord]:
-    """Return the repository and the sandbox named by the path, after authorizing ``action``."""
-    _, repo = resolve_repo(conn, action)
-    return repo, runtime_of(conn).get(repo.id, conn.path_params["sandbox_id"])
-
-
 async def lookup_sandbox(conn: HTTPConnection, action: str) -> tuple[RepoRecord, SandboxRecord]:
-    """Like `sandbox_of`, but in a cluster a sandbox of another node comes back as a `RemoteSandbox`."""
+    """Return the repository and the sandbox named by the path, after authorizing ``action``.
+
+    In a cluster a sandbox of another node comes back as a `RemoteSandbox` read from the shared table.
+    """
     _, repo = resolve_repo(conn, action)
     runtime = runtime_of(conn)
     sandbox_id = conn.path_params["sandbox_id"]
