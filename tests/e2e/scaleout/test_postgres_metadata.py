@@ -221,6 +221,16 @@ def test_migrate_command_reports_every_store(postgres_server: PostgresServer, tm
     assert result.returncode == 0, result.stderr
     assert "metadata: schema version 3" in result.stdout
     assert "registry: schema version 2" in result.stdout
+    # The stores a server on PostgreSQL alone has: its cluster's tables and the shared IAM generation.
+    for line in (
+        "connectors: schema version 2",
+        "iam_generation: schema version 1",
+        "cluster_settings: schema version 1",
+        "cluster_nodes: schema version 2",
+        "cluster_sandboxes: schema version 1",
+        "cluster_jobs: schema version 1",
+    ):
+        assert line in result.stdout
     assert url not in result.stdout + result.stderr
     # Run again: nothing left to apply, same versions.
     again = _cli("migrate", "--data-dir", str(tmp_path), "--database-url", url)

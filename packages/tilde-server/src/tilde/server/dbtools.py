@@ -30,7 +30,7 @@ from tilde.server._db import (
     table_names,
 )
 
-__all__ = ["CopyReport", "copy_metadata", "migrate_all", "store_migrations"]
+__all__ = ["CopyReport", "cluster_migrations", "copy_metadata", "migrate_all", "store_migrations"]
 
 #: Rows sent per ``executemany`` while copying.
 COPY_BATCH = 1000
@@ -38,7 +38,7 @@ COPY_BATCH = 1000
 
 def store_migrations() -> dict[str, list[tuple[str, Sequence[Migration]]]]:
     """Return, for each database (a key of `DATABASE_FILES`), its stores' ``(component, migrations)``."""
-    from tilde.server.connectors.store import _SCHEMA as CONNECTORS
+    from tilde.server.connectors.store import _MIGRATIONS as CONNECTORS
     from tilde.server.registry import _SCHEMA as REGISTRY
     from tilde.server.registry_principals import registry_migrations
     from tilde.server.sandbox.triggers import TRIGGER_MIGRATIONS
@@ -52,7 +52,7 @@ def store_migrations() -> dict[str, list[tuple[str, Sequence[Migration]]]]:
         "registry": [
             ("registry", registry_migrations(REGISTRY)),
             ("secrets", initial(SECRETS)),
-            ("connectors", initial(CONNECTORS)),
+            ("connectors", CONNECTORS),
         ],
         "meta": [(METADATA_COMPONENT, METADATA_MIGRATIONS)],
         "triggers": [("triggers", TRIGGER_MIGRATIONS)],
@@ -92,8 +92,36 @@ def _write(location: Location) -> Iterator[Connection]:
         db.close()
 
 
+def cluster_migrations(
+    database_url: str,
+) -> list[tuple[PostgresDatabase, list[tuple[str, Sequence[Migration]]]]]:
+    """Return the stores that exist on PostgreSQL only, by schema: the cluster's and the IAM generation."""
+    from tilde.server.cluster import CLUSTER_SCHEMA
+    from tilde.server.cluster.housekeeping import _MIGRATIONS as JOBS
+    from tilde.server.cluster.nodes import _MIGRATIONS as NODES
+    from tilde.server.cluster.sandboxes import _MIGRATIONS as SANDBOXES
+    from tilde.server.cluster.settings import _MIGRATIONS as SETTINGS
+    from tilde.server.iam._generation import _MIGRATIONS as IAM_GENERATION
+
+    registry = database_location(Path(), database_url, "registry")
+    assert isinstance(registry, PostgresDatabase)
+    cluster = [
+        ("cluster_settings", SETTINGS),
+        ("cluster_nodes", NODES),
+        ("cluster_sandboxes", SANDBOXES),
+        ("cluster_jobs", JOBS),
+    ]
+    return [
+        (registry, [("iam_generation", IAM_GENERATION)]),
+        (PostgresDatabase(database_url, CLUSTER_SCHEMA), cluster),
+    ]
+
+
 def migrate_all(data_dir: Path, database_url: str | None) -> dict[str, int]:
     """Apply every store's missing migrations; return each component's schema version afterwards.
+
+    On PostgreSQL this includes the cluster's own tables (nodes, shared sandbox records and settings,
+    housekeeping jobs) and the registry's shared IAM generation, which a server on SQLite does not have.
 
     Args:
         data_dir: The data directory (its SQLite files are migrated when ``database_url`` is None).
@@ -106,6 +134,12 @@ def migrate_all(data_dir: Path, database_url: str | None) -> dict[str, int]:
             for component, migrations in stores:
                 apply_migrations(conn, component, migrations)
                 versions[component] = schema_version(conn, component)
+    if database_url:
+        for location, stores in cluster_migrations(database_url):
+            with _write(location) as conn:
+                for component, migrations in stores:
+                    apply_migrations(conn, component, migrations)
+                    versions[component] = schema_version(conn, component)
     return versions
 
 
