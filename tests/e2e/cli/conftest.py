@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from tilde.server import LocalServer
 
 
+@pytest.fixture(scope="session", params=["local", "cluster"])
+def server_backend(request: pytest.FixtureRequest) -> str:
+    """This suite runs on the default backend and again on a three-replica cluster (``tests/conftest.py``)."""
+    backend: str = request.param
+    return backend
+
+
 @pytest.fixture
 def cli(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> Cli:
     """Runs ``tilde`` commands as a user logged in with the server's admin key."""
