@@ -31,18 +31,13 @@ def send(engine: StorageEngine, upload: str, number: int, data: bytes) -> str:
 def hashed_at_install(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     """Record the ``(offset, length)`` ranges completing hashes from the upload file itself."""
     ranges: list[tuple[int, int]] = []
-    real_update, real_whole = blobs_module.sha256_update, blobs_module.sha256_of_file
+    real_update = blobs_module.sha256_update
 
-    def update(hasher: object, fd: int, offset: int, length: int) -> None:
+    def update(hasher: object, fd: int, offset: int, length: int, **options: bool) -> None:
         ranges.append((offset, length))
-        real_update(hasher, fd, offset, length)
-
-    def whole(fd: int, size: int) -> str:
-        ranges.append((0, size))
-        return real_whole(fd, size)
+        real_update(hasher, fd, offset, length, **options)
 
     monkeypatch.setattr(blobs_module, "sha256_update", update)
-    monkeypatch.setattr(blobs_module, "sha256_of_file", whole)
     return ranges
 
 

@@ -21,7 +21,7 @@ import mmap
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 __all__ = ["DIRECT_MIN", "pwrite_chunks", "sha256_of_file", "sha256_update"]
@@ -205,15 +205,16 @@ def sha256_of_file(fd: int, size: int) -> str:
 
     """
     hasher = hashlib.sha256()
-    sha256_update(hasher, fd, 0, size)
+    sha256_update(hasher, fd, 0, size, read_ahead=True)
     return hasher.hexdigest()
 
 
-def sha256_update(hasher: Any, fd: int, offset: int, length: int) -> None:
+def sha256_update(hasher: Any, fd: int, offset: int, length: int, *, read_ahead: bool = False) -> None:
     """Feed bytes ``[offset, offset + length)`` of ``fd`` to ``hasher``, read with ``O_DIRECT`` when possible.
 
-    The next block is read in a helper thread while the current one is hashed (both release the GIL), so
-    the pass takes about as long as the slower of the two rather than their sum. ``fd`` must be readable;
+    With ``read_ahead`` (and more than one block to read), the next block is read in a helper thread while
+    the current one is hashed (both release the GIL), so the pass takes about as long as the slower of the
+    two rather than their sum; otherwise blocks are read and hashed in turn. ``fd`` must be readable;
     its ``O_DIRECT`` flag is switched on for the pass (so one descriptor must not serve two passes at once)
     and off afterwards.
 
@@ -243,9 +244,18 @@ def sha256_update(hasher: Any, fd: int, offset: int, length: int) -> None:
                     _set_direct(fd, False)
             return os.preadv(fd, [views[index][:want]], at)
 
+        if not read_ahead or length <= STAGE:
+            at = offset
+            while at < end:
+                count = read(0, at)
+                if count <= 0:
+                    raise OSError(f"the file ends at {at}, before {end}")
+                hasher.update(views[0][:count])
+                at += count
+            return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tilde-hash-read") as reader:
             at, index = offset, 0
-            pending = reader.submit(read, 0, at) if length > 0 else None
+            pending: Future[int] | None = reader.submit(read, 0, at)
             while pending is not None:
                 count = pending.result()
                 if count <= 0:

@@ -35,6 +35,8 @@ logger = logging.getLogger("tilde.server.storage")
 
 #: Most uploads whose prefix is kept (the oldest is forgotten first; it is then hashed whole when completed).
 _MAX_UPLOADS = 256
+#: Longest wait for a background pass when completing (the file is then hashed whole instead).
+_TAKE_WAIT = 30.0
 #: While a part is being written, its bytes are hashed in steps of whole multiples of this.
 _STEP = 4 * 1024 * 1024
 
@@ -131,7 +133,18 @@ class PrefixHashes:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tilde-upload-hash")
             pool = self._pool
-        pool.submit(self._advance, upload_id, prefix)
+        self._submit(pool, upload_id, prefix)
+
+    def _submit(self, pool: ThreadPoolExecutor | None, upload_id: str, prefix: _Prefix) -> None:
+        """Start a pass; when the store is closing, none (completing then hashes the rest itself)."""
+        try:
+            if pool is None:
+                raise RuntimeError("closed")
+            pool.submit(self._advance, upload_id, prefix)
+        except RuntimeError:
+            with self._lock:
+                prefix.running = False
+                prefix.idle.set()
 
     def _advance(self, upload_id: str, prefix: _Prefix) -> None:
         """Hash written bytes onto the prefix, part after part, as far as they go."""
@@ -196,8 +209,7 @@ class PrefixHashes:
             prefix.running = True
             prefix.idle.clear()
             pool = self._pool
-        assert pool is not None
-        pool.submit(self._advance, upload_id, prefix)
+        self._submit(pool, upload_id, prefix)
 
     def take(self, upload_id: str, part_size: int, digests: Sequence[str]) -> tuple[Any, int]:
         """Forget an upload, returning the longest prefix that ``digests`` (parts 1..N, now) still confirm.
@@ -214,7 +226,13 @@ class PrefixHashes:
             self.forget(upload_id)
             return hashlib.sha256(), 0
         while True:
-            prefix.idle.wait()
+            if not prefix.idle.wait(_TAKE_WAIT):
+                # A pass that slow is better left alone: completing hashes everything itself.
+                logger.warning(
+                    "upload %s: the background hash did not finish; hashing the whole file", upload_id
+                )
+                self.forget(upload_id)
+                return hashlib.sha256(), 0
             with self._lock:
                 if prefix.running:
                     continue
@@ -225,6 +243,14 @@ class PrefixHashes:
                         break
                     covered += 1
                 return prefix.states[covered].copy(), covered
+
+    def close(self) -> None:
+        """Forget every upload and let the background threads end (a pass in flight finishes first)."""
+        with self._lock:
+            self._uploads.clear()
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     def forget(self, upload_id: str) -> None:
         """Drop an upload's prefix (completed, aborted or gone)."""

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import BinaryIO, Protocol, TypeVar, runtime_checkable
 
 from tilde.server._private import DIR_MODE, FILE_MODE, private_dir
-from tilde.server.storage._directio import pwrite_chunks, sha256_of_file, sha256_update
+from tilde.server.storage._directio import pwrite_chunks, sha256_update
 from tilde.server.storage._prefixhash import PrefixHashes
 from tilde.server.storage.errors import InvalidArgument, NotFound
 from tilde.server.storage.types import BlobRef
@@ -444,6 +444,7 @@ class LocalBlobStore:
 
     def close(self) -> None:
         """Release the store's shared lock (the files stay); idempotent."""
+        self.prefixes.close()
         if self._lock_fd >= 0:
             fd, self._lock_fd = self._lock_fd, -1
             os.close(fd)
@@ -743,15 +744,16 @@ class LocalBlobStore:
             # Waits for in-flight part writes (which hold the shared lock) and keeps new ones out until the
             # file has its content address; they then find the path gone and stop.
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.ftruncate(fd, size)
+            # The background pass is over (taken) before the file changes size under it.
             if part_size is None or part_digests is None:
                 self.prefixes.forget(upload_id)
-                digest = sha256_of_file(fd, size)
+                state, covered, part_size = hashlib.sha256(), 0, 1
             else:
                 state, covered = self.prefixes.take(upload_id, part_size, part_digests())
-                start = min(covered * part_size, size)
-                sha256_update(state, fd, start, size - start)
-                digest = state.hexdigest()
+            os.ftruncate(fd, size)
+            start = min(covered * part_size, size)
+            sha256_update(state, fd, start, size - start, read_ahead=True)
+            digest = state.hexdigest()
             os.fchmod(fd, _FILE_MODE)
             os.fsync(fd)
             return self._install(path, digest, size)
