@@ -170,7 +170,10 @@ def test_a_served_request_is_logged_once_in_uvicorns_format(tmp_path: Any) -> No
 
     async def scenario() -> None:
         serving = asyncio.create_task(server.serve(sockets=[sock]))
+        deadline = asyncio.get_running_loop().time() + 30
         while not server.started:
+            assert not serving.done(), "the server stopped before it started"
+            assert asyncio.get_running_loop().time() < deadline, "the server did not start"
             await asyncio.sleep(0.01)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
