@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Generator, Mapping, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,34 @@ def _connect_options() -> dict[str, Any]:
     known = inspect.signature(connect).parameters
     options: dict[str, Any] = {"compression": None, "max_size": _MAX_MESSAGE_SIZE, "open_timeout": 30}
     return {name: value for name, value in options.items() if name in known}
+
+
+@functools.lru_cache(maxsize=1)
+def _connect_takes_proxy() -> bool:
+    return "proxy" in inspect.signature(connect).parameters
+
+
+#: Each client's proxy for its ``/exec`` websockets (None: none), keyed by its websocket base URL.
+_PROXIES: weakref.WeakKeyDictionary[Client, dict[str, str | None]] = weakref.WeakKeyDictionary()
+
+
+def _proxy_options(client: Client) -> dict[str, Any]:
+    """Return ``connect``'s ``proxy`` option for the client's websockets, found in the environment once.
+
+    websockets looks the proxy up in the environment on every connection (two scans of ``os.environ``, a
+    tenth of a millisecond or more); a client keeps the answer, as httpx reads the proxy environment once
+    per client. Releases without proxy support (before 15) get no option.
+    """
+    if not _connect_takes_proxy():
+        return {}
+    base = client._ws_base_url
+    known = _PROXIES.setdefault(client, {})
+    if base not in known:
+        from websockets.proxy import get_proxy
+        from websockets.uri import parse_uri
+
+        known[base] = get_proxy(parse_uri(base + "/"))
+    return {"proxy": known[base]}
 
 
 class ExecSession:
@@ -122,7 +151,11 @@ class ExecSession:
             # Entered as a context manager: recent websockets releases warn about bare connect() calls.
             self._ws = self._stack.enter_context(
                 connect(
-                    self._url, additional_headers=headers, user_agent_header=user_agent, **_connect_options()
+                    self._url,
+                    additional_headers=headers,
+                    user_agent_header=user_agent,
+                    **_connect_options(),
+                    **_proxy_options(self._client),
                 )
             )
         except InvalidStatus as exc:
