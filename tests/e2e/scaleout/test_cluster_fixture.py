@@ -7,14 +7,19 @@ replica accepts.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 from cluster import ClusterServer, run_cluster
-from conftest import unique_name
 from pg_server import PostgresServer
 from weed_s3 import S3Server
+
+
+def unique_name(prefix: str) -> str:
+    """A fresh organization or user name (``from conftest import`` would find whichever conftest is first)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="module")
