@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from backend_servers import CLUSTER, ServerPool
 from pg_server import PostgresServer, run_postgres
 from weed_s3 import S3Server, run_weed_mini
 
@@ -28,13 +29,6 @@ if TYPE_CHECKING:
 # images, under tests/e2e/images, configure their servers explicitly). Set in the environment, so servers
 # started as separate processes (`tilde-server serve`, the demo) behave the same.
 os.environ.setdefault("TILDE_SERVER_HOST_IMAGE", "all")
-
-
-#: Storage backends a server fixture can run on, joined by ``+`` in a backend spec ("local": the defaults).
-BACKENDS = ("local", "s3", "postgres")
-#: The backend spec of a three-replica cluster on PostgreSQL + S3 behind a random-per-request balancer.
-CLUSTER = "cluster"
-CLUSTER_REPLICAS = 3
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -97,42 +91,26 @@ def server_backend() -> str:
 
 
 @pytest.fixture(scope="session")
+def server_pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPool]:
+    """The session's running test server (one at a time; see `backend_servers.ServerPool`)."""
+    pool = ServerPool(tmp_path_factory)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="module")
 def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, server_backend: str
-) -> Iterator[LocalServer | ClusterServer]:
-    """A real tilde-server on a free loopback port, with its own data directory, on ``server_backend``.
+    request: pytest.FixtureRequest, server_pool: ServerPool, server_backend: str
+) -> LocalServer | ClusterServer:
+    """A real tilde-server on ``server_backend`` (a fresh one per test directory and backend).
 
-    The spec ``"cluster"`` gives a `cluster.ClusterServer` instead: three ``tilde-server serve`` replicas on a
-    fresh database and bucket, each request to a random one (see ``tests/cluster.py``).
+    On a free loopback port, with its own data directory. The spec ``"cluster"`` gives a
+    `cluster.ClusterServer` instead: three ``tilde-server serve`` replicas on a fresh database and bucket,
+    each request to a random one (see ``tests/cluster.py``).
     """
-    from tilde.server import LocalServer, ServerConfig
-
-    if server_backend == CLUSTER:
-        from cluster import run_cluster
-
-        with run_cluster(
-            CLUSTER_REPLICAS,
-            postgres=request.getfixturevalue("postgres_server"),
-            s3=request.getfixturevalue("s3_server"),
-            root=tmp_path_factory.mktemp("tilde-cluster"),
-        ) as cluster:
-            yield cluster
-        return
-    parts = set(server_backend.split("+"))
-    unknown = parts - set(BACKENDS)
-    assert not unknown, f"unknown server backends {sorted(unknown)} in {server_backend!r}"
-    config = ServerConfig(data_dir=tmp_path_factory.mktemp(f"tilde-server-{server_backend}"))
-    if "s3" in parts:
-        s3: S3Server = request.getfixturevalue("s3_server")
-        config.blob_store = f"s3://{s3.new_bucket({})}/tilde"
-        config.s3_endpoint_url = s3.endpoint_url
-        config.s3_region = s3.region
-        config.s3_credentials = (s3.access_key_id, s3.secret_access_key)
-    if "postgres" in parts:
-        postgres: PostgresServer = request.getfixturevalue("postgres_server")
-        config.database_url = postgres.new_database()
-    with LocalServer(config=config) as srv:
-        yield srv
+    return server_pool.get(request, str(request.path.parent), server_backend)
 
 
 @pytest.fixture(scope="session")
