@@ -163,6 +163,21 @@ async def run_sync(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
 
 
+async def read_small_body(request: Request, limit: int) -> bytes:
+    """Return the whole request body: 413 as soon as its declared or received size passes ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "payload_too_large", f"JSON bodies are limited to {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"JSON bodies are limited to {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_json(request: Request, *, optional: bool = False) -> dict[str, Any]:
     """Parse the request body as a JSON object (400 otherwise).
 
@@ -171,17 +186,7 @@ async def read_json(request: Request, *, optional: bool = False) -> dict[str, An
         optional: Treat an empty body as ``{}``.
 
     """
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_JSON_BODY:
-        raise ApiError(413, "payload_too_large", f"JSON bodies are limited to {MAX_JSON_BODY} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_JSON_BODY:
-            raise ApiError(413, "payload_too_large", f"JSON bodies are limited to {MAX_JSON_BODY} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = await read_small_body(request, MAX_JSON_BODY)
     if not raw.strip():
         if optional:
             return {}

@@ -39,6 +39,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from tilde.server.api.common import read_small_body
 from tilde.server.errors import ApiError, error_response, request_id_of
 
 if TYPE_CHECKING:
@@ -510,17 +511,7 @@ async def place_sandbox(request: Request) -> Response | None:
     if cluster is None or cluster.runs_sandboxes:
         return None
     _signing(request)  # the loop guard, before anything is read
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_PLACEMENT_BODY:
-        raise ApiError(413, "payload_too_large", f"JSON bodies are limited to {MAX_PLACEMENT_BODY} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_PLACEMENT_BODY:
-            raise ApiError(413, "payload_too_large", f"JSON bodies are limited to {MAX_PLACEMENT_BODY} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    body = await read_small_body(request, MAX_PLACEMENT_BODY)
     nodes = await asyncio.to_thread(cluster.sandbox_nodes)
     candidates = _pick(nodes, cluster.node_id, await asyncio.to_thread(_busy, request.app) if nodes else {})
     if not candidates:
