@@ -26,11 +26,11 @@ from typing import Any
 import httpx
 import pytest
 from cluster import ClusterServer, run_cluster
+from commit_race import commit_at_once, stage_racers
 from pg_server import PostgresServer
 from websockets.sync.client import connect
 from weed_s3 import S3Server
 
-from tilde.core.errors import ConflictError
 from tilde.data import Client, Repository
 from tilde.data.upload_strategies import UploadSettings
 
@@ -101,36 +101,9 @@ def test_fifty_sessions_committing_one_path_through_three_replicas_give_one_comm
         with repo.session() as session:
             session.objects.put("shared", b"base")
             session.commit("base")
-        sessions = []
-        for number in range(RACERS):
-            session = repo.session()
-            session.objects.put("shared", f"racer {number}".encode())
-            sessions.append(session)
-        barrier = threading.Barrier(RACERS)
-        commits: list[str] = []
-        conflicts: list[ConflictError] = []
-        errors: list[BaseException] = []
-        lock = threading.Lock()
-
-        def commit(number: int) -> None:
-            barrier.wait()
-            try:
-                commit_id = sessions[number].commit(f"racer {number}")
-                with lock:
-                    commits.append(str(commit_id))
-            except ConflictError as error:
-                with lock:
-                    conflicts.append(error)
-            except BaseException as error:  # reported below, with the others
-                with lock:
-                    errors.append(error)
-
+        sessions = stage_racers(repo, ["shared"] * RACERS)
         before = _balancer_stats(cluster)
-        threads = [threading.Thread(target=commit, args=(number,)) for number in range(RACERS)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        commits, conflicts, errors = commit_at_once(sessions)
         after = _balancer_stats(cluster)
         assert errors == [], cluster.log_tails()
         assert len(commits) == 1

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from commit_race import commit_at_once, stage_racers
 from pg_server import PostgresServer
 
 from tilde.core.errors import ConflictError
@@ -70,36 +71,7 @@ def _create_org(server: LocalServer, name: str) -> None:
 
 def _race(repo: Repository, paths: list[str]) -> tuple[list[str], list[ConflictError], list[BaseException]]:
     """Stage one path per session, then commit every session at once from its own thread."""
-    sessions = []
-    for number, path in enumerate(paths):
-        session = repo.session()
-        session.objects.put(path, f"racer {number}".encode())
-        sessions.append(session)
-    barrier = threading.Barrier(len(sessions))
-    commits: list[str] = []
-    conflicts: list[ConflictError] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def commit(number: int) -> None:
-        barrier.wait()
-        try:
-            commit_id = sessions[number].commit(f"racer {number}")
-            with lock:
-                commits.append(str(commit_id))
-        except ConflictError as error:
-            with lock:
-                conflicts.append(error)
-        except BaseException as error:  # reported below, with the others
-            with lock:
-                errors.append(error)
-
-    threads = [threading.Thread(target=commit, args=(number,)) for number in range(len(sessions))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return commits, conflicts, errors
+    return commit_at_once(stage_racers(repo, paths))
 
 
 def test_fifty_conflicting_commits_have_exactly_one_winner(pg_repo: Repository) -> None:
