@@ -193,26 +193,12 @@ class ClusterServer:
         learns of the membership the way it learns of any other); agents and roles must exist already.
         """
         from tilde.server._db import database_location
-        from tilde.server.auth import new_token
+        from tilde.server.local import mint_api_key
         from tilde.server.registry import Registry
 
         registry = Registry(database_location(self.replicas[0].data_dir, self.database_url, "registry"))
         try:
-            token = new_token(principal_type)
-            if principal_type == "user":
-                user = registry.ensure_user(name)
-                registry.create_key("user", user.id, token, name=name)
-            else:
-                if org is None:
-                    raise ValueError("agents and roles belong to an organization: pass org=")
-                org_id = registry.get_org(org).id
-                if principal_type == "agent":
-                    principal_id = registry.get_agent(org_id, name).id
-                elif principal_type == "role":
-                    principal_id = registry.get_role(org_id, name).id
-                else:
-                    raise ValueError(f"unknown principal type {principal_type!r}")
-                registry.create_key(principal_type, principal_id, token, name=name)
+            token = mint_api_key(registry, principal_type, name, org, add_member=False)
         finally:
             registry.close()
         if principal_type == "user" and org is not None:

@@ -165,24 +165,7 @@ class LocalServer:
 
         """
         registry: Registry = self.app.state.registry
-        token = new_token(principal_type)
-        if principal_type == "user":
-            user = registry.ensure_user(name)
-            if org is not None:
-                registry.add_member(registry.get_org(org).id, user.id)
-            registry.create_key("user", user.id, token, name=name)
-            return token
-        if org is None:
-            raise ValueError("agents and roles belong to an organization: pass org=")
-        org_id = registry.get_org(org).id
-        if principal_type == "agent":
-            principal_id = registry.get_agent(org_id, name).id
-        elif principal_type == "role":
-            principal_id = registry.get_role(org_id, name).id
-        else:
-            raise ValueError(f"unknown principal type {principal_type!r}")
-        registry.create_key(principal_type, principal_id, token, name=name)
-        return token
+        return mint_api_key(registry, principal_type, name, org)
 
     def __enter__(self) -> LocalServer:
         return self.start()
@@ -194,3 +177,40 @@ class LocalServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def mint_api_key(
+    registry: Registry, principal_type: str, name: str, org: str | None = None, *, add_member: bool = True
+) -> str:
+    """Mint an API key directly in ``registry`` (what `LocalServer.create_api_key` does).
+
+    Args:
+        registry: The server's registry.
+        principal_type: ``"user"`` (``name`` is the user name, created if needed), ``"agent"`` or ``"role"``
+            (``name`` in organization ``org``).
+        name: The principal's name.
+        org: Organization name (required for agents and roles).
+        add_member: With ``org``, make a user a member of it.
+
+    Returns:
+        The clear token.
+
+    """
+    token = new_token(principal_type)
+    if principal_type == "user":
+        user = registry.ensure_user(name)
+        if org is not None and add_member:
+            registry.add_member(registry.get_org(org).id, user.id)
+        registry.create_key("user", user.id, token, name=name)
+        return token
+    if org is None:
+        raise ValueError("agents and roles belong to an organization: pass org=")
+    org_id = registry.get_org(org).id
+    if principal_type == "agent":
+        principal_id = registry.get_agent(org_id, name).id
+    elif principal_type == "role":
+        principal_id = registry.get_role(org_id, name).id
+    else:
+        raise ValueError(f"unknown principal type {principal_type!r}")
+    registry.create_key(principal_type, principal_id, token, name=name)
+    return token
