@@ -431,3 +431,33 @@ def test_large_commits_give_the_same_trees_on_both_backends(
     sqlite, postgres = results
     assert postgres == sqlite
     assert [count for _, count, _ in postgres] == [2000, 2500, 2500]
+
+
+def test_replicas_starting_at_once_all_open_the_secret_store(postgres_server: PostgresServer) -> None:
+    # Each replica's start replaces the secret store's PostgreSQL triggers and function; at the same moment,
+    # without the migration lock, PostgreSQL refused some of them ("tuple concurrently updated").
+    import os
+
+    from tilde.server.crypto import SecretBox
+    from tilde.server.secret_store import SecretStore
+
+    location = PostgresDatabase(postgres_server.new_database(), "tilde_registry")
+    Registry(location).close()  # the tables the triggers are on
+    box = SecretBox([os.urandom(32)])
+    failures: list[BaseException] = []
+
+    def start(barrier: threading.Barrier) -> None:
+        barrier.wait()
+        try:
+            SecretStore(location, box).close()
+        except BaseException as error:  # reported below
+            failures.append(error)
+
+    for _ in range(5):
+        barrier = threading.Barrier(8)
+        threads = [threading.Thread(target=start, args=(barrier,)) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []

@@ -326,6 +326,20 @@ class SqlStore:
                 raise
             self._db.execute("COMMIT")
 
+    @contextmanager
+    def _schema_tx(self) -> Iterator[sqlite3.Connection]:
+        """Run a transaction that changes the schema outside a migration (triggers, functions).
+
+        On PostgreSQL it holds the schema's migration lock, as migrations do: replicas starting at the same
+        moment would otherwise replace the same catalog rows at once ("tuple concurrently updated").
+        """
+        if self._pg is not None:
+            with self._pg.transaction(migrate_lock=True) as conn:
+                yield cast("sqlite3.Connection", conn)
+            return
+        with self._tx() as conn:
+            yield conn
+
     def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
         if self._pg is not None:
             return cast("sqlite3.Row | None", self._pg.one(sql, args))

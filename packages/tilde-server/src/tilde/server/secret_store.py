@@ -116,7 +116,7 @@ class SecretStore(SqliteStore):
     def __init__(self, path: Location, box: SecretBox) -> None:
         super().__init__(path, _SCHEMA, component="secrets")
         self.box = box
-        with self._tx() as db:
+        with self._schema_tx() as db:
             tables = table_names(db)
             statements = _TRIGGERS if self.dialect == "sqlite" else _PG_TRIGGERS
             for table, triggers in statements.items():
