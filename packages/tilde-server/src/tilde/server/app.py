@@ -132,6 +132,10 @@ def create_app(config: ServerConfig) -> Starlette:
     data_dir = config.data_dir
     private_dir(data_dir)
     config.database_url = remember_database_url(data_dir, config.database_url)
+    if config.database_url:
+        # This node's id, resolved once (made and remembered on a first start): the blob store check, the
+        # housekeeping records and the cluster all use it.
+        config.node_id = resolve_node_id(data_dir, config.node_id)
     master_keys = load_master_keys(data_dir)
     # Replicas sharing a PostgreSQL database share the upload and cluster secrets and check the master key.
     shared = load_shared_secrets(config.database_url, data_dir, master_keys) if config.database_url else None
@@ -231,7 +235,7 @@ def _housekeeping(config: ServerConfig, registry: Registry, engine: StorageEngin
     return Housekeeping(
         [("upload-cleanup", forget_uploads), ("blob-gc", collect_garbage)],
         database_url=config.database_url,
-        node=getattr(config, "node_id", None) or "",
+        node=config.node_id or "",
     )
 
 
@@ -260,7 +264,8 @@ def _blob_store(config: ServerConfig) -> BlobStore | None:
             public_endpoint_url=config.s3_public_endpoint_url,
         )
     if config.database_url:
-        node_id = resolve_node_id(config.data_dir, config.node_id)
+        node_id = config.node_id
+        assert node_id is not None  # resolved by create_app on PostgreSQL
         try:
             check_blob_store(
                 config.database_url,

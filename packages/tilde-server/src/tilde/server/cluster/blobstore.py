@@ -23,7 +23,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from tilde.server._db import PostgresDatabase
-from tilde.server.cluster.settings import SCHEMA, ClusterSettingsError, SettingsStore
+from tilde.server.cluster import CLUSTER_SCHEMA
+from tilde.server.cluster.settings import ClusterSettingsError, SettingsStore
 
 __all__ = ["BLOB_STORE", "BlobStoreMismatch", "blob_store_identity", "check_blob_store", "describe"]
 
@@ -82,7 +83,7 @@ def check_blob_store(database_url: str, identity: str, node_id: str) -> None:
         tilde.server._db.DatabaseUnavailable: PostgreSQL cannot be reached.
 
     """
-    store = SettingsStore(PostgresDatabase(database_url, SCHEMA))
+    store = SettingsStore(PostgresDatabase(database_url, CLUSTER_SCHEMA))
     try:
         recorded = store.get_or_create(BLOB_STORE, identity.encode).decode()
         if recorded == identity:

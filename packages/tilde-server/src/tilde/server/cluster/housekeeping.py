@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from tilde.server._db import DatabaseUnavailable, Migration, PostgresDatabase, SqlStore
+from tilde.server.cluster import CLUSTER_SCHEMA
 
 __all__ = ["INTERVAL", "MIN_GAP", "Housekeeping", "JobStore"]
 
@@ -99,7 +100,7 @@ class Housekeeping:
         self.interval = interval
         self.min_gap = min_gap
         self._node = node
-        self._store = JobStore(PostgresDatabase(database_url, "tilde_cluster")) if database_url else None
+        self._store = JobStore(PostgresDatabase(database_url, CLUSTER_SCHEMA)) if database_url else None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

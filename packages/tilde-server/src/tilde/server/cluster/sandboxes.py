@@ -30,11 +30,12 @@ import logging
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from tilde.server._db import Migration, SqlStore
+from tilde.server._ids import utc_now
 from tilde.server.cluster.nodes import NOW_US, NodeCluster
 from tilde.server.cluster.notify import listener, notify_in
 from tilde.server.sandbox.persistence import record_from_state, record_state
@@ -70,10 +71,6 @@ CREATE INDEX IF NOT EXISTS cluster_sandboxes_active ON cluster_sandboxes (termin
 """
 
 _MIGRATIONS = (Migration(1, "sandbox records shared by the nodes", _SANDBOXES_V1),)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def _microseconds(timestamp: str) -> int:
@@ -233,7 +230,7 @@ class SandboxTable(SqlStore):
                 sandbox_id, repo_id, owner = str(row[0]), str(row[1]), str(row[2])
                 _roll_back(engine, repo_id, sandbox_id)
                 state = json.loads(row[3])
-                now = _now()
+                now = utc_now()
                 state.update(
                     status="failed",
                     status_reason="sandbox_lost",

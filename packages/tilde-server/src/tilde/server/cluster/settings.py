@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tilde.server._db import Migration, PostgresDatabase, SqlStore
+from tilde.server.cluster import CLUSTER_SCHEMA
 
 __all__ = [
     "ClusterSettingsError",
@@ -39,8 +40,6 @@ __all__ = [
     "record_master_key",
 ]
 
-#: The schema of the cluster's own tables (the same as `tilde.server.cluster.CLUSTER_SCHEMA`).
-SCHEMA = "tilde_cluster"
 #: Names of the shared settings.
 UPLOAD_SECRET = "upload_secret"
 CLUSTER_SECRET = "cluster_secret"
@@ -154,7 +153,7 @@ def record_master_key(database_url: str, key: bytes) -> None:
 
     ``tilde-server rotate-master-key`` calls it, so replicas then started with the new key alone are accepted.
     """
-    store = SettingsStore(PostgresDatabase(database_url, SCHEMA))
+    store = SettingsStore(PostgresDatabase(database_url, CLUSTER_SCHEMA))
     try:
         with store._tx() as db:
             db.execute(
@@ -178,7 +177,7 @@ def load_shared_secrets(database_url: str, data_dir: Path, master_keys: Sequence
         tilde.server._db.DatabaseUnavailable: PostgreSQL cannot be reached.
 
     """
-    store = SettingsStore(PostgresDatabase(database_url, SCHEMA))
+    store = SettingsStore(PostgresDatabase(database_url, CLUSTER_SCHEMA))
     try:
         check_master_keys(store, master_keys)
         upload = store.get_or_create(UPLOAD_SECRET, lambda: _local_upload_secret(data_dir))
