@@ -15,20 +15,18 @@ replica) unless a proof needs one replica in particular:
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from cluster import ClusterServer, run_cluster
 from commit_race import commit_at_once, stage_racers
 from pg_server import PostgresServer
-from websockets.sync.client import connect
+from replica_sandboxes import ReplicaSandboxes
 from weed_s3 import S3Server
 
 from tilde.data import Client, Repository
@@ -40,7 +38,6 @@ RACERS = 50
 #: Replicas by role: A starts sandboxes, B reads, C (API-only) drives sandboxes it does not run.
 A, B, C = 0, 1, 2
 #: The exec websocket's frame types (CONTRACT section 7).
-LAUNCH, STDOUT, STDERR, EXIT = 0, 3, 4, 5
 #: Longest a test waits for something it expects (a bound, not a measurement).
 PATIENCE = 180.0
 MIB = 1024 * 1024
@@ -118,55 +115,11 @@ def test_fifty_sessions_committing_one_path_through_three_replicas_give_one_comm
         assert repo.commits.get(history[0].id).objects.get("shared").read() == winner.encode()
 
 
-class _Sandboxes:
-    """Raw HTTP and websockets to one replica, for the sandboxes of one repository."""
-
-    def __init__(self, cluster: ClusterServer, index: int, repo_path: str) -> None:
-        org, name = repo_path.split("/")
-        self.url = cluster.replica_url(index)
-        self.key = cluster.api_key
-        self.api = _api(self.url, self.key)
-        self.repo = f"/organizations/{org}/repositories/{name}"
-        self.base = f"{self.repo}/sandboxes"
-
-    def wait(self, sandbox_id: str, *, while_: str | None = None) -> dict[str, Any]:
-        """Long-poll the status until it leaves ``while_`` (default: until it is final)."""
-        deadline = time.monotonic() + PATIENCE
-        while True:
-            params: dict[str, Any] = {"wait": 30}
-            if while_:
-                params["while"] = while_
-            answer = self.api.get(f"{self.base}/{sandbox_id}/status", params=params)
-            assert answer.status_code == 200, answer.text
-            body: dict[str, Any] = answer.json()
-            if (body["status"] != while_) if while_ else body["status"] not in ("starting", "running"):
-                return body
-            assert time.monotonic() < deadline, f"sandbox {sandbox_id} still {body}"
-
-    def exec(self, sandbox_id: str, command: str) -> tuple[bytes, bytes, dict[str, Any]]:
-        """Run ``command`` through the ``/exec`` websocket; return its stdout, stderr and exit frame."""
-        out, err = bytearray(), bytearray()
-        ws_url = "ws://" + self.url.removeprefix("http://") + f"/api/v1{self.base}/{sandbox_id}/exec"
-        with connect(
-            ws_url, additional_headers={"Authorization": f"Bearer {self.key}"}, open_timeout=60
-        ) as ws:
-            ws.send(bytes([LAUNCH]) + json.dumps({"cmd": ["sh", "-c", command]}).encode())
-            while True:
-                message = ws.recv(timeout=PATIENCE)
-                assert isinstance(message, bytes)
-                if message[0] == STDOUT:
-                    out += message[1:]
-                elif message[0] == STDERR:
-                    err += message[1:]
-                elif message[0] == EXIT:
-                    return bytes(out), bytes(err), json.loads(message[1:])
-
-
 @pytest.mark.sandbox
 def test_a_sandbox_started_on_one_replica_is_run_and_finished_through_another(
     cluster: ClusterServer, repo_path: str
 ) -> None:
-    a, b, c = (_Sandboxes(cluster, index, repo_path) for index in (A, B, C))
+    a, b, c = (ReplicaSandboxes(cluster, index, repo_path, patience=PATIENCE) for index in (A, B, C))
     try:
         created = a.api.post(a.base, json={"mode": "service", "image": "ubuntu:22.04"})
         assert created.status_code == 201, created.text

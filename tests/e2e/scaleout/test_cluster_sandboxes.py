@@ -6,7 +6,6 @@ directly (not through the balancer), so which node runs a sandbox and which one 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -17,12 +16,11 @@ import httpx
 import pytest
 from cluster import ClusterServer, run_cluster
 from pg_server import PostgresServer
-from websockets.sync.client import connect
+from replica_sandboxes import ReplicaSandboxes as Node
 from weed_s3 import S3Server
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
-LAUNCH, STDIN, STDIN_CLOSE, STDOUT, STDERR, EXIT = range(6)
 #: Longest a test waits for a status it expects (a bound, not a measurement).
 PATIENCE = 120.0
 
@@ -40,80 +38,6 @@ def cluster(
         env={"TILDE_SERVER_NODE_LEASE": "4"},
     ) as running:
         yield running
-
-
-class Node:
-    """Raw HTTP to one replica, on one repository."""
-
-    def __init__(self, cluster: ClusterServer, index: int, repo_path: str) -> None:
-        self.url = cluster.replica_url(index)
-        self.node_id = cluster.replicas[index].node_id
-        self.token = cluster.api_key
-        self.api = httpx.Client(
-            base_url=self.url + "/api/v1", headers={"Authorization": f"Bearer {self.token}"}, timeout=90
-        )
-        org, repo = repo_path.split("/")
-        self.repo = f"/organizations/{org}/repositories/{repo}"
-        self.base = f"{self.repo}/sandboxes"
-
-    def create(self, **body: Any) -> str:
-        body.setdefault("image", "ubuntu:22.04")
-        response = self.api.post(self.base, json=body)
-        assert response.status_code == 201, response.text
-        sandbox_id: str = response.json()["sandbox_id"]
-        return sandbox_id
-
-    def status(self, sandbox_id: str, **params: Any) -> dict[str, Any]:
-        response = self.api.get(f"{self.base}/{sandbox_id}/status", params=params)
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def wait(self, sandbox_id: str, *, while_: str | None = None) -> dict[str, Any]:
-        deadline = time.monotonic() + PATIENCE
-        while True:
-            params: dict[str, Any] = {"wait": 30}
-            if while_:
-                params["while"] = while_
-            body = self.status(sandbox_id, **params)
-            if (body["status"] != while_) if while_ else body["status"] not in ("starting", "running"):
-                return body
-            assert time.monotonic() < deadline, f"sandbox {sandbox_id} still {body}"
-
-    def service(self) -> str:
-        sandbox_id = self.create(mode="service")
-        assert self.wait(sandbox_id, while_="starting")["status"] == "running"
-        return sandbox_id
-
-    def listing(self, amount: int) -> list[str]:
-        seen: list[str] = []
-        after = None
-        while True:
-            params: dict[str, Any] = {"amount": amount}
-            if after:
-                params["after"] = after
-            response = self.api.get(self.base, params=params)
-            assert response.status_code == 200, response.text
-            page = response.json()
-            seen += [item["id"] for item in page["results"]]
-            if not page["pagination"]["has_more"]:
-                return seen
-            after = page["pagination"]["next_offset"]
-
-    def exec(self, sandbox_id: str, command: str) -> tuple[bytes, dict[str, Any]]:
-        out = bytearray()
-        ws_url = "ws://" + self.url.removeprefix("http://") + f"/api/v1{self.base}/{sandbox_id}/exec"
-        with connect(
-            ws_url, additional_headers={"Authorization": f"Bearer {self.token}"}, open_timeout=30
-        ) as ws:
-            ws.send(bytes([LAUNCH]) + json.dumps({"cmd": ["sh", "-c", command]}).encode())
-            while True:
-                message = ws.recv(timeout=PATIENCE)
-                assert isinstance(message, bytes)
-                if message[0] == STDOUT:
-                    out += message[1:]
-                elif message[0] == EXIT:
-                    return bytes(out), json.loads(message[1:])
 
 
 def make_repo(cluster: ClusterServer) -> str:
@@ -137,7 +61,7 @@ def repo_path(cluster: ClusterServer) -> str:
 
 @pytest.fixture
 def nodes(cluster: ClusterServer, repo_path: str) -> Iterator[tuple[Node, Node]]:
-    a, b = Node(cluster, 0, repo_path), Node(cluster, 1, repo_path)
+    a, b = Node(cluster, 0, repo_path, patience=PATIENCE), Node(cluster, 1, repo_path, patience=PATIENCE)
     yield a, b
     a.api.close()
     b.api.close()
@@ -156,7 +80,7 @@ def test_a_sandbox_of_one_node_is_read_listed_and_driven_through_another(nodes: 
     assert b.status(sandbox_id)["status"] == "running"
     assert b.api.get(f"{b.base}/sandbox-unknown").status_code == 404
     # Exec and logs through B reach the sandbox on A.
-    out, exit_body = b.exec(sandbox_id, "echo hello from the sandbox")
+    out, _, exit_body = b.exec(sandbox_id, "echo hello from the sandbox")
     assert exit_body["exit_code"] == 0, exit_body
     assert out == b"hello from the sandbox\n"
     network = b.api.get(f"{b.base}/{sandbox_id}/logs/network")
@@ -207,7 +131,7 @@ def test_the_sandboxes_of_a_killed_node_become_lost_and_their_sessions_roll_back
 ) -> None:
     a, b = nodes
     sandbox_id = b.service()
-    out, exit_body = b.exec(sandbox_id, "echo changed > /sandbox/lost.txt && echo ok")
+    out, _, exit_body = b.exec(sandbox_id, "echo changed > /sandbox/lost.txt && echo ok")
     assert exit_body["exit_code"] == 0, (out, exit_body)
     cluster.kill(1)
     try:
@@ -242,10 +166,10 @@ def test_a_node_restarted_with_its_id_declares_its_earlier_sandboxes_lost_at_onc
         env={"TILDE_SERVER_NODE_LEASE": "600"},
     ) as cluster:
         repo_path = make_repo(cluster)
-        a, b = Node(cluster, 0, repo_path), Node(cluster, 1, repo_path)
+        a, b = Node(cluster, 0, repo_path, patience=PATIENCE), Node(cluster, 1, repo_path, patience=PATIENCE)
         try:
             sandbox_id = b.service()
-            out, exit_body = b.exec(sandbox_id, "echo changed > /sandbox/lost.txt && echo ok")
+            out, _, exit_body = b.exec(sandbox_id, "echo changed > /sandbox/lost.txt && echo ok")
             assert exit_body["exit_code"] == 0, (out, exit_body)
             cluster.kill(1)
             assert a.status(sandbox_id)["status"] == "running"  # its lease has not run out
