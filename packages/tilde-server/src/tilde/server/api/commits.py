@@ -8,8 +8,8 @@ from starlette.routing import BaseRoute, Route
 
 from tilde.server.api._validate import opt_str, str_map
 from tilde.server.api.common import (
+    announce_commit,
     engine_of,
-    notify_commit,
     page_params,
     paged,
     query,
@@ -70,7 +70,7 @@ async def revert(request: Request) -> Response:
         message=opt_str(body, "message") or None,
         metadata=str_map(body, "metadata"),
     )
-    notify_commit(request.app.state, org.name, repo, commit)
+    await announce_commit(request.app.state, org.name, repo, commit)
     return JSONResponse({"commit_id": commit.id}, status_code=201)
 
 

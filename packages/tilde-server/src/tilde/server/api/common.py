@@ -306,6 +306,18 @@ def public_base_url(conn: HTTPConnection) -> str:
 CommitListener = Callable[[str, RepoRecord, CommitInfo], None]
 
 
+async def announce_commit(app_state: State, org_name: str, repo: RepoRecord, commit: CommitInfo) -> None:
+    """`notify_commit` from a request handler: with commit journals (database writes), in a worker thread.
+
+    A cluster's journal records the commit in PostgreSQL before the request is answered; run on the event
+    loop, that round trip would stall every other request. Without journals nothing blocks, so no thread hop.
+    """
+    if getattr(app_state, "commit_journal", None):
+        await run_sync(notify_commit, app_state, org_name, repo, commit)
+    else:
+        notify_commit(app_state, org_name, repo, commit)
+
+
 def notify_commit(app_state: State, org_name: str, repo: RepoRecord, commit: CommitInfo) -> None:
     """Tell every listener in ``app_state.commit_listeners`` about a new commit, in a worker thread.
 

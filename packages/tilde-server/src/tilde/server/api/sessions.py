@@ -15,10 +15,10 @@ from starlette.routing import BaseRoute, Route
 
 from tilde.server.api._validate import opt_str, str_map
 from tilde.server.api.common import (
+    announce_commit,
     check_session,
     config_of,
     engine_of,
-    notify_commit,
     page_params,
     paged,
     public_base_url,
@@ -96,7 +96,7 @@ async def commit_session(request: Request) -> Response:
         return _approval_response(request, org.name, repo, session_id)
     commit = outcome.commit
     if outcome.status == "committed" and commit is not None:
-        notify_commit(request.app.state, org.name, repo, commit)
+        await announce_commit(request.app.state, org.name, repo, commit)
     return JSONResponse({"commit_id": commit.id if commit else "", "status": outcome.status})
 
 
@@ -184,7 +184,7 @@ async def approve(request: Request) -> Response:
         message=opt_str(body, "message") or None,
         metadata=str_map(body, "metadata"),
     )
-    notify_commit(request.app.state, org_name, repo, commit)
+    await announce_commit(request.app.state, org_name, repo, commit)
     return JSONResponse({"commit_id": commit.id})
 
 
