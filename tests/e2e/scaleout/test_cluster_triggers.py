@@ -100,9 +100,10 @@ def _runs(replica: Replica, repo: str, trigger_id: str) -> list[dict[str, Any]]:
 
 
 def _wait_for_runs(replica: Replica, repo: str, trigger_id: str) -> list[dict[str, Any]]:
+    """Wait until the commit's runs are recorded and settled (``pending`` while a sandbox starts)."""
     deadline = time.monotonic() + DEADLINE
-    while not (runs := _runs(replica, repo, trigger_id)):
-        assert time.monotonic() < deadline, "no replica evaluated the commit"
+    while not (runs := _runs(replica, repo, trigger_id)) or any(run["status"] == "pending" for run in runs):
+        assert time.monotonic() < deadline, f"no replica evaluated the commit: {runs}"
         time.sleep(0.1)
     return runs
 
